@@ -1,0 +1,125 @@
+"""The one place that runs external programs.
+
+`run()` takes an argument list (never a shell string), sets LC_ALL=C, closes stdin unless
+input is given, logs the command as a copy-pasteable line at debug level, and raises
+`CommandFailed` carrying the command and its stderr. Nothing else calls `subprocess.run`;
+long-lived children (QEMU) go through `spawn()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from enginekit.errors import CommandFailed, HostError
+
+log = logging.getLogger(__name__)
+
+StrPath = str | os.PathLike[str]
+
+
+def format_argv(argv: Sequence[StrPath]) -> str:
+    """The command as a line a person can paste into a shell."""
+    return shlex.join(str(a) for a in argv)
+
+
+def _environment(extra: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["LC_ALL"] = "C"
+    if extra:
+        env.update(extra)
+    return env
+
+
+def require_tool(name: str, package: str) -> str:
+    """Path of program `name`, or a HostError saying which Debian package brings it."""
+    for directory in ("", "/usr/sbin", "/sbin"):
+        found = shutil.which(name) if not directory else shutil.which(name, path=directory)
+        if found:
+            return found
+    raise HostError(
+        f"{name} is not installed",
+        hint=f"run tools/setup (or: apt-get install {package})",
+    )
+
+
+def run(
+    argv: Sequence[StrPath],
+    *,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    capture: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run a program to completion. Returns the CompletedProcess (stdout/stderr as bytes)."""
+    args = [str(a) for a in argv]
+    log.debug("run: %s", format_argv(args))
+    try:
+        proc = subprocess.run(
+            args,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            timeout=timeout,
+            cwd=cwd,
+            env=_environment(env),
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise HostError(f"{args[0]} is not installed", hint="run tools/setup") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise HostError(
+            f"{args[0]} did not finish within {timeout:.0f} s",
+            hint=f"command was: {format_argv(args)}",
+        ) from exc
+    if check and proc.returncode != 0:
+        stderr = (proc.stderr or b"").decode("utf-8", "replace")
+        raise CommandFailed(args, proc.returncode, stderr)
+    return proc
+
+
+def run_text(argv: Sequence[StrPath], **kwargs: object) -> str:
+    """Run a program and return its stdout decoded as UTF-8 (errors replaced)."""
+    proc = run(argv, **kwargs)  # type: ignore[arg-type]
+    return (proc.stdout or b"").decode("utf-8", "replace")
+
+
+def spawn(
+    argv: Sequence[StrPath],
+    *,
+    stdout: int | None = subprocess.PIPE,
+    stderr: int | None = subprocess.STDOUT,
+    cwd: StrPath | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-lived child (caller owns it and must reap it, see enginekit.qemu)."""
+    args = [str(a) for a in argv]
+    log.debug("spawn: %s", format_argv(args))
+    try:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=cwd,
+            env=_environment(None),
+            start_new_session=True,
+        )
+    except FileNotFoundError as exc:
+        raise HostError(f"{args[0]} is not installed", hint="run tools/setup") from exc
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def which(name: str) -> Path | None:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    return Path(found) if found else None

@@ -1,0 +1,260 @@
+"""Boot a machine in QEMU (TCG) and read what it prints on its serial console.
+
+`QemuMachine` is a context manager: the QEMU process is killed and reaped on exit, on an
+exception and on Ctrl-C, and its temporary files (serial log, OVMF variable store) are
+removed. `boot()` is the one-call form: start, wait for a line matching a pattern (or for the
+guest to power off, or a timeout), and return a `BootResult`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from enginekit.errors import HostError
+from enginekit.process import require_tool, spawn
+
+OVMF_CODE_CANDIDATES = ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd")
+OVMF_VARS_CANDIDATES = ("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd")
+
+
+class Firmware(enum.StrEnum):
+    BIOS = "bios"
+    UEFI = "uefi"
+
+
+class DriveKind(enum.StrEnum):
+    CDROM = "cdrom"  # an optical drive (AHCI/IDE CD)
+    DISK = "disk"  # a hard disk (virtio-blk)
+    USB = "usb"  # a USB mass-storage stick behind an xHCI controller
+
+
+@dataclass(frozen=True)
+class Drive:
+    path: Path
+    kind: DriveKind
+    # When True the guest writes go to a throw-away overlay, the file is untouched.
+    snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class BootSpec:
+    firmware: Firmware
+    drives: tuple[Drive, ...]
+    memory_mb: int = 512
+    # Direct kernel boot (bypasses the bootloader); for tests of an initramfs alone.
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+
+
+@dataclass(frozen=True)
+class BootResult:
+    spec: BootSpec
+    output: str  # everything the serial console printed
+    matched: str | None  # the line that matched the wanted pattern, if any
+    powered_off: bool  # the guest stopped QEMU by itself (poweroff/reboot with -no-reboot)
+    timed_out: bool
+    seconds: float
+    lines: list[str] = field(default_factory=list)
+
+    def tail(self, n: int = 5) -> str:
+        """Last non-empty lines of the console, for error messages."""
+        clean = [ln for ln in _strip_ansi(self.output).splitlines() if ln.strip()]
+        return " | ".join(clean[-n:])
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1bc")
+
+
+def _strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def _first_existing(candidates: tuple[str, ...], what: str) -> Path:
+    for c in candidates:
+        if Path(c).is_file():
+            return Path(c)
+    raise HostError(f"{what} not found", hint="run tools/setup (or: apt-get install ovmf)")
+
+
+class QemuMachine:
+    """A running QEMU guest. Use as a context manager; read the console with `wait_for`."""
+
+    def __init__(self, spec: BootSpec) -> None:
+        self.spec = spec
+        self._tmp: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.serial_log: Path | None = None
+        self.started = 0.0
+
+    def _argv(self, tmp: Path) -> list[str]:
+        qemu = require_tool("qemu-system-x86_64", "qemu-system-x86")
+        spec = self.spec
+        assert self.serial_log is not None
+        argv: list[str] = [
+            qemu,
+            "-machine", "q35",
+            "-accel", os.environ.get("ENGINEKIT_QEMU_ACCEL", "tcg"),
+            "-m", str(spec.memory_mb),
+            "-nodefaults",
+            "-display", "none",
+            "-vga", "none",
+            "-serial", f"file:{self.serial_log}",
+            "-monitor", "none",
+            "-no-reboot",
+            "-boot", "menu=off,strict=on",
+        ]  # fmt: skip
+        if spec.firmware is Firmware.UEFI:
+            code = _first_existing(OVMF_CODE_CANDIDATES, "OVMF firmware")
+            vars_src = _first_existing(OVMF_VARS_CANDIDATES, "OVMF variable store")
+            vars_copy = tmp / "OVMF_VARS.fd"
+            shutil.copyfile(vars_src, vars_copy)
+            argv += [
+                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
+                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            ]  # fmt: skip
+        has_usb = any(d.kind is DriveKind.USB for d in spec.drives)
+        if has_usb:
+            argv += ["-device", "qemu-xhci,id=xhci"]
+        for i, drive in enumerate(spec.drives):
+            snap = ",snapshot=on" if drive.snapshot else ""
+            drive_id = f"drive{i}"
+            if drive.kind is DriveKind.CDROM:
+                argv += [
+                    "-drive", f"if=none,id={drive_id},media=cdrom,format=raw,readonly=on,"
+                    f"file={drive.path}",
+                    "-device", f"ide-cd,drive={drive_id},bootindex={i}",
+                ]  # fmt: skip
+            elif drive.kind is DriveKind.DISK:
+                argv += [
+                    "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
+                    "-device", f"virtio-blk-pci,drive={drive_id},bootindex={i}",
+                ]  # fmt: skip
+            else:
+                argv += [
+                    "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
+                    "-device", f"usb-storage,bus=xhci.0,drive={drive_id},bootindex={i}",
+                ]  # fmt: skip
+        if spec.kernel:
+            argv += ["-kernel", str(spec.kernel)]
+            if spec.initrd:
+                argv += ["-initrd", str(spec.initrd)]
+            argv += ["-append", spec.append or "console=ttyS0 panic=-1"]
+        return argv
+
+    def __enter__(self) -> QemuMachine:
+        self._tmp = Path(tempfile.mkdtemp(prefix="enginekit-qemu-"))
+        self.serial_log = self._tmp / "serial.log"
+        self.serial_log.touch()
+        argv = self._argv(self._tmp)
+        self.started = time.monotonic()
+        self._proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        return self
+
+    def console(self) -> str:
+        if self.serial_log is None or not self.serial_log.exists():
+            return ""
+        return _strip_ansi(self.serial_log.read_bytes().decode("utf-8", "replace"))
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def qemu_stderr(self) -> str:
+        if self._proc is None or self._proc.stdout is None or self.running():
+            return ""
+        return self._proc.stdout.read().decode("utf-8", "replace")
+
+    def wait_for(
+        self, pattern: re.Pattern[str], timeout: float, fail: re.Pattern[str] | None = None
+    ) -> tuple[str | None, bool, bool]:
+        """Wait until a console line matches `pattern`, the guest stops, or `timeout` passes.
+
+        Returns (matched line or None, powered_off, timed_out). A line matching `fail`
+        (e.g. a kernel panic) ends the wait early with no match.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console()
+            for line in text.splitlines():
+                if pattern.search(line):
+                    return line.strip(), False, False
+                if fail is not None and fail.search(line):
+                    return None, False, False
+            if not self.running():
+                text = self.console()
+                for line in text.splitlines():
+                    if pattern.search(line):
+                        return line.strip(), True, False
+                return None, True, False
+            if time.monotonic() > deadline:
+                return None, False, True
+            time.sleep(0.1)
+
+    def wait_exit(self, timeout: float) -> bool:
+        if self._proc is None:
+            return True
+        try:
+            self._proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+        if proc is not None and proc.stdout is not None:
+            proc.stdout.close()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def boot(
+    spec: BootSpec,
+    pattern: str | re.Pattern[str],
+    timeout: float = 120.0,
+    fail: str | re.Pattern[str] | None = r"Kernel panic|No bootable device|Boot failed",
+) -> BootResult:
+    """Boot `spec` and wait for a console line matching `pattern`. Never raises on a failed
+    boot: the result says what happened; raising is the caller's choice."""
+    want = re.compile(pattern) if isinstance(pattern, str) else pattern
+    bad = re.compile(fail) if isinstance(fail, str) else fail
+    with QemuMachine(spec) as machine:
+        matched, powered_off, timed_out = machine.wait_for(want, timeout, bad)
+        if matched is not None and not powered_off:
+            # Give the guest a moment to power off by itself; we kill it otherwise.
+            powered_off = machine.wait_exit(10.0)
+        output = machine.console()
+        if not machine.running():
+            err = machine.qemu_stderr()
+            if err.strip() and matched is None:
+                output += "\n[qemu] " + err.strip()
+        seconds = time.monotonic() - machine.started
+    return BootResult(
+        spec=spec,
+        output=output,
+        matched=matched,
+        powered_off=powered_off,
+        timed_out=timed_out,
+        seconds=seconds,
+        lines=output.splitlines(),
+    )

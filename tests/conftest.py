@@ -1,0 +1,130 @@
+"""Shared test scaffolding: capability probes, per-test leak checks, common fixtures.
+
+Tests that need root and loop devices are marked `root`; tests that boot QEMU are marked
+`qemu`. Whether they run is decided by *probing the capability* (attach a loop device, find
+QEMU and the cached kernel), never by checking the uid. In CI every probe succeeds; a skip
+there is a failure of the setup, and `ENGINEKIT_REQUIRE_ALL=1` (set by .ci/run) turns any
+such skip into an error.
+
+After every test we check that nothing it created is still attached: no loop device backed
+by a file under the test's tmp_path, no mount under it. Scoping the check to the test's own
+directory keeps it correct when tests run in parallel under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+
+@cache
+def loop_capability() -> str | None:
+    """None if we can attach a loop device here, else the reason we cannot."""
+    if shutil.which("losetup") is None and not Path("/usr/sbin/losetup").exists():
+        return "losetup is not installed"
+    with tempfile.NamedTemporaryFile(prefix="enginekit-probe-") as backing:
+        backing.truncate(1024 * 1024)
+        backing.flush()
+        proc = subprocess.run(
+            ["losetup", "--find", "--show", backing.name],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if proc.returncode != 0:
+            return f"cannot attach a loop device: {proc.stderr.strip()}"
+        subprocess.run(["losetup", "-d", proc.stdout.strip()], check=False)
+    return None
+
+
+@cache
+def qemu_capability() -> str | None:
+    """None if QEMU, OVMF and the cached kernel are all here, else what is missing."""
+    if shutil.which("qemu-system-x86_64") is None:
+        return "qemu-system-x86_64 is not installed (run tools/setup)"
+    if not Path("/usr/share/OVMF/OVMF_CODE_4M.fd").exists():
+        return "OVMF is not installed (run tools/setup)"
+    from enginekit.kernel import cached_kernel
+
+    if cached_kernel() is None:
+        return "no kernel in the cache (run tools/setup)"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    reasons = []
+    if item.get_closest_marker("root"):
+        reason = loop_capability()
+        if reason:
+            reasons.append(reason)
+    if item.get_closest_marker("qemu"):
+        reason = qemu_capability()
+        if reason:
+            reasons.append(reason)
+    if reasons:
+        message = "; ".join(reasons)
+        if os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1":
+            pytest.fail(f"capability missing where it is required: {message}")
+        pytest.skip(message)
+
+
+def _loops_backed_under(directory: Path) -> list[str]:
+    proc = subprocess.run(
+        ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    found = []
+    for line in proc.stdout.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[1].strip().removesuffix(" (deleted)").startswith(
+            str(directory)
+        ):
+            found.append(line.strip())
+    return found
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    found = []
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            fields = line.split()
+            if len(fields) > 1 and fields[1].startswith(str(directory)):
+                found.append(fields[1])
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_kernel_resources(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves a loop device or a mount behind in its tmp_path."""
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    yield
+    leaked = _loops_backed_under(tmp_path) + _mounts_under(tmp_path)
+    if leaked:
+        for mnt in reversed(_mounts_under(tmp_path)):
+            subprocess.run(["umount", "-l", mnt], check=False)
+        for loop in _loops_backed_under(tmp_path):
+            subprocess.run(["losetup", "-d", loop.split()[0]], check=False)
+        pytest.fail(f"test leaked kernel resources: {leaked}")
+
+
+@pytest.fixture(scope="session")
+def kernel() -> object:
+    """The Debian kernel from the cache (tools/setup fetched it)."""
+    from enginekit.kernel import cached_kernel
+
+    found = cached_kernel()
+    if found is None:
+        pytest.skip("no kernel in the cache (run tools/setup)")
+    return found

@@ -1,0 +1,74 @@
+"""The shared base: process runner, sizes, versions, CLI frame."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from enginekit.cli import ArgumentParser, run_main
+from enginekit.errors import CommandFailed, HostError, UserInputError
+from enginekit.process import run, run_text
+from enginekit.sizes import human_size, parse_size
+from enginekit.versions import EngineVersion, reference_build
+
+
+def test_run_captures_and_raises_with_stderr() -> None:
+    assert run_text(["sh", "-c", "echo $LC_ALL"]).strip() == "C"
+    with pytest.raises(CommandFailed) as info:
+        run(["sh", "-c", "echo boom >&2; exit 3"])
+    assert "boom" in info.value.message
+    assert "sh -c" in (info.value.hint or "")
+
+
+def test_run_missing_program_is_host_error() -> None:
+    with pytest.raises(HostError):
+        run(["definitely-not-a-program-xyz"])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("8G", 8 * 1024**3), ("512M", 512 * 1024**2), ("4096", 4096), ("1GiB", 1024**3)],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "x", "-1", "0", "8Q"])
+def test_parse_size_rejects(text: str) -> None:
+    with pytest.raises(UserInputError):
+        parse_size(text)
+
+
+def test_human_size() -> None:
+    assert human_size(1536) == "1.5 KiB"
+
+
+def test_versions_order_numerically() -> None:
+    assert EngineVersion.parse("4.10.0") > EngineVersion.parse("4.5.0")
+    assert str(reference_build("5.0.0").version) == "5.0.0"
+    with pytest.raises(UserInputError):
+        reference_build("3.0.0")
+
+
+def test_cli_frame_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = ArgumentParser(prog="t")
+    parser.add_argument("--debug", action="store_true")
+
+    def handler(args: argparse.Namespace) -> int:
+        raise UserInputError("disk.img: not found", hint="check the path")
+
+    assert run_main(parser, handler, []) == 2
+    err = capsys.readouterr().err
+    assert err == "error: disk.img: not found\nhint: check the path\n"
+
+
+def test_cli_frame_reports_bugs_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = ArgumentParser(prog="t")
+
+    def handler(args: argparse.Namespace) -> int:
+        raise ValueError("oops")
+
+    assert run_main(parser, handler, []) == 70
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" in err
