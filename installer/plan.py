@@ -1,0 +1,96 @@
+"""What the screens decide and the install engine carries out: the contract between them.
+
+The screens (and every front end) only ever produce an `InstallPlan`; the engine
+(`installer.engine.run_plan`) is the only code that writes to a disk, and it reports back an
+`InstallReport`. Secrets (the Synchronizer token) travel as `Secret`, whose str/repr never
+show the value, so they cannot leak into logs, reports or recorded answers by accident.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class Secret:
+    """A string that does not print itself. Use `.reveal()` where the value is really needed."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class InstallMode(enum.StrEnum):
+    FRESH = "fresh"  # blank disk, or no Engine found
+    ERASE = "erase"  # Engine found, user chose to delete it and reinstall
+    UPGRADE = "upgrade"  # Engine found, older version: new Engine into the inactive slot
+    REPAIR = "repair"  # Engine found, same version: reinstall the inactive slot, keep data
+
+
+class RegistrationMode(enum.StrEnum):
+    SYNCHRONIZER = "synchronizer"
+    STANDALONE = "standalone"
+
+
+@dataclass(frozen=True)
+class Registration:
+    mode: RegistrationMode
+    server: str | None = None
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    """Everything needed to carry out one run; produced by the screens, consumed by the engine.
+
+    For UPGRADE and REPAIR, `keyboard` and `registration` of None mean "keep what the disk has".
+    """
+
+    medium: Path
+    target: Path
+    mode: InstallMode
+    target_version: str
+    source_version: str | None = None
+    keyboard: str | None = None
+    registration: Registration | None = None
+    reboot: bool = False
+    eula_accepted: bool = False
+
+
+@dataclass(frozen=True)
+class VmNote:
+    name: str
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class InstallReport:
+    plan: InstallPlan
+    installed_version: str
+    slot: str | None  # the slot written (None for MBR)
+    upgrade_status: str  # as UpgradeStatus value
+    vm_notes: tuple[VmNote, ...] = field(default_factory=tuple)
+    steps_done: tuple[str, ...] = field(default_factory=tuple)
+
+
+# progress(step_name, fraction_done_of_whole_run 0..1)
+ProgressCallback = Callable[[str, float], None]
