@@ -1,0 +1,40 @@
+"""Errors raised by the media package, named by who is at fault (see enginekit.errors)."""
+
+from __future__ import annotations
+
+from enginekit.errors import EngineKitError, HostError, UserInputError
+
+
+class InvalidPayload(UserInputError):
+    """A payload directory cannot be built: no manifest, missing or changed files."""
+
+
+class InvalidManifest(UserInputError):
+    """engine/manifest.json is missing, not JSON, or breaks the schema."""
+
+
+class InvalidISO(UserInputError):
+    """The file is not an ISO we can read, or its structure is broken (the medium's fault)."""
+
+
+class VerificationFailed(UserInputError):
+    """The medium reads fine but does not match what it claims (checksums, sizes, boot)."""
+
+
+class TargetRefused(UserInputError):
+    """A USB write target was refused by a safety rule (system disk, mounted, too small...)."""
+
+
+class DeviceError(HostError):
+    """A block device failed underneath us (I/O error, vanished)."""
+
+
+__all__ = [
+    "EngineKitError",
+    "InvalidPayload",
+    "InvalidManifest",
+    "InvalidISO",
+    "VerificationFailed",
+    "TargetRefused",
+    "DeviceError",
+]
