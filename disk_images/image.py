@@ -1,0 +1,213 @@
+"""Create sparse raw disk images and partition them from a declarative list of partitions.
+
+Partitioning is done by util-linux `sfdisk` with scripted input, which works on a plain image
+file without root; the table is read back with `sfdisk --json`. Sizes and offsets are bytes
+(use `enginekit.sizes.parse_size` for `8G`); everything is aligned to 1 MiB.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from disk_images.errors import InvalidDiskImage
+from enginekit.errors import UserInputError
+from enginekit.process import require_tool, run
+
+MIB = 1024 * 1024
+SECTOR = 512
+
+
+class TableType(enum.StrEnum):
+    GPT = "gpt"
+    MBR = "dos"  # sfdisk's name for an MBR partition table
+
+    @property
+    def display(self) -> str:
+        return "gpt" if self is TableType.GPT else "mbr"
+
+
+class PartitionType(enum.StrEnum):
+    """sfdisk type shortcuts that mean the same on GPT and MBR."""
+
+    LINUX = "L"  # GPT 0FC63DAF-..., MBR 0x83
+    ESP = "U"  # GPT C12A7328-..., MBR 0xef
+    SWAP = "S"
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One partition to create. `start`/`size` are bytes; None means 'next free' / 'the rest'.
+
+    `name` is the GPT PARTLABEL (ignored on MBR, where it must be None). `type` is an sfdisk
+    shortcut or a raw type (a GUID on GPT, hex like '83' on MBR). `bootable` is MBR's active flag.
+    """
+
+    size: int | None
+    start: int | None = None
+    type: str = PartitionType.LINUX
+    name: str | None = None
+    bootable: bool = False
+
+
+@dataclass(frozen=True)
+class PartitionInfo:
+    """A partition as found on a disk (by sfdisk --json or by the probe's own table reader)."""
+
+    number: int
+    start: int  # bytes
+    size: int  # bytes
+    type: str  # GPT type GUID (upper case) or MBR type as 2 hex digits
+    name: str | None = None  # GPT partlabel
+    uuid: str | None = None  # GPT partition GUID (lower case)
+    bootable: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "number": self.number,
+            "start": self.start,
+            "size": self.size,
+            "type": self.type,
+            "name": self.name,
+            "uuid": self.uuid,
+            "bootable": self.bootable,
+        }
+
+
+@dataclass(frozen=True)
+class PartitionTable:
+    table: TableType
+    disk_id: str  # GPT disk GUID lower case, or mbr-<8 hex digits>
+    partitions: tuple[PartitionInfo, ...]
+
+    def by_number(self, number: int) -> PartitionInfo:
+        for part in self.partitions:
+            if part.number == number:
+                return part
+        raise KeyError(number)
+
+
+def create_image(path: Path, size: int, *, force: bool = False) -> Path:
+    """Create a sparse raw image of `size` bytes. Refuses to replace an existing file
+    unless `force`; a directory or special file is never replaced."""
+    if size < MIB:
+        raise UserInputError(f"{path}: a disk image must be at least 1 MiB (asked for {size} B)")
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise UserInputError(f"{path}: exists and is not a regular file; refusing to replace")
+        if not force:
+            raise UserInputError(
+                f"{path}: already exists", hint="choose another name or pass --force to replace it"
+            )
+    if not path.parent.is_dir():
+        raise UserInputError(f"{path}: directory {path.parent} does not exist")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o644)
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    return path
+
+
+def _sfdisk_script(table: TableType, specs: Sequence[PartitionSpec]) -> str:
+    lines = [f"label: {table.value}", "unit: sectors"]
+    if table is TableType.MBR and len(specs) > 4:
+        raise UserInputError("an MBR partition table holds at most 4 primary partitions")
+    for index, spec in enumerate(specs, start=1):
+        fields = []
+        if spec.start is not None:
+            if spec.start % MIB:
+                raise UserInputError(f"partition {index}: start {spec.start} is not MiB-aligned")
+            fields.append(f"start={spec.start // SECTOR}")
+        if spec.size is not None:
+            if spec.size <= 0 or spec.size % SECTOR:
+                raise UserInputError(f"partition {index}: size {spec.size} is not whole sectors")
+            fields.append(f"size={spec.size // SECTOR}")
+        elif index != len(specs):
+            raise UserInputError(f"partition {index}: only the last partition may take the rest")
+        fields.append(f"type={spec.type}")
+        if spec.name is not None:
+            if table is not TableType.GPT:
+                raise UserInputError(f"partition {index}: MBR partitions have no name")
+            if '"' in spec.name or "\n" in spec.name:
+                raise UserInputError(f"partition {index}: bad name {spec.name!r}")
+            fields.append(f'name="{spec.name}"')
+        if spec.bootable:
+            if table is not TableType.MBR:
+                raise UserInputError(f"partition {index}: the boot flag exists only on MBR")
+            fields.append("bootable")
+        lines.append(", ".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+def partition_image(
+    path: Path,
+    table: TableType,
+    specs: Sequence[PartitionSpec],
+    *,
+    disk_id: str | None = None,
+) -> PartitionTable:
+    """Write a new partition table holding `specs` (in order, numbered from 1) and return it.
+
+    `disk_id` optionally fixes the GPT disk GUID or the MBR signature (0x12345678) so tests
+    and reference images are reproducible.
+    """
+    sfdisk = require_tool("sfdisk", "fdisk")
+    script = _sfdisk_script(table, specs)
+    if disk_id is not None:
+        script = script.replace("unit: sectors", f"unit: sectors\nlabel-id: {disk_id}", 1)
+    run(
+        [sfdisk, "--quiet", "--no-reread", "--no-tell-kernel", "--wipe", "always", str(path)],
+        input=script.encode(),
+    )
+    return read_table(path)
+
+
+def read_table(path: Path) -> PartitionTable:
+    """The partition table of `path` as sfdisk reports it (needs a valid table)."""
+    sfdisk = require_tool("sfdisk", "fdisk")
+    proc = run([sfdisk, "--json", str(path)], check=False)
+    if proc.returncode != 0:
+        raise InvalidDiskImage(
+            f"{path}: no readable partition table",
+            hint=(proc.stderr or b"").decode("utf-8", "replace").strip() or None,
+        )
+    data = json.loads(proc.stdout)["partitiontable"]
+    sector = int(data.get("sectorsize", SECTOR))
+    table = TableType.GPT if data["label"] == "gpt" else TableType.MBR
+    parts = []
+    for entry in data.get("partitions", []):
+        node = str(entry["node"])
+        # sfdisk names nodes path+N (or path+pN when path ends in a digit)
+        digits = ""
+        for ch in reversed(node):
+            if not ch.isdigit():
+                break
+            digits = ch + digits
+        type_text = str(entry["type"])
+        parts.append(
+            PartitionInfo(
+                number=int(digits),
+                start=int(entry["start"]) * sector,
+                size=int(entry["size"]) * sector,
+                type=type_text.upper() if table is TableType.GPT else type_text.lower().zfill(2),
+                name=entry.get("name") if table is TableType.GPT else None,
+                uuid=str(entry["uuid"]).lower() if "uuid" in entry else None,
+                bootable=bool(entry.get("bootable", False)),
+            )
+        )
+    label_id = str(data.get("id", ""))
+    if table is TableType.GPT:
+        disk_id = label_id.lower()
+    else:
+        disk_id = "mbr-" + label_id.lower().removeprefix("0x").zfill(8)
+    return PartitionTable(table, disk_id, tuple(parts))
