@@ -1,0 +1,207 @@
+"""The hybrid system area of an Engine ISO: an isohybrid MBR plus a valid GPT.
+
+The same file must boot as a CD and as a raw USB disk, on BIOS and UEFI. BIOS disk boot goes
+through isolinux's isohybrid MBR code (`isohdpfx.bin`), which loads isolinux.bin from the LBA
+patched into the MBR. UEFI disk boot needs a GPT that firmware can trust: a protective MBR
+entry, primary and backup headers and entry arrays with correct CRCs, and partitions that do
+not overlap, one of which is the FAT ESP image inside the ISO. Because the ESP lies inside the
+ISO 9660 data, the ISO data around it is split into two "basic data" partitions.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from enginekit.errors import InternalError
+
+SECTOR = 512
+ISO_BLOCK = 2048
+GPT_ENTRIES = 128
+GPT_ENTRY_SIZE = 128
+GPT_ARRAY_SECTORS = GPT_ENTRIES * GPT_ENTRY_SIZE // SECTOR  # 32
+# The backup array and header at the end of the disk: 33 sectors, rounded to ISO blocks.
+GPT_TAIL_BLOCKS = -(-(GPT_ARRAY_SECTORS + 1) * SECTOR // ISO_BLOCK)
+# Pad the image to whole MiB: USB writers and old CHS-minded BIOSes like aligned sizes.
+ALIGN_BYTES = 1024 * 1024
+# ISO 9660 volume descriptors start at 32 KiB; that is where the first data partition starts.
+ISO_DATA_LBA = 64
+
+BASIC_DATA = uuid.UUID("ebd0a0a2-b9e5-4433-87c0-68b6b72699c7")
+EFI_SYSTEM = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+MBR_PROTECTIVE = 0xEE
+
+
+@dataclass(frozen=True)
+class GptPartition:
+    type_guid: uuid.UUID
+    guid: uuid.UUID
+    first_lba: int
+    last_lba: int
+    name: str
+    attributes: int = 0
+
+    def record(self) -> bytes:
+        name = self.name.encode("utf-16-le")[:72].ljust(72, b"\0")
+        return struct.pack(
+            "<16s16sQQQ72s",
+            self.type_guid.bytes_le,
+            self.guid.bytes_le,
+            self.first_lba,
+            self.last_lba,
+            self.attributes,
+            name,
+        )
+
+
+@dataclass(frozen=True)
+class HybridLayout:
+    """Where things are, in 512-byte sectors of the final image."""
+
+    total_sectors: int
+    isolinux_lba: int  # isolinux.bin, for the MBR boot code
+    partitions: tuple[GptPartition, ...]
+    disk_guid: uuid.UUID
+    mbr_signature: int
+
+
+def padded_volume_blocks(iso_blocks: int) -> int:
+    """Volume size in 2048-byte blocks once the backup GPT is added and the image aligned."""
+    per_align = ALIGN_BYTES // ISO_BLOCK
+    wanted = iso_blocks + GPT_TAIL_BLOCKS
+    return -(-wanted // per_align) * per_align
+
+
+def plan_layout(
+    total_blocks: int, isolinux_block: int, esp_block: int, esp_bytes: int
+) -> HybridLayout:
+    """The GPT partitions for an image of `total_blocks` ISO blocks whose ESP image starts at
+    ISO block `esp_block`: ISO data before the ESP, the ESP, ISO data after it."""
+    total = total_blocks * 4
+    last_usable = total - GPT_ARRAY_SECTORS - 2
+    esp_first = esp_block * 4
+    esp_last = esp_first + -(-esp_bytes // SECTOR) - 1
+    if esp_first < ISO_DATA_LBA or esp_last > last_usable:
+        raise InternalError(f"ESP image at sectors {esp_first}-{esp_last} is outside the disk")
+    parts: list[GptPartition] = []
+    if esp_first > ISO_DATA_LBA:
+        parts.append(GptPartition(BASIC_DATA, uuid.uuid4(), ISO_DATA_LBA, esp_first - 1, "ISO9660"))
+    parts.append(GptPartition(EFI_SYSTEM, uuid.uuid4(), esp_first, esp_last, "EFI boot"))
+    # End the last partition on a 4-sector (2 KiB) boundary, as partitioning tools prefer.
+    tail_last = (last_usable + 1) // 4 * 4 - 1
+    if esp_last < tail_last:
+        parts.append(GptPartition(BASIC_DATA, uuid.uuid4(), esp_last + 1, tail_last, "ISO9660"))
+    disk_guid = uuid.uuid4()
+    return HybridLayout(
+        total_sectors=total,
+        isolinux_lba=isolinux_block * 4,
+        partitions=tuple(parts),
+        disk_guid=disk_guid,
+        mbr_signature=int.from_bytes(disk_guid.bytes[:4], "little") or 1,
+    )
+
+
+def _entry_array(layout: HybridLayout) -> bytes:
+    array = b"".join(p.record() for p in layout.partitions)
+    return array.ljust(GPT_ENTRIES * GPT_ENTRY_SIZE, b"\0")
+
+
+def _gpt_header(layout: HybridLayout, array: bytes, primary: bool) -> bytes:
+    total = layout.total_sectors
+    my_lba, other_lba = (1, total - 1) if primary else (total - 1, 1)
+    array_lba = 2 if primary else total - 1 - GPT_ARRAY_SECTORS
+    fields = [
+        b"EFI PART",
+        0x00010000,
+        92,
+        0,  # header CRC, filled in below
+        0,
+        my_lba,
+        other_lba,
+        2 + GPT_ARRAY_SECTORS,
+        total - GPT_ARRAY_SECTORS - 2,
+        layout.disk_guid.bytes_le,
+        array_lba,
+        GPT_ENTRIES,
+        GPT_ENTRY_SIZE,
+        zlib.crc32(array),
+    ]
+    fmt = "<8sIIIIQQQQ16sQIII"
+    header = struct.pack(fmt, *fields)
+    fields[3] = zlib.crc32(header)
+    return struct.pack(fmt, *fields).ljust(SECTOR, b"\0")
+
+
+def _chs(lba: int) -> bytes:
+    """CHS triple for 64 heads x 32 sectors (isohybrid's geometry), saturated past 1023."""
+    cylinder, rest = divmod(lba, 64 * 32)
+    head, sector = divmod(rest, 32)
+    if cylinder > 1023:
+        return b"\xfe\xff\xff"
+    return bytes([head, ((cylinder >> 2) & 0xC0) | (sector + 1), cylinder & 0xFF])
+
+
+def mbr_sector(mbr_code: bytes, layout: HybridLayout) -> bytes:
+    """isohybrid MBR: isolinux's boot code, the isolinux.bin LBA it loads, a disk signature,
+    and one protective (0xEE) entry so GPT-aware firmware and tools use the GPT."""
+    if len(mbr_code) < 432:
+        raise InternalError("the isohybrid MBR template is shorter than 432 bytes")
+    size = min(layout.total_sectors - 1, 0xFFFFFFFF)
+    entry = (
+        b"\x00"
+        + _chs(1)
+        + bytes([MBR_PROTECTIVE])
+        + _chs(layout.total_sectors - 1)
+        + struct.pack("<II", 1, size)
+    )
+    sector = (
+        mbr_code[:432]
+        + struct.pack("<QI", layout.isolinux_lba, layout.mbr_signature)
+        + b"\0\0"
+        + entry
+        + b"\0" * 48
+        + b"\x55\xaa"
+    )
+    assert len(sector) == SECTOR
+    return sector
+
+
+def set_volume_space_size(fp: BinaryIO, blocks: int) -> None:
+    """Rewrite the volume space size in every primary/supplementary volume descriptor, so the
+    ISO 9660 volume covers the padding and the backup GPT (as xorriso does)."""
+    block = 16
+    while True:
+        fp.seek(block * ISO_BLOCK)
+        head = fp.read(7)
+        if len(head) < 7 or head[1:6] != b"CD001":
+            raise InternalError("volume descriptor set not terminated")
+        kind = head[0]
+        if kind == 255:
+            return
+        if kind in (1, 2):
+            fp.seek(block * ISO_BLOCK + 80)
+            fp.write(struct.pack("<I", blocks) + struct.pack(">I", blocks))
+        block += 1
+
+
+def write_system_area(path: Path, layout: HybridLayout, mbr_code: bytes) -> None:
+    """Extend the image to its final size and write MBR, primary and backup GPT."""
+    array = _entry_array(layout)
+    total_bytes = layout.total_sectors * SECTOR
+    with open(path, "r+b") as fp:
+        fp.truncate(total_bytes)
+        set_volume_space_size(fp, total_bytes // ISO_BLOCK)
+        fp.seek(0)
+        fp.write(mbr_sector(mbr_code, layout))
+        fp.write(_gpt_header(layout, array, primary=True))
+        fp.write(array)
+        fp.seek(total_bytes - SECTOR - len(array))
+        fp.write(array)
+        fp.write(_gpt_header(layout, array, primary=False))
+        fp.flush()
+        os.fsync(fp.fileno())
