@@ -1,0 +1,270 @@
+"""media.isomd5 against Debian's isomd5sum (`implantisomd5`, `checkisomd5`) as the oracle.
+
+Every ISO is made by `xorriso -as mkisofs` in the test's tmp_path; both implanters run on copies
+of the same image and must leave byte-identical files, and each checker must accept what the
+other implanted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enginekit.process import run
+from media import isomd5
+from media.errors import InvalidISO
+from media.isomd5 import Md5AlreadyImplanted, Md5Status
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("implantisomd5") and shutil.which("xorriso")),
+    reason="isomd5sum or xorriso is not installed (run tools/setup)",
+)
+
+FIELD = 0x8000 + 883
+
+
+def make_iso(directory: Path, files: dict[str, bytes], name: str = "test.iso") -> Path:
+    tree = directory / f"{name}.tree"
+    tree.mkdir()
+    for relative, content in files.items():
+        (tree / relative).write_bytes(content)
+    iso = directory / name
+    run(["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, tree])
+    return iso
+
+
+def tool_check(iso: Path) -> int:
+    return run(["checkisomd5", "--verbose", iso], check=False).returncode
+
+
+def copy(iso: Path, name: str) -> Path:
+    target = iso.with_name(name)
+    shutil.copyfile(iso, target)
+    return target
+
+
+@pytest.fixture
+def iso(tmp_path: Path) -> Path:
+    # 2 MiB of data: well above the ~700 KiB below which isomd5sum's own fragment sums
+    # do not verify (see test_tiny_iso_fails_like_the_tool).
+    return make_iso(tmp_path, {"a.bin": os.urandom(2 * 1024 * 1024), "b.txt": b"engine\n"})
+
+
+def test_ours_implant_passes_checkisomd5(iso: Path) -> None:
+    md5 = isomd5.implant(iso)
+    proc = run(["checkisomd5", "--verbose", iso], check=False)
+    output = proc.stdout.decode()
+    assert proc.returncode == 0, output + proc.stderr.decode()
+    assert md5 in output
+    assert "PASS" in proc.stderr.decode()
+
+
+def test_tool_implant_passes_ours_with_same_fields(iso: Path) -> None:
+    run(["implantisomd5", iso])
+    result = isomd5.check(iso)
+    assert result.status is Md5Status.PASS
+    assert result.fragments_ok and result.first_bad_fragment is None
+    assert result.actual == result.expected
+    embedded = isomd5.read_embedded(iso)
+    assert embedded is not None
+    listed = run(["checkisomd5", "--md5sumonly", iso]).stdout.decode()
+    assert f"{iso}:   {embedded.md5}" in listed
+    assert f"Fragment sums: {embedded.fragment_sums}" in listed
+    assert f"Fragment count: {embedded.fragment_count}" in listed
+    assert "Supported ISO: no" in listed
+    assert embedded.skip_sectors == 15 and len(embedded.fragment_sums) == 60
+    field = iso.read_bytes()[FIELD : FIELD + 512]
+    assert field.decode().rstrip(" ") == embedded.text
+
+
+@pytest.mark.parametrize("supported", [False, True])
+def test_both_implanters_write_identical_bytes(iso: Path, supported: bool) -> None:
+    theirs = copy(iso, "theirs.iso")
+    run(["implantisomd5", *(["--supported-iso"] if supported else []), theirs])
+    md5 = isomd5.implant(iso, supported=supported)
+    assert iso.read_bytes() == theirs.read_bytes()
+    embedded = isomd5.read_embedded(iso)
+    assert embedded is not None and embedded.md5 == md5 and embedded.supported is supported
+
+
+def test_refuses_second_implant_unless_forced(iso: Path) -> None:
+    theirs = copy(iso, "theirs.iso")
+    isomd5.implant(iso)
+    run(["implantisomd5", theirs])
+    before = iso.read_bytes()
+    with pytest.raises(Md5AlreadyImplanted, match="already holds an isomd5sum checksum"):
+        isomd5.implant(iso)
+    assert run(["implantisomd5", theirs], check=False).returncode != 0
+    assert iso.read_bytes() == before
+    # Forced, with a different flag, both rewrite the field the same way.
+    isomd5.implant(iso, force=True, supported=True)
+    run(["implantisomd5", "--force", "--supported-iso", theirs])
+    assert iso.read_bytes() == theirs.read_bytes()
+    assert tool_check(iso) == 0
+
+
+def test_flipped_byte_fails_in_both(iso: Path) -> None:
+    isomd5.implant(iso)
+    data = bytearray(iso.read_bytes())
+    # The middle of the file data: both must fail at the same fragment.
+    data[len(data) // 2] ^= 0x01
+    iso.write_bytes(data)
+    result = isomd5.check(iso)
+    assert result.status is Md5Status.FAIL
+    assert not result.fragments_ok and result.first_bad_fragment is not None
+    assert result.actual is None  # stopped at the bad fragment, as checkisomd5 does
+    assert tool_check(iso) != 0
+    full = isomd5.check(iso, stop_at_bad_fragment=False)
+    assert full.status is Md5Status.FAIL and full.actual not in (None, full.expected)
+    assert full.first_bad_fragment == result.first_bad_fragment
+
+
+def test_flip_in_last_fragment_fails_by_whole_sum(iso: Path) -> None:
+    isomd5.implant(iso)
+    data = bytearray(iso.read_bytes())
+    # Just before the 15 skipped sectors: after the last fragment checkpoint.
+    data[len(data) - 15 * 2048 - 1] ^= 0xFF
+    iso.write_bytes(data)
+    result = isomd5.check(iso)
+    assert result.status is Md5Status.FAIL and result.fragments_ok
+    assert result.actual is not None and result.actual != result.expected
+    assert tool_check(iso) != 0
+
+
+def test_skipped_sectors_are_not_covered(iso: Path) -> None:
+    isomd5.implant(iso)
+    data = bytearray(iso.read_bytes())
+    data[-1] ^= 0xFF
+    iso.write_bytes(data)
+    assert isomd5.check(iso).status is Md5Status.PASS
+    assert tool_check(iso) == 0
+
+
+def test_absent(iso: Path) -> None:
+    assert isomd5.read_embedded(iso) is None
+    result = isomd5.check(iso)
+    assert result.status is Md5Status.ABSENT and result.expected is None
+    proc = run(["checkisomd5", iso], check=False)
+    assert proc.returncode != 0 and "NA" in proc.stderr.decode()
+
+
+def test_progress_is_reported(iso: Path) -> None:
+    seen: list[tuple[int, int]] = []
+    isomd5.implant(iso, progress=lambda done, total: seen.append((done, total)))
+    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] == iso.stat().st_size - 15 * 2048
+
+
+def test_truncated_iso_is_invalid(iso: Path) -> None:
+    isomd5.implant(iso)
+    with open(iso, "r+b") as handle:
+        handle.truncate(iso.stat().st_size - 4096)
+    with pytest.raises(InvalidISO, match=r"truncated: the file has \d+ bytes") as info:
+        isomd5.check(iso)
+    assert str(iso) in info.value.message and "\n" not in info.value.message
+    with pytest.raises(InvalidISO, match="truncated"):
+        isomd5.implant(iso, force=True)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "too short"),
+        (b"\0" * 100_000, "no CD001"),
+        (os.urandom(40_000), "no CD001"),
+    ],
+)
+def test_non_iso_is_invalid(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "not.iso"
+    path.write_bytes(content)
+    for action in (isomd5.check, isomd5.read_embedded, isomd5.implant):
+        with pytest.raises(InvalidISO, match=message):
+            action(path)
+    assert path.read_bytes() == content
+
+
+def test_missing_file_and_directory_are_invalid(tmp_path: Path) -> None:
+    with pytest.raises(InvalidISO, match="no such file"):
+        isomd5.check(tmp_path / "missing.iso")
+    with pytest.raises(InvalidISO, match="is a directory"):
+        isomd5.check(tmp_path)
+
+
+def test_no_pvd_is_invalid(iso: Path) -> None:
+    data = bytearray(iso.read_bytes())
+    data[0x8000] = 255  # the PVD becomes a set terminator
+    iso.write_bytes(data)
+    with pytest.raises(InvalidISO, match="without a Primary Volume Descriptor"):
+        isomd5.check(iso)
+
+
+def test_tiny_iso_fails_like_the_tool(tmp_path: Path) -> None:
+    # Below 21 x 32 KiB of hashed data one read chunk spans several fragments, implantisomd5
+    # then writes fewer than 60 fragment characters, and checkisomd5 rejects its own sum.
+    # Bit compatibility means we do exactly the same.
+    iso = make_iso(tmp_path, {"a": b"x" * 1000})
+    theirs = copy(iso, "theirs.iso")
+    run(["implantisomd5", theirs])
+    isomd5.implant(iso)
+    assert iso.read_bytes() == theirs.read_bytes()
+    assert tool_check(iso) != 0
+    assert isomd5.check(iso).status is Md5Status.FAIL
+
+
+def simulate_tool_checkpoints(length: int, count: int) -> list[tuple[int, int]]:
+    """The C loop of libimplantisomd5.c, chunk by chunk."""
+    points = []
+    previous = 0
+    offset = 0
+    while offset < length:
+        nread = min(length - offset, isomd5.TOOL_CHUNK_SIZE)
+        current = offset * (count + 1) // length
+        if current != previous:
+            points.append((offset + nread, current))
+            previous = current
+        offset += nread
+    return points
+
+
+@pytest.mark.parametrize(
+    "length",
+    [1, 2048, 32768, 32769, 21 * 32768 - 1, 21 * 32768, 688_128, 1_000_000, 98_765_432, 2**31 + 5],
+)
+def test_checkpoints_match_the_tools_loop(length: int) -> None:
+    if length > 10**9:
+        # Too long to simulate chunk by chunk quickly; the arithmetic must still be sane.
+        points = isomd5.fragment_checkpoints(length, 20)
+        assert [n for _, n in points] == list(range(1, 21))
+        return
+    assert isomd5.fragment_checkpoints(length, 20) == simulate_tool_checkpoints(length, 20)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=3 * 1024 * 1024), min_size=1, max_size=4),
+    seed=st.binary(min_size=16, max_size=16),
+)
+def test_random_images_agree_with_isomd5sum(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seed: bytes
+) -> None:
+    directory = tmp_path_factory.mktemp("random")
+    files = {
+        f"f{index}.bin": (seed * (size // 16 + 1))[:size] if index % 2 else os.urandom(size)
+        for index, size in enumerate(sizes)
+    }
+    ours = make_iso(directory, files)
+    theirs = copy(ours, "theirs.iso")
+    isomd5.implant(ours)
+    run(["implantisomd5", theirs])
+    assert ours.read_bytes() == theirs.read_bytes()
+    # Whatever the tool decides (it rejects its own sums on tiny images), we decide the same.
+    expected = Md5Status.PASS if tool_check(ours) == 0 else Md5Status.FAIL
+    assert isomd5.check(ours).status is expected
