@@ -1,0 +1,261 @@
+"""The installer as a Python API, and the controller the other two front ends drive.
+
+`Installer` wraps one `InstallerModel`: `choose()` answers the current screen, `next()` takes
+its default, `back()` and `quit()` navigate, `install()` runs the engine on the progress
+screen. The engine is injected: `select_engine(dry_run)` is the one factory that chooses the
+real `installer.engine.run_plan` or the dry run that writes nothing (subiquity's dry-run
+seam), and tests may pass their own function to count calls. `load_medium()`/`load_target()`
+are the one adapter from the medium reader and the disk probe to the model's plain data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from enginekit.errors import InternalError, UserInputError
+from enginekit.versions import DiskLayout
+from installer import rules, screens
+from installer.answers import AnswerFile
+from installer.model import (
+    Answer,
+    InstalledEngine,
+    InstallerModel,
+    MediumInfo,
+    ProgressAnswer,
+    Screen,
+    TargetInfo,
+    VmSummary,
+)
+from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback
+
+log = logging.getLogger(__name__)
+
+EngineFunction = Callable[[InstallPlan, ProgressCallback], InstallReport]
+
+
+def _no_progress(step: str, fraction: float) -> None:
+    pass
+
+
+class DryRunEngine:
+    """Stands in for the engine: records the plan, writes nothing, reports what would happen."""
+
+    def __init__(self, model_vms: tuple[VmSummary, ...] = (), pv_drivers: str = "") -> None:
+        self.plans: list[InstallPlan] = []
+        self._vms = model_vms
+        self._pv_drivers = pv_drivers
+
+    def __call__(self, plan: InstallPlan, progress: ProgressCallback) -> InstallReport:
+        self.plans.append(plan)
+        progress("dry run: nothing written", 1.0)
+        notes: tuple[Any, ...] = ()
+        if plan.mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
+            notes = rules.vm_notes(self._vms, plan.target_version, self._pv_drivers)
+        return InstallReport(
+            plan=plan,
+            installed_version=plan.target_version,
+            slot=None,
+            upgrade_status="",
+            vm_notes=notes,
+            steps_done=("dry run: nothing written",),
+        )
+
+
+def select_engine(dry_run: bool, model: InstallerModel | None = None) -> EngineFunction:
+    """The one place that decides whether this run writes: the real engine or the dry run."""
+    if dry_run:
+        if model is not None and model.target.installation is not None:
+            return DryRunEngine(model.target.installation.vms, model.medium.pv_drivers)
+        return DryRunEngine()
+    from installer.engine import run_plan
+
+    return run_plan
+
+
+class Installer:
+    """One installer run. The model moves only through `InstallerModel.move`."""
+
+    def __init__(
+        self,
+        medium: MediumInfo,
+        target: TargetInfo,
+        engine: EngineFunction | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        self.model = InstallerModel(medium, target)
+        self._engine = engine if engine is not None else select_engine(dry_run, self.model)
+        self.reboot_hint: bool | None = None  # known up front in unattended runs
+
+    @property
+    def screen(self) -> Screen:
+        return self.model.screen
+
+    @property
+    def view(self) -> screens.View:
+        return screens.view(self.model)
+
+    @property
+    def message(self) -> str:
+        return self.model.message
+
+    @property
+    def report(self) -> InstallReport | None:
+        return self.model.report
+
+    def plan(self) -> InstallPlan:
+        """The plan the answers so far describe (the summary screen shows it)."""
+        return self.model.to_plan(reboot=self.reboot_hint)
+
+    def answer(self, answer: Answer) -> Screen:
+        """Give the current screen a typed answer and move where it decides."""
+        if self.screen is Screen.PROGRESS:
+            raise InternalError("the progress screen is left through install()")
+        return self.model.move(screens.handle(self.model, answer))
+
+    def choose(self, value: str, **fields: str) -> Screen:
+        """Pick choice `value` on the current screen (with the text fields it needs)."""
+        if self.screen.terminal:
+            raise InternalError(f"the installer already ended ({self.screen})")
+        return self.answer(screens.answer_from_choice(self.model, value, fields))
+
+    def next(self) -> Screen:
+        """Take the current screen's default choice; on the progress screen, install."""
+        if self.screen is Screen.PROGRESS:
+            self.install()
+            return self.screen
+        current = self.view
+        if current.default is None:
+            options = ", ".join(c.value for c in current.choices)
+            raise UserInputError(f"the {self.screen.value} screen needs a choice: {options}")
+        return self.choose(current.default)
+
+    def back(self) -> Screen:
+        return self.model.move(screens.back(self.model))
+
+    def quit(self) -> Screen:
+        return self.model.move(screens.quit_run(self.model))
+
+    def install(self, progress: ProgressCallback | None = None) -> InstallReport:
+        """Run the engine with the confirmed plan, then move on to the finish screen."""
+        if self.screen is not Screen.PROGRESS:
+            raise InternalError(f"install() on the {self.screen.value} screen")
+        plan = self.plan()
+        log.debug("running the engine: mode=%s target=%s", plan.mode, plan.target)
+        report = self._engine(plan, progress or _no_progress)
+        self.model.move(screens.handle(self.model, ProgressAnswer(report)))
+        return report
+
+    def run_unattended(
+        self, answers: AnswerFile, progress: ProgressCallback | None = None
+    ) -> InstallReport | None:
+        """Drive every screen from `answers`; None if the answers end the run early."""
+        from installer.frontends.unattended import drive
+
+        return drive(self, answers, progress)
+
+
+# ---- the adapter from the medium reader and the disk probe -----------------------------------
+
+
+def _attr(obj: object, name: str, default: Any = None) -> Any:
+    return getattr(obj, name, default)
+
+
+def medium_info_from(reader: Any, path: Path) -> MediumInfo:
+    """MediumInfo from an open `media.reader.MediumReader`."""
+    manifest = reader.manifest
+    try:
+        eula_text = reader.read_bytes(manifest.eula).decode("utf-8", errors="replace")
+    except Exception as exc:  # noqa: BLE001 - the medium is at fault; say so on screen 3
+        log.debug("cannot read the EULA from %s: %s", path, exc)
+        eula_text = "(the licence text could not be read from the medium)"
+    names: dict[str, str] = {}
+    try:
+        loaded = json.loads(reader.read_bytes("engine/keyboards.json"))
+        if isinstance(loaded, dict):
+            names = {str(k): str(v) for k, v in loaded.items()}
+    except Exception as exc:  # noqa: BLE001 - names are a nicety; codes are enough
+        log.debug("no keyboard names on %s: %s", path, exc)
+    return MediumInfo(
+        path=path,
+        version=str(manifest.version),
+        upgrade_from=tuple(str(v) for v in manifest.upgrade_from),
+        pv_drivers=str(manifest.pv_drivers),
+        layout=DiskLayout(str(manifest.layout)),
+        keyboards=tuple(manifest.keyboards),
+        keyboard_names=names,
+        eula_text=eula_text,
+    )
+
+
+def load_medium(path: Path) -> MediumInfo:
+    from media.reader import MediumReader
+
+    with MediumReader.open(path) as reader:
+        return medium_info_from(reader, path)
+
+
+def _size_of(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def target_info_from(found: Any, path: Path, size_bytes: int) -> TargetInfo:
+    """TargetInfo from what `disk_images.probe.probe` returned."""
+    version = _attr(found, "version")
+    if version is None:  # NoInstallation
+        return TargetInfo(
+            path=path,
+            size_bytes=size_bytes,
+            disk_id=_attr(found, "disk_id"),
+            installation=None,
+            not_found_reason=str(_attr(found, "reason", "")),
+        )
+    vms = tuple(
+        VmSummary(
+            name=str(vm.name),
+            kind=str(vm.kind),
+            pv_drivers=str(vm.pv_drivers),
+            published_for=str(vm.published_for),
+            size_bytes=int(_attr(vm, "size_bytes", 0) or 0),
+        )
+        for vm in _attr(found, "vms", ())
+    )
+    registration = _attr(found, "registration")
+    status = _attr(found, "upgrade_status", "")
+    return TargetInfo(
+        path=path,
+        size_bytes=size_bytes,
+        disk_id=_attr(found, "disk_id"),
+        installation=InstalledEngine(
+            version=str(version),
+            layout=DiskLayout(str(_attr(found, "layout", DiskLayout.GPT_AB))),
+            active_slot=(str(_attr(found, "active_slot")) if _attr(found, "active_slot") else None),
+            upgrade_status=str(getattr(status, "value", status) or ""),
+            registered=bool(_attr(found, "registered", False)),
+            keyboard=_attr(found, "keyboard"),
+            vms=vms,
+            install_complete=bool(_attr(found, "install_complete", True)),
+            registration_mode=str(_attr(registration, "mode")) if registration else None,
+            registration_server=_attr(registration, "server") if registration else None,
+        ),
+    )
+
+
+def load_target(path: Path) -> TargetInfo:
+    if not path.exists():
+        raise UserInputError(
+            f"{path}: no such target disk", hint="create one, e.g. engine-disk create DISK.img"
+        )
+    from disk_images.probe import probe
+
+    return target_info_from(probe(path), path, _size_of(path))

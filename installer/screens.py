@@ -1,0 +1,461 @@
+"""Every installer screen as two pure functions: what it shows, and what an answer means.
+
+`view(model)` returns the text and the choices of the current screen; `handle(model, answer)`
+returns an `Outcome` (forward / back / repeat / exit, the answer to keep, a line for the user).
+Nothing here does I/O: front ends render views and collect answers, the model moves, and the
+engine alone writes. The small validators are shared with the answer-file checks so an
+unattended run and an interactive one refuse the same things with the same words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from enginekit.errors import InternalError
+from enginekit.sizes import human_size
+from installer import rules, steps
+from installer.model import (
+    Answer,
+    BootAnswer,
+    Direction,
+    EulaAnswer,
+    ExistingAnswer,
+    FinishAnswer,
+    InstallerModel,
+    KeyboardAnswer,
+    Outcome,
+    ProgressAnswer,
+    RegistrationAnswer,
+    Screen,
+    SummaryAnswer,
+    WelcomeAnswer,
+)
+from installer.plan import InstallMode, InstallReport, RegistrationMode, Secret
+
+MAX_SERVER_LENGTH = 253 + 6 + 8  # a DNS name, a port, a scheme
+MAX_TOKEN_LENGTH = 4096
+
+# host, host:port, or http(s)://host[:port][/path]; no spaces, no credentials in the URL.
+_SERVER = re.compile(
+    r"^(?:https?://)?"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"(?::\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?$"
+)
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Field:
+    """A line of text a choice needs (the disk id to confirm an erase, the server, the token)."""
+
+    name: str
+    prompt: str
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class View:
+    screen: Screen
+    title: str
+    text: str
+    choices: tuple[Choice, ...]
+    default: str | None
+    can_back: bool
+    can_quit: bool
+    fields: Mapping[str, tuple[Field, ...]]  # choice value -> the fields it needs
+
+
+# ---- validators shared with installer.answers ------------------------------------------------
+
+
+def short(value: object, limit: int = 40) -> str:
+    """repr() of a user's value, cut short so a huge string cannot flood an error line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
+def layout_problem(model_keyboards: tuple[str, ...], layout: str) -> str | None:
+    if layout in model_keyboards:
+        return None
+    return f"{short(layout)} is not a known layout; choose one of {', '.join(model_keyboards)}"
+
+
+def existing_problem(model: InstallerModel, action: InstallMode, confirm: str | None) -> str | None:
+    """Why this existing-installation answer cannot be carried out (None: it can)."""
+    refusal = model.decision.refusal(action)
+    if refusal is not None:
+        return refusal
+    if action is InstallMode.ERASE and confirm != model.target.disk_id:
+        return (
+            f"to erase, confirm with the disk id {model.target.disk_id!r} "
+            f"(got {short(confirm) if confirm is not None else 'nothing'})"
+        )
+    return None
+
+
+def server_problem(server: str) -> str | None:
+    if len(server) > MAX_SERVER_LENGTH:
+        return f"too long ({len(server)} characters; at most {MAX_SERVER_LENGTH})"
+    if not _SERVER.match(server):
+        return f"{short(server)} is not a host name, host:port or http(s) URL"
+    return None
+
+
+def token_problem(token: str) -> str | None:
+    # Never echo the token: this line may end up in a log.
+    if not token:
+        return "is empty"
+    if len(token) > MAX_TOKEN_LENGTH:
+        return f"too long ({len(token)} characters; at most {MAX_TOKEN_LENGTH})"
+    if any(c.isspace() or not c.isprintable() for c in token):
+        return "may not contain spaces or control characters"
+    return None
+
+
+def registration_problems(
+    mode: str, server: str | None, token: str | None
+) -> list[tuple[str, str]]:
+    """(key, problem) for a registration answer; empty when it is fine."""
+    problems: list[tuple[str, str]] = []
+    if mode == RegistrationMode.SYNCHRONIZER:
+        if not server:
+            problems.append(("server", 'is needed with mode = "synchronizer"'))
+        else:
+            problem = server_problem(server)
+            if problem:
+                problems.append(("server", problem))
+        if token is None:
+            problems.append(("token", 'is needed with mode = "synchronizer"'))
+        else:
+            problem = token_problem(token)
+            if problem:
+                problems.append(("token", problem))
+    elif mode == RegistrationMode.STANDALONE:
+        if server is not None:
+            problems.append(("server", 'only goes with mode = "synchronizer"'))
+        if token is not None:
+            problems.append(("token", 'only goes with mode = "synchronizer"'))
+    return problems
+
+
+# ---- views -----------------------------------------------------------------------------------
+
+
+def _describe_installation(model: InstallerModel) -> str:
+    found = model.target.installation
+    if found is None:
+        return "No Engine installation was found on this disk."
+    lines = [
+        f"Found Engine {found.version} on disk {model.target.disk_id} "
+        f"({found.layout.value}, active slot {found.active_slot or '-'}, "
+        f"upgrade status: {found.upgrade_status or 'Blank'})",
+    ]
+    if not found.install_complete:
+        lines.append("The installation did not finish; erase or repair it.")
+    if found.registered:
+        server = f" ({found.registration_server})" if found.registration_server else ""
+        lines.append(f"Registered with Synchronizer{server}")
+    else:
+        lines.append("Standalone (not registered with Synchronizer)")
+    lines.append(f"Keyboard: {found.keyboard or 'not set'}")
+    lines.append(f"VMs: {len(found.vms)}")
+    for vm in found.vms:
+        lines.append(
+            f"  {vm.name}: {vm.kind}, PV drivers {vm.pv_drivers}, "
+            f"published for {vm.published_for}, {human_size(vm.size_bytes)}"
+        )
+    for mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
+        reason = model.decision.refused.get(mode)
+        if reason and mode not in model.decision.allowed and mode is InstallMode.UPGRADE:
+            lines.append(f"Upgrade is not possible: {reason}.")
+    return "\n".join(lines)
+
+
+def _existing_choices(model: InstallerModel) -> tuple[Choice, ...]:
+    found = model.target.installation
+    version = found.version if found else "?"
+    labels = {
+        InstallMode.UPGRADE: f"Upgrade Engine {version} to {model.medium.version} (keeps VMs)",
+        InstallMode.REPAIR: f"Repair Engine {version} (reinstall the system, keep VMs)",
+        InstallMode.ERASE: "Delete the installation and its VMs, and reinstall",
+    }
+    return tuple(Choice(mode.value, labels[mode]) for mode in model.decision.allowed)
+
+
+def _registration_choices(model: InstallerModel) -> tuple[Choice, ...]:
+    choices = []
+    if model.mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
+        found = model.target.installation
+        current = "registered with Synchronizer" if found and found.registered else "standalone"
+        choices.append(Choice("keep", f"Keep the current registration ({current})"))
+    choices.append(Choice("synchronizer", "Register with a Synchronizer server"))
+    choices.append(Choice("standalone", "Standalone (not registered)"))
+    return tuple(choices)
+
+
+def plan_lines(model: InstallerModel) -> list[str]:
+    """The summary of what confirming will do, as lines of text."""
+    mode = model.mode
+    target = model.target
+    found = target.installation
+    size = human_size(target.size_bytes)
+    lines: list[str] = []
+    if mode is InstallMode.FRESH:
+        lines.append(f"Install Engine {model.medium.version} on {target.path} ({size}).")
+        lines.append("Everything on this disk will be overwritten.")
+    elif mode is InstallMode.ERASE:
+        vms = len(found.vms) if found else 0
+        lines.append(
+            f"Delete Engine {found.version if found else '?'} and its {vms} VMs on disk "
+            f"{target.disk_id}, then install Engine {model.medium.version}."
+        )
+    else:
+        assert found is not None
+        slot = {"A": "B", "B": "A"}.get(found.active_slot or "", "the system partition")
+        verb = "Upgrade" if mode is InstallMode.UPGRADE else "Repair"
+        lines.append(
+            f"{verb} Engine {found.version} to {model.medium.version}: the new system goes "
+            f"into slot {slot}; VM disks are not touched."
+        )
+        if model.decision.layout_change:
+            old, new = model.decision.layout_change
+            lines.append(f"The disk layout changes from {old.value} to {new.value}.")
+        for note in rules.vm_notes(found.vms, model.medium.version, model.medium.pv_drivers):
+            lines.append(f"  {note.name}: {note.message}")
+    plan_keyboard = model.keyboard
+    lines.append(f"Keyboard: {plan_keyboard}")
+    reg = model.answer(Screen.REGISTRATION)
+    if isinstance(reg, RegistrationAnswer) and not reg.keep:
+        if reg.mode == RegistrationMode.SYNCHRONIZER:
+            lines.append(f"Registration: Synchronizer {reg.server}")
+        else:
+            lines.append("Registration: standalone")
+    elif mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
+        lines.append("Registration: unchanged")
+    else:
+        lines.append("Registration: standalone")
+    return lines
+
+
+def report_lines(report: InstallReport) -> list[str]:
+    lines = [f"Engine {report.installed_version} installed"]
+    if report.slot:
+        lines[0] += f" in slot {report.slot}"
+    lines[0] += "."
+    lines.append(f"Upgrade status: {report.upgrade_status or 'Blank'}")
+    for note in report.vm_notes:
+        lines.append(f"  {note.name}: {note.message}")
+    return lines
+
+
+def view(model: InstallerModel) -> View:
+    screen = model.screen
+    medium = model.medium
+    can_back = steps.can_go_back(model, screen) if not screen.terminal else False
+    can_quit = screen not in (Screen.PROGRESS, Screen.FINISH) and not screen.terminal
+    fields: dict[str, tuple[Field, ...]] = {}
+    choices: tuple[Choice, ...]
+    default: str | None
+    if screen is Screen.BOOT_MENU:
+        title = f"Engine {medium.version}"
+        text = "Boot menu"
+        choices, default = (Choice("install", "Install Engine"),), "install"
+    elif screen is Screen.WELCOME:
+        title = "Welcome"
+        text = (
+            f"Welcome to the Engine {medium.version} installer. It installs Engine on "
+            f"{model.target.path}, or upgrades the Engine already there."
+        )
+        choices, default = (Choice("next", "Next"),), "next"
+    elif screen is Screen.EULA:
+        title = "End-user licence agreement"
+        text = medium.eula_text
+        choices = (Choice("accept", "I accept"), Choice("decline", "I do not accept"))
+        default = "accept" if model.eula_accepted else None
+    elif screen is Screen.KEYBOARD:
+        title = "Keyboard layout"
+        text = "Choose the keyboard layout."
+        choices = tuple(
+            Choice(code, f"{code}  {medium.keyboard_names.get(code, '')}".rstrip())
+            for code in medium.keyboards
+        )
+        default = model.keyboard
+    elif screen is Screen.EXISTING:
+        title = "Existing installation"
+        text = (
+            "Looking for an Engine installation (this may take a few seconds).\n"
+            + _describe_installation(model)
+        )
+        choices = _existing_choices(model)
+        answer = model.answer(Screen.EXISTING)
+        default = answer.action.value if isinstance(answer, ExistingAnswer) else choices[0].value
+        fields["erase"] = (
+            Field("confirm_erase", f"Type the disk id {model.target.disk_id} to confirm"),
+        )
+    elif screen is Screen.REGISTRATION:
+        title = "Synchronizer registration"
+        text = "Register this computer with a Synchronizer server, or run it standalone."
+        choices = _registration_choices(model)
+        default = choices[0].value
+        fields["synchronizer"] = (
+            Field("server", "Synchronizer server (host, host:port or URL)"),
+            Field("token", "Registration token", secret=True),
+        )
+    elif screen is Screen.SUMMARY:
+        title = "Summary"
+        text = "\n".join(plan_lines(model))
+        choices, default = (Choice("install", "Install now"),), "install"
+    elif screen is Screen.PROGRESS:
+        title = "Installing"
+        text = "Installing Engine; do not switch the computer off."
+        choices, default = (), None
+    elif screen is Screen.FINISH:
+        title = "Finished"
+        report = model.report
+        text = "\n".join(report_lines(report)) if report else ""
+        choices = (Choice("reboot", "Reboot now"), Choice("no-reboot", "Do not reboot"))
+        default = "reboot"
+    else:
+        title = screen.value
+        text = model.message
+        choices, default = (), None
+    return View(screen, title, text, choices, default, can_back, can_quit, fields)
+
+
+# ---- answers from choices (for front ends) --------------------------------------------------
+
+
+def answer_from_choice(model: InstallerModel, value: str, fields: Mapping[str, str]) -> Answer:
+    """The typed answer for choice `value` (plus its fields) on the current screen."""
+    screen = model.screen
+    if screen is Screen.BOOT_MENU:
+        return BootAnswer(value)
+    if screen is Screen.WELCOME:
+        return WelcomeAnswer()
+    if screen is Screen.EULA:
+        return EulaAnswer(accept=value == "accept")
+    if screen is Screen.KEYBOARD:
+        return KeyboardAnswer(value)
+    if screen is Screen.EXISTING:
+        try:
+            action = InstallMode(value)
+        except ValueError:
+            action = InstallMode.FRESH  # handle() refuses it with a clear line
+        return ExistingAnswer(action, fields.get("confirm_erase"))
+    if screen is Screen.REGISTRATION:
+        if value == "keep":
+            return RegistrationAnswer(keep=True)
+        token = fields.get("token")
+        return RegistrationAnswer(
+            mode=value,
+            server=fields.get("server") or None,
+            token=Secret(token) if token is not None else None,
+        )
+    if screen is Screen.SUMMARY:
+        return SummaryAnswer(confirm=value == "install")
+    if screen is Screen.FINISH:
+        return FinishAnswer(reboot=value == "reboot")
+    raise InternalError(f"screen {screen} takes no choice")
+
+
+# ---- handling answers --------------------------------------------------------------------------
+
+
+def _repeat(message: str) -> Outcome:
+    return Outcome(Direction.REPEAT, None, message)
+
+
+def _handle_eula(model: InstallerModel, answer: Answer) -> Outcome:
+    assert isinstance(answer, EulaAnswer)
+    if not answer.accept:
+        return Outcome(Direction.EXIT, answer, "The licence was not accepted; nothing was written.")
+    return Outcome(Direction.FORWARD, answer)
+
+
+def _handle_keyboard(model: InstallerModel, answer: Answer) -> Outcome:
+    assert isinstance(answer, KeyboardAnswer)
+    problem = layout_problem(model.medium.keyboards, answer.layout)
+    return _repeat(problem) if problem else Outcome(Direction.FORWARD, answer)
+
+
+def _handle_existing(model: InstallerModel, answer: Answer) -> Outcome:
+    assert isinstance(answer, ExistingAnswer)
+    problem = existing_problem(model, answer.action, answer.confirm_erase)
+    return _repeat(problem) if problem else Outcome(Direction.FORWARD, answer)
+
+
+def _handle_registration(model: InstallerModel, answer: Answer) -> Outcome:
+    assert isinstance(answer, RegistrationAnswer)
+    if answer.keep:
+        if model.mode not in (InstallMode.UPGRADE, InstallMode.REPAIR):
+            return _repeat("there is no registration to keep on a new installation")
+        return Outcome(Direction.FORWARD, answer)
+    if answer.mode not in tuple(RegistrationMode):
+        return _repeat(f"{short(answer.mode)} is not a registration mode")
+    token = answer.token.reveal() if answer.token is not None else None
+    problems = registration_problems(answer.mode or "", answer.server, token)
+    if problems:
+        return _repeat("; ".join(f"{key} {problem}" for key, problem in problems))
+    return Outcome(Direction.FORWARD, answer)
+
+
+def _handle_summary(model: InstallerModel, answer: Answer) -> Outcome:
+    assert isinstance(answer, SummaryAnswer)
+    if not answer.confirm:
+        return Outcome(Direction.BACK, None)
+    if not model.eula_accepted:  # unreachable through the steps; a guard for the invariant
+        return _repeat("the licence must be accepted first")
+    problem = model.decision.refusal(model.mode)
+    if problem:
+        return _repeat(problem)
+    return Outcome(Direction.FORWARD, answer)
+
+
+def _handle_progress(model: InstallerModel, answer: Answer) -> Outcome:
+    assert isinstance(answer, ProgressAnswer)
+    return Outcome(Direction.FORWARD, answer)
+
+
+def _handle_simple(model: InstallerModel, answer: Answer) -> Outcome:
+    return Outcome(Direction.FORWARD, answer)
+
+
+_HANDLERS: dict[Screen, Callable[[InstallerModel, Answer], Outcome]] = {
+    Screen.BOOT_MENU: _handle_simple,
+    Screen.WELCOME: _handle_simple,
+    Screen.EULA: _handle_eula,
+    Screen.KEYBOARD: _handle_keyboard,
+    Screen.EXISTING: _handle_existing,
+    Screen.REGISTRATION: _handle_registration,
+    Screen.SUMMARY: _handle_summary,
+    Screen.PROGRESS: _handle_progress,
+    Screen.FINISH: _handle_simple,
+}
+
+
+def handle(model: InstallerModel, answer: Answer) -> Outcome:
+    """What `answer` on the current screen means: where to go, and what to keep."""
+    screen = model.screen
+    if screen.terminal:
+        raise InternalError(f"the installer already ended ({screen})")
+    return _HANDLERS[screen](model, answer)
+
+
+def back(model: InstallerModel) -> Outcome:
+    """Back: allowed where the step list allows it; elsewhere the screen repeats, saying why."""
+    if steps.can_go_back(model, model.screen):
+        return Outcome(Direction.BACK)
+    return _repeat(f"there is no way back from the {model.screen.value} screen")
+
+
+def quit_run(model: InstallerModel) -> Outcome:
+    if model.screen in (Screen.PROGRESS, Screen.FINISH):
+        return _repeat("the installation has started; it cannot be cancelled from here")
+    return Outcome(Direction.EXIT, None, "Installation cancelled; nothing was written.")
