@@ -99,7 +99,7 @@ def _append_member(
 
 def gzip_deterministic(data: bytes) -> bytes:
     """gzip with a zero timestamp and no file name, so equal input gives equal output."""
-    return gzip.compress(data, compresslevel=9, mtime=0)
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 def _is_static_elf(blob: bytes) -> bool:
