@@ -1,11 +1,479 @@
-"""`engine-media usb ...` sub-commands (filled in by the USB work)."""
+"""`engine-media usb list|write|verify`: find sticks, write the ISO safely, read it back.
+
+The handlers here are thin: discovery and policy decide what is shown and refused, the writer
+does the copying; this module asks for the typed confirmation, draws one progress bar per
+target (rate and ETA), prints the result table and picks the exit status. Each sub-command
+sets `handler` (args -> exit status) for `engine-media` to call.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import stat
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from enginekit.cli import print_error
+from enginekit.errors import Interrupted, UserInputError
+from enginekit.process import require_tool, run
+from enginekit.sizes import human_size, parse_size
+from media.errors import InvalidISO, TargetRefused, VerificationFailed
+from media.usb import discovery, policy
+from media.usb.blockdev import open_target
+from media.usb.copier import ImageCopier, Phase, WriteInterrupted
+from media.usb.copier import Progress as CopyProgress
+from media.usb.writer import TargetResult, TargetStatus, WriteReport, write_many
+
+# Test seam: throttle writing (bytes per second, e.g. "8M") so an interrupt lands mid-write.
+MAX_RATE_ENV = "ENGINEKIT_USB_MAX_RATE"
+
+ISO_MAGIC_OFFSET = 32769  # "CD001" of the primary volume descriptor (sector 16, byte 1)
 
 
-def add_usb_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+_Parser = TypeVar("_Parser", bound=argparse.ArgumentParser)
+
+
+def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     """Register `usb list|write|verify` under `engine-media`."""
-    parser = subparsers.add_parser("usb", help="find, write and verify USB sticks")
-    parser.set_defaults(handler=None)
+    usb = subparsers.add_parser(
+        "usb",
+        help="find, write and verify USB sticks",
+        description="Find USB sticks, write the Engine ISO to them safely, read them back.",
+    )
+    commands = usb.add_subparsers(dest="usb_command", metavar="COMMAND", required=True)
+
+    listing = commands.add_parser(
+        "list", help="list USB sticks and removable disks", description=_LIST_HELP
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.add_argument(
+        "--all", action="store_true", help="also show hidden disks and why each is hidden"
+    )
+    listing.set_defaults(handler=cmd_list)
+
+    write = commands.add_parser(
+        "write", help="write an ISO to one or more sticks", description=_WRITE_HELP
+    )
+    write.add_argument("image", type=Path, metavar="ISO", help="the Engine installer ISO")
+    write.add_argument(
+        "targets", type=Path, nargs="+", metavar="TARGET", help="whole-disk device or file"
+    )
+    write.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    write.add_argument("--no-verify", action="store_true", help="skip the read-back check")
+    write.add_argument(
+        "--unmount", action="store_true", help="unmount the targets' mounted partitions first"
+    )
+    write.add_argument("--force", action="store_true", help="allow non-removable (internal) disks")
+    write.set_defaults(handler=cmd_write)
+
+    verify = commands.add_parser(
+        "verify", help="read a stick back and compare it with the ISO", description=_VERIFY_HELP
+    )
+    verify.add_argument("image", type=Path, metavar="ISO")
+    verify.add_argument("target", type=Path, metavar="TARGET")
+    verify.set_defaults(handler=cmd_verify)
+
+
+_LIST_HELP = (
+    "Show USB-attached and removable whole disks with model, serial, size and mounted "
+    "partitions. --all also lists the hidden disks (system disk, internal, no medium, "
+    "read-only, ...) with the reason each is hidden."
+)
+_WRITE_HELP = (
+    "Write ISO to each TARGET (a whole-disk block device, or an existing regular file), "
+    "concurrently, then read every target back bypassing the page cache and compare. "
+    "System disks, mounted, read-only, too small and internal disks are refused."
+)
+_VERIFY_HELP = "Read TARGET back (bypassing the page cache) and compare it with ISO."
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def _stdout() -> Console:
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console
+
+
+def _stderr() -> Console:
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=160)
+    return console
+
+
+def check_image(path: Path) -> int:
+    """Size of the ISO, or a clear error: it must be a non-empty ISO 9660 regular file."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise UserInputError(f"{path}: {exc.strerror}", hint="give the path of the ISO") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise UserInputError(
+            f"{path} is not a regular file",
+            hint="the ISO comes first, then the targets: usb write ENGINE.iso /dev/sdX",
+        )
+    try:
+        with open(path, "rb") as image:
+            image.seek(ISO_MAGIC_OFFSET)
+            magic = image.read(5)
+    except OSError as exc:
+        raise UserInputError(f"{path}: {exc.strerror}") from exc
+    if magic != b"CD001":
+        raise InvalidISO(
+            f"{path} is not an ISO 9660 image (no CD001 at offset {ISO_MAGIC_OFFSET})",
+            hint="the ISO comes first, then the targets: usb write ENGINE.iso /dev/sdX",
+        )
+    return st.st_size
+
+
+def _max_rate() -> float | None:
+    text = os.environ.get(MAX_RATE_ENV)
+    return float(parse_size(text)) if text else None
+
+
+def _device_json(device: discovery.BlockDeviceInfo, hidden: Sequence[str]) -> dict[str, object]:
+    return {
+        "path": device.path,
+        "model": device.model,
+        "vendor": device.vendor,
+        "serial": device.serial,
+        "size_bytes": device.size_bytes,
+        "bus": str(device.bus),
+        "removable": device.removable,
+        "read_only": device.read_only,
+        "mounted_partitions": [
+            {"device": m.device, "mountpoint": m.mountpoint} for m in device.mounted_partitions
+        ],
+        "holds": sorted(str(h) for h in device.holds),
+        "hidden": list(hidden),
+    }
+
+
+def _size_text(size: int) -> str:
+    """Both unit systems: sticks are sold in GB, the kernel counts GiB."""
+    return f"{human_size(size)} ({size / 1000**3:.1f} GB)"
+
+
+# ---- usb list ---------------------------------------------------------------------------
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    # Unattached loop and zram devices are noise (lsblk hides them too).
+    disks = [d for d in discovery.list_disks() if d.size_bytes or not d.bus.is_virtual]
+    rows = [(disk, policy.hidden_reasons(disk)) for disk in disks]
+    if not args.all:
+        rows = [(disk, hidden) for disk, hidden in rows if not hidden]
+    if args.json:
+        print(json.dumps([_device_json(d, h) for d, h in rows], indent=2))
+        return 0
+    if not rows:
+        sys.stderr.write(
+            "no USB sticks or removable disks found "
+            "(use --all to see every disk and why it is hidden)\n"
+        )
+        return 0
+    table = Table(box=None, pad_edge=False)
+    for column in ("DEVICE", "MODEL", "SERIAL", "SIZE", "BUS", "MOUNTED"):
+        table.add_column(column, overflow="fold")
+    if args.all:
+        table.add_column("HIDDEN BECAUSE", overflow="fold")
+    for disk, hidden in rows:
+        mounted = ", ".join(f"{m.device} on {m.mountpoint}" for m in disk.mounted_partitions)
+        cells = [
+            disk.path,
+            " ".join(p for p in (disk.vendor, disk.model) if p) or "-",
+            disk.serial or "-",
+            _size_text(disk.size_bytes),
+            str(disk.bus),
+            mounted or "-",
+        ]
+        if args.all:
+            cells.append("; ".join(hidden) or "-")
+        table.add_row(*cells)
+    _stdout().print(table)
+    return 0
+
+
+# ---- usb write ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    path: Path
+    device: discovery.BlockDeviceInfo | None  # None for a regular file
+    size: int
+
+
+def _examine(
+    path: Path, image: Path, image_size: int, options: policy.WriteOptions
+) -> _Accepted | tuple[policy.Refusal, ...]:
+    try:
+        st: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise TargetRefused(f"refusing {path}: {exc.strerror}") from exc
+    kind = policy.target_kind(str(path), st.st_mode if st else None)
+    if isinstance(kind, policy.Refusal):
+        return (kind,)
+    assert st is not None
+    if kind is policy.TargetKind.BLOCK_DEVICE:
+        device = discovery.describe_block_device(path, image)
+        refusals = policy.device_refusals(device, image_size, options)
+        return refusals or _Accepted(path, device, device.size_bytes)
+    fs = os.statvfs(path)
+    info = policy.FileTargetInfo(
+        path=str(path),
+        size_bytes=st.st_size,
+        writable=os.access(path, os.W_OK),
+        is_the_image=os.path.samefile(path, image),
+        free_bytes=fs.f_bavail * fs.f_frsize,
+    )
+    return policy.file_refusals(info, image_size) or _Accepted(path, None, st.st_size)
+
+
+def _ask(prompt: str) -> str:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not sys.stdin.isatty():
+        sys.stderr.write("\n")  # the answer was not echoed: keep the next output on its own line
+    if not line:
+        raise UserInputError(
+            "no confirmation given; nothing was written", hint="answer the prompt, or add --yes"
+        )
+    return line.strip()
+
+
+def _confirm(image: Path, image_size: int, accepted: Sequence[_Accepted]) -> None:
+    err = sys.stderr
+    err.write(f"About to ERASE and write {image.name} ({human_size(image_size)}) to:\n")
+    for target in accepted:
+        if target.device is None:
+            err.write(f"  {target.path}  regular file, {_size_text(target.size)}\n")
+        else:
+            dev = target.device
+            err.write(f"  {dev.path}  {dev.describe()}  {_size_text(dev.size_bytes)}  {dev.bus}\n")
+    err.write("Everything on them will be lost.\n")
+    if _ask(f"Type 'yes' to erase {len(accepted)} target(s): ").lower() != "yes":
+        raise UserInputError("not confirmed; nothing was written")
+    for target in accepted:
+        large = target.device
+        if large is not None and policy.needs_large_disk_confirmation(large):
+            err.write(
+                f"{large.path} is {_size_text(large.size_bytes)}, larger than 64 GB: this is "
+                "rarely a USB stick.\n"
+            )
+            if _ask(f"Type its name '{large.name}' to confirm it is the right disk: ") != (
+                large.name
+            ):
+                raise UserInputError(f"{large.path} not confirmed; nothing was written")
+
+
+def _unmount(target: _Accepted) -> None:
+    if target.device is None:
+        return
+    umount = require_tool("umount", "mount")
+    # Deepest first, so nested mounts come off before their parents.
+    for mount in sorted(target.device.mounted_partitions, key=lambda m: -len(m.mountpoint)):
+        if mount.mountpoint == "[swap]":
+            continue
+        run([umount, mount.mountpoint])
+
+
+class _ProgressDisplay:
+    """One rich progress bar per target; updated from the copier threads."""
+
+    def __init__(self, targets: Sequence[Path], total: int) -> None:
+        self.progress = Progress(
+            TextColumn("{task.fields[target]}"),
+            TextColumn("{task.fields[phase]:<8}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=_stderr(),
+        )
+        self._lock = threading.Lock()
+        self._phase: dict[str, Phase] = {}
+        self._tasks: dict[str, TaskID] = {
+            str(t): self.progress.add_task(str(t), total=total, target=str(t), phase="queued")
+            for t in targets
+        }
+
+    def update(self, target: str, progress: CopyProgress) -> None:
+        task = self._tasks[target]
+        with self._lock:
+            if self._phase.get(target) is not progress.phase:
+                self._phase[target] = progress.phase
+                # A new phase restarts the bar so rate and ETA describe this phase only.
+                self.progress.reset(
+                    task, total=progress.total, target=target, phase=str(progress.phase)
+                )
+        self.progress.update(task, completed=progress.done)
+
+
+def _result_table(results: Sequence[TargetResult]) -> Table:
+    table = Table(title="Result", title_justify="left", box=None, pad_edge=False)
+    for column in ("TARGET", "STATUS", "WRITTEN", "WRITE RATE", "VERIFY", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        rate = f"{human_size(int(r.write_rate))}/s" if r.write_rate else "-"
+        verified = f"{r.verify_seconds:.1f} s" if r.verify_seconds else "-"
+        table.add_row(
+            r.target,
+            str(r.status),
+            f"{human_size(r.bytes_written)} of {human_size(r.image_size)}",
+            rate,
+            verified,
+            r.message or "-",
+        )
+    return table
+
+
+def cmd_write(args: argparse.Namespace) -> int:
+    image: Path = args.image
+    image_size = check_image(image)
+    options = policy.WriteOptions(force=args.force, unmount=args.unmount)
+    seen: set[str] = set()
+    for target in args.targets:
+        key = os.path.realpath(target)
+        if key in seen:
+            raise UserInputError(f"{target} is given twice", hint="name each target once")
+        seen.add(key)
+
+    refused: list[TargetResult] = []
+    accepted: list[_Accepted] = []
+    for target in args.targets:
+        verdict = _examine(target, image, image_size, options)
+        if isinstance(verdict, _Accepted):
+            accepted.append(verdict)
+            continue
+        for refusal in verdict:
+            print_error(TargetRefused(refusal.line(), hint=refusal.hint))
+        refused.append(
+            TargetResult(
+                str(target),
+                TargetStatus.REFUSED,
+                image_size,
+                message="; ".join(r.reason for r in verdict),
+            )
+        )
+    if not accepted:
+        return TargetRefused.exit_status
+    if not args.yes:
+        _confirm(image, image_size, accepted)
+    if options.unmount:
+        for target in accepted:
+            _unmount(target)
+
+    paths = [t.path for t in accepted]
+    display = _ProgressDisplay(paths, image_size)
+    with display.progress:
+        report: WriteReport = write_many(
+            image,
+            paths,
+            verify=not args.no_verify,
+            on_progress=display.update,
+            max_rate=_max_rate(),
+        )
+    order = {str(t): i for i, t in enumerate(args.targets)}
+    results = sorted(refused + list(report.results), key=lambda r: order.get(r.target, 0))
+    _stdout().print(_result_table(results))
+    if report.interrupted:
+        left = [
+            r.target
+            for r in report.results
+            if r.status in (TargetStatus.INCOMPLETE, TargetStatus.NOT_VERIFIED)
+        ]
+        raise Interrupted(
+            f"interrupted: {', '.join(left) or 'no target'} "
+            f"{'is' if len(left) == 1 else 'are'} incomplete and will not boot"
+            if left
+            else "interrupted after every target had finished",
+            hint="write them again before use" if left else None,
+        )
+    for r in report.results:
+        if not r.status.succeeded:
+            sys.stderr.write(f"error: {r.target}: {r.status}: {r.message}\n")
+    return 0 if not refused and report.all_succeeded else 1
+
+
+# ---- usb verify -----------------------------------------------------------------------------
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    image: Path = args.image
+    image_size = check_image(image)
+    target_path: Path = args.target
+    try:
+        mode: int | None = os.stat(target_path).st_mode
+    except FileNotFoundError:
+        mode = None
+    kind = policy.target_kind(str(target_path), mode)
+    if isinstance(kind, policy.Refusal):
+        raise TargetRefused(f"cannot verify {target_path}: no such device or file")
+    display = _ProgressDisplay([target_path], image_size)
+    stop = threading.Event()
+    copier = ImageCopier(
+        image,
+        open_target(target_path),
+        on_progress=lambda p: display.update(str(target_path), p),
+        stop=stop,
+    )
+    try:
+        with display.progress:
+            result = copier.verify()
+    except (KeyboardInterrupt, WriteInterrupted):
+        raise Interrupted(f"verification of {target_path} stopped; nothing was changed") from None
+    if not result.ok:
+        raise VerificationFailed(
+            result.detail,
+            hint=f"write it again: engine-media usb write {image} {target_path}",
+        )
+    print(
+        f"ok: {target_path} matches {image.name} "
+        f"({human_size(image_size)} read back in {result.seconds:.1f} s)"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the usb commands on their own (`python -m media.usb.cli usb list`)."""
+    from enginekit.cli import ArgumentParser, add_common_options, run_main
+
+    parser = ArgumentParser(prog="engine-media")
+    add_common_options(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_usb_commands(subparsers)
+
+    def dispatch(args: argparse.Namespace) -> int:
+        status: int = args.handler(args)
+        return status
+
+    return run_main(parser, dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,391 @@
+"""Find block devices and describe them as `BlockDeviceInfo`, the input of the selection policy.
+
+Every description, live or recorded, goes through one constructor, `device_info_from_record`,
+fed a plain dict of udev properties (what `udevadm info --query=property --export` prints) and a
+dict of sysfs attributes (`size` in 512-byte sectors, `removable`, `ro`, ...). Live devices come
+from pyudev plus sysfs; tests feed recorded fixtures of hardware we cannot attach. Which disks
+carry `/`, `/boot`, swap or the image file is worked out from /proc/self/mountinfo and sysfs
+(partitions, device-mapper slaves), because a udev database may be absent (containers).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+import stat
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from enginekit.errors import HostError
+from media.errors import TargetRefused
+
+SECTOR = 512
+SYS_DEV_BLOCK = Path("/sys/dev/block")
+
+
+class Bus(enum.StrEnum):
+    """How a disk is attached. USB wins over the protocol behind it (a UAS SATA bridge is USB)."""
+
+    USB = "usb"
+    ATA = "ata"
+    NVME = "nvme"
+    VIRTIO = "virtio"
+    MMC = "mmc"
+    SCSI = "scsi"
+    LOOP = "loop"  # backed by a file: as safe to overwrite as that file
+    OTHER = "other"
+
+    @property
+    def is_virtual(self) -> bool:
+        return self in (Bus.LOOP, Bus.OTHER)
+
+
+class Holds(enum.StrEnum):
+    """Something the running system needs that lives on a disk."""
+
+    ROOT = "/"
+    BOOT = "/boot"
+    SWAP = "swap"
+    IMAGE = "the image file"
+
+
+@dataclass(frozen=True)
+class MountedPartition:
+    device: str  # e.g. /dev/sdb1 (or the disk itself when it has no partition table)
+    mountpoint: str  # a path, or "[swap]"
+
+
+@dataclass(frozen=True)
+class BlockDeviceInfo:
+    """One block device as the policy sees it. Sizes in bytes; strings empty when unknown."""
+
+    path: str
+    model: str
+    serial: str
+    vendor: str
+    size_bytes: int
+    bus: Bus
+    removable: bool
+    read_only: bool
+    is_partition: bool = False
+    mounted_partitions: tuple[MountedPartition, ...] = ()
+    holds: frozenset[Holds] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    def describe(self) -> str:
+        """`SanDisk Cruzer Blade (serial 4C53...)` for prompts and tables."""
+        label = " ".join(part for part in (self.vendor, self.model) if part) or "unknown model"
+        return f"{label} (serial {self.serial})" if self.serial else label
+
+
+_USB_PATH = re.compile(r"/usb\d+/")
+
+
+def _unescape_udev(text: str) -> str:
+    """udev's *_ENC values escape bytes as \\xNN (spaces in model names are \\x20)."""
+    return re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), text)
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.replace("_", " ").split())
+
+
+def _bus_of(properties: Mapping[str, str]) -> Bus:
+    devpath = properties.get("DEVPATH", "")
+    id_path = properties.get("ID_PATH", "")
+    # The physical path decides: a SATA disk in a USB enclosure is a USB disk to the user.
+    if _USB_PATH.search(devpath) or "-usb-" in id_path or properties.get("ID_BUS") == "usb":
+        return Bus.USB
+    if "/virtual/block/loop" in devpath or properties.get("DEVNAME", "").startswith("/dev/loop"):
+        return Bus.LOOP
+    if "/nvme/" in devpath or properties.get("ID_BUS") == "nvme":
+        return Bus.NVME
+    if "/mmc_host/" in devpath:
+        return Bus.MMC
+    if re.search(r"/virtio\d+/", devpath):
+        return Bus.VIRTIO
+    if re.search(r"/ata\d+/", devpath) or properties.get("ID_BUS") == "ata":
+        return Bus.ATA
+    if properties.get("ID_BUS") == "scsi" or "/host" in devpath:
+        return Bus.SCSI
+    return Bus.OTHER
+
+
+def device_info_from_record(
+    properties: Mapping[str, str],
+    sysfs: Mapping[str, str],
+    *,
+    mounted_partitions: Iterable[MountedPartition] = (),
+    holds: Iterable[Holds] = (),
+) -> BlockDeviceInfo:
+    """Build a BlockDeviceInfo from udev properties and sysfs attributes (both plain strings).
+
+    `sysfs` keys are attribute paths relative to the device's sysfs directory: `size`,
+    `removable`, `ro`, and optionally `device/model`, `device/vendor`, `device/serial`,
+    `loop/backing_file`, used when the udev database does not know the device.
+    """
+    model = _unescape_udev(properties.get("ID_MODEL_ENC", "")) or properties.get("ID_MODEL", "")
+    model = _clean(model or sysfs.get("device/model", ""))
+    vendor = _unescape_udev(properties.get("ID_VENDOR_ENC", "")) or properties.get("ID_VENDOR", "")
+    vendor = _clean(vendor or sysfs.get("device/vendor", ""))
+    if vendor.startswith("0x"):
+        vendor = ""  # a PCI vendor id (virtio's 0x1af4), not a name a person recognises
+    serial = (
+        properties.get("ID_SERIAL_SHORT")
+        or sysfs.get("device/serial", "").strip()
+        or properties.get("ID_SERIAL", "")
+    )
+    bus = _bus_of(properties)
+    if bus is Bus.LOOP and not model:
+        backing = sysfs.get("loop/backing_file", "").strip()
+        model = f"loop: {backing}" if backing else "loop device (no backing file)"
+    try:
+        sectors = int(sysfs.get("size", "0").strip() or 0)
+    except ValueError:
+        sectors = 0
+    return BlockDeviceInfo(
+        path=properties.get("DEVNAME", ""),
+        model=model,
+        serial=serial.strip(),
+        vendor=vendor,
+        size_bytes=sectors * SECTOR,
+        bus=bus,
+        removable=sysfs.get("removable", "0").strip() == "1",
+        read_only=sysfs.get("ro", "0").strip() == "1",
+        is_partition=properties.get("DEVTYPE") == "partition",
+        mounted_partitions=tuple(mounted_partitions),
+        holds=frozenset(holds),
+    )
+
+
+# ---- what the running system uses -------------------------------------------------------
+
+_SYSFS_ATTRIBUTES = (
+    "size",
+    "removable",
+    "ro",
+    "device/model",
+    "device/vendor",
+    "device/serial",
+    "loop/backing_file",
+)
+
+BOOT_MOUNTPOINTS = ("/boot", "/boot/efi", "/efi")
+
+
+@dataclass(frozen=True)
+class _Mount:
+    majmin: str
+    mountpoint: str
+    source: str
+
+
+def _read_mounts() -> list[_Mount]:
+    mounts: list[_Mount] = []
+    try:
+        text = Path("/proc/self/mountinfo").read_text()
+    except OSError:
+        return mounts
+    for line in text.splitlines():
+        left, _, right = line.partition(" - ")
+        fields = left.split()
+        tail = right.split()
+        if len(fields) < 5 or len(tail) < 2:
+            continue
+        mountpoint = fields[4].replace("\\040", " ")
+        mounts.append(_Mount(majmin=fields[2], mountpoint=mountpoint, source=tail[1]))
+    return mounts
+
+
+def _read_swaps() -> list[str]:
+    try:
+        lines = Path("/proc/swaps").read_text().splitlines()[1:]
+    except OSError:
+        return []
+    return [line.split()[0] for line in lines if line.strip()]
+
+
+def _majmin_of_path(path: str) -> str | None:
+    """`8:17` for a block device node or a file on a block-backed filesystem."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    dev = st.st_rdev if stat.S_ISBLK(st.st_mode) else st.st_dev
+    return f"{os.major(dev)}:{os.minor(dev)}"
+
+
+def whole_disks_of(majmin: str, _depth: int = 0) -> set[str]:
+    """The whole-disk major:minor numbers a device sits on: the disk of a partition, the
+    disks under a device-mapper or md device (recursively), or the device itself."""
+    sys_path = SYS_DEV_BLOCK / majmin
+    if not sys_path.exists() or _depth > 8:
+        return set()
+    real = sys_path.resolve()
+    slaves = real / "slaves"
+    if slaves.is_dir() and any(slaves.iterdir()):
+        found: set[str] = set()
+        for slave in slaves.iterdir():
+            try:
+                found |= whole_disks_of((slave / "dev").read_text().strip(), _depth + 1)
+            except OSError:
+                continue
+        return found
+    if (real / "partition").exists():
+        try:
+            return whole_disks_of((real.parent / "dev").read_text().strip(), _depth + 1)
+        except OSError:
+            return set()
+    return {majmin}
+
+
+@dataclass(frozen=True)
+class SystemUsage:
+    """Which whole disks hold what, and which of their partitions are mounted."""
+
+    holds: Mapping[str, frozenset[Holds]]  # disk major:minor -> what it holds
+    mounted: Mapping[str, tuple[MountedPartition, ...]]  # disk major:minor -> mounts
+
+    @classmethod
+    def scan(cls, image: Path | None = None) -> SystemUsage:
+        holds: dict[str, set[Holds]] = {}
+        mounted: dict[str, list[MountedPartition]] = {}
+        mounts = _read_mounts()
+        for mount in mounts:
+            disks = _disks_of_mount(mount)
+            for disk in disks:
+                entry = MountedPartition(mount.source, mount.mountpoint)
+                if entry not in mounted.setdefault(disk, []):
+                    mounted[disk].append(entry)
+                if mount.mountpoint == "/":
+                    holds.setdefault(disk, set()).add(Holds.ROOT)
+                if mount.mountpoint in BOOT_MOUNTPOINTS:
+                    holds.setdefault(disk, set()).add(Holds.BOOT)
+        for swap in _read_swaps():
+            majmin = _majmin_of_path(swap)
+            for disk in whole_disks_of(majmin) if majmin else set():
+                holds.setdefault(disk, set()).add(Holds.SWAP)
+                mounted.setdefault(disk, []).append(MountedPartition(swap, "[swap]"))
+        if image is not None:
+            for disk in _disks_of_file(image, mounts):
+                holds.setdefault(disk, set()).add(Holds.IMAGE)
+        return cls(
+            holds={k: frozenset(v) for k, v in holds.items()},
+            mounted={k: tuple(v) for k, v in mounted.items()},
+        )
+
+
+def _disks_of_mount(mount: _Mount) -> set[str]:
+    disks = whole_disks_of(mount.majmin)
+    if not disks and mount.source.startswith("/dev/"):
+        # btrfs and friends report an anonymous device number; the source names the device.
+        majmin = _majmin_of_path(mount.source)
+        disks = whole_disks_of(majmin) if majmin else set()
+    return disks
+
+
+def _disks_of_file(path: Path, mounts: list[_Mount]) -> set[str]:
+    majmin = _majmin_of_path(str(path))
+    disks = whole_disks_of(majmin) if majmin else set()
+    if disks:
+        return disks
+    real = str(path.resolve())
+    best: _Mount | None = None
+    for mount in mounts:
+        inside = real == mount.mountpoint or real.startswith(mount.mountpoint.rstrip("/") + "/")
+        if inside and (best is None or len(mount.mountpoint) >= len(best.mountpoint)):
+            best = mount
+    return _disks_of_mount(best) if best is not None else set()
+
+
+# ---- live devices -------------------------------------------------------------------------
+
+
+def _sysfs_record(sys_path: Path) -> dict[str, str]:
+    record: dict[str, str] = {}
+    for name in _SYSFS_ATTRIBUTES:
+        try:
+            record[name] = (sys_path / name).read_text(errors="replace").strip()
+        except OSError:
+            continue
+    return record
+
+
+def _udev_properties(sys_path: Path) -> dict[str, str]:
+    try:
+        import pyudev
+    except ImportError as exc:  # pragma: no cover - pyudev is a hard dependency
+        raise HostError("pyudev is not installed", hint="run tools/setup") from exc
+    context = pyudev.Context()
+    device = pyudev.Devices.from_sys_path(context, str(sys_path))
+    return {str(key): str(device.properties[key]) for key in device.properties}
+
+
+def _live_info(sys_path: Path, usage: SystemUsage) -> BlockDeviceInfo:
+    properties = _udev_properties(sys_path)
+    majmin = f"{properties.get('MAJOR', '')}:{properties.get('MINOR', '')}"
+    disks = whole_disks_of(majmin) or {majmin}
+    holds: set[Holds] = set()
+    mounted: list[MountedPartition] = []
+    for disk in disks:
+        holds |= usage.holds.get(disk, frozenset())
+        mounted += usage.mounted.get(disk, ())
+    return device_info_from_record(
+        properties, _sysfs_record(sys_path), mounted_partitions=mounted, holds=holds
+    )
+
+
+def list_disks(image: Path | None = None) -> list[BlockDeviceInfo]:
+    """Every whole disk the kernel knows (type `disk` in udev), sorted by device path."""
+    try:
+        import pyudev
+    except ImportError as exc:  # pragma: no cover
+        raise HostError("pyudev is not installed", hint="run tools/setup") from exc
+    usage = SystemUsage.scan(image)
+    context = pyudev.Context()
+    found = [
+        _live_info(Path(device.sys_path), usage)
+        for device in context.list_devices(subsystem="block", DEVTYPE="disk")
+    ]
+    return sorted(found, key=lambda info: _natural_key(info.path))
+
+
+def _natural_key(text: str) -> list[object]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def describe_block_device(path: Path, image: Path | None = None) -> BlockDeviceInfo:
+    """The BlockDeviceInfo of a block device node (a whole disk or a partition)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise TargetRefused(f"{path}: {exc.strerror}") from exc
+    if not stat.S_ISBLK(st.st_mode):
+        raise TargetRefused(f"{path} is not a block device")
+    majmin = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    sys_path = (SYS_DEV_BLOCK / majmin).resolve()
+    if not sys_path.exists():
+        raise HostError(
+            f"{path}: the kernel has no sysfs entry {SYS_DEV_BLOCK / majmin}",
+            hint="is /sys mounted?",
+        )
+    info = _live_info(sys_path, SystemUsage.scan(image))
+    # Keep the name the user typed (a /dev/disk/by-id link reads better in messages).
+    return BlockDeviceInfo(
+        path=str(path),
+        model=info.model,
+        serial=info.serial,
+        vendor=info.vendor,
+        size_bytes=info.size_bytes,
+        bus=info.bus,
+        removable=info.removable,
+        read_only=info.read_only,
+        is_partition=info.is_partition,
+        mounted_partitions=info.mounted_partitions,
+        holds=info.holds,
+    )

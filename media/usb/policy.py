@@ -1,0 +1,224 @@
+"""Which disks to offer and which writes to refuse, as pure functions over descriptions.
+
+Nothing here touches the machine: `hidden_reasons` decides what `usb list` shows by default,
+`device_refusals` and `file_refusals` decide what `usb write` refuses, each refusal one clear
+line with a hint. Keeping the rules pure lets them be tested table-driven on recorded udev
+property sets of hardware we cannot attach (NVMe, SATA, SD readers).
+"""
+
+from __future__ import annotations
+
+import enum
+import stat
+from dataclasses import dataclass
+
+from enginekit.sizes import human_size
+from media.usb.discovery import BlockDeviceInfo, Bus, Holds
+
+# Etcher's "large drive" rule: above this a disk is rarely a USB stick, so ask twice.
+LARGE_DISK_BYTES = 64 * 1000**3
+
+
+class RefusalCode(enum.StrEnum):
+    NOT_FOUND = "not-found"
+    NOT_A_DEVICE_OR_FILE = "not-a-device-or-file"
+    PARTITION = "partition"
+    HOLDS_SYSTEM = "holds-system"
+    HOLDS_IMAGE = "holds-image"
+    IS_IMAGE = "is-image"
+    MOUNTED = "mounted"
+    READ_ONLY = "read-only"
+    NO_MEDIUM = "no-medium"
+    TOO_SMALL = "too-small"
+    NOT_REMOVABLE = "not-removable"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: RefusalCode
+    target: str
+    reason: str  # completes "refusing <target>: ..."
+    hint: str
+
+    def line(self) -> str:
+        return f"refusing {self.target}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    force: bool = False  # allow non-removable disks
+    unmount: bool = False  # mounted partitions will be unmounted before writing
+
+
+class TargetKind(enum.StrEnum):
+    BLOCK_DEVICE = "block device"
+    REGULAR_FILE = "regular file"
+
+
+def target_kind(path: str, mode: int | None) -> TargetKind | Refusal:
+    """What a target path is, from its stat mode (None when it does not exist).
+
+    A missing path is refused rather than created: a mistyped /dev/sdX would otherwise
+    silently become a regular file in /dev while the stick stays untouched.
+    """
+    if mode is None:
+        return Refusal(
+            RefusalCode.NOT_FOUND,
+            path,
+            "no such device or file (a mistyped /dev/sdX must not create a file)",
+            "check the name with 'engine-media usb list'; to write a stick image to a new "
+            "file, create it first (e.g. truncate -s 8G stick.img)",
+        )
+    if stat.S_ISBLK(mode):
+        return TargetKind.BLOCK_DEVICE
+    if stat.S_ISREG(mode):
+        return TargetKind.REGULAR_FILE
+    return Refusal(
+        RefusalCode.NOT_A_DEVICE_OR_FILE,
+        path,
+        "neither a block device nor a regular file",
+        "give a whole-disk device such as /dev/sdb, or an existing regular file",
+    )
+
+
+def _system_holds(device: BlockDeviceInfo) -> list[str]:
+    return [str(h) for h in (Holds.ROOT, Holds.BOOT, Holds.SWAP) if h in device.holds]
+
+
+def hidden_reasons(device: BlockDeviceInfo, image_size: int | None = None) -> tuple[str, ...]:
+    """Why `usb list` hides a disk by default; empty when it is shown.
+
+    Shown are removable or USB-attached whole disks that do not hold the running system or
+    the image, have a medium, are writable, and (given an image) are big enough.
+    """
+    reasons: list[str] = []
+    held = _system_holds(device)
+    if held:
+        reasons.append(f"system disk: holds the running system ({', '.join(held)})")
+    if Holds.IMAGE in device.holds:
+        reasons.append("holds the image file")
+    if device.is_partition:
+        reasons.append("a partition, not a whole disk")
+    if device.bus.is_virtual:
+        reasons.append(f"virtual device ({device.bus})")
+    elif not (device.removable or device.bus is Bus.USB):
+        reasons.append(f"not removable (internal {device.bus} disk)")
+    if device.size_bytes == 0:
+        reasons.append("no medium")
+    elif image_size is not None and device.size_bytes < image_size:
+        reasons.append(f"too small ({human_size(device.size_bytes)} < image)")
+    if device.read_only:
+        reasons.append("read-only")
+    return tuple(reasons)
+
+
+def device_refusals(
+    device: BlockDeviceInfo, image_size: int, options: WriteOptions
+) -> tuple[Refusal, ...]:
+    """Every reason not to write an image of `image_size` bytes to this block device."""
+    target = device.path
+    found: list[Refusal] = []
+
+    def refuse(code: RefusalCode, reason: str, hint: str) -> None:
+        found.append(Refusal(code, target, reason, hint))
+
+    if device.is_partition:
+        refuse(
+            RefusalCode.PARTITION,
+            "is a partition; the image must go to the whole disk",
+            "give the disk itself (e.g. /dev/sdb, not /dev/sdb1)",
+        )
+    held = _system_holds(device)
+    if held:
+        refuse(
+            RefusalCode.HOLDS_SYSTEM,
+            f"holds the running system ({', '.join(held)})",
+            "this is the computer's own disk; pick a USB stick from 'engine-media usb list'",
+        )
+    if Holds.IMAGE in device.holds:
+        refuse(
+            RefusalCode.HOLDS_IMAGE,
+            "holds the image file being written",
+            "copy the ISO to another disk first",
+        )
+    if device.mounted_partitions and not held and not options.unmount:
+        mounts = ", ".join(f"{m.device} on {m.mountpoint}" for m in device.mounted_partitions)
+        refuse(
+            RefusalCode.MOUNTED,
+            f"has mounted partitions ({mounts})",
+            "close files on the stick and add --unmount to unmount them first",
+        )
+    if device.read_only:
+        refuse(
+            RefusalCode.READ_ONLY,
+            "is read-only",
+            "check the stick's write-protect switch (SD cards have one on the side)",
+        )
+    if device.size_bytes == 0:
+        refuse(RefusalCode.NO_MEDIUM, "has no medium", "insert the card or stick")
+    elif device.size_bytes < image_size:
+        refuse(
+            RefusalCode.TOO_SMALL,
+            f"is smaller than the image ({human_size(device.size_bytes)} < "
+            f"{human_size(image_size)})",
+            "use a bigger stick",
+        )
+    # Loop devices are file-backed: overwriting one is like overwriting its backing file.
+    if not (device.removable or device.bus in (Bus.USB, Bus.LOOP)) and not options.force:
+        refuse(
+            RefusalCode.NOT_REMOVABLE,
+            f"is not removable (an internal {device.bus} disk)",
+            "add --force if you really mean to erase this internal disk",
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class FileTargetInfo:
+    """A regular file used as a target (a stick image to flash elsewhere)."""
+
+    path: str
+    size_bytes: int
+    writable: bool
+    is_the_image: bool  # same inode as the image
+    free_bytes: int  # free space on its filesystem, for the part that must grow
+
+
+def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
+    """The checks that make sense for a regular file: not the image itself, writable, room."""
+    found: list[Refusal] = []
+    if info.is_the_image:
+        found.append(
+            Refusal(
+                RefusalCode.IS_IMAGE,
+                info.path,
+                "is the image file itself",
+                "give a USB stick or another file as the target",
+            )
+        )
+    if not info.writable:
+        found.append(
+            Refusal(
+                RefusalCode.READ_ONLY,
+                info.path,
+                "is not writable",
+                "check the file's permissions and whether its filesystem is mounted read-only",
+            )
+        )
+    growth = max(0, image_size - info.size_bytes)
+    if growth > info.free_bytes:
+        found.append(
+            Refusal(
+                RefusalCode.TOO_SMALL,
+                info.path,
+                f"its filesystem lacks room for the image (needs {human_size(growth)} more, "
+                f"{human_size(info.free_bytes)} free)",
+                "free some space or write to another filesystem",
+            )
+        )
+    return tuple(found)
+
+
+def needs_large_disk_confirmation(device: BlockDeviceInfo) -> bool:
+    """Disks above 64 GB are rarely USB sticks: ask again, naming the disk."""
+    return device.size_bytes > LARGE_DISK_BYTES
