@@ -23,13 +23,14 @@ SYSTEMD_BOOT_EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 KERNEL_OPTIONS = "console=ttyS0 panic=-1"
 MENU_TITLE = "Install Engine"
 
-# Where the builder puts its own files on the medium (ISO paths, relative).
+# Where the builder puts its own files on the medium (ISO paths, relative). All of them live
+# under isolinux/, the one directory a payload leaves to the builder (media.manifest).
 ISOLINUX_DIR = "isolinux"
 ISOLINUX_BIN_PATH = "isolinux/isolinux.bin"
 LDLINUX_PATH = "isolinux/ldlinux.c32"
 ISOLINUX_CFG_PATH = "isolinux/isolinux.cfg"
 BOOT_CATALOG_PATH = "isolinux/boot.cat"
-ESP_IMAGE_PATH = "efi/efiboot.img"
+ESP_IMAGE_PATH = "isolinux/efiboot.img"
 BUILDER_PATHS = (
     ISOLINUX_BIN_PATH,
     LDLINUX_PATH,
