@@ -129,6 +129,8 @@ class Installer:
         if self.screen is Screen.PROGRESS:
             self.install()
             return self.screen
+        if self.screen.terminal:
+            raise InternalError(f"the installer already ended ({self.screen})")
         current = self.view
         if current.default is None:
             options = ", ".join(c.value for c in current.choices)

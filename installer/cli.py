@@ -1,0 +1,181 @@
+"""`engine-install`: install or upgrade Engine on a disk, interactively or from an answer file.
+
+`--media ISO --target DISK` runs the screens in the terminal; `--answers FILE` runs them from
+an answer file checked whole before the first screen; `--validate FILE` only checks a file
+(the schema alone, plus this run's needs when --media and --target are given); `--dry-run`
+prints the plan and writes nothing; `--record-answers OUT` saves an answer file that replays
+the run. Refusals (a downgrade, 4.0.0 straight to 5.0.0...) are one line; the disk is unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from enginekit.cli import ArgumentParser, add_common_options, run_main
+from enginekit.errors import UserInputError
+from installer import answers as answer_files
+from installer import screens
+from installer.frontends.api import Installer, load_medium, load_target
+from installer.model import FinishAnswer, InstallerModel, MediumInfo, Screen, TargetInfo
+from installer.plan import InstallPlan, InstallReport, ProgressCallback
+
+EXAMPLE = """\
+answer file example (sections are named after the screens):
+  [eula]
+  accept = true
+  [keyboard]
+  layout = "us"
+  [existing]                 # only when the target holds Engine
+  action = "upgrade"         # or "repair", or "erase" with:
+  # confirm_erase = "<the disk id engine-disk inspect shows>"
+  [registration]             # needed for a fresh install or erase
+  mode = "standalone"        # or "synchronizer" with server = "..." and token = "..."
+  [finish]
+  reboot = false
+"""
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="engine-install",
+        description="Install or upgrade Engine on a disk (image file or block device).",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--media", type=Path, metavar="ISO", help="the Engine installer medium")
+    parser.add_argument("--target", type=Path, metavar="DISK", help="the disk to install on")
+    parser.add_argument(
+        "--answers", type=Path, metavar="FILE", help="run unattended from this answer file"
+    )
+    parser.add_argument(
+        "--validate",
+        type=Path,
+        metavar="FILE",
+        help="only check an answer file (exit 0 valid, 2 not); with --media and --target "
+        "also check it against them",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan; write nothing to the target"
+    )
+    parser.add_argument(
+        "--record-answers",
+        type=Path,
+        metavar="OUT",
+        help="save an answer file that replays this run (the token is never saved)",
+    )
+    add_common_options(parser)
+    return parser
+
+
+def plan_text(plan: InstallPlan) -> str:
+    """The plan, one `key: value` line each; the token shows as *** (it is a Secret)."""
+    registration = "keep what the disk has"
+    if plan.registration is not None:
+        registration = plan.registration.mode.value
+        if plan.registration.server:
+            registration += f" (server {plan.registration.server}, token ***)"
+    lines = [
+        f"medium: {plan.medium}",
+        f"target: {plan.target}",
+        f"mode: {plan.mode.value}",
+        f"target version: {plan.target_version}",
+        f"installed version: {plan.source_version or '-'}",
+        f"keyboard: {plan.keyboard or 'keep what the disk has'}",
+        f"registration: {registration}",
+        f"reboot: {'yes' if plan.reboot else 'no'}",
+    ]
+    return "\n".join(lines)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    answers = answer_files.load_answers(args.validate)
+    if args.media is None and args.target is None:
+        print(f"{args.validate}: valid (schema only; add --media and --target to check the run)")
+        return 0
+    if args.media is None or args.target is None:
+        raise UserInputError(
+            "--validate checks a run only with both --media and --target",
+            hint="give both, or neither to check the schema alone",
+        )
+    model = InstallerModel(load_medium(args.media), load_target(args.target))
+    answer_files.check_for_run(answers, model)
+    print(f"{args.validate}: valid for {args.media} on {args.target}")
+    return 0
+
+
+def _text_progress() -> ProgressCallback:
+    last: list[str] = []
+
+    def progress(step: str, fraction: float) -> None:
+        if not last or last[-1] != step:
+            last.append(step)
+            print(f"[{fraction * 100:3.0f}%] {step}", flush=True)
+
+    return progress
+
+
+def _print_report(report: InstallReport) -> None:
+    for line in screens.report_lines(report):
+        print(line)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.answers is not None and args.validate is not None:
+        raise UserInputError("--answers and --validate do not go together")
+    if args.validate is not None:
+        return _validate(args)
+    if args.media is None or args.target is None:
+        raise UserInputError(
+            "engine-install needs --media ISO and --target DISK",
+            hint="see 'engine-install --help'",
+        )
+    # The answer file is checked before anything else is opened or shown.
+    answers = answer_files.load_answers(args.answers) if args.answers is not None else None
+    medium: MediumInfo = load_medium(args.media)
+    target: TargetInfo = load_target(args.target)
+    installer = Installer(medium, target, dry_run=args.dry_run)
+    if answers is not None:
+        progress = _text_progress()
+        report = installer.run_unattended(answers, progress)
+        if report is None:
+            raise UserInputError(
+                f"{args.answers}: eula.accept is false: the licence was not accepted; "
+                "nothing was written",
+                hint="set [eula] accept = true to install",
+            )
+    else:
+        if not sys.stdin.isatty():
+            raise UserInputError(
+                "the interactive installer needs a terminal",
+                hint="run it in a terminal, or give an answer file with --answers FILE",
+            )
+        from installer.frontends.interactive import run_interactive
+
+        report = run_interactive(installer)
+        if report is None:
+            return 1
+    if args.dry_run:
+        print("dry run: this is the plan; nothing was written to the target")
+        print(plan_text(report.plan))
+        for line in screens.plan_lines(installer.model):
+            print(f"  {line}")
+    else:
+        _print_report(report)
+    finish = installer.model.answer(Screen.FINISH)
+    if isinstance(finish, FinishAnswer) and finish.reboot:
+        print(f"reboot: boot the disk to run the new Engine (engine-disk boot {args.target})")
+    if args.record_answers is not None and installer.screen is Screen.DONE:
+        args.record_answers.write_text(answer_files.record(installer.model), encoding="utf-8")
+        print(f"answers recorded in {args.record_answers} (the token is never recorded)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_main(build_parser(), _run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

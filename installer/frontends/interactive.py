@@ -1,0 +1,115 @@
+"""The interactive front end: each screen's view rendered as a questionary prompt in a terminal.
+
+It only renders `installer.screens.View`s and hands the choices back to the controller
+(`installer.frontends.api.Installer`); Back and Quit are extra choices where the step list
+allows them. The progress screen is a rich progress bar fed by the engine's progress
+callback. Ctrl-C before the summary is confirmed ends the run with nothing written.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import questionary
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from enginekit.errors import Interrupted
+from installer.frontends.api import Installer
+from installer.model import Screen
+from installer.plan import InstallReport
+
+BACK = "__back__"
+QUIT = "__quit__"
+
+
+def _ask_choice(view_choices: list[questionary.Choice], message: str, default: str | None) -> str:
+    values = [c.value for c in view_choices]
+    question = questionary.select(
+        message,
+        choices=view_choices,
+        default=default if default in values else None,
+        qmark=">",
+    )
+    answer = question.unsafe_ask()
+    return str(answer)
+
+
+def _ask_field(prompt: str, secret: bool) -> str:
+    if secret:
+        return str(questionary.password(prompt, qmark=">").unsafe_ask())
+    return str(questionary.text(prompt, qmark=">").unsafe_ask())
+
+
+def _show(console: Console, title: str, text: str) -> None:
+    console.rule(title)
+    if text:
+        # markup off: a licence text or a disk path may contain [brackets].
+        console.print(text, markup=False, highlight=False)
+
+
+def _install_with_bar(installer: Installer, console: Console) -> InstallReport:
+    with Progress(
+        TextColumn("{task.description:<36}"),
+        BarColumn(bar_width=40),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("starting", total=100.0)
+
+        def progress(step: str, fraction: float) -> None:
+            bar.update(task, completed=max(0.0, min(fraction, 1.0)) * 100.0, description=step)
+
+        report = installer.install(progress)
+        bar.update(task, completed=100.0, description="done")
+    return report
+
+
+def run_interactive(installer: Installer, stream: TextIO | None = None) -> InstallReport | None:
+    """Show screens until the run ends. Returns the engine's report, or None if the user
+    quit or declined the licence (nothing was written then)."""
+    console = Console(file=stream or sys.stdout, highlight=False)
+    try:
+        while not installer.screen.terminal:
+            if installer.screen is Screen.PROGRESS:
+                view = installer.view
+                _show(console, view.title, view.text)
+                _install_with_bar(installer, console)
+                continue
+            _one_screen(installer, console)
+    except KeyboardInterrupt:
+        if installer.report is None and installer.screen is not Screen.PROGRESS:
+            raise Interrupted(
+                "installation cancelled; nothing was written to the target",
+                hint="run engine-install again when you are ready",
+            ) from None
+        raise
+    if installer.screen is Screen.ABORTED:
+        console.print(installer.message or "Installation cancelled; nothing was written.")
+        return None
+    return installer.report
+
+
+def _one_screen(installer: Installer, console: Console) -> None:
+    view = installer.view
+    _show(console, view.title, view.text)
+    choices = [questionary.Choice(title=c.label, value=c.value) for c in view.choices]
+    if view.can_back:
+        choices.append(questionary.Choice(title="< Back", value=BACK))
+    if view.can_quit:
+        choices.append(questionary.Choice(title="Quit (nothing is written)", value=QUIT))
+    value = _ask_choice(choices, view.title, view.default)
+    if value == BACK:
+        installer.back()
+    elif value == QUIT:
+        installer.quit()
+    else:
+        fields = {
+            field.name: _ask_field(field.prompt, field.secret)
+            for field in view.fields.get(value, ())
+        }
+        installer.choose(value, **fields)
+    if installer.screen is view.screen and installer.message:
+        console.print(f"! {installer.message}", markup=False, style="bold red")
