@@ -373,8 +373,10 @@ def _file_entry(v: _Validator, where: str, item: Any) -> FileEntry | None:
     if not isinstance(item, dict):
         v.add(where, f"must be an object, not {_type_name(item)}")
         return None
-    before = len(v.problems)
     v.keys(where, item, _FILE_KEYS)
+    # Unknown keys are reported, but the entry still counts as listed so that eula/system
+    # references to it do not produce follow-on errors.
+    before = len(v.problems)
     path = v.path(f"{where}.path", item["path"]) if "path" in item else None
     size = item.get("size")
     if "size" in item and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
@@ -388,7 +390,7 @@ def _file_entry(v: _Validator, where: str, item: Any) -> FileEntry | None:
             v.add(f"{where}.sha256", f"must be a string, not {_type_name(sha)}")
         elif not _SHA256.match(sha):
             v.add(f"{where}.sha256", f"{sha!r} is not 64 lower-case hex digits")
-    if len(v.problems) != before or path is None:
+    if len(v.problems) != before or path is None or "size" not in item or "sha256" not in item:
         return None
     assert isinstance(size, int) and isinstance(sha, str)
     return FileEntry(path=path, size=size, sha256=sha)

@@ -284,7 +284,7 @@ class IsoMedium(MediumReader):
             self._index = self._build_index()
         except _ISO_READ_ERRORS as exc:
             raise self._not_an_iso(_short(exc)) from None
-        if MANIFEST_PATH not in self._index:
+        if self._lookup(MANIFEST_PATH) is None:
             raise InvalidManifest(
                 f"{self.path}: no /{MANIFEST_PATH} on the medium",
                 hint="this ISO is not an Engine medium (or was built without a manifest)",
@@ -311,15 +311,21 @@ class IsoMedium(MediumReader):
             except _ISO_READ_ERRORS:
                 pass  # closing a half-read image must not hide the error that got us here
 
+    def _lookup(self, path: str) -> tuple[str, int] | None:
+        # Plain ISO 9660 names are upper case on disc, so the case the manifest uses is lost.
+        if self.namespace is Namespace.ISO9660:
+            path = path.lower()
+        return self._index.get(path)
+
     def size(self, path: str) -> int | None:
-        found = self._index.get(path)
+        found = self._lookup(path)
         return found[1] if found else None
 
     def list_files(self) -> list[str]:
         return sorted(self._index)
 
     def _stream(self, path: str, sink: Callable[[bytes], Any]) -> None:
-        found = self._index.get(path)
+        found = self._lookup(path)
         if found is None:
             raise self._no_such_file(path)
         iso_path, size = found
