@@ -1,0 +1,544 @@
+"""Recognise an Engine installation on a disk image without root, without mounting, read-only.
+
+The partition table is parsed here in Python (MBR, GPT with both CRCs checked); the ext4
+partitions are read by `debugfs -c` (read-only, "catastrophic" mode: no bitmaps loaded) on
+`image?offset=N`, with all reads of one round batched into a single debugfs process whose
+`dump` commands write into a private temp dir; the ESP's boot entries are listed with mtools
+(`mdir -i image@@offset`). VM disks are never read: their apparent size comes from the
+directory listing. The image is only ever opened O_RDONLY and no tool is given a write flag.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import stat
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from disk_images.errors import InvalidStateFile
+from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType
+from disk_images.layout import (
+    CONFIG_PATH,
+    ESP_ENTRIES_DIR,
+    RELEASE_PATH,
+    STATE_PATH,
+    VM_NAME,
+    VMS_DIR,
+    BootEntryName,
+    PartitionRole,
+    Slot,
+    match_layout,
+    partition_number,
+)
+from disk_images.loop import backing_file
+from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
+from enginekit.errors import UserInputError
+from enginekit.process import require_tool, run
+from enginekit.versions import DiskLayout
+
+GPT_SIGNATURE = b"EFI PART"
+EXT4_MAGIC_OFFSET = 1024 + 56
+EXT4_MAGIC = b"\x53\xef"
+_GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
+_GPT_ENTRY = struct.Struct("<16s16sQQQ72s")
+_MAX_ENTRY_BYTES = 1024 * 1024
+
+
+class NoInstallationKind(enum.StrEnum):
+    """Why there is no Engine installation: lets the installer decide what to offer."""
+
+    BLANK = "blank"  # nothing on the disk
+    NO_TABLE = "no-table"  # data but no partition table
+    FOREIGN = "foreign"  # a partition table without Engine partitions
+    CORRUPT = "corrupt"  # a broken partition table
+    TRUNCATED = "truncated"  # the file is shorter than its table says
+    INCOMPLETE = "incomplete"  # Engine partitions, but not a finished installation
+    DAMAGED = "damaged"  # Engine files present but unreadable or invalid
+
+
+@dataclass(frozen=True)
+class VmInfo:
+    name: str
+    kind: str  # shared | custom | local (VmKind value)
+    pv_drivers: str
+    published_for: str
+    size_bytes: int  # apparent size of disk.img (0 when there is none)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "pv_drivers": self.pv_drivers,
+            "published_for": self.published_for,
+            "size_bytes": self.size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Installation:
+    disk_id: str
+    layout: DiskLayout
+    version: str
+    active_slot: Slot | None  # None on MBR
+    slots: dict[Slot, str | None]  # version installed in each slot (None: empty)
+    upgrade_status: UpgradeStatus
+    registered: bool
+    keyboard: str | None
+    vms: tuple[VmInfo, ...]
+    partitions: tuple[PartitionInfo, ...]
+    boot_entries: tuple[BootEntryName, ...]  # GPT: ESP loader entries, sorted by file name
+    install_complete: bool
+    state: EngineState
+    problems: tuple[str, ...] = ()  # VMs skipped because their vm.json is broken, etc.
+    in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
+
+    @property
+    def found(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class NoInstallation:
+    reason: str
+    kind: NoInstallationKind
+    partitions: tuple[PartitionInfo, ...] = ()
+    disk_id: str | None = None
+    layout: DiskLayout | None = None  # set when Engine partitions were recognised
+    table: str | None = None  # "gpt" | "mbr" | None
+    in_use_by: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def found(self) -> bool:
+        return False
+
+
+ProbeResult = Installation | NoInstallation
+
+
+class _NotEngine(Exception):
+    """Internal: stops the probe with a NoInstallation."""
+
+    def __init__(self, kind: NoInstallationKind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+# --- the partition table -----------------------------------------------------------------------
+
+
+def _guid(raw: bytes) -> str:
+    import uuid
+
+    return str(uuid.UUID(bytes_le=raw))
+
+
+def _read_at(fd: int, offset: int, length: int) -> bytes:
+    return os.pread(fd, length, offset)
+
+
+def _read_gpt(fd: int, size: int) -> PartitionTable:
+    header = _read_at(fd, SECTOR, SECTOR)
+    if len(header) < 92 or header[:8] != GPT_SIGNATURE:
+        raise _NotEngine(
+            NoInstallationKind.CORRUPT, "protective MBR but no GPT header (corrupt partition table)"
+        )
+    (
+        _sig,
+        _rev,
+        header_size,
+        header_crc,
+        _res,
+        _my_lba,
+        alternate_lba,
+        _first,
+        last_usable,
+        disk_guid,
+        entries_lba,
+        entry_count,
+        entry_size,
+        entries_crc,
+    ) = _GPT_HEADER.unpack_from(header)
+    if not 92 <= header_size <= SECTOR:
+        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT header has an impossible size")
+    check = bytearray(header[:header_size])
+    check[16:20] = b"\0\0\0\0"
+    if zlib.crc32(check) != header_crc:
+        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT header CRC mismatch")
+    array_bytes = entry_count * entry_size
+    if entry_size < 128 or array_bytes > _MAX_ENTRY_BYTES:
+        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT partition entry array is impossible")
+    described = (alternate_lba + 1) * SECTOR
+    if described > size:
+        raise _NotEngine(
+            NoInstallationKind.TRUNCATED,
+            f"truncated image (the GPT describes a disk of {described} bytes, the file has {size})",
+        )
+    array = _read_at(fd, entries_lba * SECTOR, array_bytes)
+    if len(array) != array_bytes or zlib.crc32(array) != entries_crc:
+        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT partition entries CRC mismatch")
+    parts = []
+    for index in range(entry_count):
+        type_raw, unique, first, last, _attrs, name_raw = _GPT_ENTRY.unpack_from(
+            array, index * entry_size
+        )
+        if type_raw == bytes(16):
+            continue
+        name = name_raw.decode("utf-16-le", "replace").split("\0", 1)[0]
+        parts.append(
+            PartitionInfo(
+                number=index + 1,
+                start=first * SECTOR,
+                size=(last - first + 1) * SECTOR,
+                type=_guid(type_raw).upper(),
+                name=name,
+                uuid=_guid(unique),
+            )
+        )
+        if last > last_usable or (last + 1) * SECTOR > size:
+            raise _NotEngine(
+                NoInstallationKind.TRUNCATED,
+                f"truncated image (partition {index + 1} ends beyond the end of the file)",
+            )
+    return PartitionTable(TableType.GPT, _guid(disk_guid), tuple(parts))
+
+
+def read_partition_table(fd: int, size: int) -> PartitionTable:
+    """The MBR or GPT of an open image, or a _NotEngine saying why there is none."""
+    head = _read_at(fd, 0, 4096)
+    if len(head) < SECTOR:
+        raise _NotEngine(
+            NoInstallationKind.TRUNCATED, f"truncated image ({size} bytes, not even one sector)"
+        )
+    if head[510:512] != b"\x55\xaa":
+        if not any(_read_at(fd, 0, 1024 * 1024)):
+            raise _NotEngine(NoInstallationKind.BLANK, "blank disk (no partition table)")
+        if _read_at(fd, EXT4_MAGIC_OFFSET, 2) == EXT4_MAGIC:
+            raise _NotEngine(
+                NoInstallationKind.NO_TABLE,
+                "no partition table (the disk holds an ext4 filesystem)",
+            )
+        raise _NotEngine(NoInstallationKind.NO_TABLE, "no partition table (unrecognised content)")
+    entries = [struct.unpack_from("<B3sB3sII", head, 446 + 16 * i) for i in range(4)]
+    if any(e[2] == 0xEE for e in entries):
+        return _read_gpt(fd, size)
+    parts = []
+    for index, (flag, _chs1, ptype, _chs2, first, count) in enumerate(entries):
+        if ptype == 0 or count == 0:
+            continue
+        if (first + count) * SECTOR > size:
+            raise _NotEngine(
+                NoInstallationKind.TRUNCATED,
+                f"truncated image (partition {index + 1} ends beyond the end of the file)",
+            )
+        parts.append(
+            PartitionInfo(
+                number=index + 1,
+                start=first * SECTOR,
+                size=count * SECTOR,
+                type=f"{ptype:02x}",
+                bootable=flag == 0x80,
+            )
+        )
+    (signature,) = struct.unpack_from("<I", head, 440)
+    return PartitionTable(TableType.MBR, f"mbr-{signature:08x}", tuple(parts))
+
+
+# --- ext4 through debugfs -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DirEntry:
+    name: str
+    mode: int
+    size: int
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.mode)
+
+
+class _Ext4Reader:
+    """Batched read-only access to one ext4 filesystem inside the image."""
+
+    def __init__(self, image: Path, offset: int, label: str, workdir: Path) -> None:
+        self.image = image
+        self.offset = offset
+        self.label = label
+        self.workdir = workdir
+        self._counter = 0
+
+    def batch(
+        self, files: list[str], dirs: list[str]
+    ) -> tuple[dict[str, bytes | None], dict[str, list[_DirEntry] | None]]:
+        """Read `files` (None when missing) and list `dirs` in one debugfs run."""
+        debugfs = require_tool("debugfs", "e2fsprogs")
+        commands = []
+        targets: dict[str, Path] = {}
+        for path in files:
+            self._counter += 1
+            target = self.workdir / f"{self.label}-{self._counter}"
+            targets[path] = target
+            commands.append(f'dump "{path}" "{target}"')
+        for path in dirs:
+            commands.append(f'ls -p "{path}"')
+        proc = run(
+            [debugfs, "-c", "-f", "-", f"{self.image}?offset={self.offset}"],
+            input=("\n".join(commands) + "\n").encode(),
+            check=False,
+            timeout=60,
+        )
+        stderr = (proc.stderr or b"").decode("utf-8", "replace")
+        if proc.returncode or "while trying to open" in stderr or "not open" in stderr:
+            raise _NotEngine(
+                NoInstallationKind.INCOMPLETE,
+                f"Engine partitions present but {self.label} holds no ext4 filesystem "
+                "(incomplete install)",
+            )
+        contents: dict[str, bytes | None] = {}
+        for path, target in targets.items():
+            contents[path] = target.read_bytes() if target.is_file() else None
+        listings = self._parse_listings((proc.stdout or b"").decode("utf-8", "replace"), dirs)
+        return contents, listings
+
+    @staticmethod
+    def _parse_listings(output: str, dirs: list[str]) -> dict[str, list[_DirEntry] | None]:
+        listings: dict[str, list[_DirEntry] | None] = {d: None for d in dirs}
+        current: str | None = None
+        for line in output.splitlines():
+            if line.startswith("debugfs: "):
+                command = line[len("debugfs: ") :]
+                current = None
+                if command.startswith("ls -p "):
+                    current = command[len("ls -p ") :].strip('"')
+                    listings[current] = None
+                continue
+            if current is None or not line.startswith("/"):
+                continue
+            # /inode/mode/uid/gid/name/size/  (the name cannot contain '/')
+            fields = line.split("/")
+            if len(fields) < 7:
+                continue
+            name = fields[5]
+            if name in (".", ".."):
+                entries = listings[current]
+                if entries is None:
+                    listings[current] = []
+                continue
+            entries = listings[current]
+            if entries is None:
+                entries = listings[current] = []
+            try:
+                entries.append(_DirEntry(name, int(fields[2], 8), int(fields[6] or 0)))
+            except ValueError:
+                continue
+        return listings
+
+
+def _esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
+    mdir = require_tool("mdir", "mtools")
+    proc = run(
+        [mdir, "-i", f"{image}@@{offset}", "-b", f"::{ESP_ENTRIES_DIR}"],
+        env={"MTOOLS_SKIP_CHECK": "1"},
+        check=False,
+        timeout=30,
+    )
+    found = []
+    for line in (proc.stdout or b"").decode("utf-8", "replace").splitlines():
+        parsed = BootEntryName.parse(line.rsplit("/", 1)[-1])
+        if parsed is not None:
+            found.append(parsed)
+    return tuple(sorted(found, key=lambda e: e.file_name))
+
+
+def _loops_using(path: Path) -> tuple[str, ...]:
+    ours = str(path.resolve())
+    found = []
+    for block in sorted(Path("/sys/block").glob("loop*")):
+        current = backing_file(Path("/dev") / block.name)
+        if current is not None and current.removesuffix(" (deleted)") == ours:
+            found.append(f"/dev/{block.name}")
+    return tuple(found)
+
+
+# --- the probe ----------------------------------------------------------------------------------
+
+
+def _open_image(path: Path) -> tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserInputError(f"{path}: is a directory, not a disk image")
+    if not stat.S_ISREG(info.st_mode):
+        raise UserInputError(f"{path}: is not a regular file (give a disk image file)")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOATIME)
+    except PermissionError:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+    return fd, info.st_size
+
+
+def probe(path: Path) -> ProbeResult:
+    """What `path` holds: an `Installation` or a `NoInstallation` with the reason.
+
+    Raises UserInputError (one line) only when `path` is not a readable regular file.
+    """
+    path = Path(path)
+    fd, size = _open_image(path)
+    table: PartitionTable | None = None
+    layout: DiskLayout | None = None
+    in_use = _loops_using(path)
+    try:
+        try:
+            table = read_partition_table(fd, size)
+            layout = match_layout(table)
+            if layout is None:
+                raise _NotEngine(
+                    NoInstallationKind.FOREIGN, "foreign partition table (no Engine partitions)"
+                )
+            with tempfile.TemporaryDirectory(prefix="enginekit-probe-") as workdir:
+                return _probe_engine(path, table, layout, Path(workdir), in_use)
+        finally:
+            os.close(fd)
+    except _NotEngine as stop:
+        return NoInstallation(
+            reason=stop.reason,
+            kind=stop.kind,
+            partitions=table.partitions if table else (),
+            disk_id=table.disk_id if table else None,
+            layout=layout,
+            table=table.table.display if table else None,
+            in_use_by=in_use,
+        )
+
+
+def _parse(kind: type, data: bytes, source: str) -> object:
+    try:
+        return kind.from_json(data, source)  # type: ignore[attr-defined]
+    except InvalidStateFile as exc:
+        raise _NotEngine(
+            NoInstallationKind.DAMAGED, f"damaged installation ({exc.message})"
+        ) from None
+
+
+def _probe_engine(
+    path: Path,
+    table: PartitionTable,
+    layout: DiskLayout,
+    workdir: Path,
+    in_use: tuple[str, ...],
+) -> Installation:
+    def reader(role: PartitionRole) -> _Ext4Reader:
+        part = table.by_number(partition_number(layout, role))
+        return _Ext4Reader(path, part.start, role.value, workdir)
+
+    storage = reader(PartitionRole.STORAGE)
+    files, listings = storage.batch([STATE_PATH, CONFIG_PATH], [VMS_DIR])
+    state_data = files[STATE_PATH]
+    if state_data is None:
+        raise _NotEngine(
+            NoInstallationKind.INCOMPLETE,
+            f"Engine partitions present but storage has no {STATE_PATH} (incomplete install)",
+        )
+    state = _parse(EngineState, state_data, f"storage:{STATE_PATH}")
+    assert isinstance(state, EngineState)
+    config: EngineConfig | None = None
+    if files[CONFIG_PATH] is not None:
+        parsed = _parse(EngineConfig, files[CONFIG_PATH] or b"", f"storage:{CONFIG_PATH}")
+        assert isinstance(parsed, EngineConfig)
+        config = parsed
+
+    slots: dict[Slot, str | None] = {Slot.A: None, Slot.B: None}
+    slot_list = [Slot.A, Slot.B] if layout is DiskLayout.GPT_AB else [Slot.A]
+    for slot in slot_list:
+        role = PartitionRole.for_slot(slot)
+        try:
+            contents, _ = reader(role).batch([RELEASE_PATH], [])
+        except _NotEngine:
+            if slot is (state.active_slot or Slot.A):
+                raise
+            continue  # an inactive slot that was never formatted is fine
+        release_data = contents[RELEASE_PATH]
+        if release_data is not None:
+            release = _parse(EngineRelease, release_data, f"{role.value}:{RELEASE_PATH}")
+            assert isinstance(release, EngineRelease)
+            slots[slot] = release.version
+
+    active = state.active_slot if layout is DiskLayout.GPT_AB else None
+    version = slots[active or Slot.A]
+    if version is None:
+        raise _NotEngine(
+            NoInstallationKind.INCOMPLETE,
+            "Engine partitions present but the system slot has no engine-release "
+            "(incomplete install)",
+        )
+
+    problems: list[str] = []
+    vms: list[VmInfo] = []
+    vm_names = sorted(
+        e.name for e in (listings.get(VMS_DIR) or []) if e.is_dir and VM_NAME.match(e.name)
+    )
+    if vm_names:
+        vm_files, vm_listings = storage.batch(
+            [f"{VMS_DIR}/{n}/vm.json" for n in vm_names], [f"{VMS_DIR}/{n}" for n in vm_names]
+        )
+        for name in vm_names:
+            source = f"storage:{VMS_DIR}/{name}/vm.json"
+            data = vm_files[f"{VMS_DIR}/{name}/vm.json"]
+            if data is None:
+                problems.append(f"{source}: missing; VM skipped")
+                continue
+            try:
+                record = VmRecord.from_json(data, source)
+            except InvalidStateFile as exc:
+                problems.append(f"{exc.message}; VM skipped")
+                continue
+            disk_size = 0
+            for entry in vm_listings.get(f"{VMS_DIR}/{name}") or []:
+                if entry.name == "disk.img" and not entry.is_dir:
+                    disk_size = entry.size
+            vms.append(
+                VmInfo(
+                    record.name,
+                    record.kind.value,
+                    record.pv_drivers,
+                    record.published_for,
+                    disk_size,
+                )
+            )
+
+    boot_entries: tuple[BootEntryName, ...] = ()
+    if layout is DiskLayout.GPT_AB:
+        esp = table.by_number(partition_number(layout, PartitionRole.ESP))
+        boot_entries = _esp_entries(path, esp.start)
+
+    return Installation(
+        disk_id=table.disk_id,
+        layout=layout,
+        version=version,
+        active_slot=active,
+        slots=slots,
+        upgrade_status=state.upgrade_status,
+        registered=config.registered if config else False,
+        keyboard=config.keyboard if config else None,
+        vms=tuple(vms),
+        partitions=table.partitions,
+        boot_entries=boot_entries,
+        install_complete=state.install_complete,
+        state=state,
+        problems=tuple(problems),
+        in_use_by=in_use,
+    )
