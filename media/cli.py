@@ -1,0 +1,282 @@
+"""`engine-media`: build, inspect, checksum and verify Engine installer ISOs (and, through
+`media.usb.cli`, write them to USB sticks).
+
+Each sub-command is a thin call into the media package. Human output is short and readable;
+`--json` output is stable (documented keys only). Exit status: 0 when everything holds, 1 when
+a check fails, 2 for bad input (see enginekit.errors), 3 when the host lacks something.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from enginekit.cli import ArgumentParser, run_main
+from enginekit.errors import UserInputError
+from enginekit.sizes import human_size, parse_size
+
+Handler = Callable[[argparse.Namespace], int]
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: a sub-command's default must not undo `engine-media --debug <cmd>`.
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log every command run and show tracebacks",
+    )
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+@contextmanager
+def _progress_bar(description: str) -> Iterator[Callable[[int, int], None] | None]:
+    """A rich progress bar on a terminal, nothing when output is redirected."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=_err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+# -- build ------------------------------------------------------------------------------------
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from media.iso_builder import HybridIsoBuilder
+
+    out = Path(args.output)
+    with tempfile.TemporaryDirectory(prefix="enginekit-payload-") as tmp:
+        if args.reference:
+            from media.reference import write_reference_payload
+
+            payload = Path(tmp) / "payload"
+            write_reference_payload(args.reference, payload)
+        else:
+            payload = Path(args.payload)
+        with _progress_bar(f"building {out.name}") as progress:
+            result = HybridIsoBuilder(payload, progress=progress).build(out)
+    _out.print(
+        f"built {result.path}: Engine {result.version}, volume {result.volume_id}, "
+        f"{human_size(result.size_bytes)} in {result.seconds:.1f} s"
+    )
+    return 0
+
+
+# -- inspect ----------------------------------------------------------------------------------
+
+
+def _yes(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from media.inspect import inspect_iso
+
+    usb = parse_size(args.usb_size) if args.usb_size else None
+    report = inspect_iso(Path(args.iso), usb)
+    if args.json:
+        _print_json(report.to_dict())
+        return 0
+    rows = [
+        ("version", report.version or "(no manifest)"),
+        ("volume id", report.volume_id),
+        ("size", f"{human_size(report.size_bytes)} ({report.size_bytes} bytes)"),
+    ]
+    for entry in report.boot:
+        rows.append(
+            (
+                "boot",
+                f"{entry.platform}: {entry.path or f'LBA {entry.lba}'} "
+                f"(no emulation, {entry.load_sectors} sectors)"
+                if entry.emulation == "none"
+                else f"{entry.platform}: {entry.emulation} emulation",
+            )
+        )
+    if not report.boot:
+        rows.append(("boot", "not bootable (no El Torito catalog)"))
+    gpt = "absent"
+    if report.gpt:
+        gpt = "valid" if report.gpt_valid else "INVALID: " + "; ".join(report.gpt_problems)
+    rows.append(("hybrid", f"MBR {_yes(report.mbr)}, GPT {gpt}"))
+    rows.append(("embedded md5", report.md5))
+    fits = ", ".join(f"{name} {_yes(ok)}" for name, ok in report.fits.items() if ok is not None)
+    rows.append(("fits on", fits))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        _out.print(f"{key:<{width}}  {value}", markup=False)
+    return 0
+
+
+# -- md5 --------------------------------------------------------------------------------------
+
+
+def _cmd_md5_implant(args: argparse.Namespace) -> int:
+    from media.isomd5 import implant
+
+    path = Path(args.iso)
+    _require_file(path)
+    with _progress_bar("implanting MD5") as progress:
+        md5 = implant(path, force=args.force, progress=progress)
+    _out.print(f"{path}: implanted MD5 {md5}")
+    return 0
+
+
+def _cmd_md5_check(args: argparse.Namespace) -> int:
+    from media.isomd5 import Md5Status, check, describe
+
+    path = Path(args.iso)
+    _require_file(path)
+    with _progress_bar("checking MD5") as progress:
+        result = check(path, progress=progress)
+    if result.status is Md5Status.ABSENT:
+        sys.stderr.write(f"error: {path}: {describe(result)}\n")
+        return 2
+    if result.status is Md5Status.FAIL:
+        sys.stderr.write(f"error: {path}: {describe(result)}\n")
+        return 1
+    _out.print(f"{path}: PASS: {describe(result)}")
+    return 0
+
+
+def _require_file(path: Path) -> None:
+    if not path.exists():
+        raise UserInputError(f"{path}: no such file", hint="check the ISO's path")
+    if not path.is_file():
+        raise UserInputError(f"{path}: not a regular file", hint="give the path of an ISO image")
+
+
+# -- verify -----------------------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from media.verify import verify_iso
+
+    path = Path(args.iso)
+    progress = None
+    if not args.json and sys.stderr.isatty():
+        progress = lambda text: _err.print(f"[dim]… {text}[/dim]")  # noqa: E731
+    report = verify_iso(path, boot=args.boot, timeout=args.timeout, progress=progress)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        for check in report.checks:
+            mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
+            _out.print(f"{mark} {check.name:<10} ", end="")
+            _out.print(check.detail, markup=False)
+        for boot in report.boots:
+            mark = "[green]ok  [/green]" if boot.ok else "[red]FAIL[/red]"
+            _out.print(f"{mark} boot {boot.name:<15} {boot.seconds:5.1f} s  ", end="")
+            _out.print(boot.marker or boot.problem or "", markup=False)
+            if not boot.ok and boot.console_tail:
+                _out.print(f"       console: {boot.console_tail}", markup=False)
+    if not report.ok:
+        sys.stderr.write(f"error: {path}: verification failed: {'; '.join(report.failures())}\n")
+        return 1
+    if not args.json:
+        what = "all checks and boots hold" if args.boot else "all checks hold (no boot: --boot)"
+        _out.print(f"{path}: Engine {report.version}: {what}", markup=False)
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="engine-media",
+        description="Build, inspect, verify and write Engine installer media.",
+    )
+    parser.add_argument("--debug", action="store_true", help="log commands, show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    build = sub.add_parser("build", help="build a hybrid installer ISO")
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--reference", metavar="VERSION", help="a reference Engine (5.0.0...)")
+    source.add_argument("--payload", metavar="DIR", help="a payload tree with a manifest")
+    build.add_argument("-o", "--output", required=True, metavar="OUT.iso")
+    _common(build)
+    build.set_defaults(handler=_cmd_build)
+
+    inspect = sub.add_parser("inspect", help="show what an ISO is and what it fits on")
+    inspect.add_argument("iso", metavar="ISO")
+    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("--usb-size", metavar="SIZE", help="also check a USB stick (e.g. 8G)")
+    _common(inspect)
+    inspect.set_defaults(handler=_cmd_inspect)
+
+    md5 = sub.add_parser("md5", help="the isomd5sum checksum embedded in the ISO")
+    md5_sub = md5.add_subparsers(dest="md5_command", metavar="ACTION", parser_class=ArgumentParser)
+    implant = md5_sub.add_parser("implant", help="embed the checksum (like implantisomd5)")
+    implant.add_argument("iso", metavar="ISO")
+    implant.add_argument("--force", action="store_true", help="replace an existing checksum")
+    _common(implant)
+    implant.set_defaults(handler=_cmd_md5_implant)
+    check = md5_sub.add_parser("check", help="check the checksum (like checkisomd5)")
+    check.add_argument("iso", metavar="ISO")
+    _common(check)
+    check.set_defaults(handler=_cmd_md5_check)
+    _common(md5)
+    md5.set_defaults(handler=None, subparser=md5)
+
+    verify = sub.add_parser("verify", help="check everything; --boot also boots it 4 ways")
+    verify.add_argument("iso", metavar="ISO")
+    verify.add_argument("--boot", action="store_true", help="boot BIOS/UEFI from CD and disk")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument(
+        "--timeout", type=float, default=90.0, metavar="SECONDS", help="per boot (default 90)"
+    )
+    _common(verify)
+    verify.set_defaults(handler=_cmd_verify)
+
+    from media.usb.cli import add_usb_commands
+
+    add_usb_commands(sub)
+    parser.set_defaults(handler=None, subparser=parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+
+    def dispatch(args: argparse.Namespace) -> int:
+        handler: Handler | None = getattr(args, "handler", None)
+        if handler is None:
+            helper: argparse.ArgumentParser = getattr(args, "subparser", None) or parser
+            helper.print_help(sys.stderr)
+            return 2
+        return handler(args)
+
+    return run_main(parser, dispatch, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
