@@ -448,6 +448,18 @@ def handle(model: InstallerModel, answer: Answer) -> Outcome:
     return _HANDLERS[screen](model, answer)
 
 
+# Screens whose handler explains a bad value better than "not one of the choices".
+_OWN_VALUE_CHECKS = (Screen.KEYBOARD, Screen.EXISTING)
+
+
+def choose(model: InstallerModel, value: str, fields: Mapping[str, str]) -> Outcome:
+    """Choice `value` (with its fields) on the current screen: an unknown value repeats."""
+    offered = [c.value for c in view(model).choices]
+    if model.screen not in _OWN_VALUE_CHECKS and value not in offered:
+        return _repeat(f"{short(value)} is not one of the choices: {', '.join(offered)}")
+    return handle(model, answer_from_choice(model, value, fields))
+
+
 def back(model: InstallerModel) -> Outcome:
     """Back: allowed where the step list allows it; elsewhere the screen repeats, saying why."""
     if steps.can_go_back(model, model.screen):

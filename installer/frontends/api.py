@@ -122,7 +122,9 @@ class Installer:
         """Pick choice `value` on the current screen (with the text fields it needs)."""
         if self.screen.terminal:
             raise InternalError(f"the installer already ended ({self.screen})")
-        return self.answer(screens.answer_from_choice(self.model, value, fields))
+        if self.screen is Screen.PROGRESS:
+            raise InternalError("the progress screen is left through install()")
+        return self.model.move(screens.choose(self.model, value, fields))
 
     def next(self) -> Screen:
         """Take the current screen's default choice; on the progress screen, install."""

@@ -18,6 +18,7 @@ from installer import answers, screens, steps
 from installer.frontends.api import DryRunEngine, Installer, select_engine
 from installer.model import (
     EulaAnswer,
+    RegistrationAnswer,
     InstalledEngine,
     MediumInfo,
     Screen,
@@ -174,7 +175,18 @@ def test_keep_registration_is_refused_on_a_fresh_install() -> None:
     inst.choose("us")
     inst.choose("keep")
     assert inst.screen is Screen.REGISTRATION
+    assert inst.message == "'keep' is not one of the choices: synchronizer, standalone"
+    inst.answer(RegistrationAnswer(keep=True))  # the screen itself refuses it too
     assert "no registration to keep" in inst.message
+
+
+def test_eula_takes_only_its_choices() -> None:
+    inst, engine = start()
+    inst.next()
+    inst.next()
+    inst.choose("yes")
+    assert inst.screen is Screen.EULA
+    assert inst.message == "'yes' is not one of the choices: accept, decline"
 
 
 def test_unknown_keyboard_repeats_the_screen() -> None:
