@@ -18,9 +18,9 @@ from installer import answers, screens, steps
 from installer.frontends.api import DryRunEngine, Installer, select_engine
 from installer.model import (
     EulaAnswer,
-    RegistrationAnswer,
     InstalledEngine,
     MediumInfo,
+    RegistrationAnswer,
     Screen,
     TargetInfo,
     VmSummary,

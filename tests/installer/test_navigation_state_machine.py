@@ -146,7 +146,7 @@ class NavigationMachine(RuleBasedStateMachine):
     def look(self) -> None:
         """Always possible, even after the run ended: reading the model changes nothing."""
         screen = self.installer.screen
-        self.installer.view
+        assert self.installer.view.screen is screen
         assert self.installer.screen is screen
 
     def teardown(self) -> None:
