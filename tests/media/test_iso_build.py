@@ -1,0 +1,242 @@
+"""The hybrid ISO builder: round trip (build, inspect, verify, reopen and read back), outside
+oracles for the layout (xorriso's El Torito / system-area report, `sgdisk -v`, checkisomd5),
+atomic output, refused payloads, and hypothesis on payload trees."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pycdlib
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from enginekit.process import run, run_text
+from media import iso_builder
+from media.errors import InvalidPayload
+from media.inspect import MEDIA_CAPACITY, inspect_iso
+from media.iso_builder import HybridIsoBuilder, build_iso, volume_id_for
+from media.manifest import parse_manifest
+from media.reader import MediumReader
+from media.system_area import read_hybrid
+from media.verify import verify_iso
+
+from .conftest import SmallPayload, write_small_payload
+
+
+def _xorriso_report(iso: Path) -> str:
+    proc = run(
+        ["xorriso", "-indev", iso, "-report_el_torito", "plain", "-report_system_area", "plain"]
+    )
+    return (proc.stdout + proc.stderr).decode("utf-8", "replace")
+
+
+def _read_rr(iso: pycdlib.PyCdlib, path: str) -> bytes:
+    out = io.BytesIO()
+    iso.get_file_from_iso_fp(out, rr_path=path)
+    return out.getvalue()
+
+
+def test_reference_round_trip(reference_iso_5: Path) -> None:
+    report = inspect_iso(reference_iso_5, usb_size=8 * 1024**3)
+    data = report.to_dict()
+    assert list(data) == ["version", "volume_id", "size_bytes", "boot", "hybrid", "md5", "fits"]
+    assert data["version"] == "5.0.0"
+    assert data["volume_id"] == "ENGINE_5_0_0"
+    assert data["size_bytes"] == reference_iso_5.stat().st_size
+    assert [b["platform"] for b in data["boot"]] == ["bios", "uefi"]
+    assert data["boot"][0]["path"] == "/isolinux/isolinux.bin"
+    assert data["hybrid"] == {"mbr": True, "gpt": True, "gpt_valid": True}
+    assert data["md5"] == "pass"
+    assert data["fits"] == {"CD": True, "DVD-5": True, "DVD-9": True, "USB": True}
+    assert inspect_iso(reference_iso_5, usb_size=1024 * 1024).fits["USB"] is False
+
+    verified = verify_iso(reference_iso_5, boot=False)
+    assert verified.ok, verified.failures()
+    assert [c.name for c in verified.checks] == [
+        "structure", "el torito", "hybrid", "md5", "manifest", "files",
+    ]  # fmt: skip
+
+    # Reopen with pycdlib and read every manifest file back through Rock Ridge and Joliet.
+    iso = pycdlib.PyCdlib()
+    iso.open(str(reference_iso_5))
+    try:
+        manifest = parse_manifest(_read_rr(iso, "/engine/manifest.json"))
+        for entry in manifest.files:
+            data_rr = _read_rr(iso, "/" + entry.path)
+            assert len(data_rr) == entry.size
+            assert hashlib.sha256(data_rr).hexdigest() == entry.sha256
+        joliet = io.BytesIO()
+        iso.get_file_from_iso_fp(joliet, joliet_path="/engine/EULA.txt")
+        assert joliet.getvalue() == _read_rr(iso, "/engine/EULA.txt")
+        cfg = _read_rr(iso, "/isolinux/isolinux.cfg").decode()
+        assert "MENU LABEL Install Engine" in cfg
+        assert "SERIAL 0 115200" in cfg
+        assert "APPEND console=ttyS0 panic=-1" in cfg
+        assert iso.pvd.volume_identifier.decode().strip() == "ENGINE_5_0_0"
+    finally:
+        iso.close()
+
+
+def test_xorriso_sees_both_boot_images_and_a_hybrid_mbr_gpt(reference_iso_5: Path) -> None:
+    text = _xorriso_report(reference_iso_5)
+    assert re.search(r"^El Torito boot img :\s+1\s+BIOS\s+y\s+none\b", text, re.M), text
+    assert re.search(r"^El Torito boot img :\s+2\s+UEFI\s+y\s+none\b", text, re.M), text
+    assert re.search(r"^El Torito img opts :\s+1\s+boot-info-table", text, re.M), text
+    assert re.search(r"^El Torito img path :\s+2\s+/isolinux/efiboot.img", text, re.M)
+    summary = re.search(r"^System area summary: (.*)$", text, re.M)
+    assert summary is not None, text
+    assert "MBR" in summary.group(1) and "isohybrid" in summary.group(1)
+    assert "GPT" in summary.group(1)
+    assert re.search(r"^MBR partition\s+:\s+1\s+0x00\s+0xee\s+1\b", text, re.M), text
+    # The ESP partition is the El Torito UEFI image (xorriso maps it back to the file).
+    assert re.search(r"^GPT partition path :\s+\d+\s+/isolinux/efiboot.img", text, re.M), text
+    bad = [ln for ln in text.splitlines() if re.search(r"WARNING|FAILURE|SORRY|FATAL", ln)]
+    assert bad == []
+
+
+def test_sgdisk_finds_no_problem(reference_iso_5: Path) -> None:
+    out = run_text(["sgdisk", "-v", reference_iso_5])
+    assert "No problems found" in out, out
+    assert not re.search(r"Warning|Caution|Problem", out), out
+    table = run_text(["sgdisk", "-p", reference_iso_5])
+    assert re.search(r"EF00\s+EFI boot", table), table
+
+
+def test_gpt_primary_and_backup_agree(reference_iso_5: Path) -> None:
+    size = reference_iso_5.stat().st_size
+    with open(reference_iso_5, "rb") as fp:
+        info = read_hybrid(fp, size)
+        assert info.gpt_valid, info.gpt_problems
+        fp.seek(512)
+        primary = fp.read(512)
+        fp.seek(size - 512)
+        backup = fp.read(512)
+    assert backup[:8] == b"EFI PART"
+    # Same disk GUID and entry CRC; own and alternate LBAs swapped.
+    assert primary[56:72] == backup[56:72]
+    assert primary[88:92] == backup[88:92]
+    assert primary[24:32] == backup[32:40] and primary[32:40] == backup[24:32]
+
+
+def test_a_broken_gpt_is_reported(reference_iso_copy: Path) -> None:
+    with open(reference_iso_copy, "r+b") as fp:
+        fp.seek(reference_iso_copy.stat().st_size - 512 + 40)  # backup header: first usable LBA
+        fp.write(b"\xff")
+    report = inspect_iso(reference_iso_copy)
+    assert report.gpt and not report.gpt_valid
+    assert any("backup" in p for p in report.gpt_problems)
+
+
+def test_checkisomd5_accepts_our_implant(reference_iso_5: Path) -> None:
+    proc = run(["checkisomd5", "--verbose", reference_iso_5], check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert b"the result is: PASS" in proc.stderr
+
+
+def test_volume_id_from_version() -> None:
+    assert volume_id_for("5.0.0") == "ENGINE_5_0_0"
+    assert volume_id_for("4.10.2") == "ENGINE_4_10_2"
+
+
+def test_output_is_atomic_on_failure(
+    small_payload: SmallPayload, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payload = small_payload()
+    out = tmp_path / "out" / "x.iso"
+    out.parent.mkdir()
+
+    def interrupted(path: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("media.isomd5.implant", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_iso(payload, out)
+    assert list(out.parent.iterdir()) == []
+
+
+def test_rebuild_replaces_output(small_payload: SmallPayload, tmp_path: Path) -> None:
+    payload = small_payload()
+    out = tmp_path / "x.iso"
+    out.write_bytes(b"old")
+    result = build_iso(payload, out)
+    assert result.size_bytes == out.stat().st_size > 1024 * 1024
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
+
+
+def test_builder_refuses_its_own_paths_in_the_payload(small_payload: SmallPayload) -> None:
+    payload = small_payload()
+    (payload / "isolinux").mkdir()
+    (payload / "isolinux/isolinux.cfg").write_text("DEFAULT evil\n")
+    with pytest.raises(InvalidPayload, match="isolinux.cfg"):
+        HybridIsoBuilder(payload).build(payload.parent / "x.iso")
+
+
+def test_builder_refuses_symlinks(small_payload: SmallPayload, tmp_path: Path) -> None:
+    payload = small_payload()
+    os.symlink("/etc/passwd", payload / "engine" / "link")
+    with pytest.raises(InvalidPayload, match="symbolic link"):
+        build_iso(payload, tmp_path / "x.iso")
+    assert not (tmp_path / "x.iso").exists()
+
+
+def test_large_file_is_streamed(small_payload: SmallPayload, tmp_path: Path) -> None:
+    """A file bigger than the copy block size arrives intact (pycdlib copies it in chunks)."""
+    big = os.urandom(iso_builder.COPY_BLOCKSIZE + 12345)
+    payload = small_payload({"system/root/big.bin": big})
+    out = tmp_path / "big.iso"
+    build_iso(payload, out)
+    with MediumReader.open(out) as reader:
+        assert reader.read_bytes("system/root/big.bin") == big
+        assert reader.verify_files() == []
+
+
+# Names that need mangling for ISO 9660 (case, dots, spaces, long, unicode) but are fine for
+# Rock Ridge and Joliet.
+_name = st.text(alphabet=st.sampled_from("abcXYZ019_-. é"), min_size=1, max_size=24).filter(
+    lambda s: s not in {".", ".."} and not s.startswith(" ") and not s.endswith(" ")
+)
+_tree = st.dictionaries(
+    st.lists(_name, min_size=1, max_size=3).map(lambda parts: "extra/" + "/".join(parts)),
+    st.binary(max_size=3000),
+    max_size=6,
+)
+
+
+def _prefix_free(files: dict[str, bytes]) -> bool:
+    """No path is also a directory of another path (a file and a dir cannot share a name)."""
+    paths = set(files)
+    return not any(p != q and q.startswith(p + "/") for p in paths for q in paths)
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(files=_tree.filter(_prefix_free))
+def test_random_payload_trees_round_trip(tmp_path_factory: pytest.TempPathFactory,
+                                         files: dict[str, bytes]) -> None:  # fmt: skip
+    work = tmp_path_factory.mktemp("tree")
+    payload = write_small_payload(work / "payload", files)
+    out = work / "tree.iso"
+    build_iso(payload, out)
+    report = verify_iso(out, boot=False)
+    assert report.ok, report.failures()
+    with MediumReader.open(out) as reader:
+        for rel, data in files.items():
+            assert reader.read_bytes(rel) == data
+        listed = {e.path for e in reader.manifest.files}
+        assert set(files) <= listed
+    shutil.rmtree(work)
+
+
+def test_capacities_are_the_guide_figures() -> None:
+    assert MEDIA_CAPACITY == {"CD": 737_280_000, "DVD-5": 4_700_372_992, "DVD-9": 8_543_666_176}
+    assert json.dumps(MEDIA_CAPACITY)
