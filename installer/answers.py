@@ -127,8 +127,17 @@ def _check_types(document: dict[str, Any], problems: list[str]) -> dict[str, dic
     return good
 
 
+def _given(document: dict[str, Any], section: str, key: str) -> bool:
+    """Whether the file has `section.key` at all (even with a wrong type, reported already)."""
+    content = document.get(section)
+    return isinstance(content, dict) and key in content
+
+
 def _check_values(
-    values: dict[str, dict[str, Any]], source: str, problems: list[str]
+    values: dict[str, dict[str, Any]],
+    document: dict[str, Any],
+    source: str,
+    problems: list[str],
 ) -> AnswerFile:
     eula = values.get("eula", {})
     keyboard = values.get("keyboard", {})
@@ -149,7 +158,7 @@ def _check_values(
                 "(lower-case letters, digits, - and _)"
             )
             layout = None
-    if "keyboard" in values and "layout" not in keyboard:
+    if "keyboard" in values and not _given(document, "keyboard", "layout"):
         problems.append("keyboard.layout: is needed when there is a [keyboard] section")
 
     action: InstallMode | None = None
@@ -162,7 +171,7 @@ def _check_values(
                 f"existing.action: {screens.short(raw_action)} is not an action; choose one of "
                 + ", ".join(a.value for a in _ACTIONS)
             )
-    elif "existing" in values:
+    elif "existing" in values and not _given(document, "existing", "action"):
         problems.append("existing.action: is needed when there is an [existing] section")
     confirm = existing.get("confirm_erase")
     if confirm is not None:
@@ -174,7 +183,7 @@ def _check_values(
             confirm = None
         elif raw_action is not None and action is not InstallMode.ERASE:
             problems.append('existing.confirm_erase: only goes with action = "erase"')
-    elif action is InstallMode.ERASE:
+    elif action is InstallMode.ERASE and not _given(document, "existing", "confirm_erase"):
         problems.append(
             'existing.confirm_erase: is needed with action = "erase": the disk id that '
             "engine-disk inspect shows"
@@ -188,13 +197,15 @@ def _check_values(
         if raw_mode in tuple(RegistrationMode):
             mode = RegistrationMode(raw_mode)
             for key, problem in screens.registration_problems(mode, server, token):
+                if problem.startswith("is needed") and _given(document, "registration", key):
+                    continue  # given with a wrong type: reported already
                 problems.append(f"registration.{key}: {problem}")
         else:
             problems.append(
                 f"registration.mode: {screens.short(raw_mode)} is not a registration mode; "
                 "choose one of " + ", ".join(m.value for m in RegistrationMode)
             )
-    elif "registration" in values:
+    elif "registration" in values and not _given(document, "registration", "mode"):
         problems.append(
             "registration.mode: is needed when there is a [registration] section "
             '("synchronizer" or "standalone")'
@@ -238,7 +249,7 @@ def parse_answers(data: bytes, source: str) -> AnswerFile:
         ) from None
     problems: list[str] = []
     values = _check_types(document, problems)
-    answers = _check_values(values, source, problems)
+    answers = _check_values(values, document, source, problems)
     if problems:
         raise AnswerFileError(source, problems)
     return answers
