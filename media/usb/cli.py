@@ -67,6 +67,7 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     listing.add_argument(
         "--all", action="store_true", help="also show hidden disks and why each is hidden"
     )
+    _debug_option(listing)
     listing.set_defaults(handler=cmd_list)
 
     write = commands.add_parser(
@@ -82,6 +83,7 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         "--unmount", action="store_true", help="unmount the targets' mounted partitions first"
     )
     write.add_argument("--force", action="store_true", help="allow non-removable (internal) disks")
+    _debug_option(write)
     write.set_defaults(handler=cmd_write)
 
     verify = commands.add_parser(
@@ -89,7 +91,18 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     )
     verify.add_argument("image", type=Path, metavar="ISO")
     verify.add_argument("target", type=Path, metavar="TARGET")
+    _debug_option(verify)
     verify.set_defaults(handler=cmd_verify)
+
+
+def _debug_option(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: the sub-command's default must not undo `engine-media --debug usb ...`.
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log every command run and show tracebacks",
+    )
 
 
 _LIST_HELP = (
@@ -465,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = ArgumentParser(prog="engine-media")
     add_common_options(parser)
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
+    )
     add_usb_commands(subparsers)
 
     def dispatch(args: argparse.Namespace) -> int:

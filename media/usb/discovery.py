@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import shlex
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -114,6 +115,21 @@ def _bus_of(properties: Mapping[str, str]) -> Bus:
     if properties.get("ID_BUS") == "scsi" or "/host" in devpath:
         return Bus.SCSI
     return Bus.OTHER
+
+
+def parse_udevadm_export(text: str) -> dict[str, str]:
+    """Properties from `udevadm info --query=property --export` output (`KEY='value'` lines)."""
+    properties: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not key:
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = [value.strip("'")]
+        properties[key] = words[0] if words else ""
+    return properties
 
 
 def device_info_from_record(

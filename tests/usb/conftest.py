@@ -1,0 +1,111 @@
+"""Fixtures for the USB tests: small random ISOs built with xorriso, loop devices as sticks.
+
+Loop devices are real block devices, so writing to one goes through the same kernel paths
+(O_EXCL, BLKGETSIZE64, BLKROGET, O_DIRECT, BLKRRPART) as a USB stick. Each one is detached
+when the test ends, even when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from enginekit.process import require_tool, run, run_text
+from media.usb.discovery import (
+    BlockDeviceInfo,
+    Holds,
+    MountedPartition,
+    device_info_from_record,
+    parse_udevadm_export,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def recorded() -> Callable[[str], BlockDeviceInfo]:
+    """Factory: a recorded device by fixture name (`usb_stick`, `nvme_internal`, ...)."""
+    return load_fixture
+
+
+def load_fixture(name: str) -> BlockDeviceInfo:
+    """A recorded device (udevadm export + sysfs + what was mounted) as BlockDeviceInfo."""
+    record = json.loads((FIXTURES / f"{name}.json").read_text())
+    return device_info_from_record(
+        parse_udevadm_export("\n".join(record["udevadm_export"])),
+        record["sysfs"],
+        mounted_partitions=[MountedPartition(**m) for m in record["mounted_partitions"]],
+        holds=[Holds(h) for h in record["holds"]],
+    )
+
+
+def build_iso(directory: Path, data_bytes: int, name: str = "engine.iso") -> Path:
+    """An ISO 9660 image holding `data_bytes` of random data (random, so that a target left
+    with zeros or old data never matches by accident)."""
+    tree = directory / f"{name}.tree"
+    tree.mkdir()
+    (tree / "data.bin").write_bytes(os.urandom(data_bytes))
+    iso = directory / name
+    xorriso = require_tool("xorriso", "xorriso")
+    run([xorriso, "-as", "mkisofs", "-quiet", "-o", iso, tree])
+    return iso
+
+
+@pytest.fixture
+def make_iso(tmp_path: Path) -> Callable[[int], Path]:
+    counter = iter(range(1000))
+
+    def make(data_bytes: int) -> Path:
+        return build_iso(tmp_path, data_bytes, name=f"engine-{next(counter)}.iso")
+
+    return make
+
+
+@contextlib.contextmanager
+def attached_loop(backing: Path, *, read_only: bool = False) -> Iterator[Path]:
+    losetup = require_tool("losetup", "mount")
+    argv = [losetup, "--find", "--show", "--partscan"]
+    if read_only:
+        argv.append("--read-only")
+    device = Path(run_text([*argv, backing]).strip())
+    try:
+        yield device
+    finally:
+        run([losetup, "--detach", device], check=False)
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Factory: a loop device over a new sparse file of `size` bytes (detached afterwards)."""
+    with contextlib.ExitStack() as stack:
+        counter = iter(range(1000))
+
+        def make(size: int, *, read_only: bool = False, fill: bytes | None = None) -> Path:
+            backing = tmp_path / f"stick-{next(counter)}.img"
+            with open(backing, "wb") as f:
+                f.truncate(size)
+                if fill is not None:
+                    f.write(fill * (size // len(fill)))
+            return stack.enter_context(attached_loop(backing, read_only=read_only))
+
+        yield make
+
+
+@pytest.fixture
+def usb_cli() -> list[str]:
+    return usb_cli_argv()
+
+
+def usb_cli_argv() -> list[str]:
+    """How to run `engine-media usb ...` as a program (the installed console script)."""
+    script = Path(sys.executable).parent / "engine-media"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "media.usb.cli"]

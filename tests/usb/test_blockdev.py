@@ -1,0 +1,185 @@
+"""Writing to real block devices (loop devices) and the refusals a device can earn.
+
+Loop devices go through the same kernel paths as a USB stick: O_EXCL, BLKGETSIZE64,
+BLKROGET, O_DIRECT, BLKFLSBUF/BLKRRPART. Each refusal must be one clear line.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from enginekit.process import require_tool, run
+from media.cli import main
+from media.usb.blockdev import BLKGETSIZE64, BlockDeviceTarget, device_size
+from media.usb.writer import TargetStatus, write_many
+
+pytestmark = pytest.mark.root
+
+MiB = 1024 * 1024
+LoopFactory = Callable[..., Path]
+
+
+def _engine_media(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return status, out, err
+
+
+def _errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_write_to_a_loop_device_clears_the_stale_backup_table(
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(5 * MiB)
+    size = 32 * MiB
+    # An old stick: every byte set, as if a bigger image with a backup GPT had been there.
+    stick = loop_device(size, fill=b"\xa5" * 4096)
+    status, out, err = _engine_media(
+        capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(stick)]
+    )
+    assert status == 0, err
+    assert "ok" in out
+    with open(stick, "rb") as device:
+        data = device.read()
+    image = iso.read_bytes()
+    assert data[: len(image)] == image
+    assert data[-MiB:] == bytes(MiB)  # the end of the stick no longer looks like a GPT
+    assert data[len(image) : size - MiB] == b"\xa5" * (size - MiB - len(image))
+
+    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
+    assert status == 0 and out.startswith(f"ok: {stick} matches")
+
+
+def test_device_size_from_the_kernel(loop_device: LoopFactory) -> None:
+    stick = loop_device(12 * MiB)
+    fd = os.open(stick, os.O_RDONLY)
+    try:
+        assert device_size(fd) == 12 * MiB
+    finally:
+        os.close(fd)
+    assert BLKGETSIZE64 == 0x80081272
+
+
+def test_too_small_and_read_only_devices_are_refused(
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(6 * MiB)
+    small = loop_device(4 * MiB)
+    read_only = loop_device(16 * MiB, read_only=True)
+    status, _, err = _engine_media(
+        capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(small), str(read_only)]
+    )
+    assert status == 2
+    lines = _errors(err)
+    assert len(lines) == 2, err
+    assert lines[0].startswith(f"error: refusing {small}: is smaller than the image (4.0 MiB <")
+    assert lines[1] == f"error: refusing {read_only}: is read-only"
+
+
+def test_a_device_with_a_mounted_partition_needs_unmount(
+    tmp_path: Path,
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(3 * MiB)
+    stick = loop_device(32 * MiB)
+    run([require_tool("sfdisk", "fdisk"), "-q", stick], input=b"label: dos\nstart=2048, type=83\n")
+    # This kernel has no partition-table parsers: register the partition from userspace.
+    run([require_tool("partx", "util-linux"), "--add", stick])
+    partition = Path(f"{stick}p1")
+    run([require_tool("mkfs.ext4", "e2fsprogs"), "-q", partition])
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    run(["mount", partition, mountpoint])
+    try:
+        status, _, err = _engine_media(
+            capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(stick)]
+        )
+        assert status == 2
+        assert _errors(err) == [
+            f"error: refusing {stick}: has mounted partitions ({partition} on {mountpoint})"
+        ]
+        assert "--unmount" in err
+
+        status, _, err = _engine_media(
+            capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(partition)]
+        )
+        assert status == 2
+        assert f"error: refusing {partition}: is a partition" in err
+
+        status, out, err = _engine_media(
+            capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
+        )
+        assert status == 0, err
+    finally:
+        run(["umount", mountpoint], check=False)
+    assert not os.path.ismount(mountpoint)
+    with open(stick, "rb") as device:
+        assert device.read(len(iso.read_bytes())) == iso.read_bytes()
+
+
+def test_a_device_held_by_another_program_is_refused(
+    loop_device: LoopFactory, make_iso: Callable[[int], Path]
+) -> None:
+    iso = make_iso(1 * MiB)
+    stick = loop_device(8 * MiB)
+    holder = os.open(stick, os.O_RDONLY | os.O_EXCL)
+    try:
+        (result,) = write_many(iso, [stick]).results
+    finally:
+        os.close(holder)
+    assert result.status is TargetStatus.REFUSED
+    assert result.message.startswith(f"refusing {stick}: in use")
+
+
+def test_concurrent_write_one_too_small_one_good(
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(6 * MiB)
+    good = loop_device(16 * MiB)
+    small = loop_device(4 * MiB)
+    image = iso.read_bytes()
+
+    # In the writer itself (the kernel's view, checked on the open device in its thread)...
+    report = write_many(iso, [small, good])
+    assert [r.status for r in report.results] == [TargetStatus.REFUSED, TargetStatus.OK]
+    assert "smaller than the image" in report.results[0].message
+    with open(good, "rb") as device:
+        assert device.read(len(image)) == image
+
+    # ... and through the command: a result table, exit status 1.
+    status, out, err = _engine_media(
+        capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(good), str(small)]
+    )
+    assert status == 1
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("/dev/")}
+    assert " ok " in rows[str(good)] and " refused " in rows[str(small)]
+
+
+def test_target_class_for_loop_devices(loop_device: LoopFactory) -> None:
+    from media.usb.blockdev import open_target
+
+    stick = loop_device(4 * MiB)
+    assert isinstance(open_target(stick), BlockDeviceTarget)

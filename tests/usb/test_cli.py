@@ -1,0 +1,160 @@
+"""`engine-media usb` in-process, on regular-file targets (no root needed).
+
+Covers the typed confirmation, refusals as one `error:` line each (a mistyped /dev/sdzz must
+not create a file), the result table and exit status, `usb verify` reporting the offset of
+the first bad block, and `usb list --json`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from media.cli import main
+
+MiB = 1024 * 1024
+
+
+def _engine_media(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    stdin: str = "",
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return status, out, err
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_write_to_a_file_asks_for_yes(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(3 * MiB)
+    stick = tmp_path / "stick.img"
+    stick.touch()
+    argv = ["usb", "write", str(iso), str(stick)]
+
+    status, _, err = _engine_media(capsys, monkeypatch, argv, stdin="no\n")
+    assert status == 2 and "not confirmed; nothing was written" in err
+    assert stick.stat().st_size == 0
+
+    status, _, err = _engine_media(capsys, monkeypatch, argv, stdin="")
+    assert status == 2 and "no confirmation given" in err
+
+    status, out, err = _engine_media(capsys, monkeypatch, argv, stdin="yes\n")
+    assert status == 0, err
+    assert f"About to ERASE and write {iso.name}" in err and str(stick) in err
+    assert "Type 'yes'" in err
+    assert stick.read_bytes() == iso.read_bytes()
+    assert "Result" in out and " ok " in out
+
+
+def test_refusals_are_one_line_each_and_create_nothing(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(2 * MiB)
+    good = tmp_path / "good.img"
+    good.touch()
+    sdzz = Path("/dev/sdzz")
+    assert not sdzz.exists()
+    argv = ["usb", "write", "--yes", str(iso), str(sdzz), str(iso), str(tmp_path), str(good)]
+    status, out, err = _engine_media(capsys, monkeypatch, argv)
+    assert status == 1  # the good target was written, the others refused
+    assert not sdzz.exists()
+    assert good.read_bytes() == iso.read_bytes()
+    assert _error_lines(err) == [
+        "error: refusing /dev/sdzz: no such device or file "
+        "(a mistyped /dev/sdX must not create a file)",
+        f"error: refusing {iso}: is the image file itself",
+        f"error: refusing {tmp_path}: neither a block device nor a regular file",
+    ]
+    assert out.count("refused") == 3
+
+
+def test_only_refused_targets_exit_2(
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    status, out, err = _engine_media(capsys, monkeypatch, ["usb", "write", str(iso), "/dev/sdzz"])
+    assert status == 2
+    assert len(_error_lines(err)) == 1 and "About to ERASE" not in err
+    assert not Path("/dev/sdzz").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "No such file or directory"), (b"x" * 40000, "is not an ISO 9660 image")],
+)
+def test_the_image_must_be_an_iso(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    content: bytes | None,
+    message: str,
+) -> None:
+    image = tmp_path / "engine.iso"
+    if content is not None:
+        image.write_bytes(content)
+    stick = tmp_path / "stick.img"
+    stick.touch()
+    status, _, err = _engine_media(
+        capsys, monkeypatch, ["usb", "write", "--yes", str(image), str(stick)]
+    )
+    assert status == 2
+    (line,) = _error_lines(err)
+    assert str(image) in line and message in line
+
+
+def test_verify_reports_the_first_bad_block(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(6 * MiB)
+    stick = tmp_path / "stick.img"
+    stick.write_bytes(iso.read_bytes())
+    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
+    assert status == 0 and out.startswith(f"ok: {stick} matches {iso.name}")
+
+    with open(stick, "r+b") as f:
+        f.seek(5 * MiB + 700)
+        f.write(b"\xff\x00")
+    status, _, err = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
+    assert status == 2
+    bad = (5 * MiB + 700) // 512 * 512
+    assert _error_lines(err) == [
+        f"error: {stick} differs from the image at offset {bad} (5.0 MiB): first bad block"
+    ]
+    assert "hint: write it again" in err
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "list", "--all", "--json"])
+    assert status == 0
+    disks = json.loads(out)
+    assert isinstance(disks, list)
+    for disk in disks:
+        assert set(disk) >= {"path", "model", "serial", "size_bytes", "bus", "hidden"}
+        if "/" in disk["holds"]:
+            assert disk["hidden"], "the disk holding / must never be shown by default"
+    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "list", "--json"])
+    assert all(not d["hidden"] for d in json.loads(out))
