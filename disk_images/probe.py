@@ -339,6 +339,19 @@ class _Ext4Reader:
         return listings
 
 
+def read_ext4_files(
+    image: Path, offset: int, paths: list[str], label: str = "partition"
+) -> dict[str, bytes | None]:
+    """Read files from the ext4 filesystem at `offset` of `image`, read-only, in one debugfs
+    run (None for a missing file). Raises UserInputError if there is no ext4 there."""
+    with tempfile.TemporaryDirectory(prefix="enginekit-probe-") as workdir:
+        try:
+            contents, _ = _Ext4Reader(image, offset, label, Path(workdir)).batch(paths, [])
+        except _NotEngine:
+            raise UserInputError(f"{image}: no ext4 filesystem at offset {offset}") from None
+    return contents
+
+
 def _esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
     mdir = require_tool("mdir", "mtools")
     proc = run(

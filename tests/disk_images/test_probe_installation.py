@@ -1,0 +1,176 @@
+"""Build Engine installations through the session API, then probe them read-only and compare."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from disk_images import cli
+from disk_images.image import read_table
+from disk_images.layout import STATE_PATH, Slot
+from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
+from disk_images.session import open_installation
+from disk_images.state import Registration, RegistrationMode, UpgradeStatus
+from enginekit.process import run, which
+from enginekit.versions import DiskLayout
+
+pytestmark = pytest.mark.root
+
+
+def _assert_matches(result: object, built: object) -> None:
+    assert isinstance(result, Installation), result
+    assert result.layout is built.layout  # type: ignore[attr-defined]
+    assert result.upgrade_status is built.state.upgrade_status  # type: ignore[attr-defined]
+    assert result.registered == built.config.registered  # type: ignore[attr-defined]
+    assert result.keyboard == built.config.keyboard  # type: ignore[attr-defined]
+    expected_vms = {
+        name: (rec.kind.value, rec.pv_drivers, rec.published_for, size)
+        for name, (rec, size) in built.vms.items()  # type: ignore[attr-defined]
+    }
+    found_vms = {
+        vm.name: (vm.kind, vm.pv_drivers, vm.published_for, vm.size_bytes) for vm in result.vms
+    }
+    assert found_vms == expected_vms
+    assert result.install_complete
+    assert result.problems == ()
+
+
+def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, file_hash) -> None:
+    disk = tmp_path / "engine.img"
+    built = installation_builder(
+        disk,
+        DiskLayout.GPT_AB,
+        version="5.0.0",
+        other_slot_version="4.5.0",
+        active=Slot.B,
+        upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
+        disk_id="3f2504e0-4f89-41d3-9a0c-0305e82c3301",
+    )
+    before = file_hash(disk)
+    result = probe(disk)
+    _assert_matches(result, built)
+    assert isinstance(result, Installation)
+    assert result.version == "5.0.0"
+    assert result.active_slot is Slot.B
+    assert result.slots == {Slot.A: "4.5.0", Slot.B: "5.0.0"}
+    assert result.disk_id == "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+    assert tuple(e.file_name for e in result.boot_entries) == built.boot_entries
+    assert [p.as_json() for p in result.partitions] == [
+        p.as_json() for p in read_table(disk).partitions
+    ]  # our own table reader agrees with sfdisk
+    assert file_hash(disk) == before
+
+    # the CLI's JSON carries the keys the issue names; the token never appears
+    assert cli.main(["inspect", str(disk), "--json"]) == 0
+
+
+def test_inspect_json_keys_and_no_token(tmp_path: Path, installation_builder, capsys) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB, upgrade_status=UpgradeStatus.SIGNALLED)
+    assert cli.main(["inspect", str(disk), "--json"]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)
+    assert set(doc) >= {"partitions", "engine", "vms", "disk_id"}
+    assert doc["engine"]["version"] == "4.5.0"
+    assert doc["engine"]["layout"] == "gpt-ab"
+    assert doc["engine"]["active_slot"] == "A"
+    assert doc["engine"]["upgrade_status"] == "Signalled"
+    assert doc["engine"]["registered"] is True
+    assert doc["engine"]["disk_id"] == doc["disk_id"]
+    assert {vm["name"] for vm in doc["vms"]} == {"win7-shared", "dev-custom", "local.vm_1"}
+    for vm in doc["vms"]:
+        assert set(vm) == {"name", "kind", "pv_drivers", "published_for", "size_bytes"}
+    assert "s3cret-token" not in out
+    assert cli.main(["inspect", str(disk)]) == 0
+    text = capsys.readouterr().out
+    assert "Engine 4.5.0 (gpt-ab), active slot A" in text
+    assert "upgrade status: Signalled" in text
+    assert "s3cret-token" not in text
+
+
+def test_mbr_installation_probes_back(tmp_path: Path, installation_builder, file_hash) -> None:
+    disk = tmp_path / "engine40.img"
+    built = installation_builder(
+        disk,
+        DiskLayout.MBR,
+        version="4.0.0",
+        registration=Registration(RegistrationMode.STANDALONE),
+        disk_id="0x1234abcd",
+    )
+    before = file_hash(disk)
+    result = probe(disk)
+    _assert_matches(result, built)
+    assert isinstance(result, Installation)
+    assert result.version == "4.0.0"
+    assert result.active_slot is None
+    assert result.slots == {Slot.A: "4.0.0", Slot.B: None}
+    assert result.disk_id == "mbr-1234abcd"
+    assert result.registered is False
+    assert result.boot_entries == ()
+    assert result.partitions[0].bootable
+    assert file_hash(disk) == before
+
+
+def test_damaged_state_is_reported_not_raised(tmp_path: Path, installation_builder) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB, vms=())
+    with open_installation(disk) as session:
+        session.storage.write_atomic(STATE_PATH, b'{"active_slot": "C"}')
+    result = probe(disk)
+    assert isinstance(result, NoInstallation)
+    assert result.kind is NoInstallationKind.DAMAGED
+    assert "storage:/engine/state.json" in result.reason
+    assert result.layout is DiskLayout.GPT_AB
+
+
+def test_incomplete_install_without_release(tmp_path: Path, installation_builder) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB, vms=())
+    with open_installation(disk) as session:
+        session.slot(Slot.A).remove("/engine-release")
+    result = probe(disk)
+    assert isinstance(result, NoInstallation)
+    assert result.kind is NoInstallationKind.INCOMPLETE
+    assert "no engine-release" in result.reason
+
+
+def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
+    """The probe runs as user nobody on a world-readable image and finds the installation."""
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB, vms=())
+    if which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    # tmp_path's parents are private to root, so give nobody a readable copy elsewhere
+    shared = Path(tempfile.mkdtemp(prefix="enginekit-noroot-"))
+    try:
+        shared.chmod(0o755)
+        copy = shared / "engine.img"
+        run(["cp", "--sparse=always", disk, copy])
+        copy.chmod(0o444)
+        proc = run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                sys.executable,
+                "-m",
+                "disk_images.cli",
+                "inspect",
+                "--json",
+                copy,
+            ],
+            check=False,
+            env={"HOME": "/nonexistent", "TMPDIR": "/tmp"},
+            cwd=Path(__file__).parents[2],
+        )
+    finally:
+        shutil.rmtree(shared)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["engine"]["version"] == "4.5.0"
