@@ -190,14 +190,16 @@ def _manifest_checks(path: Path, volume_id: str) -> tuple[list[Check], str | Non
     return checks, version
 
 
-def _boot_one(
+def boot_path(
     iso: Path,
     firmware: Firmware,
     kind: DriveKind,
     version: str,
-    timeout: float,
-    cancel: threading.Event,
+    timeout: float = BOOT_TIMEOUT,
+    cancel: threading.Event | None = None,
 ) -> BootPathResult:
+    """Boot the ISO one way and judge the marker line it prints (version and firmware)."""
+    cancel = cancel or threading.Event()
     spec = BootSpec(firmware, (Drive(iso, kind, snapshot=kind is not DriveKind.CDROM),))
     started = time.monotonic()
     matched: str | None = None
@@ -251,7 +253,7 @@ def boot_all_paths(
     cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = [
-            pool.submit(_boot_one, iso, fw, kind, version, timeout, cancel)
+            pool.submit(boot_path, iso, fw, kind, version, timeout, cancel)
             for fw, kind in BOOT_PATHS
         ]
         try:
