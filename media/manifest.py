@@ -320,11 +320,18 @@ def parse_manifest(data: bytes, source: str = MANIFEST_PATH) -> Manifest:
                     v.add(f"files[{i}].path", f"{path!r} is inside {parent!r}, which is a file")
                     break
 
-    listed = {f.path for f in files}
+    # References are checked against every path files[] names, even entries with other
+    # problems, so one bad entry does not also produce "not in files" noise.
+    files_given = isinstance(doc.get("files"), list)
+    listed = {
+        item["path"]
+        for item in (doc["files"] if files_given else [])
+        if isinstance(item, dict) and isinstance(item.get("path"), str)
+    }
     eula = None
     if "eula" in doc:
         eula = v.path("eula", doc["eula"])
-        if eula is not None and "files" in doc and eula not in listed:
+        if eula is not None and files_given and eula not in listed:
             v.add("eula", f"{eula!r} is not in files")
 
     system = None
@@ -339,10 +346,10 @@ def parse_manifest(data: bytes, source: str = MANIFEST_PATH) -> Manifest:
                 given[key] = v.path(f"system.{key}", raw[key]) if key in raw else None
             for key in ("kernel", "initrd"):
                 member = given[key]
-                if member is not None and "files" in doc and member not in listed:
+                if member is not None and files_given and member not in listed:
                     v.add(f"system.{key}", f"{member!r} is not in files")
             root = given["root"]
-            if root is not None and "files" in doc:
+            if root is not None and files_given:
                 if root in listed:
                     v.add("system.root", f"{root!r} is a file; it must be a directory")
                 elif not any(p.startswith(root + "/") for p in listed):

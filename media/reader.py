@@ -264,6 +264,10 @@ class IsoMedium(MediumReader):
 
     def _load_manifest(self) -> None:
         iso = pycdlib.PyCdlib()
+        if not os.access(self.path, os.R_OK):
+            raise UserInputError(
+                f"{self.path}: permission denied", hint="make the file readable or run as root"
+            )
         try:
             with self.path.open("rb") as probe:
                 length = probe.seek(0, os.SEEK_END)

@@ -419,3 +419,12 @@ def test_generated_tree_round_trips_through_json(
     damaged["files"][0]["path"] = "../" + damaged["files"][0]["path"]
     with pytest.raises(InvalidManifest, match=r"files\[0\]\.path: .* escapes the medium"):
         parse_manifest(json.dumps(damaged).encode())
+
+
+def test_one_bad_entry_gives_one_problem_not_follow_on_noise() -> None:
+    doc = good_doc()
+    doc["files"][1]["sha256"] = "x"  # the EULA's entry
+    assert problems_of(doc) == ("files[1].sha256: 'x' is not 64 lower-case hex digits",)
+    doc = good_doc()
+    doc["files"] = "everything"
+    assert problems_of(doc) == ("files: must be a list, not a string",)
