@@ -72,9 +72,15 @@ def select_engine(dry_run: bool, model: InstallerModel | None = None) -> EngineF
         if model is not None and model.target.installation is not None:
             return DryRunEngine(model.target.installation.vms, model.medium.pv_drivers)
         return DryRunEngine()
+    return _real_engine
+
+
+def _real_engine(plan: InstallPlan, progress: ProgressCallback) -> InstallReport:
+    # Imported on first use: screens and dry runs never load the code that writes disks.
     from installer.engine import run_plan
 
-    return run_plan
+    report: InstallReport = run_plan(plan, progress)
+    return report
 
 
 class Installer:

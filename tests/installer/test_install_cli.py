@@ -1,0 +1,153 @@
+"""`engine-install` as a user runs it: validation exit codes, dry runs that write nothing,
+refusals in one line, and a clear error instead of a prompt when there is no terminal.
+
+These run the real command (`python -m installer.cli`) against the real reference 5.0.0 ISO
+and real disk images; a blank target needs nothing else, Engine targets need the install
+engine's reference disks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from enginekit.process import run
+
+
+def engine_install(*args: object) -> tuple[int, str, str]:
+    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=120)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def iso() -> Path:
+    from media.reference_media import reference_iso
+
+    return reference_iso("5.0.0")
+
+
+@pytest.fixture
+def blank(tmp_path: Path) -> Path:
+    disk = tmp_path / "blank.img"
+    with disk.open("wb") as stream:
+        stream.truncate(1 << 30)
+    return disk
+
+
+FRESH = """\
+[eula]
+accept = true
+[keyboard]
+layout = "de"
+[registration]
+mode = "standalone"
+"""
+
+
+def test_validate_schema_only(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text(FRESH)
+    assert engine_install("--validate", good)[:2] == (
+        0,
+        f"{good}: valid (schema only; add --media and --target to check the run)\n",
+    )
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[eula]\naccept = 'yes'\n[keyboard]\nlayout = 1\nfoo = 2\n")
+    status, out, err = engine_install("--validate", bad)
+    assert status == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: {bad}: 3 problems",
+        "  eula.accept: must be true or false, not a string",
+        "  keyboard.layout: must be a string, not an integer",
+        "  keyboard.foo: unknown key; known keys are layout",
+        "hint: fix the answer file; check it with engine-install --validate",
+    ]
+
+
+def test_validate_against_media_and_target(tmp_path: Path, iso: Path, blank: Path) -> None:
+    answers = tmp_path / "a.toml"
+    answers.write_text(FRESH)
+    status, out, _ = engine_install("--validate", answers, "--media", iso, "--target", blank)
+    assert status == 0 and "valid for" in out
+    answers.write_text('[eula]\naccept = true\n[keyboard]\nlayout = "xx"\n')
+    status, _, err = engine_install("--validate", answers, "--media", iso, "--target", blank)
+    assert status == 2
+    assert "missing answers for this run (blank target): registration.mode" in err
+    assert "keyboard.layout: 'xx' is not a known layout; choose one of us, uk, de" in err
+    status, _, err = engine_install("--validate", answers, "--media", iso)
+    assert status == 2 and err.startswith("error: --validate checks a run only with both")
+
+
+def test_dry_run_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
+    answers = tmp_path / "a.toml"
+    answers.write_text(FRESH)
+    before = sha256(blank)
+    status, out, err = engine_install(
+        "--media", iso, "--target", blank, "--answers", answers, "--dry-run"
+    )
+    assert status == 0, err
+    assert "dry run: this is the plan; nothing was written to the target" in out
+    assert "mode: fresh" in out and "keyboard: de" in out
+    assert sha256(blank) == before
+
+
+def test_no_terminal_is_an_error_not_a_hanging_prompt(iso: Path, blank: Path) -> None:
+    status, out, err = engine_install("--media", iso, "--target", blank)
+    assert status == 2
+    assert err.splitlines() == [
+        "error: the interactive installer needs a terminal",
+        "hint: run it in a terminal, or give an answer file with --answers FILE",
+    ]
+
+
+def test_missing_files_are_one_line(tmp_path: Path, iso: Path, blank: Path) -> None:
+    status, _, err = engine_install(
+        "--media", iso, "--target", blank, "--answers", tmp_path / "none.toml"
+    )
+    assert status == 2 and err.startswith(f"error: {tmp_path / 'none.toml'}: no such answer file")
+    status, _, err = engine_install("--media", iso, "--target", tmp_path / "none.img")
+    assert status == 2 and "no such target disk" in err
+    assert "Traceback" not in err
+
+
+def test_declined_eula_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
+    answers = tmp_path / "a.toml"
+    answers.write_text(FRESH.replace("accept = true", "accept = false"))
+    before = sha256(blank)
+    status, _, err = engine_install("--media", iso, "--target", blank, "--answers", answers)
+    assert status == 2
+    assert "the licence was not accepted; nothing was written" in err
+    assert sha256(blank) == before
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [("4.0.0", "upgrade 4.0.0 to 4.5.0 first")],
+)
+def test_refusal_is_one_line_and_disk_unchanged(
+    tmp_path: Path, iso: Path, installed: str, expected: str
+) -> None:
+    reference_disk = pytest.importorskip("installer.reference_disk")
+    disk = tmp_path / f"engine-{installed}.img"
+    reference_disk.create_reference_disk(disk, installed, 1 << 30)
+    answers = tmp_path / "a.toml"
+    answers.write_text('[eula]\naccept = true\n[existing]\naction = "upgrade"\n')
+    before = sha256(disk)
+    status, out, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
+    assert status == 2
+    assert err.splitlines()[0].startswith("error: ") and expected in err.splitlines()[0]
+    assert len(err.splitlines()) == 2 and err.splitlines()[1].startswith("hint: ")
+    assert sha256(disk) == before
