@@ -425,7 +425,7 @@ def cmd_write(args: argparse.Namespace) -> int:
             f"{'is' if len(left) == 1 else 'are'} incomplete and will not boot"
             if left
             else "interrupted after every target had finished",
-            hint="write them again before use" if left else None,
+            hint=(f"write {'it' if len(left) == 1 else 'them'} again before use") if left else None,
         )
     for r in report.results:
         if not r.status.succeeded:

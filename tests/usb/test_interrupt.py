@@ -1,0 +1,108 @@
+"""Ctrl-C during `engine-media usb write`: a clean message, a non-zero exit, no traceback;
+then `usb verify` finds where the incomplete stick stops matching.
+
+The command runs as a real program and gets a real SIGINT. Writing is throttled through the
+ENGINEKIT_USB_MAX_RATE seam so the signal lands mid-write; we wait until the target has
+really received data before sending it.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from enginekit.process import run, spawn
+
+MiB = 1024 * 1024
+IMAGE_DATA = 24 * MiB
+RATE = "8M"  # per second: the whole image would take about 3 s
+
+
+def _written_to_loop(device: Path) -> int:
+    """Bytes the kernel has written to a block device (sectors written, field 7 of stat)."""
+    fields = (Path("/sys/block") / device.name / "stat").read_text().split()
+    return int(fields[6]) * 512
+
+
+def _interrupt_write(
+    argv: list[str], written: Callable[[], int], monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, str]:
+    monkeypatch.setenv("ENGINEKIT_USB_MAX_RATE", RATE)
+    proc = spawn(argv, stdout=-1, stderr=-1)
+    try:
+        deadline = time.monotonic() + 20
+        # Past the two cleared MiB and into the image: the copier is in its write loop.
+        while written() < 5 * MiB:
+            assert proc.poll() is None, "the write finished before it could be interrupted"
+            assert time.monotonic() < deadline, "nothing was written"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err.decode()
+
+
+def _check_interrupted(status: int, err: str, target: Path) -> None:
+    assert status == 130, err
+    assert "Traceback" not in err
+    assert f"error: interrupted: {target} is incomplete and will not boot" in err
+    assert "hint: write it again before use" in err
+
+
+def _check_verify_finds_the_gap(usb_cli: list[str], iso: Path, target: Path) -> int:
+    proc = run([*usb_cli, "usb", "verify", str(iso), str(target)], check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    match = re.search(rf"error: {re.escape(str(target))} (?:differs from the image|ends) "
+                      r"at offset (\d+)", err)  # fmt: skip
+    assert match, err
+    offset = int(match.group(1))
+    assert 4 * MiB <= offset < iso.stat().st_size
+    return offset
+
+
+def test_sigint_on_a_regular_file(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    usb_cli: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(IMAGE_DATA)
+    target = tmp_path / "stick.img"
+    target.touch()
+    status, err = _interrupt_write(
+        [*usb_cli, "usb", "write", "--yes", str(iso), str(target)],
+        lambda: target.stat().st_size,
+        monkeypatch,
+    )
+    _check_interrupted(status, err, target)
+    offset = _check_verify_finds_the_gap(usb_cli, iso, target)
+    assert offset == target.stat().st_size  # what was written is right; the rest is missing
+
+
+@pytest.mark.root
+def test_sigint_on_a_loop_device(
+    loop_device: Callable[..., Path],
+    make_iso: Callable[[int], Path],
+    usb_cli: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(IMAGE_DATA)
+    stick = loop_device(32 * MiB)
+    before = _written_to_loop(stick)  # the counters outlive earlier uses of this loop device
+    status, err = _interrupt_write(
+        [*usb_cli, "usb", "write", "--yes", str(iso), str(stick)],
+        lambda: _written_to_loop(stick) - before,
+        monkeypatch,
+    )
+    _check_interrupted(status, err, stick)
+    _check_verify_finds_the_gap(usb_cli, iso, stick)
