@@ -1,0 +1,182 @@
+"""`run_plan`: check a plan once more, then dispatch it to fresh install, upgrade or repair.
+
+Everything that can refuse a plan runs before the first byte is written, in this order: the
+EULA, the target (writable, large enough, not in use), the medium (opens, matches the plan's
+version, every manifest file passes its size and SHA-256, no payload path escapes its
+partition), the disk (the probe agrees with the plan), the rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
+from disk_images.state import UpgradeStatus
+from enginekit.errors import UserInputError
+from enginekit.versions import DiskLayout, EngineVersion
+from installer import rules
+from installer.engine.checkpoints import (
+    FRESH_STEPS,
+    UPGRADE_STEPS,
+    Checkpoint,
+    StepTracker,
+)
+from installer.engine.common import SystemImage
+from installer.engine.fresh import fresh_install
+from installer.engine.payload import MediumRejected
+from installer.engine.refusals import Refused, check_target, check_upgrade
+from installer.engine.repair import repair_mbr
+from installer.engine.upgrade import refuse_mbr_upgrade, upgrade_in_place
+from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback, VmNote
+from media.reader import MediumReader
+
+log = logging.getLogger(__name__)
+
+# A disk with Engine partitions but no finished installation may be laid out again.
+_REINSTALLABLE = (NoInstallationKind.INCOMPLETE, NoInstallationKind.DAMAGED)
+
+
+def _open_medium(path: Path) -> MediumReader:
+    try:
+        return MediumReader.open(path)
+    except UserInputError as exc:
+        raise MediumRejected(
+            f"the medium fails verification: {exc.message}",
+            hint=exc.hint or "rebuild or re-download the medium",
+        ) from None
+
+
+def _verify_medium(medium: MediumReader, plan: InstallPlan, tracker: StepTracker) -> SystemImage:
+    manifest = medium.manifest
+    if str(manifest.version) != plan.target_version:
+        raise Refused(
+            f"{plan.medium}: the medium holds Engine {manifest.version}, "
+            f"the plan was made for {plan.target_version}",
+            hint="run the installer again with this medium",
+        )
+    total = sum(f.size for f in manifest.files) or 1
+    hashed = 0
+
+    def on_bytes(count: int) -> None:
+        nonlocal hashed
+        hashed += count
+        tracker.advance(hashed / total)
+
+    problems = medium.verify_files(on_bytes)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise MediumRejected(
+            f"{plan.medium}: the medium fails verification: {problems[0].describe()}{more}",
+            hint="the medium is damaged; rebuild or re-download it (engine-media verify)",
+        )
+    return SystemImage.read(medium)
+
+
+def _installed(found: Installation | NoInstallation) -> Installation | None:
+    if isinstance(found, Installation) and found.install_complete:
+        return found
+    return None
+
+
+def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: MediumReader) -> None:
+    """The rules once more, plus what only the engine knows (the disk as it is right now)."""
+    manifest = medium.manifest
+    if found.in_use_by:
+        raise Refused(
+            f"{plan.target}: the disk is in use ({', '.join(found.in_use_by)})",
+            hint="close whatever has it attached (losetup -d) and try again",
+        )
+    installed = _installed(found)
+    mode = plan.mode
+    if installed is None and mode is InstallMode.ERASE:
+        if isinstance(found, NoInstallation) and found.kind in _REINSTALLABLE:
+            return  # an incomplete install: erase lays it out again
+    if installed is None and mode is InstallMode.FRESH:
+        return
+    if plan.source_version is not None and (
+        installed is None or installed.version != plan.source_version
+    ):
+        now = installed.version if installed else "no Engine installation"
+        raise Refused(
+            f"{plan.target}: the plan expects Engine {plan.source_version} on the disk, "
+            f"but it holds {now}",
+            hint="the disk changed since the plan was made; run the installer again",
+        )
+    decision = rules.decide(
+        manifest.version,
+        manifest.upgrade_from,
+        installed.version if installed else None,
+        installed.layout if installed else None,
+        medium_layout=manifest.layout,
+    )
+    rules.require_allowed(decision, mode)
+    if installed is not None and mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
+        check_upgrade(
+            installed.version, str(manifest.version), tuple(str(v) for v in manifest.upgrade_from)
+        )
+
+
+def _notes(installed: Installation, image: SystemImage) -> tuple[VmNote, ...]:
+    return rules.vm_notes(installed.vms, image.version, image.pv_drivers)
+
+
+def run_plan(plan: InstallPlan, progress: ProgressCallback | None = None) -> InstallReport:
+    """Carry out `plan` on its target and report what was done (see the module docstring)."""
+    if not plan.eula_accepted:
+        raise Refused(
+            "the end-user licence agreement was not accepted; nothing was written",
+            hint="accept the EULA ([eula] accept = true) to install",
+        )
+    steps = FRESH_STEPS if plan.mode in (InstallMode.FRESH, InstallMode.ERASE) else UPGRADE_STEPS
+    tracker = StepTracker(steps, progress)
+    disk_size = check_target(plan.target)
+    tracker.reach(Checkpoint.VERIFY_MEDIUM)
+    with _open_medium(plan.medium) as medium:
+        image = _verify_medium(medium, plan, tracker)
+        layout = medium.manifest.layout
+        tracker.reach(Checkpoint.PROBE)
+        found = probe(plan.target)
+        _guard(plan, found, medium)
+    installed = _installed(found)
+
+    if plan.mode in (InstallMode.FRESH, InstallMode.ERASE):
+        old_config = None  # erase means erase: nothing of the old installation is kept
+        slot = fresh_install(plan, image, layout, disk_size, tracker, old_config)
+        tracker.reach(Checkpoint.DONE)
+        return InstallReport(
+            plan=plan,
+            installed_version=image.version,
+            slot=slot.value if slot else None,
+            upgrade_status=UpgradeStatus.BLANK.value,
+            steps_done=tracker.done,
+        )
+
+    assert installed is not None  # _guard refused UPGRADE/REPAIR without an installation
+    if installed.layout is DiskLayout.MBR or layout is DiskLayout.MBR:
+        if plan.mode is InstallMode.UPGRADE:
+            raise refuse_mbr_upgrade(installed.version, image.version)
+        repair_mbr(plan, image, tracker)
+        tracker.reach(Checkpoint.DONE)
+        return InstallReport(
+            plan=plan,
+            installed_version=image.version,
+            slot=None,
+            upgrade_status=UpgradeStatus.BLANK.value,
+            steps_done=tracker.done,
+        )
+
+    repair = plan.mode is InstallMode.REPAIR
+    switch = upgrade_in_place(plan, image, installed.version, tracker, repair=repair)
+    tracker.reach(Checkpoint.DONE)
+    notes = () if repair else _notes(installed, image)
+    if EngineVersion.parse(image.version) == EngineVersion.parse(installed.version):
+        notes = ()
+    return InstallReport(
+        plan=plan,
+        installed_version=image.version,
+        slot=switch.new_slot.value,
+        upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value,
+        vm_notes=notes,
+        steps_done=tracker.done,
+    )
