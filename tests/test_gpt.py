@@ -484,3 +484,42 @@ def test_random_layouts_round_trip(
     assert "No problems found" in sgdisk_verify(image)
     assert_same_as_sfdisk(image, back)
     os.unlink(image)
+
+
+_SOUND = io.BytesIO()
+gpt.write_gpt(
+    _SOUND,
+    2 * MiB,
+    [NewPartition(34, 2047, gpt.BIOS_BOOT_TYPE), NewPartition(2048, 4000, name="root")],
+)
+_SOUND_BYTES = _SOUND.getvalue()
+_METADATA = list(range(0, 34 * 512)) + list(range(len(_SOUND_BYTES) - 33 * 512, len(_SOUND_BYTES)))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    damage=st.lists(
+        st.tuples(st.sampled_from(_METADATA), st.integers(min_value=0, max_value=255)),
+        min_size=1,
+        max_size=12,
+    ),
+    cut=st.one_of(st.none(), st.integers(min_value=0, max_value=len(_SOUND_BYTES))),
+)
+def test_damaged_tables_never_crash(damage: list[tuple[int, int]], cut: int | None) -> None:
+    data = bytearray(_SOUND_BYTES)
+    for offset, value in damage:
+        data[offset] = value
+    disk = io.BytesIO(bytes(data[:cut]))
+    changed = bytes(data) != _SOUND_BYTES or cut is not None
+    try:
+        table = gpt.read_partition_table(disk)
+    except InvalidPartitionTable as exc:
+        assert "\n" not in exc.message
+    else:
+        assert table.kind in PartitionTableKind
+    try:
+        problems = gpt.validate_gpt(disk)
+    except InvalidPartitionTable:
+        return
+    if not changed:
+        assert problems == []

@@ -50,9 +50,9 @@ def copy(iso: Path, name: str) -> Path:
 
 @pytest.fixture
 def iso(tmp_path: Path) -> Path:
-    # 2 MiB of data: well above the ~700 KiB below which isomd5sum's own fragment sums
+    # 1 MiB of data: above the ~700 KiB below which isomd5sum's own fragment sums
     # do not verify (see test_tiny_iso_fails_like_the_tool).
-    return make_iso(tmp_path, {"a.bin": os.urandom(2 * 1024 * 1024), "b.txt": b"engine\n"})
+    return make_iso(tmp_path, {"a.bin": os.urandom(1024 * 1024), "b.txt": b"engine\n"})
 
 
 def test_ours_implant_passes_checkisomd5(iso: Path) -> None:
@@ -268,3 +268,70 @@ def test_random_images_agree_with_isomd5sum(
     # Whatever the tool decides (it rejects its own sums on tiny images), we decide the same.
     expected = Md5Status.PASS if tool_check(ours) == 0 else Md5Status.FAIL
     assert isomd5.check(ours).status is expected
+
+
+def tool_verdict(iso: Path) -> Md5Status:
+    proc = run(["checkisomd5", iso], check=False)
+    if proc.returncode == 0:
+        return Md5Status.PASS
+    return Md5Status.ABSENT if "result is: NA" in proc.stderr.decode() else Md5Status.FAIL
+
+
+FIELD_VARIANTS = {
+    # name: (template, what both tools decide)
+    "reordered": (
+        "SKIPSECTORS = 15;FRAGMENT COUNT = 20;ISO MD5SUM = {md5};RHLISOSTATUS=1;"
+        "FRAGMENT SUMS = {sums};",
+        Md5Status.PASS,
+    ),
+    "no fragment checks": (
+        "ISO MD5SUM = {md5};SKIPSECTORS = 15;FRAGMENT SUMS = {bad_sums};FRAGMENT COUNT = 0;",
+        Md5Status.PASS,
+    ),
+    "bad fragment sums": (
+        "ISO MD5SUM = {md5};SKIPSECTORS = 15;FRAGMENT SUMS = {bad_sums};FRAGMENT COUNT = 20;",
+        Md5Status.FAIL,
+    ),
+    "other fragment count": (
+        "ISO MD5SUM = {md5};SKIPSECTORS = 15;FRAGMENT SUMS = {sums};FRAGMENT COUNT = 10;",
+        Md5Status.FAIL,
+    ),
+    "other skip count": (
+        "ISO MD5SUM = {md5};SKIPSECTORS = 16;FRAGMENT SUMS = {sums};FRAGMENT COUNT = 20;",
+        Md5Status.FAIL,
+    ),
+    "upper-case sum": (
+        "ISO MD5SUM = {md5_upper};SKIPSECTORS = 15;FRAGMENT SUMS = {sums};FRAGMENT COUNT = 20;",
+        Md5Status.FAIL,
+    ),
+    "no skip count": ("ISO MD5SUM = {md5};FRAGMENT SUMS = {sums};", Md5Status.ABSENT),
+    "skip count not a number": (
+        "ISO MD5SUM = {md5};SKIPSECTORS = 1x;FRAGMENT SUMS = {sums};",
+        Md5Status.ABSENT,
+    ),
+    "sum cut by the field's end": (
+        " " * 470 + "ISO MD5SUM = {md5};SKIPSECTORS = 15;",
+        Md5Status.ABSENT,
+    ),
+    "free text": ("Engine 5.0.0 installer, built by EngineKit", Md5Status.ABSENT),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FIELD_VARIANTS))
+def test_field_variants_are_parsed_like_checkisomd5(iso: Path, variant: str) -> None:
+    template, expected = FIELD_VARIANTS[variant]
+    run(["implantisomd5", iso])
+    embedded = isomd5.read_embedded(iso)
+    assert embedded is not None
+    text = template.format(
+        md5=embedded.md5,
+        md5_upper=embedded.md5.upper(),
+        sums=embedded.fragment_sums,
+        bad_sums="".join("f" if c != "f" else "0" for c in embedded.fragment_sums),
+    )
+    patch_field = text.encode().ljust(512, b" ")[:512]
+    with open(iso, "r+b") as handle:
+        handle.seek(FIELD)
+        handle.write(patch_field)
+    assert tool_verdict(iso) is expected
+    assert isomd5.check(iso).status is expected
