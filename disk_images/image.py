@@ -43,6 +43,7 @@ class PartitionType(enum.StrEnum):
 class PartitionSpec:
     """One partition to create. `start`/`size` are bytes; None means 'next free' / 'the rest'.
 
+    A partition without `start` begins at the first MiB boundary after the previous one.
     `name` is the GPT PARTLABEL (ignored on MBR, where it must be None). `type` is an sfdisk
     shortcut or a raw type (a GUID on GPT, hex like '83' on MBR). `bootable` is MBR's active flag.
     """
@@ -122,12 +123,15 @@ def _sfdisk_script(table: TableType, specs: Sequence[PartitionSpec]) -> str:
     lines = [f"label: {table.value}", "unit: sectors"]
     if table is TableType.MBR and len(specs) > 4:
         raise UserInputError("an MBR partition table holds at most 4 primary partitions")
+    cursor = MIB  # where a partition without an explicit start goes: after the previous one
     for index, spec in enumerate(specs, start=1):
         fields = []
-        if spec.start is not None:
-            if spec.start % MIB:
-                raise UserInputError(f"partition {index}: start {spec.start} is not MiB-aligned")
-            fields.append(f"start={spec.start // SECTOR}")
+        start = spec.start if spec.start is not None else cursor
+        if start % MIB:
+            raise UserInputError(f"partition {index}: start {start} is not MiB-aligned")
+        fields.append(f"start={start // SECTOR}")
+        if spec.size is not None:
+            cursor = start + -(-spec.size // MIB) * MIB
         if spec.size is not None:
             if spec.size <= 0 or spec.size % SECTOR:
                 raise UserInputError(f"partition {index}: size {spec.size} is not whole sectors")

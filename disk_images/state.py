@@ -64,6 +64,9 @@ class _Reader:
         unknown = sorted(set(self.obj) - allowed)
         if unknown:
             raise InvalidStateFile(source, f"unknown key(s): {', '.join(unknown)}")
+        missing = sorted(allowed - set(self.obj))
+        if missing:
+            raise InvalidStateFile(source, f"missing key(s): {', '.join(missing)}")
 
     def as_object(self, value: Any, where: str) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -72,7 +75,7 @@ class _Reader:
 
     def _get(self, obj: dict[str, Any], key: str, where: str) -> Any:
         if key not in obj:
-            raise InvalidStateFile(self.source, f"missing key {where}{key!r}")
+            raise InvalidStateFile(self.source, f"missing key {where + key!r}")
         return obj[key]
 
     def string(self, key: str, obj: dict[str, Any] | None = None, where: str = "") -> str:
