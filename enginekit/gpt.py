@@ -755,9 +755,14 @@ def read_partition_table(target: Target) -> PartitionTable:
         mbr = parse_mbr(lba0)
         lba1 = disk.read(1)
         has_gpt_header = lba1 is not None and lba1[:8] == GPT_SIGNATURE
-        if has_gpt_header or (_looks_like_mbr(mbr, lba0) and mbr.protective_entries):
+        is_mbr = _looks_like_mbr(mbr, lba0)
+        used_entries = [e for e in mbr.entries if not e.empty] if is_mbr else []
+        # Like the kernel and libfdisk: an 0xee entry means GPT; an MBR with partitions
+        # but no 0xee entry wins over a stale GPT header left behind at LBA 1; a GPT header
+        # without any MBR is still read (validate_gpt reports the missing protective MBR).
+        if is_mbr and mbr.protective_entries:
             return _read_gpt(disk)
-        if _looks_like_mbr(mbr, lba0):
+        if used_entries or (is_mbr and not has_gpt_header):
             return PartitionTable(
                 kind=PartitionTableKind.MBR,
                 disk_id=f"mbr-{mbr.disk_signature:08x}",
@@ -765,6 +770,8 @@ def read_partition_table(target: Target) -> PartitionTable:
                 partitions=_mbr_partitions(disk, mbr),
                 mbr=mbr,
             )
+        if has_gpt_header:
+            return _read_gpt(disk)
         return PartitionTable(PartitionTableKind.NONE, "", disk.size)
 
 
@@ -976,9 +983,22 @@ def write_gpt(
     primary = header(1, last_lba, 2)
     backup = header(last_lba, 1, backup_array_lba)
     with _open_for_write(target) as handle:
+        name = str(getattr(handle, "name", "<disk>"))
         size = handle.seek(0, os.SEEK_END)
+        if size > disk_size_bytes:
+            raise InvalidPartitionLayout(
+                f"{name}: is {size} bytes, more than the disk size {disk_size_bytes} given; "
+                f"the backup GPT must sit at the very end",
+                hint="pass the full size of the image or device",
+            )
         if size < disk_size_bytes:
-            handle.truncate(disk_size_bytes)
+            try:
+                handle.truncate(disk_size_bytes)
+            except OSError as exc:
+                raise InvalidPartitionLayout(
+                    f"{name}: cannot grow from {size} to {disk_size_bytes} bytes: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         handle.seek(0)
         existing = handle.read(SECTOR_SIZE).ljust(SECTOR_SIZE, b"\0")
         if mbr is MbrMode.KEEP:

@@ -188,6 +188,15 @@ def test_unreadable_input_is_one_clear_error(tmp_path: Path, what: str) -> None:
     assert info.value.exit_status == 2
 
 
+def test_stale_gpt_header_behind_an_mbr_reads_as_mbr(tmp_path: Path) -> None:
+    image = tmp_path / "stale.img"
+    gpt.write_gpt(image, 8 * MiB, [NewPartition(2048, 8191)])
+    patch(image, 446, MbrEntry(0x80, 0x83, 2048, 4096).to_bytes() + bytes(48))
+    table = gpt.read_partition_table(image)
+    assert table.kind is PartitionTableKind.MBR
+    assert_same_as_sfdisk(image, table)
+
+
 # --- corruption, compared with sgdisk ---------------------------------------------------------
 
 
@@ -388,6 +397,13 @@ def test_impossible_layouts_are_refused(
         gpt.write_gpt(image, 4 * MiB, layout)
     with pytest.raises(InvalidPartitionLayout, match="multiple of 512"):
         gpt.write_gpt(image, 4 * MiB + 1, [])
+
+
+def test_refuses_a_disk_size_smaller_than_the_file(tmp_path: Path) -> None:
+    image = blank(tmp_path, 8 * MiB)
+    with pytest.raises(InvalidPartitionLayout, match="backup GPT must sit at the very end"):
+        gpt.write_gpt(image, 4 * MiB, [])
+    assert image.read_bytes() == bytes(8 * MiB)
 
 
 def test_agrees_with_sgdisk_on_xorriso_hybrid_iso(tmp_path: Path) -> None:
