@@ -78,9 +78,9 @@ UPGRADE_STEPS: tuple[Checkpoint, ...] = (
     Checkpoint.WRITE_SLOT,
     Checkpoint.VERIFY_SLOT,
     Checkpoint.WRITE_ESP_KERNEL,
-    Checkpoint.WRITE_BOOT_ENTRY,
     Checkpoint.WRITE_CONFIG,
     Checkpoint.UPDATE_VMS,
+    Checkpoint.WRITE_BOOT_ENTRY,
     Checkpoint.SET_STATUS,
     Checkpoint.DONE,
 )
@@ -125,8 +125,6 @@ class StepTracker:
         if checkpoint is Checkpoint.DONE:
             self._done.append(checkpoint.value)
             self._current = None
-            if self._progress is not None:
-                self._progress(checkpoint.value, 1.0)
 
     def advance(self, fraction_of_step: float) -> None:
         """Progress inside the current (long) step, 0..1."""
