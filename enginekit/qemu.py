@@ -129,21 +129,23 @@ class QemuMachine:
         for i, drive in enumerate(spec.drives):
             snap = ",snapshot=on" if drive.snapshot else ""
             drive_id = f"drive{i}"
+            # With -kernel QEMU reserves boot index 0 for the kernel: no drive may claim one.
+            boot_index = "" if spec.kernel else f",bootindex={i}"
             if drive.kind is DriveKind.CDROM:
                 argv += [
                     "-drive", f"if=none,id={drive_id},media=cdrom,format=raw,readonly=on,"
                     f"file={drive.path}",
-                    "-device", f"ide-cd,drive={drive_id},bootindex={i}",
+                    "-device", f"ide-cd,drive={drive_id}{boot_index}",
                 ]  # fmt: skip
             elif drive.kind is DriveKind.DISK:
                 argv += [
                     "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
-                    "-device", f"virtio-blk-pci,drive={drive_id},bootindex={i}",
+                    "-device", f"virtio-blk-pci,drive={drive_id}{boot_index}",
                 ]  # fmt: skip
             else:
                 argv += [
                     "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
-                    "-device", f"usb-storage,bus=xhci.0,drive={drive_id},bootindex={i}",
+                    "-device", f"usb-storage,bus=xhci.0,drive={drive_id}{boot_index}",
                 ]  # fmt: skip
         if spec.kernel:
             argv += ["-kernel", str(spec.kernel)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,27 +70,6 @@ def test_versions_cannot_smuggle_shell_into_init() -> None:
 
 
 # --- real boots ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def direct_boot_with_disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Let a direct kernel boot also attach a disk.
-
-    QEMU gives its `-kernel` option ROM boot index 0, so a drive with `bootindex=0` makes it
-    refuse to start ("The bootindex 0 has already been used"). enginekit.qemu sets boot
-    indices on every drive; until it leaves them out for direct kernel boots, drop them here.
-    The wrapper changes nothing when there is no clash.
-    """
-    original = qemu.QemuMachine._argv
-
-    def argv(self: qemu.QemuMachine, tmp: Path) -> list[str]:
-        args = original(self, tmp)
-        if "-kernel" in args:
-            args = [re.sub(r",bootindex=\d+", "", a) for a in args]
-        return args
-
-    monkeypatch.setattr(qemu.QemuMachine, "_argv", argv)
-    yield
 
 
 def _check_boot(result: qemu.BootResult, expected: str) -> None:
@@ -160,9 +138,7 @@ def _engine_disk(
 
 
 @pytest.mark.qemu
-def test_engine_init_reports_version_slot_and_vms(
-    tmp_path: Path, kernel: Kernel, direct_boot_with_disk: None
-) -> None:
+def test_engine_init_reports_version_slot_and_vms(tmp_path: Path, kernel: Kernel) -> None:
     disk = _engine_disk(tmp_path, {"A": "4.5.0", "B": "5.0.0"}, vms=3)
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(engine_initramfs(kernel))
@@ -178,9 +154,7 @@ def test_engine_init_reports_version_slot_and_vms(
 
 
 @pytest.mark.qemu
-def test_engine_init_fails_cleanly_without_storage(
-    tmp_path: Path, kernel: Kernel, direct_boot_with_disk: None
-) -> None:
+def test_engine_init_fails_cleanly_without_storage(tmp_path: Path, kernel: Kernel) -> None:
     disk = _engine_disk(tmp_path, {"A": "4.0.0"}, vms=0, with_storage=False)
     initrd = tmp_path / "initrd.img"
     initrd.write_bytes(engine_initramfs(kernel))
