@@ -335,3 +335,30 @@ def test_field_variants_are_parsed_like_checkisomd5(iso: Path, variant: str) -> 
         handle.write(patch_field)
     assert tool_verdict(iso) is expected
     assert isomd5.check(iso).status is expected
+
+
+def test_hybrid_iso_system_area_is_covered(tmp_path: Path) -> None:
+    """On an isohybrid image with MBR and GPT both implanters agree, and a change in the
+    system area (where the partition tables live) breaks the sum."""
+    isohdpfx = Path("/usr/lib/ISOLINUX/isohdpfx.bin")
+    if not isohdpfx.exists():
+        pytest.skip("isolinux is not installed (run tools/setup)")
+    tree = tmp_path / "tree"
+    (tree / "boot").mkdir(parents=True)
+    (tree / "boot" / "efi.img").write_bytes(bytes(1440 * 1024))
+    (tree / "data.bin").write_bytes(os.urandom(512 * 1024))
+    iso = tmp_path / "hybrid.iso"
+    run(
+        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx]
+        + ["-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
+    )
+    theirs = copy(iso, "theirs.iso")
+    run(["implantisomd5", theirs])
+    isomd5.implant(iso)
+    assert iso.read_bytes() == theirs.read_bytes()
+    assert tool_check(iso) == 0
+    data = bytearray(iso.read_bytes())
+    data[440] ^= 0xFF  # the MBR disk signature
+    iso.write_bytes(data)
+    assert isomd5.check(iso).status is Md5Status.FAIL
+    assert tool_check(iso) != 0
