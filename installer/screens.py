@@ -245,6 +245,11 @@ def plan_lines(model: InstallerModel) -> list[str]:
 
 
 def report_lines(report: InstallReport) -> list[str]:
+    if report.steps_done and report.steps_done[0].startswith("dry run"):
+        return [
+            f"Dry run: Engine {report.installed_version} would be installed "
+            f"({report.plan.mode.value}); nothing was written."
+        ] + [f"  {note.name}: {note.message}" for note in report.vm_notes]
     lines = [f"Engine {report.installed_version} installed"]
     if report.slot:
         lines[0] += f" in slot {report.slot}"
