@@ -1,6 +1,7 @@
 """Recognise an Engine installation on a disk image without root, without mounting, read-only.
 
-The partition table is parsed here in Python (MBR, GPT with both CRCs checked); the ext4
+The partition table is parsed in Python by `enginekit.gpt` (any GPT problem, such as a CRC
+mismatch, means "no installation": the probe does not fall back to the backup GPT); the ext4
 partitions are read by `debugfs -c` (read-only, "catastrophic" mode: no bitmaps loaded) on
 `image?offset=N`, with all reads of one round batched into a single debugfs process whose
 `dump` commands write into a private temp dir; the ESP's boot entries are listed with mtools
@@ -13,9 +14,7 @@ from __future__ import annotations
 import enum
 import os
 import stat
-import struct
 import tempfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,16 +35,13 @@ from disk_images.layout import (
 )
 from disk_images.loop import backing_file
 from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
+from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
 from enginekit.versions import DiskLayout
 
-GPT_SIGNATURE = b"EFI PART"
 EXT4_MAGIC_OFFSET = 1024 + 56
 EXT4_MAGIC = b"\x53\xef"
-_GPT_HEADER = struct.Struct("<8sIIIIQQQQ16sQIII")
-_GPT_ENTRY = struct.Struct("<16s16sQQQ72s")
-_MAX_ENTRY_BYTES = 1024 * 1024
 
 
 class NoInstallationKind(enum.StrEnum):
@@ -131,90 +127,48 @@ class _NotEngine(Exception):
 # --- the partition table -----------------------------------------------------------------------
 
 
-def _guid(raw: bytes) -> str:
-    import uuid
-
-    return str(uuid.UUID(bytes_le=raw))
-
-
 def _read_at(fd: int, offset: int, length: int) -> bytes:
     return os.pread(fd, length, offset)
 
 
-def _read_gpt(fd: int, size: int) -> PartitionTable:
-    header = _read_at(fd, SECTOR, SECTOR)
-    if len(header) < 92 or header[:8] != GPT_SIGNATURE:
-        raise _NotEngine(
-            NoInstallationKind.CORRUPT, "protective MBR but no GPT header (corrupt partition table)"
-        )
-    (
-        _sig,
-        _rev,
-        header_size,
-        header_crc,
-        _res,
-        _my_lba,
-        alternate_lba,
-        _first,
-        last_usable,
-        disk_guid,
-        entries_lba,
-        entry_count,
-        entry_size,
-        entries_crc,
-    ) = _GPT_HEADER.unpack_from(header)
-    if not 92 <= header_size <= SECTOR:
-        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT header has an impossible size")
-    check = bytearray(header[:header_size])
-    check[16:20] = b"\0\0\0\0"
-    if zlib.crc32(check) != header_crc:
-        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT header CRC mismatch")
-    array_bytes = entry_count * entry_size
-    if entry_size < 128 or array_bytes > _MAX_ENTRY_BYTES:
-        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT partition entry array is impossible")
-    described = (alternate_lba + 1) * SECTOR
-    if described > size:
-        raise _NotEngine(
-            NoInstallationKind.TRUNCATED,
-            f"truncated image (the GPT describes a disk of {described} bytes, the file has {size})",
-        )
-    array = _read_at(fd, entries_lba * SECTOR, array_bytes)
-    if len(array) != array_bytes or zlib.crc32(array) != entries_crc:
-        raise _NotEngine(NoInstallationKind.CORRUPT, "GPT partition entries CRC mismatch")
-    parts = []
-    for index in range(entry_count):
-        type_raw, unique, first, last, _attrs, name_raw = _GPT_ENTRY.unpack_from(
-            array, index * entry_size
-        )
-        if type_raw == bytes(16):
-            continue
-        name = name_raw.decode("utf-16-le", "replace").split("\0", 1)[0]
-        parts.append(
-            PartitionInfo(
-                number=index + 1,
-                start=first * SECTOR,
-                size=(last - first + 1) * SECTOR,
-                type=_guid(type_raw).upper(),
-                name=name,
-                uuid=_guid(unique),
-            )
-        )
-        if last > last_usable or (last + 1) * SECTOR > size:
-            raise _NotEngine(
-                NoInstallationKind.TRUNCATED,
-                f"truncated image (partition {index + 1} ends beyond the end of the file)",
-            )
-    return PartitionTable(TableType.GPT, _guid(disk_guid), tuple(parts))
+def _info(part: gpt.Partition, is_gpt: bool) -> PartitionInfo:
+    return PartitionInfo(
+        number=part.number,
+        start=part.start_bytes,
+        size=part.size_bytes,
+        type=part.type.upper() if is_gpt else part.type.lower(),
+        name=part.name if is_gpt else None,
+        uuid=part.part_guid.lower() if is_gpt and part.part_guid else None,
+        bootable=part.bootable,
+    )
+
+
+def _gpt_reason(problems: tuple[str, ...]) -> str:
+    for problem in problems:
+        if problem.startswith("primary GPT header: CRC mismatch"):
+            return "GPT header CRC mismatch"
+    for problem in problems:
+        if "CRC mismatch" in problem:
+            return f"GPT CRC mismatch ({problem})"
+    return f"corrupt GPT ({problems[0]})"
 
 
 def read_partition_table(fd: int, size: int) -> PartitionTable:
-    """The MBR or GPT of an open image, or a _NotEngine saying why there is none."""
-    head = _read_at(fd, 0, 4096)
-    if len(head) < SECTOR:
+    """The MBR or GPT of an open image (parsed by `enginekit.gpt`), or a _NotEngine saying
+    why there is none: blank, not partitioned, truncated, or a GPT with any problem at all
+    (a damaged primary is not silently replaced by the backup here: that is for a repair)."""
+    if size < SECTOR:
         raise _NotEngine(
             NoInstallationKind.TRUNCATED, f"truncated image ({size} bytes, not even one sector)"
         )
-    if head[510:512] != b"\x55\xaa":
+    handle = os.fdopen(os.dup(fd), "rb")
+    try:
+        found = gpt.read_partition_table(handle)
+    except gpt.InvalidPartitionTable as exc:
+        raise _NotEngine(NoInstallationKind.CORRUPT, f"corrupt partition table ({exc})") from None
+    finally:
+        handle.close()
+    if found.kind is gpt.PartitionTableKind.NONE:
         if not any(_read_at(fd, 0, 1024 * 1024)):
             raise _NotEngine(NoInstallationKind.BLANK, "blank disk (no partition table)")
         if _read_at(fd, EXT4_MAGIC_OFFSET, 2) == EXT4_MAGIC:
@@ -223,29 +177,24 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
                 "no partition table (the disk holds an ext4 filesystem)",
             )
         raise _NotEngine(NoInstallationKind.NO_TABLE, "no partition table (unrecognised content)")
-    entries = [struct.unpack_from("<B3sB3sII", head, 446 + 16 * i) for i in range(4)]
-    if any(e[2] == 0xEE for e in entries):
-        return _read_gpt(fd, size)
-    parts = []
-    for index, (flag, _chs1, ptype, _chs2, first, count) in enumerate(entries):
-        if ptype == 0 or count == 0:
-            continue
-        if (first + count) * SECTOR > size:
-            raise _NotEngine(
-                NoInstallationKind.TRUNCATED,
-                f"truncated image (partition {index + 1} ends beyond the end of the file)",
-            )
-        parts.append(
-            PartitionInfo(
-                number=index + 1,
-                start=first * SECTOR,
-                size=count * SECTOR,
-                type=f"{ptype:02x}",
-                bootable=flag == 0x80,
-            )
+    is_gpt = found.kind is gpt.PartitionTableKind.GPT
+    sectors = size // SECTOR
+    described = 0
+    if is_gpt and found.header is not None and not found.used_backup:
+        described = (found.header.alternate_lba + 1) * SECTOR
+    for part in found.partitions:
+        described = max(described, (part.end_lba + 1) * SECTOR)
+    if described > sectors * SECTOR:
+        what = "the GPT" if is_gpt else "the partition table"
+        raise _NotEngine(
+            NoInstallationKind.TRUNCATED,
+            f"truncated image ({what} describes a disk of {described} bytes, the file has {size})",
         )
-    (signature,) = struct.unpack_from("<I", head, 440)
-    return PartitionTable(TableType.MBR, f"mbr-{signature:08x}", tuple(parts))
+    if is_gpt and found.problems:
+        raise _NotEngine(NoInstallationKind.CORRUPT, _gpt_reason(found.problems))
+    parts = tuple(_info(p, is_gpt) for p in found.partitions)
+    table = TableType.GPT if is_gpt else TableType.MBR
+    return PartitionTable(table, found.disk_id, parts)
 
 
 # --- ext4 through debugfs -----------------------------------------------------------------------

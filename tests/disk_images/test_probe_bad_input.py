@@ -56,6 +56,14 @@ def _gpt_bad_crc(path: Path) -> None:
         handle.write(bytes([value[0] ^ 0x01]))
 
 
+def _gpt_bad_entries_crc(path: Path) -> None:
+    create_image(path, 600 * MIB)
+    partition_image(path, TableType.GPT, engine_partitions(DiskLayout.GPT_AB, 600 * MIB))
+    with open(path, "r+b") as handle:
+        handle.seek(1024 + 56 + 2)  # inside partition 1's name
+        handle.write(b"X")
+
+
 def _truncated(path: Path) -> None:
     create_image(path, 600 * MIB)
     partition_image(path, TableType.GPT, engine_partitions(DiskLayout.GPT_AB, 600 * MIB))
@@ -95,8 +103,21 @@ CASES: dict[str, tuple[Callable[[Path], None], NoInstallationKind, str]] = {
         "foreign partition table (no Engine partitions)",
     ),
     "gpt-bad-crc": (_gpt_bad_crc, NoInstallationKind.CORRUPT, "GPT header CRC mismatch"),
-    "truncated-gpt": (_truncated, NoInstallationKind.TRUNCATED, "truncated image (the GPT"),
-    "truncated-mbr": (_truncated_mbr, NoInstallationKind.TRUNCATED, "truncated image (partition"),
+    "gpt-bad-entries-crc": (
+        _gpt_bad_entries_crc,
+        NoInstallationKind.CORRUPT,
+        "GPT CRC mismatch (primary GPT partition entry array",
+    ),
+    "truncated-gpt": (
+        _truncated,
+        NoInstallationKind.TRUNCATED,
+        "truncated image (the GPT describes",
+    ),
+    "truncated-mbr": (
+        _truncated_mbr,
+        NoInstallationKind.TRUNCATED,
+        "truncated image (the partition table",
+    ),
     "tiny": (_tiny, NoInstallationKind.TRUNCATED, "truncated image"),
     "unformatted": (
         _engine_partitions_unformatted,

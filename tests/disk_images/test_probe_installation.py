@@ -173,4 +173,6 @@ def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
     finally:
         shutil.rmtree(shared)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["engine"]["version"] == "4.5.0"
+    engine = json.loads(proc.stdout)["engine"]
+    assert engine["version"] == "4.5.0"
+    assert engine["boot_entries"] == ["engine-2-a+3.conf"]  # mtools read the ESP too
