@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from disk_images.layout import (
@@ -25,7 +26,6 @@ from disk_images.partition_files import PartitionFiles
 from disk_images.state import EngineRelease
 from enginekit.errors import HostError
 from installer.engine import bootloader
-from installer.engine.checkpoints import StepTracker
 from installer.engine.payload import Medium, SlotFile, read_listed, read_verified, slot_files
 
 
@@ -65,7 +65,7 @@ def write_slot(
     fs: PartitionFiles,
     image: SystemImage,
     slot: Slot | None,
-    tracker: StepTracker | None = None,
+    advance: Callable[[float], None] | None = None,
     *,
     with_boot_files: bool = False,
 ) -> None:
@@ -75,8 +75,8 @@ def write_slot(
     for index, (entry, data) in enumerate(image.files):
         fs.makedirs(posixpath.dirname(entry.dest) or "/")
         fs.write_atomic(entry.dest, data)
-        if tracker is not None:
-            tracker.advance((index + 1) / total)
+        if advance is not None:
+            advance((index + 1) / total)
     if with_boot_files:
         fs.makedirs(MBR_BOOT_DIR)
         fs.write_atomic(f"{MBR_BOOT_DIR}/{bootloader.KERNEL_NAME}", image.kernel)

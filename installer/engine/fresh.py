@@ -59,7 +59,7 @@ def fresh_install(
     with open_installation(plan.target, writable=True, layout=layout) as session:
         if layout is DiskLayout.MBR:
             tracker.reach(Checkpoint.WRITE_SLOT)
-            write_slot(session.system, image, None, tracker, with_boot_files=True)
+            write_slot(session.system, image, None, tracker.advance, with_boot_files=True)
             tracker.reach(Checkpoint.VERIFY_SLOT)
             verify_slot(session.system, image, None, with_boot_files=True)
             tracker.reach(Checkpoint.INSTALL_BOOTLOADER)
@@ -73,8 +73,13 @@ def fresh_install(
             generation = 1
         else:
             tracker.reach(Checkpoint.WRITE_SLOT)
-            for slot in (Slot.A, Slot.B):
-                write_slot(session.slot(slot), image, slot, tracker)
+            for index, slot in enumerate((Slot.A, Slot.B)):
+                write_slot(
+                    session.slot(slot),
+                    image,
+                    slot,
+                    lambda f, i=index: tracker.advance((i + f) / 2),  # type: ignore[misc]
+                )
             tracker.reach(Checkpoint.VERIFY_SLOT)
             for slot in (Slot.A, Slot.B):
                 verify_slot(session.slot(slot), image, slot)

@@ -8,6 +8,8 @@ checks again because it is the only code that writes, and must never trust its c
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import stat
 from pathlib import Path
@@ -17,10 +19,17 @@ from enginekit.sizes import human_size
 from enginekit.versions import EngineVersion
 
 MINIMUM_DISK_BYTES = 512 * 1024 * 1024
+BLKROGET = 0x125E
 
 
 class Refused(UserInputError):
     """The engine will not carry out this plan; nothing was written."""
+
+
+def _block_device_read_only(fd: int) -> bool:
+    flag = array.array("i", [0])
+    fcntl.ioctl(fd, BLKROGET, flag)
+    return flag[0] != 0
 
 
 def target_size(target: Path) -> int:
@@ -58,7 +67,15 @@ def check_target(target: Path) -> int:
             f"{target}: the target is not writable ({exc.strerror})",
             hint="check its permissions (or that it is not write-protected)",
         ) from None
-    os.close(fd)
+    try:
+        # root may open a read-only block device for writing; the kernel refuses the writes
+        if stat.S_ISBLK(os.fstat(fd).st_mode) and _block_device_read_only(fd):
+            raise Refused(
+                f"{target}: the target is not writable (a read-only block device)",
+                hint="remove the write protection (or blockdev --setrw) and try again",
+            )
+    finally:
+        os.close(fd)
     if size < MINIMUM_DISK_BYTES:
         raise Refused(
             f"{target}: the target is too small ({human_size(size)}); "

@@ -29,7 +29,7 @@ def repair_mbr(plan: InstallPlan, image: SystemImage, tracker: StepTracker) -> N
     with open_installation(plan.target, writable=True, layout=DiskLayout.MBR) as session:
         system = session.system
         tracker.reach(Checkpoint.WRITE_SLOT)
-        write_slot(system, image, None, tracker, with_boot_files=True)
+        write_slot(system, image, None, tracker.advance, with_boot_files=True)
         tracker.reach(Checkpoint.VERIFY_SLOT)
         verify_slot(system, image, None, with_boot_files=True)
         tracker.reach(Checkpoint.WRITE_BOOT_ENTRY)

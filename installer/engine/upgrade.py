@@ -93,7 +93,7 @@ def upgrade_in_place(
         make_ext4(session.device(role), label)
 
         tracker.reach(Checkpoint.WRITE_SLOT)
-        write_slot(session.slot(new), image, new, tracker)
+        write_slot(session.slot(new), image, new, tracker.advance)
         tracker.reach(Checkpoint.VERIFY_SLOT)
         verify_slot(session.slot(new), image, new)
 

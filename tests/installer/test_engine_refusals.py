@@ -1,0 +1,127 @@
+"""The engine's refusals: one clear line each, and the target's bytes unchanged."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from disk_images.image import create_image
+from disk_images.loop import LoopDevice
+from enginekit.errors import UserInputError
+from installer.engine import run_plan
+from installer.plan import InstallMode, InstallPlan
+from installer.pytest_plugin import sparse_digest
+from media.reference import write_reference_payload
+
+pytestmark = [pytest.mark.root]
+
+
+def _plan(medium: Path, target: Path, mode: InstallMode, version: str, **kw: object) -> InstallPlan:
+    return InstallPlan(
+        medium=medium,
+        target=target,
+        mode=mode,
+        target_version=version,
+        eula_accepted=True,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _refused(plan: InstallPlan) -> str:
+    before = sparse_digest(plan.target) if plan.target.is_file() else None
+    with pytest.raises(UserInputError) as caught:
+        run_plan(plan)
+    message = caught.value.message
+    assert "\n" not in message
+    if before is not None:
+        assert sparse_digest(plan.target) == before, "a refused run changed the disk"
+    return message
+
+
+def test_downgrade_is_refused(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("5.0.0", size="1G", with_vms=False)
+    message = _refused(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
+    assert "downgrade" in message
+
+
+def test_4_0_to_5_0_must_go_through_4_5(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.0.0", size="1G", with_vms=False)
+    message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    assert "4.5.0" in message and "first" in message
+
+
+def test_target_too_small(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = create_image(tmp_path / "small.img", 256 * 1024 * 1024)
+    message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0"))
+    assert "too small" in message and "512" in message
+
+
+def test_target_not_writable(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    image = create_image(tmp_path / "ro.img", 600 * 1024 * 1024)
+    with LoopDevice(image, read_only=True) as loop:
+        message = _refused(_plan(engine_medium("5.0.0"), loop.device, InstallMode.FRESH, "5.0.0"))
+    assert "not writable" in message
+
+
+def test_missing_target(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    message = _refused(
+        _plan(engine_medium("5.0.0"), tmp_path / "nope.img", InstallMode.FRESH, "5.0.0")
+    )
+    assert "no such disk" in message
+
+
+def test_eula_not_accepted(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
+    plan = InstallPlan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0")
+    assert "licence" in _refused(plan)
+
+
+def test_medium_failing_verification(tmp_path: Path, kernel) -> None:  # type: ignore[no-untyped-def]
+    payload = tmp_path / "payload"
+    write_reference_payload("5.0.0", payload, kernel)
+    initrd = payload / "system" / "initrd.img"
+    data = bytearray(initrd.read_bytes())
+    data[100] ^= 0xFF
+    initrd.write_bytes(bytes(data))
+    disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
+    message = _refused(_plan(payload, disk, InstallMode.FRESH, "5.0.0"))
+    assert "fails verification" in message and "system/initrd.img" in message
+
+
+def test_payload_path_escaping_its_partition(tmp_path: Path, kernel) -> None:  # type: ignore[no-untyped-def]
+    payload = tmp_path / "payload"
+    write_reference_payload("5.0.0", payload, kernel)
+    manifest_path = payload / "engine" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"][0]["path"] = "system/root/../../etc/passwd"
+    manifest_path.write_text(json.dumps(manifest))
+    disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
+    message = _refused(_plan(payload, disk, InstallMode.FRESH, "5.0.0"))
+    assert "escapes" in message
+
+
+def test_medium_of_another_version_than_planned(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
+    message = _refused(_plan(engine_medium("4.5.0"), disk, InstallMode.FRESH, "5.0.0"))
+    assert "4.5.0" in message and "5.0.0" in message
+
+
+def test_fresh_install_over_an_installation_is_refused(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="1G", with_vms=False)
+    message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0"))
+    assert "already holds Engine 4.5.0" in message
+
+
+def test_plan_made_for_another_disk_state(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="1G", with_vms=False)
+    plan = _plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0", source_version="4.0.0")
+    message = _refused(plan)
+    assert "expects Engine 4.0.0" in message and "4.5.0" in message
+
+
+def test_upgrade_without_installation(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
+    message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    assert "no Engine installation" in message

@@ -1,0 +1,139 @@
+"""Upgrade and repair through run_plan: the new Engine in the inactive slot, a counting boot
+entry, the status, VM records, and VM disks left byte for byte alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from disk_images.probe import Installation, probe
+from disk_images.session import open_installation
+from disk_images.state import UpgradeStatus, VmKind, VmRecord
+from enginekit.errors import UserInputError
+from installer.engine import run_plan
+from installer.engine.checkpoints import UPGRADE_STEPS
+from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode, Secret
+from installer.pytest_plugin import vm_disk_digests
+from installer.reference_disk import SampleVm, add_sample_vms
+
+pytestmark = [pytest.mark.root]
+
+
+def _plan(medium: Path, disk: Path, mode: InstallMode, version: str, **kw: object) -> InstallPlan:
+    return InstallPlan(
+        medium=medium,
+        target=disk,
+        mode=mode,
+        target_version=version,
+        eula_accepted=True,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def _installation(disk: Path) -> Installation:
+    found = probe(disk)
+    assert isinstance(found, Installation), found
+    return found
+
+
+def test_upgrade_4_5_to_5_0(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="1G")
+    vm_before = vm_disk_digests(disk)
+    assert len(vm_before) == 4
+    report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    assert report.slot == "B" and report.installed_version == "5.0.0"
+    assert report.upgrade_status == "Installed (Reboot Required)"
+    assert report.steps_done == tuple(s.value for s in UPGRADE_STEPS)
+    notes = {n.name: n.message for n in report.vm_notes}
+    assert "automatically" in notes["office-shared"]
+    assert "by hand" in notes["finance-custom"] and "by hand" in notes["lab-local"]
+
+    found = _installation(disk)
+    assert found.version == "4.5.0"  # still running the old slot until the reboot
+    assert found.slots[found.state.pending_slot] == "5.0.0"  # type: ignore[index]
+    assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+    assert found.state.previous_version == "4.5.0"
+    assert [e.file_name for e in found.boot_entries] == ["engine-1-a.conf", "engine-2-b+1-0.conf"]
+    pv = {vm.name: vm.pv_drivers for vm in found.vms}
+    assert pv == {
+        "finance-custom": "4.5.0",
+        "lab-local": "4.5.0",
+        "office-shared": "5.0.0",
+        "training-shared": "5.0.0",
+    }
+    assert found.keyboard == "us" and not found.registered
+    assert vm_disk_digests(disk) == vm_before
+
+    # Running the same upgrade again (e.g. after an interruption) converges to the same disk.
+    run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    again = _installation(disk)
+    assert [e.file_name for e in again.boot_entries] == ["engine-1-a.conf", "engine-2-b+1-0.conf"]
+    assert again.state == found.state
+    assert vm_disk_digests(disk) == vm_before
+
+
+def test_upgrade_keeps_or_changes_settings_as_planned(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="1G", with_vms=False)
+    registration = Registration(RegistrationMode.SYNCHRONIZER, "sync.example", Secret("t0ken"))
+    plan = _plan(
+        engine_medium("5.0.0"),
+        disk,
+        InstallMode.UPGRADE,
+        "5.0.0",
+        keyboard="fr",
+        registration=registration,
+    )
+    run_plan(plan)
+    found = _installation(disk)
+    assert found.keyboard == "fr" and found.registered
+
+
+def test_vm_published_for_a_newer_engine_is_reported(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="1G", with_vms=False)
+    with open_installation(disk) as session:
+        session.write_vm(VmRecord("future-shared", VmKind.SHARED, "5.5.0", "5.5.0"))
+    add_sample_vms(disk, "4.5.0", (SampleVm("office-shared", VmKind.SHARED),), 1024 * 1024)
+    report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    notes = {n.name: n.message for n in report.vm_notes}
+    assert "will not run" in notes["future-shared"]
+    pv = {vm.name: vm.pv_drivers for vm in _installation(disk).vms}
+    assert pv == {"future-shared": "5.5.0", "office-shared": "5.0.0"}
+
+
+def test_repair_same_version_keeps_data(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("5.0.0", size="1G")
+    vm_before = vm_disk_digests(disk)
+    with open_installation(disk) as session:
+        session.esp.remove("/EFI/BOOT/BOOTX64.EFI")  # damage: repair puts it back
+    report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.REPAIR, "5.0.0"))
+    assert report.slot == "B" and report.vm_notes == ()
+    found = _installation(disk)
+    assert found.version == "5.0.0" and len(found.vms) == 4
+    assert found.state.pending_slot is not None
+    assert {vm.pv_drivers for vm in found.vms} == {"5.0.0"}
+    with open_installation(disk, writable=False) as session:
+        assert session.esp.exists("/EFI/BOOT/BOOTX64.EFI")
+    assert vm_disk_digests(disk) == vm_before
+
+
+def test_repair_mbr_in_place(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.0.0", size="1G")
+    with open_installation(disk) as session:
+        session.system.remove("/usr/lib/engine/engined")
+    run_plan(_plan(engine_medium("4.0.0"), disk, InstallMode.REPAIR, "4.0.0"))
+    with open_installation(disk, writable=False) as session:
+        assert session.system.exists("/usr/lib/engine/engined")
+    assert len(_installation(disk).vms) == 4
+
+
+def test_upgrade_from_mbr_is_refused_cleanly_or_migrates(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.0.0", size="1G", with_vms=False)
+    try:
+        run_plan(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
+    except UserInputError as exc:
+        assert "not supported yet" in exc.message
+        assert _installation(disk).version == "4.0.0"
+    else:
+        found = _installation(disk)
+        assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
