@@ -107,7 +107,11 @@ class LoopDevice:
         return self._device
 
     def __enter__(self) -> LoopDevice:
-        self.attach()
+        try:
+            self.attach()
+        except BaseException:
+            self.detach()  # a Ctrl-C inside attach: __exit__ will not run
+            raise
         return self
 
     def __exit__(
@@ -157,17 +161,20 @@ class LoopDevice:
                 except FileNotFoundError:
                     time.sleep(0.02)  # devtmpfs has not created the node yet
                     continue
+                # Owned from here on, so that even a Ctrl-C right after the ioctl reaches
+                # detach() through __exit__ of whoever holds us (or the process exit).
+                self._device = device
+                self._loop_fd = loop_fd
                 try:
                     fcntl.ioctl(loop_fd, LOOP_CONFIGURE, bytes(config))
                 except OSError as exc:
+                    self._device = self._loop_fd = None
                     os.close(loop_fd)
                     if exc.errno == errno.EBUSY:
                         continue  # another process took this device between GET_FREE and us
                     raise LoopDeviceError(
                         f"cannot attach {self.image} to {device}: {exc.strerror}"
                     ) from None
-                self._device = device
-                self._loop_fd = loop_fd
                 return
         finally:
             os.close(control)

@@ -13,6 +13,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage, NotAnEngineInstallation
+from disk_images.filesystems import make_ext4, make_vfat
 from disk_images.image import PartitionTable, read_table
 from disk_images.layout import (
     CONFIG_PATH,
@@ -93,6 +94,28 @@ class InstallationSession:
             files = DirectoryFiles(mountpoint, label=role.value)
         self._files[role] = files
         return files
+
+    def format(self, role: PartitionRole) -> None:
+        """Make a new, empty filesystem on `role` (e.g. the slot an upgrade writes).
+
+        ext4 goes through the loop partition device, so later mounts in this session see it
+        through the same block device cache; the ESP is formatted in place in the image, as
+        FatFiles reads it. Refused while the partition is mounted or its files are in use.
+        """
+        if not self.writable:
+            raise NotAnEngineInstallation(f"{self.path}: opened read-only; cannot format")
+        if role in self._files:
+            raise NotAnEngineInstallation(
+                f"{self.path}: {role.value} is in use in this session; format it before "
+                "reading or writing its files"
+            )
+        number = self.number(role)
+        region = regions(self.layout)[number]
+        if region.fs_type is FsType.VFAT:
+            part = self.table.by_number(number)
+            make_vfat(self.path, region.fs_label, offset=part.start, size=part.size)
+        else:
+            make_ext4(self.loop.partition(number), region.fs_label)
 
     @property
     def esp(self) -> PartitionFiles:

@@ -176,3 +176,20 @@ def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
     engine = json.loads(proc.stdout)["engine"]
     assert engine["version"] == "4.5.0"
     assert engine["boot_entries"] == ["engine-2-a+3.conf"]  # mtools read the ESP too
+
+
+def test_session_format_slot_then_write(tmp_path: Path, installation_builder) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB, vms=(), other_slot_version="4.0.0")
+    from disk_images.layout import PartitionRole
+    from disk_images.state import EngineRelease
+
+    with open_installation(disk) as session:
+        session.format(PartitionRole.SYSTEM_B)  # wipes the old 4.0.0 slot
+        assert session.read_release(Slot.B) is None
+        session.write_release(Slot.B, EngineRelease("5.0.0", Slot.B, "5.0.0"))
+        with pytest.raises(Exception, match="in use in this session"):
+            session.format(PartitionRole.SYSTEM_B)
+    result = probe(disk)
+    assert isinstance(result, Installation)
+    assert result.slots == {Slot.A: "4.5.0", Slot.B: "5.0.0"}
