@@ -9,6 +9,7 @@ engine's reference disks.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -31,10 +32,13 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def iso() -> Path:
+def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from media.reference_media import reference_iso
 
-    return reference_iso("5.0.0")
+    # A hard link of our own: the cache drops stale ISOs when the media code changes.
+    private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
+    os.link(reference_iso("5.0.0"), private)
+    return private
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ upgrade needs the install engine and a real 4.5.0 reference disk.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -24,10 +25,13 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def iso() -> Path:
+def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from media.reference_media import reference_iso
 
-    return reference_iso("5.0.0")
+    # A hard link of our own: the cache drops stale ISOs when the media code changes.
+    private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
+    os.link(reference_iso("5.0.0"), private)
+    return private
 
 
 @pytest.fixture

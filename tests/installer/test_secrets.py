@@ -3,6 +3,7 @@ stderr, not in reports, plans or recorded answers, not in error messages about i
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -32,10 +33,13 @@ def answer_file(tmp_path: Path, token: str = TOKEN) -> Path:
 
 
 @pytest.fixture(scope="module")
-def iso() -> Path:
+def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from media.reference_media import reference_iso
 
-    return reference_iso("5.0.0")
+    # A hard link of our own: the cache drops stale ISOs when the media code changes.
+    private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
+    os.link(reference_iso("5.0.0"), private)
+    return private
 
 
 @pytest.fixture
