@@ -349,7 +349,7 @@ def record(model: InstallerModel) -> str:
     a comment says where to add it before replaying.
     """
     lines = [
-        "# engine-install answer file, recorded from an interactive run.",
+        "# engine-install answer file, recorded from a run; replay it with --answers.",
         f"# medium: Engine {model.medium.version}; target: {model.target.path}",
         "",
     ]

@@ -171,10 +171,9 @@ def _describe_installation(model: InstallerModel) -> str:
             f"  {vm.name}: {vm.kind}, PV drivers {vm.pv_drivers}, "
             f"published for {vm.published_for}, {human_size(vm.size_bytes)}"
         )
-    for mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
-        reason = model.decision.refused.get(mode)
-        if reason and mode not in model.decision.allowed and mode is InstallMode.UPGRADE:
-            lines.append(f"Upgrade is not possible: {reason}.")
+    upgrade_refusal = model.decision.refused.get(InstallMode.UPGRADE)
+    if upgrade_refusal and InstallMode.REPAIR not in model.decision.allowed:
+        lines.append(f"Upgrade is not possible: {upgrade_refusal}.")
     return "\n".join(lines)
 
 
@@ -209,6 +208,8 @@ def plan_lines(model: InstallerModel) -> list[str]:
     lines: list[str] = []
     if mode is InstallMode.FRESH:
         lines.append(f"Install Engine {model.medium.version} on {target.path} ({size}).")
+        if target.not_found_reason:
+            lines.append(f"No Engine installation was found ({target.not_found_reason}).")
         lines.append("Everything on this disk will be overwritten.")
     elif mode is InstallMode.ERASE:
         vms = len(found.vms) if found else 0
