@@ -11,6 +11,7 @@ the target and renamed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -20,12 +21,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO, cast
 
 import pycdlib
 
-from enginekit.errors import EngineKitError, HostError, InternalError
+from enginekit.errors import HostError, InternalError
 from media import eltorito, system_area
 from media.errors import InvalidPayload
+from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
+from media.isomd5 import APPDATA_OFFSET, APPDATA_SIZE, SKIP_SECTORS, format_appdata
+from media.manifest import MANIFEST_PATH, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,7 @@ _D_CHARS = re.compile(r"[^A-Z0-9_]")
 _JOLIET_BAD = re.compile(r"[*/:;?\\]")
 
 ProgressCallback = Callable[[int, int], None]
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -142,9 +148,11 @@ class HybridIsoBuilder:
 
     # -- checks -----------------------------------------------------------------------------
 
-    def _check_payload(self) -> str:
-        """Validate the payload against its manifest; return the version it carries."""
-        from media.manifest import check_payload_tree
+    def _check_payload(self) -> Manifest:
+        """Validate the payload against its manifest without hashing: every listed file is
+        there with its size, nothing unlisted. The SHA-256 sums are checked while the image
+        is written (one read of each file), and a mismatch fails the build."""
+        from media.manifest import load_tree_manifest, payload_files
 
         if not self.payload.is_dir():
             what = "does not exist" if not self.payload.exists() else "is not a directory"
@@ -152,21 +160,39 @@ class HybridIsoBuilder:
                 f"payload {self.payload} {what}",
                 hint="give a directory holding engine/manifest.json and the files it lists",
             )
-        manifest = check_payload_tree(self.payload)
-        version = str(manifest.version)
+        manifest = load_tree_manifest(self.payload)
         for rel in eltorito.BUILDER_PATHS:
             if (self.payload / rel).exists():
                 raise InvalidPayload(
                     f"{self.payload / rel}: the payload already has a file the builder adds",
                     hint=f"remove it; the builder writes {', '.join(eltorito.BUILDER_PATHS)}",
                 )
+        problems: list[str] = []
+        for entry in manifest.files:
+            full = self.payload / entry.path
+            if not full.is_file() or full.is_symlink():
+                problems.append(f"{entry.path}: missing")
+            elif (size := full.stat().st_size) != entry.size:
+                problems.append(f"{entry.path}: size is {size}, manifest says {entry.size}")
+        listed = {e.path for e in manifest.files}
+        problems += [
+            f"{rel}: not listed in {MANIFEST_PATH}"
+            for rel in payload_files(self.payload)
+            if rel not in listed
+        ]
         for rel in ("boot/vmlinuz", "boot/initrd.img"):
-            if not (self.payload / rel).is_file():
-                raise InvalidPayload(
-                    f"{self.payload / rel} is missing",
-                    hint="an installer payload needs boot/vmlinuz and boot/initrd.img",
-                )
-        return version
+            if rel not in listed:
+                problems.append(f"{rel}: missing (an installer payload needs it)")
+        self._fail_if(problems)
+        return manifest
+
+    def _fail_if(self, problems: list[str]) -> None:
+        if problems:
+            more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+            raise InvalidPayload(
+                f"{self.payload}: " + "; ".join(problems[:10]) + more,
+                hint="restore the files or regenerate the manifest from the tree",
+            )
 
     # -- tree -------------------------------------------------------------------------------
 
@@ -213,7 +239,9 @@ class HybridIsoBuilder:
             add(rel, host, False)
         return nodes
 
-    def _compose(self, volume_id: str, nodes: list[_Node]) -> pycdlib.PyCdlib:
+    def _compose(
+        self, volume_id: str, nodes: list[_Node], streamed: dict[str, int]
+    ) -> pycdlib.PyCdlib:
         iso = pycdlib.PyCdlib()
         iso.new(
             interchange_level=3,
@@ -227,6 +255,16 @@ class HybridIsoBuilder:
             if node.is_dir:
                 iso.add_directory(
                     iso_path=node.iso_path, rr_name=node.rel.name, joliet_path=node.joliet_path
+                )
+            elif str(node.rel) in streamed:
+                # Payload data is streamed by ImageStreamer; pycdlib only lays it out.
+                size = streamed[str(node.rel)]
+                iso.add_fp(
+                    cast(BinaryIO, ZeroSource(size)),
+                    size,
+                    iso_path=node.iso_path,
+                    rr_name=node.rel.name,
+                    joliet_path=node.joliet_path,
                 )
             else:
                 assert node.source is not None
@@ -265,7 +303,8 @@ class HybridIsoBuilder:
         """Write the ISO to `out` (atomically) and return what was built."""
         started = time.monotonic()
         out = Path(out)
-        version = self._check_payload()
+        manifest = self._check_payload()
+        version = str(manifest.version)
         volume_id = volume_id_for(version)
         if out.is_dir():
             raise InvalidPayload(f"output {out} is a directory", hint="give a file name")
@@ -279,47 +318,19 @@ class HybridIsoBuilder:
                 work, self.payload / "boot/vmlinuz", self.payload / "boot/initrd.img"
             )
             nodes = self._nodes(boot)
-            iso = self._compose(volume_id, nodes)
+            builder_files = set(eltorito.BUILDER_PATHS)
+            streamed = {
+                str(n.rel): n.source.stat().st_size
+                for n in nodes
+                if n.source is not None and str(n.rel) not in builder_files
+            }
+            iso = self._compose(volume_id, nodes, streamed)
             stack.callback(iso.close)
-            fd, partial_name = tempfile.mkstemp(
-                prefix=f".{out.name}.", suffix=".partial", dir=out.parent
-            )
-            os.close(fd)
-            partial = Path(partial_name)
+            partial = self._write_image(iso, nodes, streamed, boot, manifest, out)
             try:
-                iso.write(
-                    str(partial),
-                    blocksize=self.blocksize,
-                    progress_cb=self._progress if self.progress else None,
-                )
-                by_rel = {str(n.rel): n for n in nodes}
-                isolinux_block = iso.get_record(
-                    iso_path=by_rel[eltorito.ISOLINUX_BIN_PATH].iso_path
-                ).extent_location()
-                esp_block = iso.get_record(
-                    iso_path=by_rel[eltorito.ESP_IMAGE_PATH].iso_path
-                ).extent_location()
-                iso_blocks = partial.stat().st_size // system_area.ISO_BLOCK
-                layout = system_area.plan_layout(
-                    system_area.padded_volume_blocks(iso_blocks),
-                    isolinux_block,
-                    esp_block,
-                    boot.esp_image.stat().st_size,
-                )
-                system_area.write_system_area(partial, layout, boot.isohybrid_mbr.read_bytes())
-                from media.isomd5 import implant
-
-                implant(partial)
-                partial.chmod(0o644)
                 os.replace(partial, out)
-            except BaseException as exc:
+            except BaseException:
                 partial.unlink(missing_ok=True)
-                if isinstance(exc, (EngineKitError, KeyboardInterrupt)):
-                    raise
-                if isinstance(exc, pycdlib.pycdlibexception.PyCdlibException):
-                    raise InternalError(f"pycdlib refused the medium: {exc}") from exc
-                if isinstance(exc, OSError):
-                    raise HostError(f"cannot write {out}: {exc.strerror or exc}") from exc
                 raise
         return BuildResult(
             path=out,
@@ -329,9 +340,73 @@ class HybridIsoBuilder:
             seconds=time.monotonic() - started,
         )
 
-    def _progress(self, done: int, total: int, opaque: object = None) -> None:
-        if self.progress is not None:
-            self.progress(done, total)
+    def _write_image(
+        self,
+        iso: pycdlib.PyCdlib,
+        nodes: list[_Node],
+        streamed: dict[str, int],
+        boot: eltorito.BootFiles,
+        manifest: Manifest,
+        out: Path,
+    ) -> Path:
+        """Write the finished image (MD5 implanted) to a temporary file next to `out`."""
+        block = system_area.ISO_BLOCK
+        by_rel = {str(n.rel): n for n in nodes}
+
+        def offset_of(rel: str) -> int:
+            return int(iso.get_record(iso_path=by_rel[rel].iso_path).extent_location()) * block
+
+        # pycdlib writes the metadata (and the small builder files) into memory.
+        files = [
+            StreamedFile(rel, by_rel[rel].source or Path(), offset_of(rel), size)
+            for rel, size in streamed.items()
+            if size > 0  # an empty file has no extent of its own
+        ]
+        capture = MetadataCapture((f.offset, f.offset + -(-f.size // block) * block) for f in files)
+        iso.write_fp(cast(BinaryIO, capture), blocksize=COPY_BLOCKSIZE)
+        layout = system_area.plan_layout(
+            system_area.padded_volume_blocks(int(iso.pvd.space_size)),
+            offset_of(eltorito.ISOLINUX_BIN_PATH) // block,
+            offset_of(eltorito.ESP_IMAGE_PATH) // block,
+            boot.esp_image.stat().st_size,
+        )
+        total = layout.total_sectors * system_area.SECTOR
+        writes = list(capture.writes)
+        # The volume covers the padding and the backup GPT; the MD5 field starts blank.
+        for vd in [*iso.pvds, *iso.svds]:
+            vd_offset = int(vd.extent_location()) * block
+            writes.append((vd_offset + 80, system_area.volume_size_field(total // block)))
+        pvd_offset = int(iso.pvd.extent_location()) * block
+        writes.append((pvd_offset + APPDATA_OFFSET, b" " * APPDATA_SIZE))
+        writes += system_area.system_area_writes(layout, boot.isohybrid_mbr.read_bytes())
+
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        partial = Path(name)
+        try:
+            streamer = ImageStreamer(
+                fd, total, total - SKIP_SECTORS * block, progress=self.progress
+            )
+            result = streamer.stream(coalesce(writes), files)
+            changed = [
+                f"{e.path}: sha256 differs from the manifest (file changed)"
+                for e in manifest.files
+                if result.sha256.get(e.path, _EMPTY_SHA256) != e.sha256
+            ]
+            self._fail_if(changed)
+            os.pwrite(
+                fd, format_appdata(result.md5, result.fragment_sums), pvd_offset + APPDATA_OFFSET
+            )
+            os.fchmod(fd, 0o644)
+        except BaseException as exc:
+            os.close(fd)
+            partial.unlink(missing_ok=True)
+            if isinstance(exc, pycdlib.pycdlibexception.PyCdlibException):
+                raise InternalError(f"pycdlib refused the medium: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise HostError(f"cannot write {out}: {exc.strerror or exc}") from exc
+            raise
+        os.close(fd)
+        return partial
 
 
 def build_iso(payload: Path, out: Path, progress: ProgressCallback | None = None) -> BuildResult:

@@ -193,24 +193,33 @@ def set_volume_space_size(fp: BinaryIO, blocks: int) -> None:
             return
         if kind in (1, 2):
             fp.seek(block * ISO_BLOCK + 80)
-            fp.write(struct.pack("<I", blocks) + struct.pack(">I", blocks))
+            fp.write(volume_size_field(blocks))
         block += 1
+
+
+def volume_size_field(blocks: int) -> bytes:
+    """The both-endian volume space size as stored at offset 80 of a volume descriptor."""
+    return struct.pack("<I", blocks) + struct.pack(">I", blocks)
+
+
+def system_area_writes(layout: HybridLayout, mbr_code: bytes) -> list[tuple[int, bytes]]:
+    """(offset, bytes) pairs: MBR + primary GPT at the start, backup GPT at the very end."""
+    array = _entry_array(layout)
+    total_bytes = layout.total_sectors * SECTOR
+    head = mbr_sector(mbr_code, layout) + _gpt_header(layout, array, primary=True) + array
+    tail = array + _gpt_header(layout, array, primary=False)
+    return [(0, head), (total_bytes - len(tail), tail)]
 
 
 def write_system_area(path: Path, layout: HybridLayout, mbr_code: bytes) -> None:
     """Extend the image to its final size and write MBR, primary and backup GPT."""
-    array = _entry_array(layout)
     total_bytes = layout.total_sectors * SECTOR
     with open(path, "r+b") as fp:
         fp.truncate(total_bytes)
         set_volume_space_size(fp, total_bytes // ISO_BLOCK)
-        fp.seek(0)
-        fp.write(mbr_sector(mbr_code, layout))
-        fp.write(_gpt_header(layout, array, primary=True))
-        fp.write(array)
-        fp.seek(total_bytes - SECTOR - len(array))
-        fp.write(array)
-        fp.write(_gpt_header(layout, array, primary=False))
+        for offset, data in system_area_writes(layout, mbr_code):
+            fp.seek(offset)
+            fp.write(data)
         fp.flush()
         os.fsync(fp.fileno())
 

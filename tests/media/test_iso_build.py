@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pycdlib
 import pytest
@@ -22,6 +23,7 @@ from media import iso_builder
 from media.errors import InvalidPayload
 from media.inspect import MEDIA_CAPACITY, inspect_iso
 from media.iso_builder import HybridIsoBuilder, build_iso, volume_id_for
+from media.iso_writer import ImageStreamer, MetadataCapture, coalesce
 from media.manifest import parse_manifest
 from media.reader import MediumReader
 from media.system_area import read_hybrid
@@ -148,17 +150,34 @@ def test_volume_id_from_version() -> None:
 def test_output_is_atomic_on_failure(
     small_payload: SmallPayload, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    payload = small_payload()
+    """Ctrl-C in the middle of writing the image leaves neither OUT nor a partial file."""
+    payload = small_payload({"system/root/big.bin": os.urandom(3 * 1024 * 1024)})
     out = tmp_path / "out" / "x.iso"
     out.parent.mkdir()
+    emit = ImageStreamer._emit
+    calls = []
 
-    def interrupted(path: object) -> str:
-        raise KeyboardInterrupt
+    def interrupted_midway(self: ImageStreamer, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return emit(self, *args, **kwargs)
 
-    monkeypatch.setattr("media.isomd5.implant", interrupted)
+    monkeypatch.setattr(ImageStreamer, "_emit", interrupted_midway)
     with pytest.raises(KeyboardInterrupt):
         build_iso(payload, out)
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_file_changed_after_its_manifest_fails_the_build(
+    small_payload: SmallPayload, tmp_path: Path
+) -> None:
+    """Same size, different bytes: caught by the SHA-256 computed while writing."""
+    payload = small_payload({"system/root/data.bin": b"A" * 5000})
+    (payload / "system/root/data.bin").write_bytes(b"B" * 5000)
+    with pytest.raises(InvalidPayload, match="system/root/data.bin: sha256 differs"):
+        build_iso(payload, tmp_path / "x.iso")
+    assert list(tmp_path.glob("*.iso")) == [] and list(tmp_path.glob(".*partial")) == []
 
 
 def test_rebuild_replaces_output(small_payload: SmallPayload, tmp_path: Path) -> None:
@@ -240,3 +259,17 @@ def test_random_payload_trees_round_trip(tmp_path_factory: pytest.TempPathFactor
 def test_capacities_are_the_guide_figures() -> None:
     assert MEDIA_CAPACITY == {"CD": 737_280_000, "DVD-5": 4_700_372_992, "DVD-9": 8_543_666_176}
     assert json.dumps(MEDIA_CAPACITY)
+
+
+def test_metadata_capture_skips_payload_regions_and_later_writes_win() -> None:
+    capture = MetadataCapture([(100, 200)])
+    capture.seek(90)
+    capture.write(b"x" * 20)  # 90..110: keeps 90..100 only
+    capture.seek(150)
+    capture.write(b"y" * 10)  # inside the region: dropped
+    capture.seek(195)
+    capture.write(b"z" * 10)  # keeps 200..205
+    assert capture.writes == [(90, b"x" * 10), (200, b"z" * 5)]
+    assert capture.seek(0, io.SEEK_END) == 205
+    clusters = coalesce([(0, b"aaaa"), (2, b"bb"), (10, b"c"), (4, b"d")])
+    assert clusters == [(0, bytearray(b"aabbd")), (10, bytearray(b"c"))]
