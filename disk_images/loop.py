@@ -82,6 +82,17 @@ def backing_file(device: Path) -> str | None:
         return None
 
 
+def loops_backed_by(image: Path) -> tuple[Path, ...]:
+    """The loop devices attached to `image` right now (read from sysfs, no root needed)."""
+    ours = str(Path(image).resolve())
+    found = []
+    for block in sorted(Path("/sys/block").glob("loop*")):
+        current = backing_file(Path("/dev") / block.name)
+        if current is not None and current.removesuffix(" (deleted)") == ours:
+            found.append(Path("/dev") / block.name)
+    return tuple(found)
+
+
 class LoopDevice:
     """`with LoopDevice(image) as loop:` attaches `image` (autoclear, partition scan).
 

@@ -201,6 +201,8 @@ class MountStack:
         for mountpoint in reversed(self._created):
             try:
                 mountpoint.rmdir()
+            except FileNotFoundError:
+                pass  # it was inside another mount, gone with it
             except OSError as exc:
                 log.warning("cannot remove mount point %s: %s", mountpoint, exc.strerror)
         if self.root is not None:

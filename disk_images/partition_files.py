@@ -218,7 +218,8 @@ class FatFiles:
         return f"{self.image}@@{self.offset}" if self.offset else str(self.image)
 
     def _run(self, tool: str, *args: str, path: str) -> bytes:
-        if self.read_only and tool != "mcopy" or (self.read_only and "-o" in args):
+        writes = tool in ("mmove", "mdel", "mmd", "mrd") or (tool == "mcopy" and "-o" in args)
+        if self.read_only and writes:
             raise PartitionFileError(f"{self.label}:{path}: the partition is open read-only")
         program = require_tool(tool, "mtools")
         try:

@@ -33,7 +33,7 @@ from disk_images.layout import (
     match_layout,
     partition_number,
 )
-from disk_images.loop import backing_file
+from disk_images.loop import loops_backed_by
 from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
 from enginekit import gpt
 from enginekit.errors import UserInputError
@@ -317,16 +317,6 @@ def _esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
     return tuple(sorted(found, key=lambda e: e.file_name))
 
 
-def _loops_using(path: Path) -> tuple[str, ...]:
-    ours = str(path.resolve())
-    found = []
-    for block in sorted(Path("/sys/block").glob("loop*")):
-        current = backing_file(Path("/dev") / block.name)
-        if current is not None and current.removesuffix(" (deleted)") == ours:
-            found.append(f"/dev/{block.name}")
-    return tuple(found)
-
-
 # --- the probe ----------------------------------------------------------------------------------
 
 
@@ -362,7 +352,7 @@ def probe(path: Path) -> ProbeResult:
     fd, size = _open_image(path)
     table: PartitionTable | None = None
     layout: DiskLayout | None = None
-    in_use = _loops_using(path)
+    in_use = tuple(str(d) for d in loops_backed_by(path))
     try:
         try:
             table = read_partition_table(fd, size)

@@ -30,7 +30,7 @@ from disk_images.layout import (
     vm_dir,
     vm_json_path,
 )
-from disk_images.loop import LoopDevice
+from disk_images.loop import LoopDevice, loops_backed_by
 from disk_images.mount import MountStack
 from disk_images.partition_files import DirectoryFiles, FatFiles, PartitionFiles
 from disk_images.state import EngineConfig, EngineRelease, EngineState, VmRecord
@@ -198,6 +198,13 @@ def open_installation(
     path = Path(path)
     if not path.is_file():
         raise InvalidDiskImage(f"{path}: not a regular file (a disk image is needed)")
+    if writable:
+        busy = loops_backed_by(path)
+        if busy:
+            raise InvalidDiskImage(
+                f"{path}: in use (attached to {', '.join(map(str, busy))})",
+                hint="close whatever uses the disk image (another install, a mount) first",
+            )
     table = read_table(path)
     found = match_layout(table)
     if layout is None:

@@ -208,3 +208,17 @@ def test_killed_holder_leaves_nothing_behind(
         time.sleep(0.05)
     assert _host_state(tmp_path, disk) == before
     assert backing_file(Path(device)) != str(disk)
+
+
+def test_writable_open_refused_while_attached(tmp_path: Path, installation_builder) -> None:
+    from disk_images.errors import InvalidDiskImage
+
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.MBR, vms=())
+    with open_installation(disk, writable=False) as reader:
+        assert reader.read_state() is not None
+        with pytest.raises(InvalidDiskImage, match="in use"):
+            with open_installation(disk):
+                pass
+    with open_installation(disk) as session:  # free again
+        assert session.read_config() is not None
