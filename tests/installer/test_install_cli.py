@@ -155,3 +155,21 @@ def test_refusal_is_one_line_and_disk_unchanged(
     assert err.splitlines()[0].startswith("error: ") and expected in err.splitlines()[0]
     assert len(err.splitlines()) == 2 and err.splitlines()[1].startswith("hint: ")
     assert sha256(disk) == before
+
+
+def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> None:
+    engine = pytest.importorskip("installer.engine")
+    if not hasattr(engine, "run_plan"):
+        pytest.skip("the install engine (installer.engine.run_plan) has not landed")
+    small = tmp_path / "small.img"
+    with small.open("wb") as stream:
+        stream.truncate(64 << 20)
+    answers = tmp_path / "a.toml"
+    answers.write_text(FRESH)
+    before = sha256(small)
+    status, _, err = engine_install("--media", iso, "--target", small, "--answers", answers)
+    assert status == 2, err
+    lines = err.splitlines()
+    assert lines[0].startswith("error: ") and "small" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("hint: ")
+    assert sha256(small) == before

@@ -115,9 +115,23 @@ def test_real_install_logs_and_report_hide_the_token(
     engine = pytest.importorskip("installer.engine")
     if not hasattr(engine, "run_plan"):
         pytest.skip("the install engine (installer.engine.run_plan) has not landed")
+    from disk_images.probe import Installation, probe
+
+    recorded = tmp_path / "recorded.toml"
     status, output = engine_install(
-        "--media", iso, "--target", blank, "--answers", answer_file(tmp_path), "--debug"
+        "--media",
+        iso,
+        "--target",
+        blank,
+        "--answers",
+        answer_file(tmp_path),
+        "--debug",
+        "--record-answers",
+        recorded,
     )
     assert status == 0, output[-3000:]
-    assert "DEBUG" in output
+    assert "DEBUG" in output and "Engine 5.0.0 installed" in output
     assert TOKEN not in output
+    assert TOKEN not in recorded.read_text()
+    installed = probe(blank)  # the token did reach the disk: this is not a vacuous pass
+    assert isinstance(installed, Installation) and installed.registered
