@@ -1,0 +1,96 @@
+"""End to end: a 4.5.0 disk with VMs, the unattended upgrade with the 5.0.0 medium, a real
+UEFI boot of the new slot, and the first boot completed; plus the fallback when the new slot
+cannot boot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from disk_images.probe import Installation, probe
+from disk_images.session import open_installation
+from disk_images.state import UpgradeStatus
+from installer.cli import main as engine_install_main
+from installer.disk_cli import main as engine_disk_main
+from installer.engine import run_plan
+from installer.plan import InstallMode, InstallPlan
+from installer.pytest_plugin import vm_disk_digests
+
+pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
+
+ANSWERS = """\
+[eula]
+accept = true
+
+[keyboard]
+layout = "us"
+
+[existing]
+action = "upgrade"
+"""
+
+
+def _installation(disk: Path) -> Installation:
+    found = probe(disk)
+    assert isinstance(found, Installation), found
+    return found
+
+
+def test_unattended_upgrade_then_first_boot(
+    tmp_path: Path, engine_disk, engine_medium, capsys: pytest.CaptureFixture[str]
+) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="2G")
+    vm_before = vm_disk_digests(disk)
+    answers = tmp_path / "answers.toml"
+    answers.write_text(ANSWERS)
+    medium = engine_medium("5.0.0")
+    status = engine_install_main(
+        ["--media", str(medium), "--target", str(disk), "--answers", str(answers)]
+    )
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "Installed (Reboot Required)" in out
+
+    assert engine_disk_main(["inspect", str(disk), "--json"]) == 0
+    inspected = json.loads(capsys.readouterr().out)["engine"]
+    assert inspected["upgrade_status"] == "Installed (Reboot Required)"
+    assert inspected["slots"] == {"A": "4.5.0", "B": "5.0.0"}
+    assert "engine-2-b+1-0.conf" in inspected["boot_entries"]
+    assert _installation(disk).state.pending_slot is not None
+
+    assert engine_disk_main(["boot", str(disk)]) == 0
+    booted = capsys.readouterr().out
+    assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in booted
+    after = _installation(disk)
+    assert after.version == "5.0.0" and after.active_slot is not None
+    assert after.active_slot.value == "B"
+    assert after.upgrade_status is UpgradeStatus.BLANK
+    assert after.state.pending_slot is None
+    assert [e.file_name for e in after.boot_entries] == ["engine-1-a.conf", "engine-2-b.conf"]
+    assert vm_disk_digests(disk) == vm_before
+
+
+def test_new_slot_that_does_not_boot_falls_back(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="2G")
+    vm_before = vm_disk_digests(disk)
+    plan = InstallPlan(
+        engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True
+    )
+    run_plan(plan)
+    with open_installation(disk) as session:
+        session.esp.write_atomic("/engine/b/initrd.img", b"not an initramfs\n" * 512)
+
+    from disk_images.boot import boot_installed_disk
+
+    result = boot_installed_disk(disk)
+    assert [a.running for a in result.attempts] == [False, True]
+    assert result.attempts[0].entry == "engine-2-b+0-1.conf"
+    running = result.running
+    assert running is not None and running.version == "4.5.0" and running.slot is not None
+    assert running.slot.value == "A" and result.fell_back
+    after = _installation(disk)
+    assert after.upgrade_status is UpgradeStatus.FAILED and after.version == "4.5.0"
+    assert "engine-2-b+0-1.conf" in [e.file_name for e in after.boot_entries]
+    assert vm_disk_digests(disk) == vm_before
