@@ -184,6 +184,8 @@ def vm_note(vm: VmLike, target_version: str, target_pv_drivers: str) -> VmNote:
             f"published for Engine {published}; it will not run on Engine {target} "
             "until this computer runs that version"
         )
+    elif vm.pv_drivers == target_pv_drivers:
+        message = f"{vm.kind} VM: PV drivers are already at {target_pv_drivers}"
     elif vm.kind == "shared":
         message = (
             f"shared VM: Engine updates its PV drivers from {vm.pv_drivers} to "

@@ -157,6 +157,10 @@ def _describe_installation(model: InstallerModel) -> str:
         f"({found.layout.value}, active slot {found.active_slot or '-'}, "
         f"upgrade status: {found.upgrade_status or 'Blank'})",
     ]
+    if found.upgrade_status == "Installed (Reboot Required)":
+        lines.append(
+            "An upgrade is installed and waits for a restart; upgrading again rewrites it."
+        )
     if not found.install_complete:
         lines.append("The installation did not finish; erase or repair it.")
     if found.registered:

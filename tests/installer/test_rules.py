@@ -126,14 +126,15 @@ def test_vm_notes_follow_the_guide() -> None:
         Vm("next", "shared", "5.0.0", "5.0.0"),
         Vm("odd", "weird", "4.5.0", "not a version"),
     ]
-    notes = {n.name: n for n in rules.vm_notes(vms, "4.5.0", "4.5.0")}
+    notes = {n.name: n for n in rules.vm_notes(vms, "4.5.0", "4.5.0")}  # a repair of 4.5.0
     assert list(notes) == sorted(notes)
-    assert "automatically" in notes["web"].message
-    assert "by hand (upgrade guide, step 5)" in notes["dev"].message
-    assert "by hand (upgrade guide, step 5)" in notes["home"].message
+    assert notes["web"].message == "shared VM: PV drivers are already at 4.5.0"
     # Published by a 5.0 Synchronizer: does not run on Engine 4.5.
     assert "will not run on Engine 4.5.0" in notes["next"].message
-    assert "check its PV drivers by hand" in notes["odd"].message
     upgraded = {n.name: n for n in rules.vm_notes(vms, "5.0.0", "5.0.0")}
     assert "from 4.5.0 to 5.0.0 automatically" in upgraded["web"].message
+    assert "by hand (upgrade guide, step 5)" in upgraded["dev"].message
+    assert "by hand (upgrade guide, step 5)" in upgraded["home"].message
+    assert "check its PV drivers by hand" in upgraded["odd"].message
     assert "will not run" not in upgraded["next"].message
+    assert upgraded["next"].message == "shared VM: PV drivers are already at 5.0.0"
