@@ -14,10 +14,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from enginekit.cli import ArgumentParser, run_main
 from enginekit.errors import UserInputError
@@ -25,8 +27,13 @@ from enginekit.sizes import human_size, parse_size
 
 Handler = Callable[[argparse.Namespace], int]
 
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+@cache
+def _console(stderr: bool = False) -> Console:
+    # rich is imported on first use: `md5 check` and `--json` runs start faster without it.
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +63,7 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int], None] | Non
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=_err,
+        console=_console(stderr=True),
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)
@@ -84,7 +91,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             payload = Path(args.payload)
         with _progress_bar(f"building {out.name}") as progress:
             result = HybridIsoBuilder(payload, progress=progress).build(out)
-    _out.print(
+    _console().print(
         f"built {result.path}: Engine {result.version}, volume {result.volume_id}, "
         f"{human_size(result.size_bytes)} in {result.seconds:.1f} s"
     )
@@ -132,7 +139,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     rows.append(("fits on", fits))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
-        _out.print(f"{key:<{width}}  {value}", markup=False)
+        _console().print(f"{key:<{width}}  {value}", markup=False)
     return 0
 
 
@@ -146,7 +153,7 @@ def _cmd_md5_implant(args: argparse.Namespace) -> int:
     _require_file(path)
     with _progress_bar("implanting MD5") as progress:
         md5 = implant(path, force=args.force, progress=progress)
-    _out.print(f"{path}: implanted MD5 {md5}")
+    _console().print(f"{path}: implanted MD5 {md5}")
     return 0
 
 
@@ -163,7 +170,7 @@ def _cmd_md5_check(args: argparse.Namespace) -> int:
     if result.status is Md5Status.FAIL:
         sys.stderr.write(f"error: {path}: {describe(result)}\n")
         return 1
-    _out.print(f"{path}: PASS: {describe(result)}")
+    _console().print(f"{path}: PASS: {describe(result)}")
     return 0
 
 
@@ -183,34 +190,34 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     path = Path(args.iso)
     progress = None
     if not args.json and sys.stderr.isatty():
-        progress = lambda text: _err.print(f"[dim]… {text}[/dim]")  # noqa: E731
+        progress = lambda text: _console(stderr=True).print(f"[dim]… {text}[/dim]")  # noqa: E731
     report = verify_iso(path, boot=args.boot, timeout=args.timeout, progress=progress)
     if args.json:
         _print_json(report.to_dict())
     else:
         for check in report.checks:
             mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
-            _out.print(f"{mark} {check.name:<10} ", end="")
-            _out.print(check.detail, markup=False)
+            _console().print(f"{mark} {check.name:<10} ", end="")
+            _console().print(check.detail, markup=False)
         for boot in report.boots:
             mark = "[green]ok  [/green]" if boot.ok else "[red]FAIL[/red]"
-            _out.print(f"{mark} boot {boot.name:<15} {boot.seconds:5.1f} s  ", end="")
-            _out.print(boot.marker or boot.problem or "", markup=False)
+            _console().print(f"{mark} boot {boot.name:<15} {boot.seconds:5.1f} s  ", end="")
+            _console().print(boot.marker or boot.problem or "", markup=False)
             if not boot.ok and boot.console_tail:
-                _out.print(f"       console: {boot.console_tail}", markup=False)
+                _console().print(f"       console: {boot.console_tail}", markup=False)
     if not report.ok:
         sys.stderr.write(f"error: {path}: verification failed: {'; '.join(report.failures())}\n")
         return 1
     if not args.json:
         what = "all checks and boots hold" if args.boot else "all checks hold (no boot: --boot)"
-        _out.print(f"{path}: Engine {report.version}: {what}", markup=False)
+        _console().print(f"{path}: Engine {report.version}: {what}", markup=False)
     return 0
 
 
 # -- parser -----------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     parser = ArgumentParser(
         prog="engine-media",
         description="Build, inspect, verify and write Engine installer media.",
@@ -257,15 +264,26 @@ def build_parser() -> argparse.ArgumentParser:
     _common(verify)
     verify.set_defaults(handler=_cmd_verify)
 
-    from media.usb.cli import add_usb_commands
+    if with_usb:
+        from media.usb.cli import add_usb_commands
 
-    add_usb_commands(sub)
+        add_usb_commands(sub)
+    else:
+        # Importing the USB stack (pyudev...) costs noticeable start-up time; a run that is
+        # not about USB only needs the name listed in --help.
+        sub.add_parser("usb", help="find, write and verify USB sticks").set_defaults(handler=None)
     parser.set_defaults(handler=None, subparser=parser)
     return parser
 
 
+def _wants_usb(argv: Sequence[str]) -> bool:
+    positional = [a for a in argv if not a.startswith("-")]
+    return not positional or positional[0] == "usb"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_usb=_wants_usb(args))
 
     def dispatch(args: argparse.Namespace) -> int:
         handler: Handler | None = getattr(args, "handler", None)
@@ -275,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return handler(args)
 
-    return run_main(parser, dispatch, argv)
+    return run_main(parser, dispatch, args)
 
 
 if __name__ == "__main__":
