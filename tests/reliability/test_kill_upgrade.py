@@ -1,0 +1,245 @@
+"""Upgrades and installs that survive SIGKILL at every step (issue 6).
+
+The unattended upgrade (`engine-install --answers`) runs as a separate process and is killed
+with SIGKILL at every checkpoint (`ENGINEKIT_CRASH_AT`, the process kills itself the moment it
+reaches the step) and at random moments in between (hypothesis picks the delay). After every
+kill: nothing stays attached (loop devices, mounts), the probe still recognises the
+installation, the VM disk files hash as before, a copy of the disk boots either the old or the
+new Engine (on a subset, to keep time down), and re-running the same upgrade completes it.
+Only the installer process is killed; a child program it was running (an mtools or mkfs call)
+finishes on its own, as a write already handed to the kernel would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from disk_images.probe import Installation, NoInstallation, probe
+from disk_images.state import UpgradeStatus
+from installer.engine import run_plan
+from installer.engine.checkpoints import CRASH_ENV, FRESH_STEPS, UPGRADE_STEPS, Checkpoint
+from installer.plan import InstallMode, InstallPlan
+from installer.pytest_plugin import copy_sparse, vm_disk_digests
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+UPGRADE_ANSWERS = (
+    '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[existing]\naction = "upgrade"\n'
+)
+FRESH_ANSWERS = (
+    '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[registration]\nmode = "standalone"\n'
+)
+RELEASE_TIMEOUT = 20.0
+# Kill points whose disks are also booted (each boot costs ~15 s under TCG): one before the
+# switch (must boot the old Engine) and one right after it (boots the new one).
+BOOT_CHECKED = (Checkpoint.WRITE_SLOT, Checkpoint.SET_STATUS)
+TALLY: dict[str, list[bool]] = {}
+RUN_SECONDS: list[float] = []
+
+
+def _answers(directory: Path) -> Path:
+    answers = directory / "answers.toml"
+    answers.write_text(UPGRADE_ANSWERS)
+    return answers
+
+
+def _holders(image: Path) -> list[str]:
+    """Loop devices backed by `image` and processes that have it open."""
+    found = []
+    target = str(image.resolve())
+    for block in Path("/sys/block").glob("loop*"):
+        try:
+            backing = (block / "loop" / "backing_file").read_text().strip()
+        except OSError:
+            continue
+        if backing.removesuffix(" (deleted)") == target:
+            found.append(f"/dev/{block.name}")
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            links = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        if target in links:
+            found.append(f"pid {fd_dir.parent.name}")
+    return found
+
+
+def _wait_released(image: Path) -> None:
+    deadline = time.monotonic() + RELEASE_TIMEOUT
+    while (left := _holders(image)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"still holding {image} after the kill: {left}"
+    with open("/proc/self/mounts") as mounts:
+        assert "enginekit-mnt-" not in mounts.read()
+
+
+def _run_installer(
+    medium: Path,
+    disk: Path,
+    answers: Path,
+    crash_at: str | None = None,
+    kill_after: float | None = None,
+) -> int:
+    env = dict(os.environ)
+    env.pop(CRASH_ENV, None)
+    if crash_at is not None:
+        env[CRASH_ENV] = crash_at
+    argv = [
+        sys.executable,
+        "-m",
+        "installer.cli",
+        "--media",
+        str(medium),
+        "--target",
+        str(disk),
+        "--answers",
+        str(answers),
+    ]
+    proc = subprocess.Popen(
+        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    if kill_after is not None:
+        try:
+            proc.wait(timeout=kill_after)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(f"installer failed: {err.decode(errors='replace')}")
+    return proc.returncode
+
+
+def _upgrade_plan(medium: Path, disk: Path) -> InstallPlan:
+    return InstallPlan(medium, disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True)
+
+
+def _check_after_kill(
+    disk: Path, medium: Path, vm_before: dict[str, str], boot: bool, label: str
+) -> None:
+    ok = False
+    try:
+        _wait_released(disk)
+        found = probe(disk)
+        assert isinstance(found, Installation), f"{label}: probe lost the installation: {found}"
+        assert found.version in ("4.5.0",), found.version
+        assert vm_disk_digests(disk) == vm_before, f"{label}: a VM disk changed"
+        if boot:
+            from disk_images.boot import boot_installed_disk
+
+            copy = copy_sparse(disk, disk.with_name(disk.name + ".boot"))
+            result = boot_installed_disk(copy, timeout=90)
+            running = result.running
+            assert running is not None, f"{label}: no Engine booted: {result.attempts}"
+            assert running.version in ("4.5.0", "5.0.0")
+            copy.unlink()
+        # re-running the same upgrade completes it
+        report = run_plan(_upgrade_plan(medium, disk))
+        assert report.upgrade_status == UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value
+        after = probe(disk)
+        assert isinstance(after, Installation)
+        assert after.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+        assert after.slots[after.state.pending_slot] == "5.0.0"  # type: ignore[index]
+        assert {v.pv_drivers for v in after.vms if v.kind == "shared"} == {"5.0.0"}
+        assert vm_disk_digests(disk) == vm_before
+        _wait_released(disk)
+        ok = True
+    finally:
+        TALLY.setdefault("upgrade", []).append(ok)
+
+
+@pytest.mark.parametrize("checkpoint", [c.value for c in UPGRADE_STEPS])
+def test_upgrade_killed_at_checkpoint(
+    checkpoint: str, tmp_path: Path, engine_disk, engine_medium
+) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="2G")
+    medium = engine_medium("5.0.0")
+    vm_before = vm_disk_digests(disk)
+    answers = tmp_path / "answers.toml"
+    answers.write_text(UPGRADE_ANSWERS)
+    status = _run_installer(medium, disk, answers, crash_at=checkpoint)
+    assert status == -signal.SIGKILL, "the crash seam did not fire"
+    boot = Checkpoint(checkpoint) in BOOT_CHECKED and shutil.which("qemu-system-x86_64") is not None
+    _check_after_kill(disk, medium, vm_before, boot, f"killed at {checkpoint}")
+
+
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(fraction=st.floats(min_value=0.02, max_value=0.98))
+def test_upgrade_killed_at_random_moments(
+    fraction: float, tmp_path: Path, engine_disk, engine_medium
+) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="2G")
+    medium = engine_medium("5.0.0")
+    if not RUN_SECONDS:
+        # How long a whole uninterrupted run takes here; the kills land inside it.
+        timed = copy_sparse(disk, tmp_path / "timed.img")
+        started = time.monotonic()
+        _run_installer(medium, timed, _answers(tmp_path))
+        RUN_SECONDS.append(time.monotonic() - started)
+        timed.unlink()
+    delay = fraction * RUN_SECONDS[0]
+    vm_before = vm_disk_digests(disk)
+    status = _run_installer(medium, disk, _answers(tmp_path), kill_after=delay)
+    if status == 0:
+        TALLY.setdefault("upgrade (finished before the kill)", []).append(True)
+        disk.unlink()
+        return
+    _check_after_kill(disk, medium, vm_before, False, f"killed after {delay:.2f} s")
+    disk.unlink()
+
+
+@pytest.mark.parametrize(
+    "checkpoint",
+    [
+        Checkpoint.PARTITION,
+        Checkpoint.WRITE_SLOT,
+        Checkpoint.WRITE_BOOT_ENTRY,
+        Checkpoint.SET_STATUS,
+    ],
+)
+def test_fresh_install_killed_then_rerun(
+    checkpoint: Checkpoint, tmp_path: Path, engine_medium
+) -> None:  # type: ignore[no-untyped-def]
+    assert checkpoint in FRESH_STEPS
+    from disk_images.image import create_image
+
+    disk = create_image(tmp_path / "fresh.img", 1024**3)
+    medium = engine_medium("5.0.0")
+    answers = tmp_path / "answers.toml"
+    answers.write_text(FRESH_ANSWERS)
+    ok = False
+    try:
+        assert _run_installer(medium, disk, answers, crash_at=checkpoint.value) == -signal.SIGKILL
+        _wait_released(disk)
+        found = probe(disk)
+        # a killed fresh install is never mistaken for a finished one
+        assert isinstance(found, NoInstallation), found
+        assert _run_installer(medium, disk, answers) == 0
+        done = probe(disk)
+        assert isinstance(done, Installation) and done.version == "5.0.0"
+        _wait_released(disk)
+        ok = True
+    finally:
+        TALLY.setdefault("fresh install", []).append(ok)
+
+
+def test_kill_tally(capsys: pytest.CaptureFixture[str]) -> None:
+    """The closing note: how many kill points were tried and how many survived."""
+    with capsys.disabled():
+        print()
+        for kind, results in TALLY.items():
+            print(f"kill points ({kind}): {len(results)} tried, {sum(results)} survived")
+    assert all(all(results) for results in TALLY.values())
