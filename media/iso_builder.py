@@ -275,6 +275,9 @@ class HybridIsoBuilder:
                     joliet_path=node.joliet_path,
                 )
         by_rel = {str(n.rel): n for n in nodes}
+        esp = by_rel[eltorito.ESP_IMAGE_PATH].source
+        assert esp is not None
+        esp_sectors = -(-esp.stat().st_size // 512)
         catalog = eltorito.BOOT_CATALOG_PATH
         iso.add_eltorito(
             by_rel[eltorito.ISOLINUX_BIN_PATH].iso_path,
@@ -291,6 +294,9 @@ class HybridIsoBuilder:
             bootcatfile="/" + catalog.upper() + ";1",
             rr_bootcatname=PurePosixPath(catalog).name,
             joliet_bootcatfile="/" + catalog,
+            # The load size field has 16 bits; an ESP over 32 MiB is announced with 1, which
+            # UEFI firmware (EDK2) reads as "up to the end of the medium", as xorriso does.
+            boot_load_size=esp_sectors if esp_sectors <= 0xFFFF else 1,
             platform_id=0xEF,
             efi=True,
             media_name="noemul",

@@ -273,3 +273,15 @@ def test_metadata_capture_skips_payload_regions_and_later_writes_win() -> None:
     assert capture.seek(0, io.SEEK_END) == 205
     clusters = coalesce([(0, b"aaaa"), (2, b"bb"), (10, b"c"), (4, b"d")])
     assert clusters == [(0, bytearray(b"aabbd")), (10, bytearray(b"c"))]
+
+
+def test_an_esp_over_32_mib_is_announced_as_whole_medium(
+    small_payload: SmallPayload, tmp_path: Path
+) -> None:
+    """The El Torito load size has 16 bits: a big ESP gets 1 ("to the end", as xorriso)."""
+    payload = small_payload({"boot/initrd.img": bytes(34 * 1024 * 1024)})
+    out = tmp_path / "big-esp.iso"
+    build_iso(payload, out)
+    uefi = [b for b in inspect_iso(out).boot if b.platform == "uefi"]
+    assert [b.load_sectors for b in uefi] == [1]
+    assert "No problems found" in run_text(["sgdisk", "-v", out])
