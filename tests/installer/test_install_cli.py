@@ -173,3 +173,29 @@ def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> N
     assert lines[0].startswith("error: ") and "small" in lines[0]
     assert len(lines) == 2 and lines[1].startswith("hint: ")
     assert sha256(small) == before
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_erase_needs_the_disk_id_that_inspect_shows(tmp_path: Path, iso: Path) -> None:
+    reference_disk = pytest.importorskip("installer.reference_disk")
+    from disk_images.probe import Installation, probe
+
+    disk = tmp_path / "engine-4.0.0.img"
+    reference_disk.create_reference_disk(disk, "4.0.0", 1 << 30)
+    found = probe(disk)
+    assert isinstance(found, Installation) and found.disk_id.startswith("mbr-")
+    answers = tmp_path / "a.toml"
+    answers.write_text(FRESH + '[existing]\naction = "erase"\nconfirm_erase = "mbr-00000000"\n')
+    before = sha256(disk)
+    status, _, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
+    assert status == 2
+    assert f"existing.confirm_erase: to erase, confirm with the disk id '{found.disk_id}'" in err
+    assert sha256(disk) == before
+    answers.write_text(answers.read_text().replace("mbr-00000000", found.disk_id))
+    status, out, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
+    assert status == 0, err
+    assert "Engine 5.0.0 installed" in out
+    after = probe(disk)
+    assert isinstance(after, Installation)
+    assert after.version == "5.0.0" and after.keyboard == "de" and after.vms == ()
