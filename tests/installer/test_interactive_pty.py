@@ -180,3 +180,27 @@ def test_full_interactive_upgrade_of_a_real_45_disk(tmp_path: Path, iso: Path) -
     assert [vm.name for vm in after.vms] == [vm.name for vm in found.vms]
     assert after.keyboard == found.keyboard and after.registered == found.registered
     assert 'action = "upgrade"' in recorded.read_text()
+
+
+def test_token_typed_in_the_terminal_is_never_shown(tmp_path: Path, iso: Path, blank: Path) -> None:
+    token = "TYPED-canary-93ab"
+    recorded = tmp_path / "recorded.toml"
+    term = Terminal(
+        tmp_path, "--media", iso, "--target", blank, "--dry-run", "--record-answers", recorded
+    )
+    term.answer("Install Engine", ENTER)
+    term.answer("Welcome to the Engine", ENTER)
+    term.answer("I do not accept", ENTER)
+    term.answer("Quit (nothing is written)", ENTER)  # keyboard: us
+    term.answer("Standalone (not registered)", ENTER)  # synchronizer is first
+    term.answer("Synchronizer server", "sync.example.com" + ENTER)
+    term.answer("Registration token", token + ENTER)
+    term.expect("Registration: Synchronizer sync.example.com")
+    term.answer("Install now", ENTER)
+    term.answer("Do not reboot", DOWN + ENTER)
+    term.expect("token ***")
+    assert term.finish() == 0
+    transcript = (tmp_path / "transcript.txt").read_text()
+    assert "sync.example.com" in transcript
+    assert token not in transcript
+    assert token not in recorded.read_text()
