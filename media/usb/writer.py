@@ -100,7 +100,7 @@ def write_one(
         written, write_seconds = result.bytes_written, result.seconds
         if not verify:
             return TargetResult(name, TargetStatus.UNVERIFIED, image_size, written, write_seconds)
-        checked = copier.verify(result.digests)
+        checked = copier.verify()
     except WriteInterrupted as exc:
         status = TargetStatus.NOT_VERIFIED if exc.phase is Phase.VERIFY else TargetStatus.INCOMPLETE
         return TargetResult(
