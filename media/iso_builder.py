@@ -3,9 +3,10 @@
 The ISO is ISO 9660 (interchange level 3) with Rock Ridge 1.09 and Joliet, two El Torito
 entries (BIOS isolinux with a boot-info-table, UEFI with a FAT ESP image) and a hybrid system
 area (isohybrid MBR plus a valid GPT, see `media.system_area`) so the same file boots as a CD
-or as a raw USB disk on BIOS and UEFI. The isomd5sum checksum is implanted last. File data is
-streamed, and the output appears only on success: it is written to a temporary file next to
-the target and renamed.
+or as a raw USB disk on BIOS and UEFI. pycdlib lays the image out; `media.iso_writer` writes
+it in one pass that also checks every payload file's SHA-256 against the manifest and computes
+the isomd5sum checksum, implanted as the very last write. The output appears only on success:
+it is written to a temporary file next to the target and renamed.
 """
 
 from __future__ import annotations

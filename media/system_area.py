@@ -10,12 +10,10 @@ ISO 9660 data, the ISO data around it is split into two "basic data" partitions.
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
 
 from enginekit.errors import InternalError
@@ -179,24 +177,6 @@ def mbr_sector(mbr_code: bytes, layout: HybridLayout) -> bytes:
     return sector
 
 
-def set_volume_space_size(fp: BinaryIO, blocks: int) -> None:
-    """Rewrite the volume space size in every primary/supplementary volume descriptor, so the
-    ISO 9660 volume covers the padding and the backup GPT (as xorriso does)."""
-    block = 16
-    while True:
-        fp.seek(block * ISO_BLOCK)
-        head = fp.read(7)
-        if len(head) < 7 or head[1:6] != b"CD001":
-            raise InternalError("volume descriptor set not terminated")
-        kind = head[0]
-        if kind == 255:
-            return
-        if kind in (1, 2):
-            fp.seek(block * ISO_BLOCK + 80)
-            fp.write(volume_size_field(blocks))
-        block += 1
-
-
 def volume_size_field(blocks: int) -> bytes:
     """The both-endian volume space size as stored at offset 80 of a volume descriptor."""
     return struct.pack("<I", blocks) + struct.pack(">I", blocks)
@@ -209,19 +189,6 @@ def system_area_writes(layout: HybridLayout, mbr_code: bytes) -> list[tuple[int,
     head = mbr_sector(mbr_code, layout) + _gpt_header(layout, array, primary=True) + array
     tail = array + _gpt_header(layout, array, primary=False)
     return [(0, head), (total_bytes - len(tail), tail)]
-
-
-def write_system_area(path: Path, layout: HybridLayout, mbr_code: bytes) -> None:
-    """Extend the image to its final size and write MBR, primary and backup GPT."""
-    total_bytes = layout.total_sectors * SECTOR
-    with open(path, "r+b") as fp:
-        fp.truncate(total_bytes)
-        set_volume_space_size(fp, total_bytes // ISO_BLOCK)
-        for offset, data in system_area_writes(layout, mbr_code):
-            fp.seek(offset)
-            fp.write(data)
-        fp.flush()
-        os.fsync(fp.fileno())
 
 
 @dataclass(frozen=True)

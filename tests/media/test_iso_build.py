@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from enginekit.cache import cache_dir
 from enginekit.process import run, run_text
 from media import iso_builder
 from media.errors import InvalidPayload
@@ -285,3 +286,28 @@ def test_an_esp_over_32_mib_is_announced_as_whole_medium(
     uefi = [b for b in inspect_iso(out).boot if b.platform == "uefi"]
     assert [b.load_sectors for b in uefi] == [1]
     assert "No problems found" in run_text(["sgdisk", "-v", out])
+
+
+def test_reference_cache_is_keyed_and_safe_in_parallel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from media.reference_media import reference_iso, reference_iso_name
+
+    names = {
+        reference_iso_name("5.0.0", "k1"),
+        reference_iso_name("5.0.0", "k2"),
+        reference_iso_name("4.5.0", "k1"),
+    }
+    assert len(names) == 3 and all(n.startswith("engine-") for n in names)
+    # A private cache, with the kernel entry of the real one so nothing is downloaded.
+    real_cache = cache_dir()
+    monkeypatch.setenv("ENGINEKIT_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    os.symlink(real_cache / "kernel", tmp_path / "cache" / "kernel")
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(reference_iso, ["4.5.0", "4.5.0"]))
+    assert paths[0] == paths[1]
+    assert [p.name for p in (tmp_path / "cache/media").glob("*.iso")] == [paths[0].name]
+    assert inspect_iso(paths[0]).version == "4.5.0"
