@@ -14,13 +14,14 @@ import hashlib
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 import pytest
+from hypothesis import strategies as st
 
 from enginekit.errors import HostError
 from enginekit.process import run
@@ -121,6 +122,24 @@ def run_console(
     )
 
 
+def run_in_process(
+    prog: str,
+    main: Callable[[Sequence[str]], int],
+    argv: Sequence[object],
+    capsys: pytest.CaptureFixture[str],
+) -> CliOutcome:
+    """Call a CLI's `main(argv)` in this process under the watchdog, capturing its output."""
+    args = [str(a) for a in argv]
+    capsys.readouterr()
+    with watchdog(IN_PROCESS_TIMEOUT, f"{prog} {' '.join(args)}"):
+        try:
+            status = main(args)
+        except SystemExit as exc:  # argparse usage errors exit; judged like any exit
+            status = exc.code if isinstance(exc.code, int) else 1
+    captured = capsys.readouterr()
+    return CliOutcome((prog, *args), status, captured.out, captured.err)
+
+
 def file_sha256(path: Path) -> str:
     """Plain SHA-256 of a (small) file's bytes."""
     digest = hashlib.sha256()
@@ -176,3 +195,67 @@ def tiny_iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     where = tmp_path_factory.mktemp("tiny-iso")
     payload = write_tiny_payload(where / "payload")
     return HybridIsoBuilder(payload).build(where / "tiny-5.0.0.iso").path
+
+
+# --- JSON that is wrong in the usual ways ----------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+# Documents each of which has caught some JSON reader somewhere: recursion limits, Python's
+# 4300-digit int limit, bad UTF-8, a UTF-16 or UTF-8 BOM, lone surrogates, control characters
+# that a message would print raw (a line break that fakes a second `error:` line, an escape).
+NASTY_JSON: tuple[bytes, ...] = (
+    b"",
+    b"   ",
+    b"null",
+    b"[]",
+    b'"Engine"',
+    b"[" * 3000 + b"]" * 3000,
+    b'{"a":' * 1500 + b"1" + b"}" * 1500,
+    b'{"version": ' + b"1" * 5000 + b"}",
+    b'{"version": 1e999999}',
+    b'{"version": NaN, "files": Infinity}',
+    b'{"version": "\\ud800"}',
+    b'{"product": "Engine", "product": "Engine"}',
+    b"\xff\xfe{\x00}\x00",
+    b"\xef\xbb\xbf{}",
+    b'{"version": "5.0.0\xff"}',
+    b'{"files": [{"path": "\\u0000", "size": 1, "sha256": "00"}]}',
+    b'{"version": "5.0.0", "\\nerror: injected": 1}',
+    b'{"version": "5.0.0\\u001b[2J"}',
+)
+
+
+def json_mutation(doc: object, draw: st.DrawFn) -> tuple[str, bytes]:
+    """One structured change to a JSON object (or a nasty document instead): (what, bytes)."""
+    if not isinstance(doc, dict) or draw(st.integers(0, 4)) == 0:
+        nasty = draw(st.sampled_from(NASTY_JSON))
+        return f"replaced by {nasty[:40]!r}", nasty
+    doc = json.loads(json.dumps(doc))
+    choice = draw(st.sampled_from(["delete", "set", "add"]))
+    if choice == "delete" and doc:
+        key = draw(st.sampled_from(sorted(doc)))
+        del doc[key]
+        what = f"without {key!r}"
+    elif choice in ("set", "delete") and doc:
+        key = draw(st.sampled_from(sorted(doc)))
+        doc[key] = draw(json_values)
+        what = f"{key!r} = {doc[key]!r}"
+    else:
+        key = draw(st.text(min_size=1, max_size=12))
+        doc[key] = draw(json_values)
+        what = f"unknown key {key!r}"
+    if draw(st.booleans()):
+        return what, json.dumps(doc).encode()
+    # Raw non-ASCII text; a lone surrogate becomes bytes that are not UTF-8 at all.
+    return what, json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -17,7 +17,6 @@ import json
 import shutil
 import struct
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,14 @@ from hypothesis import strategies as st
 from media.cli import main as engine_media
 
 from .conftest import (
-    IN_PROCESS_TIMEOUT,
+    NASTY_JSON,
     CliOutcome,
     assert_clean_outcome,
     file_sha256,
+    json_mutation,
+    json_values,
     run_console,
-    watchdog,
+    run_in_process,
 )
 
 SECTOR = 2048
@@ -256,82 +257,28 @@ def truncations(iso_map: IsoMap) -> st.SearchStrategy[Mutation]:
     return cut.map(lambda size: Mutation(f"truncated to {size} bytes", truncate_to=size))
 
 
-_json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=40),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-
-# Documents that are not what a JSON parser expects in the usual ways: each has caught a
-# parser somewhere (recursion limits, Python's 4300-digit int limit, bad UTF-8, a BOM...).
-_NASTY_MANIFESTS: tuple[bytes, ...] = (
-    b"",
-    b"   ",
-    b"null",
-    b"[]",
-    b'"Engine"',
-    b"[" * 3000 + b"]" * 3000,
-    b'{"a":' * 1500 + b"1" + b"}" * 1500,
-    b'{"version": ' + b"1" * 5000 + b"}",
-    b'{"version": 1e999999}',
-    b'{"version": NaN, "files": Infinity}',
-    b'{"version": "\\ud800"}',
-    b'{"product": "Engine", "product": "Engine"}',
-    b"\xff\xfe{\x00}\x00",
-    b"\xef\xbb\xbf{}",
-    b'{"version": "5.0.0\xff"}',
-    b'{"files": [{"path": "\\u0000", "size": 1, "sha256": "00"}]}',
-    b'{"version": "5.0.0", "\\nerror: injected": 1}',
-    b'{"version": "5.0.0\\u001b[2J"}',
-)
-
-
 @st.composite
 def manifest_mutations(draw: st.DrawFn, iso_map: IsoMap) -> Mutation:
     doc = json.loads(json.dumps(iso_map.manifest_doc))
-    choice = draw(st.sampled_from(["delete", "set", "add", "file", "nasty"]))
-    if choice == "nasty":
-        encoded = draw(st.sampled_from(_NASTY_MANIFESTS))
-        what = f"manifest replaced by {encoded[:40]!r}..."
+    if draw(st.booleans()):
+        what, encoded = json_mutation(doc, draw)
     else:
-        if choice == "delete":
-            key = draw(st.sampled_from(sorted(doc)))
-            del doc[key]
-            what = f"manifest without {key!r}"
-        elif choice == "set":
-            key = draw(st.sampled_from(sorted(doc)))
-            doc[key] = draw(_json_values)
-            what = f"manifest {key!r} = {doc[key]!r}"
-        elif choice == "add":
-            key = draw(st.text(min_size=1, max_size=12))
-            doc[key] = draw(_json_values)
-            what = f"manifest with unknown key {key!r}"
-        else:
-            files = doc["files"]
-            index = draw(st.integers(min_value=0, max_value=len(files) - 1))
-            key = draw(st.sampled_from(["path", "size", "sha256", "extra"]))
-            files[index][key] = draw(
-                st.one_of(
-                    _json_values,
-                    st.sampled_from(["../../etc/passwd", "/abs", "", ".", "a/../../b", "x" * 300]),
-                    st.sampled_from([-1, 0, 2**63, 10**30]),
-                )
+        files = doc["files"]
+        index = draw(st.integers(min_value=0, max_value=len(files) - 1))
+        key = draw(st.sampled_from(["path", "size", "sha256", "extra"]))
+        files[index][key] = draw(
+            st.one_of(
+                json_values,
+                st.sampled_from(["../../etc/passwd", "/abs", "", ".", "a/../../b", "x" * 300]),
+                st.sampled_from([-1, 0, 2**63, 10**30]),
             )
-            what = f"manifest files[{index}].{key} = {files[index][key]!r}"
-        try:
-            encoded = json.dumps(doc, separators=(",", ":"), allow_nan=True).encode()
-        except ValueError:  # e.g. a lone surrogate that cannot be encoded
-            encoded = json.dumps(doc, ensure_ascii=True, separators=(",", ":")).encode()
+        )
+        what = f"files[{index}].{key} = {files[index][key]!r}"
+        encoded = json.dumps(doc, separators=(",", ":")).encode()
     capacity = iso_map.manifest.length
-    encoded = encoded[:capacity]
     # Same length as before, so no directory record has to change: pad with JSON whitespace.
-    return Mutation(what, ((iso_map.manifest.start, encoded.ljust(capacity, b" ")),))
+    encoded = encoded[:capacity].ljust(capacity, b" ")
+    return Mutation(f"manifest {what}", ((iso_map.manifest.start, encoded),))
 
 
 def mutations(iso_map: IsoMap) -> st.SearchStrategy[Mutation]:
@@ -346,17 +293,8 @@ def mutations(iso_map: IsoMap) -> st.SearchStrategy[Mutation]:
 # --- running the commands -----------------------------------------------------------------------
 
 
-def run_in_process(
-    argv: list[str], capsys: pytest.CaptureFixture[str], command: Callable[[list[str]], int]
-) -> CliOutcome:
-    capsys.readouterr()
-    with watchdog(IN_PROCESS_TIMEOUT, " ".join(argv)):
-        try:
-            status = command(argv)
-        except SystemExit as exc:  # argparse; not expected here, judged like any exit
-            status = exc.code if isinstance(exc.code, int) else 1
-    captured = capsys.readouterr()
-    return CliOutcome(("engine-media", *argv), status, captured.out, captured.err)
+def media_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> CliOutcome:
+    return run_in_process("engine-media", engine_media, argv, capsys)
 
 
 def _mutated_copy(pristine: Path, workdir: Path, mutation: Mutation) -> Path:
@@ -371,7 +309,7 @@ def test_the_pristine_tiny_iso_passes_every_command(
 ) -> None:
     """The baseline: without damage every command succeeds (so damage is what we measure)."""
     for command in COMMANDS:
-        outcome = run_in_process([*command, str(tiny_iso)], capsys, engine_media)
+        outcome = media_cli([*command, str(tiny_iso)], capsys)
         assert outcome.status == 0, outcome.describe()
 
 
@@ -392,7 +330,7 @@ def test_damaged_iso_in_process(
     target = _mutated_copy(tiny_iso, tmp_path, mutation)
     before = file_sha256(target)
     for command in COMMANDS:
-        outcome = run_in_process([*command, str(target)], capsys, engine_media)
+        outcome = media_cli([*command, str(target)], capsys)
         assert_clean_outcome(outcome)
         assert file_sha256(target) == before, f"{outcome.argv} wrote to its input"
     shutil.rmtree(target.parent)
@@ -417,7 +355,7 @@ def test_damaged_iso_console_script(
     shutil.rmtree(target.parent)
 
 
-@pytest.mark.parametrize("nasty", _NASTY_MANIFESTS, ids=lambda b: repr(b[:24]))
+@pytest.mark.parametrize("nasty", NASTY_JSON, ids=lambda b: repr(b[:24]))
 def test_every_nasty_manifest(
     nasty: bytes,
     tiny_iso: Path,
@@ -434,6 +372,6 @@ def test_every_nasty_manifest(
     target = _mutated_copy(tiny_iso, tmp_path, mutation)
     before = file_sha256(target)
     for command in COMMANDS:
-        outcome = run_in_process([*command, str(target)], capsys, engine_media)
+        outcome = media_cli([*command, str(target)], capsys)
         assert_clean_outcome(outcome)
         assert file_sha256(target) == before
