@@ -205,114 +205,20 @@ class HybridInfo:
         return self.gpt and not self.gpt_problems
 
 
-@dataclass(frozen=True)
-class _GptHeader:
-    revision: int
-    size: int
-    crc: int
-    my_lba: int
-    alt_lba: int
-    first: int
-    last: int
-    guid: bytes
-    array_lba: int
-    count: int
-    entry_size: int
-    array_crc: int
-
-
-def _parse_header(sector: bytes) -> _GptHeader | None:
-    if sector[:8] != b"EFI PART":
-        return None
-    (_sig, rev, size, crc, _res, my_lba, alt_lba, first, last, guid, arr_lba, count, esize,
-     arr_crc) = struct.unpack_from("<8sIIIIQQQQ16sQIII", sector)  # fmt: skip
-    return _GptHeader(
-        rev, size, crc, my_lba, alt_lba, first, last, guid, arr_lba, count, esize, arr_crc
-    )
-
-
-def _header_problems(name: str, sector: bytes, hdr: _GptHeader) -> list[str]:
-    problems = []
-    if hdr.revision != 0x00010000:
-        problems.append(f"{name} GPT header has revision {hdr.revision:#x}")
-    if not 92 <= hdr.size <= SECTOR:
-        problems.append(f"{name} GPT header size {hdr.size} is out of range")
-        return problems
-    blank = sector[:16] + b"\0\0\0\0" + sector[20 : hdr.size]
-    if zlib.crc32(blank) != hdr.crc:
-        problems.append(f"{name} GPT header CRC is wrong")
-    return problems
-
-
 def read_hybrid(fp: BinaryIO, file_size: int) -> HybridInfo:
-    """Read MBR and GPT from an open image and check the GPT the way firmware would:
-    signatures, CRCs, primary/backup agreement, partitions inside the usable area and not
-    overlapping, and a protective MBR entry."""
+    """What the system area holds; the GPT is judged by `enginekit.gpt.validate_gpt` (both
+    headers and arrays, CRCs, agreement, placement, overlaps, protective MBR entry)."""
+    from enginekit.gpt import validate_gpt
+
     fp.seek(0)
     head = fp.read(2 * SECTOR)
-    if len(head) < 2 * SECTOR:
+    if len(head) < 2 * SECTOR or file_size < 3 * SECTOR:
         return HybridInfo(False, False, False, ())
     mbr = head[:SECTOR]
     entries = [mbr[446 + 16 * i : 446 + 16 * (i + 1)] for i in range(4)]
     has_mbr = mbr[510:512] == b"\x55\xaa" and any(e[4] != 0 for e in entries)
+    # isolinux's hybrid MBR code loads isolinux.bin from the LBA stored at byte 432.
     isohybrid = has_mbr and struct.unpack_from("<I", mbr, 432)[0] != 0
-    primary = _parse_header(head[SECTOR:])
-    if primary is None:
+    if head[SECTOR : SECTOR + 8] != b"EFI PART":
         return HybridInfo(has_mbr, isohybrid, False, ())
-    problems = _header_problems("primary", head[SECTOR:], primary)
-    total = file_size // SECTOR
-    if not any(e[4] == MBR_PROTECTIVE for e in entries):
-        problems.append("the MBR has no protective (0xEE) entry for the GPT")
-    if primary.my_lba != 1:
-        problems.append(f"primary GPT header says it is at LBA {primary.my_lba}")
-    if primary.alt_lba != total - 1:
-        problems.append(
-            f"backup GPT header should be at the last sector {total - 1}, "
-            f"primary header points at {primary.alt_lba}"
-        )
-    count, esize = int(primary.count), int(primary.entry_size)
-    if esize < 128 or count * esize > 1024 * 1024:
-        problems.append(f"GPT entry array of {count} x {esize} bytes is implausible")
-        return HybridInfo(has_mbr, isohybrid, True, tuple(problems))
-    array_bytes = count * esize
-    fp.seek(int(primary.array_lba) * SECTOR)
-    array = fp.read(array_bytes)
-    if zlib.crc32(array) != primary.array_crc:
-        problems.append("primary GPT entry array CRC is wrong")
-    first, last = int(primary.first), int(primary.last)
-    array_sectors = -(-array_bytes // SECTOR)
-    if first < int(primary.array_lba) + array_sectors:
-        problems.append("first usable LBA lies inside the primary entry array")
-    if last >= total - 1 - array_sectors:
-        problems.append("last usable LBA reaches into the backup entry array")
-    spans = []
-    for i in range(count):
-        rec = array[i * esize : i * esize + 128]
-        if len(rec) < 128 or rec[:16] == b"\0" * 16:
-            continue
-        start, end = struct.unpack_from("<QQ", rec, 32)
-        if start > end or start < first or end > last:
-            problems.append(f"GPT partition {i + 1} ({start}-{end}) is outside {first}-{last}")
-        spans.append((start, end, i + 1))
-    spans.sort()
-    for (_s1, e1, n1), (s2, _e2, n2) in zip(spans, spans[1:], strict=False):
-        if s2 <= e1:
-            problems.append(f"GPT partitions {n1} and {n2} overlap")
-    alt = int(primary.alt_lba)
-    if 1 < alt < total:
-        fp.seek(alt * SECTOR)
-        backup_sector = fp.read(SECTOR)
-        backup = _parse_header(backup_sector)
-        if backup is None:
-            problems.append(f"no backup GPT header at LBA {alt}")
-        else:
-            problems += _header_problems("backup", backup_sector, backup)
-            if backup.my_lba != alt or backup.alt_lba != 1:
-                problems.append("backup GPT header's own/alternate LBAs are inconsistent")
-            for key in ("first", "last", "guid", "count", "entry_size", "array_crc"):
-                if getattr(backup, key) != getattr(primary, key):
-                    problems.append(f"backup GPT header disagrees with the primary ({key})")
-            fp.seek(int(backup.array_lba) * SECTOR)
-            if zlib.crc32(fp.read(array_bytes)) != backup.array_crc:
-                problems.append("backup GPT entry array CRC is wrong")
-    return HybridInfo(has_mbr, isohybrid, True, tuple(problems))
+    return HybridInfo(has_mbr, isohybrid, True, tuple(validate_gpt(fp)))
