@@ -51,6 +51,10 @@ class DryRunEngine:
         self._pv_drivers = pv_drivers
 
     def __call__(self, plan: InstallPlan, progress: ProgressCallback) -> InstallReport:
+        # The engine's own read-only checks, so a dry run refuses what the real run would.
+        from installer.engine.refusals import check_target
+
+        check_target(plan.target)
         self.plans.append(plan)
         progress("dry run: nothing written", 1.0)
         notes: tuple[Any, ...] = ()

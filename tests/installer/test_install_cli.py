@@ -45,7 +45,7 @@ def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def blank(tmp_path: Path) -> Path:
     disk = tmp_path / "blank.img"
     with disk.open("wb") as stream:
-        stream.truncate(1 << 30)
+        stream.truncate(512 << 20)  # the smallest disk Engine accepts
     return disk
 
 
@@ -91,6 +91,18 @@ def test_validate_against_media_and_target(tmp_path: Path, iso: Path, blank: Pat
     assert "keyboard.layout: 'xx' is not a known layout; choose one of us, uk, de" in err
     status, _, err = engine_install("--validate", answers, "--media", iso)
     assert status == 2 and err.startswith("error: --validate checks a run only with both")
+
+
+def test_dry_run_refuses_what_the_real_run_would(tmp_path: Path, iso: Path) -> None:
+    small = tmp_path / "small.img"
+    with small.open("wb") as stream:
+        stream.truncate(64 << 20)
+    answers = tmp_path / "a.toml"
+    answers.write_text(FRESH)
+    status, out, err = engine_install(
+        "--media", iso, "--target", small, "--answers", answers, "--dry-run"
+    )
+    assert status == 2 and "too small" in err.splitlines()[0]
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:

@@ -21,7 +21,11 @@ CTRL_C = "\x03"
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,7 @@ def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def blank(tmp_path: Path) -> Path:
     disk = tmp_path / "blank.img"
     with disk.open("wb") as stream:
-        stream.truncate(64 << 20)
+        stream.truncate(512 << 20)  # the smallest disk Engine accepts
     return disk
 
 

@@ -470,11 +470,15 @@ def test_unattended_declined_eula_returns_none() -> None:
     assert result is None and inst.screen is Screen.ABORTED and engine.plans == []
 
 
-def test_select_engine_is_the_one_seam() -> None:
+def test_select_engine_is_the_one_seam(tmp_path: Path) -> None:
     inst, _ = start()
     dry = select_engine(True, inst.model)
     assert isinstance(dry, DryRunEngine)
-    inst2 = Installer(medium(), target("4.5.0"), dry_run=True)
+    # The dry run still makes the engine's read-only target checks, so it needs a real file.
+    disk = tmp_path / "engine.img"
+    with disk.open("wb") as stream:
+        stream.truncate(512 << 20)
+    inst2 = Installer(medium(), dataclasses.replace(target("4.5.0"), path=disk), dry_run=True)
     inst2.run_unattended(
         answers.parse_answers(b"[eula]\naccept = true\n[existing]\naction = 'upgrade'\n", "a")
     )
