@@ -17,19 +17,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
+from typing import TYPE_CHECKING, TypeVar
 
 from enginekit.cli import print_error
 from enginekit.errors import Interrupted, UserInputError
@@ -37,10 +25,18 @@ from enginekit.process import require_tool, run
 from enginekit.sizes import human_size, parse_size
 from media.errors import InvalidISO, TargetRefused, VerificationFailed
 from media.usb import discovery, policy
-from media.usb.blockdev import open_target
-from media.usb.copier import ImageCopier, Phase, WriteInterrupted
-from media.usb.copier import Progress as CopyProgress
-from media.usb.writer import TargetResult, TargetStatus, WriteReport, write_many
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
+    from media.usb.copier import Phase
+    from media.usb.copier import Progress as CopyProgress
+    from media.usb.writer import TargetResult
+
+# Every `engine-media` command builds this parser; the copier, the writer and rich's progress
+# and table modules are imported by the handlers that need them, keeping start-up short.
 
 # Test seam: throttle writing (bytes per second, e.g. "8M") so an interrupt lands mid-write.
 MAX_RATE_ENV = "ENGINEKIT_USB_MAX_RATE"
@@ -122,6 +118,8 @@ _VERIFY_HELP = "Read TARGET back (bypassing the page cache) and compare it with 
 
 
 def _stdout() -> Console:
+    from rich.console import Console
+
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)
@@ -129,6 +127,8 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
+    from rich.console import Console
+
     console = Console(stderr=True)
     if not console.is_terminal:
         console = Console(stderr=True, width=160)
@@ -192,6 +192,8 @@ def _size_text(size: int) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
     # Unattached loop and zram devices are noise (lsblk hides them too).
     disks = [d for d in discovery.list_disks() if d.size_bytes or not d.bus.is_virtual]
     rows = [(disk, policy.hidden_reasons(disk)) for disk in disks]
@@ -319,7 +321,16 @@ class _ProgressDisplay:
     """One rich progress bar per target; updated from the copier threads."""
 
     def __init__(self, targets: Sequence[Path], total: int) -> None:
-        self.progress = Progress(
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress: Progress = Progress(
             TextColumn("{task.fields[target]}"),
             TextColumn("{task.fields[phase]:<8}"),
             BarColumn(),
@@ -348,6 +359,8 @@ class _ProgressDisplay:
 
 
 def _result_table(results: Sequence[TargetResult]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Result", title_justify="left", box=None, pad_edge=False)
     for column in ("TARGET", "STATUS", "WRITTEN", "WRITE RATE", "VERIFY", "DETAIL"):
         table.add_column(column, overflow="fold")
@@ -366,6 +379,8 @@ def _result_table(results: Sequence[TargetResult]) -> Table:
 
 
 def cmd_write(args: argparse.Namespace) -> int:
+    from media.usb.writer import TargetResult, TargetStatus, write_many
+
     image: Path = args.image
     image_size = check_image(image)
     options = policy.WriteOptions(force=args.force, unmount=args.unmount)
@@ -404,7 +419,7 @@ def cmd_write(args: argparse.Namespace) -> int:
     paths = [t.path for t in accepted]
     display = _ProgressDisplay(paths, image_size)
     with display.progress:
-        report: WriteReport = write_many(
+        report = write_many(
             image,
             paths,
             verify=not args.no_verify,
@@ -437,6 +452,9 @@ def cmd_write(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from media.usb.blockdev import open_target
+    from media.usb.copier import ImageCopier, WriteInterrupted
+
     image: Path = args.image
     image_size = check_image(image)
     target_path: Path = args.target

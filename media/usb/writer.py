@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,7 +173,9 @@ def write_many(
             try:
                 if poll is not None:
                     poll()
-                time.sleep(0.1)
+                # Returns as soon as the last target finishes; the timeout keeps Ctrl-C and
+                # `poll` responsive.
+                wait(futures, timeout=0.1)
             except KeyboardInterrupt:
                 # Keep waiting: the copiers finish their current chunk and return results.
                 interrupted = True
