@@ -259,3 +259,30 @@ def json_mutation(doc: object, draw: st.DrawFn) -> tuple[str, bytes]:
         return what, json.dumps(doc).encode()
     # Raw non-ASCII text; a lone surrogate becomes bytes that are not UTF-8 at all.
     return what, json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+# --- the kill-point tally (issue 6: "how many kill points were tried and how many survived") ---
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Count the verdicts the kill tests recorded with `record_property` (user properties
+    travel with each report, so this works under pytest-xdist too)."""
+    verdicts: list[dict[str, object]] = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", []):
+                if name == "kill_fresh_install":
+                    verdicts.append(json.loads(str(value)))
+    if not verdicts:
+        return
+    survived = [v for v in verdicts if v["survived"]]
+    terminalreporter.write_sep("-", "fresh install killed midway")
+    terminalreporter.write_line(
+        f"kill points tried: {len(verdicts)}, survived: {len(survived)}, "
+        f"lost: {len(verdicts) - len(survived)}"
+    )
+    for verdict in sorted(verdicts, key=lambda v: str(v["point"])):
+        mark = "ok  " if verdict["survived"] else "LOST"
+        terminalreporter.write_line(f"  {mark} {verdict['point']}: {verdict['how']}")
