@@ -35,6 +35,7 @@ class Checkpoint(enum.StrEnum):
     WRITE_BOOT_ENTRY = "write-boot-entry"
     WRITE_CONFIG = "write-config"
     UPDATE_VMS = "update-vms"
+    SWITCH_TABLE = "switch-table"
     SET_STATUS = "set-status"
     DONE = "done"
 
@@ -86,6 +87,25 @@ UPGRADE_STEPS: tuple[Checkpoint, ...] = (
 )
 
 
+# 4.0.0 MBR -> 4.5.0 GPT in place (installer.engine.migrate).
+MIGRATE_STEPS: tuple[Checkpoint, ...] = (
+    Checkpoint.VERIFY_MEDIUM,
+    Checkpoint.PROBE,
+    Checkpoint.MARK_SIGNALLED,
+    Checkpoint.MKFS,
+    Checkpoint.WRITE_SLOT,
+    Checkpoint.VERIFY_SLOT,
+    Checkpoint.INSTALL_BOOTLOADER,
+    Checkpoint.WRITE_ESP_KERNEL,
+    Checkpoint.WRITE_CONFIG,
+    Checkpoint.UPDATE_VMS,
+    Checkpoint.WRITE_BOOT_ENTRY,
+    Checkpoint.SWITCH_TABLE,
+    Checkpoint.SET_STATUS,
+    Checkpoint.DONE,
+)
+
+
 def crash_if_asked(checkpoint: Checkpoint) -> None:
     """The test seam: SIGKILL ourselves if ENGINEKIT_CRASH_AT names this checkpoint."""
     if os.environ.get(CRASH_ENV) == checkpoint.value:
@@ -101,6 +121,11 @@ class StepTracker:
         self._total = sum(s.weight for s in self._steps) or 1.0
         self._done: list[str] = []
         self._current: Checkpoint | None = None
+
+    def use_steps(self, steps: Sequence[Checkpoint]) -> None:
+        """Switch to another list once the kind of run is known (e.g. a migration)."""
+        self._steps = tuple(steps)
+        self._total = sum(s.weight for s in self._steps) or 1.0
 
     @property
     def done(self) -> tuple[str, ...]:

@@ -18,12 +18,14 @@ from enginekit.versions import DiskLayout, EngineVersion
 from installer import rules
 from installer.engine.checkpoints import (
     FRESH_STEPS,
+    MIGRATE_STEPS,
     UPGRADE_STEPS,
     Checkpoint,
     StepTracker,
 )
 from installer.engine.common import SystemImage
 from installer.engine.fresh import fresh_install
+from installer.engine.migrate import migrate_mbr_to_gpt
 from installer.engine.payload import MediumRejected
 from installer.engine.refusals import Refused, check_target, check_upgrade
 from installer.engine.repair import repair_mbr
@@ -153,6 +155,22 @@ def run_plan(plan: InstallPlan, progress: ProgressCallback | None = None) -> Ins
         )
 
     assert installed is not None  # _guard refused UPGRADE/REPAIR without an installation
+    if (
+        plan.mode is InstallMode.UPGRADE
+        and installed.layout is DiskLayout.MBR
+        and layout is DiskLayout.GPT_AB
+    ):
+        tracker.use_steps(MIGRATE_STEPS)
+        switch = migrate_mbr_to_gpt(plan, image, installed.version, tracker)
+        tracker.reach(Checkpoint.DONE)
+        return InstallReport(
+            plan=plan,
+            installed_version=image.version,
+            slot=switch.new_slot.value,
+            upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value,
+            vm_notes=_notes(installed, image),
+            steps_done=tracker.done,
+        )
     if installed.layout is DiskLayout.MBR or layout is DiskLayout.MBR:
         if plan.mode is InstallMode.UPGRADE:
             raise refuse_mbr_upgrade(installed.version, image.version)

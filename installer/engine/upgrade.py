@@ -47,7 +47,7 @@ class SlotSwitch:
     generation: int
 
 
-def _update_vms(session: InstallationSession, image: SystemImage) -> None:
+def update_shared_vms(session: InstallationSession, image: SystemImage) -> None:
     """Record the new PV drivers in shared VMs Engine can run; touch nothing else."""
     target = EngineVersion.parse(image.version)
     for vm in session.read_vms():
@@ -107,7 +107,7 @@ def upgrade_in_place(
 
         tracker.reach(Checkpoint.UPDATE_VMS)
         if not repair:
-            _update_vms(session, image)
+            update_shared_vms(session, image)
 
         tracker.reach(Checkpoint.WRITE_BOOT_ENTRY)
         generation = next_generation(esp, state.generation)
@@ -129,7 +129,7 @@ def upgrade_in_place(
 
 def refuse_mbr_upgrade(installed: str, target: str) -> Refused:
     return Refused(
-        f"upgrading Engine {installed} (MBR disk) to {target} is not supported yet: "
-        "the in-place MBR to GPT migration is not implemented",
+        f"upgrading Engine {installed} (MBR disk) to {target} (MBR) is not supported: "
+        "an MBR disk has one system slot and nothing to fall back to",
         hint="erase and reinstall with this medium (VMs on the disk are lost)",
     )

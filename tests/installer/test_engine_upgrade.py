@@ -3,14 +3,17 @@ entry, the status, VM records, and VM disks left byte for byte alone."""
 
 from __future__ import annotations
 
+import hashlib
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from disk_images.layout import Slot
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus, VmKind, VmRecord
-from enginekit.errors import UserInputError
 from installer.engine import run_plan
 from installer.engine.checkpoints import UPGRADE_STEPS
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode, Secret
@@ -18,6 +21,7 @@ from installer.pytest_plugin import vm_disk_digests
 from installer.reference_disk import SampleVm, add_sample_vms
 
 pytestmark = [pytest.mark.root]
+MIB = 1024 * 1024
 
 
 def _plan(medium: Path, disk: Path, mode: InstallMode, version: str, **kw: object) -> InstallPlan:
@@ -127,13 +131,32 @@ def test_repair_mbr_in_place(engine_disk, engine_medium) -> None:  # type: ignor
     assert len(_installation(disk).vms) == 4
 
 
-def test_upgrade_from_mbr_is_refused_cleanly_or_migrates(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
-    disk = engine_disk("4.0.0", size="1G", with_vms=False)
-    try:
-        run_plan(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
-    except UserInputError as exc:
-        assert "not supported yet" in exc.message
-        assert _installation(disk).version == "4.0.0"
-    else:
-        found = _installation(disk)
-        assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+def test_migrate_4_0_mbr_to_4_5_gpt_in_place(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.0.0", size="1G")
+    vm_before = vm_disk_digests(disk)
+    slot_a = (65 * MIB, 128 * MIB)
+    old_system = _region_digest(disk, *slot_a)
+    report = run_plan(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
+    assert report.slot == "B" and "switch-table" in report.steps_done
+    found = _installation(disk)
+    assert found.layout.value == "gpt-ab" and found.version == "4.0.0"
+    assert found.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
+    assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+    assert [p.start // MIB for p in found.partitions] == [1, 65, 193, 321]
+    assert [e.file_name for e in found.boot_entries] == ["engine-1-a.conf", "engine-2-b+1-0.conf"]
+    # the old system was not moved or rewritten: it is slot A now, byte for byte
+    assert _region_digest(disk, *slot_a) == old_system
+    assert vm_disk_digests(disk) == vm_before
+    assert {vm.pv_drivers for vm in found.vms if vm.kind == "shared"} == {"4.5.0"}
+    sgdisk = shutil.which("sgdisk")
+    if sgdisk:
+        check = subprocess.run([sgdisk, "-v", str(disk)], capture_output=True, text=True)
+        assert "No problems found" in check.stdout, check.stdout
+
+
+def _region_digest(disk: Path, start: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(disk, "rb") as handle:
+        handle.seek(start)
+        digest.update(handle.read(size))
+    return digest.hexdigest()

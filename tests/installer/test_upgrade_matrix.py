@@ -51,15 +51,10 @@ def test_upgrade_matrix(engine_disk, engine_medium, capsys: pytest.CaptureFixtur
                 outcome[installed, medium] = f"{mode.value}: {report.upgrade_status or 'Blank'}"
                 found = probe(disk)
                 assert isinstance(found, Installation)
-                if found.layout.value == "gpt-ab":
+                if mode is InstallMode.UPGRADE or found.layout.value == "gpt-ab":
                     assert found.slots[found.state.pending_slot] == medium  # type: ignore[index]
                 allowed = True
-            expected = _expected(installed, medium)
-            # The one gap the engine documents: 4.0.0 (MBR) -> 4.5.0 needs the in-place
-            # migration, refused with "not supported yet" while it is not implemented.
-            if expected and not allowed and "not supported yet" in outcome[installed, medium]:
-                expected = False
-            if allowed != expected:
+            if allowed != _expected(installed, medium):
                 failures.append(f"{installed}->{medium}: {outcome[installed, medium]}")
     with capsys.disabled():
         print("\nupgrade matrix (rows: installed, columns: medium)")
@@ -69,4 +64,5 @@ def test_upgrade_matrix(engine_disk, engine_medium, capsys: pytest.CaptureFixtur
     assert not failures, failures
     assert outcome["4.0.0", "5.0.0"].startswith("refused") and "4.5.0" in outcome["4.0.0", "5.0.0"]
     assert outcome["4.5.0", "5.0.0"].startswith("upgrade")
+    assert outcome["4.0.0", "4.5.0"].startswith("upgrade")  # the in-place MBR -> GPT migration
     assert "downgrade" in outcome["5.0.0", "4.5.0"]
