@@ -94,3 +94,21 @@ def test_new_slot_that_does_not_boot_falls_back(engine_disk, engine_medium) -> N
     assert after.upgrade_status is UpgradeStatus.FAILED and after.version == "4.5.0"
     assert "engine-2-b+0-1.conf" in [e.file_name for e in after.boot_entries]
     assert vm_disk_digests(disk) == vm_before
+
+
+def test_migrated_4_0_disk_boots_4_5(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.0.0", size="1G")
+    vm_before = vm_disk_digests(disk)
+    plan = InstallPlan(
+        engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0", eula_accepted=True
+    )
+    run_plan(plan)
+    from disk_images.boot import boot_installed_disk
+
+    result = boot_installed_disk(disk)
+    running = result.running
+    assert running is not None and running.version == "4.5.0" and running.vms == 4
+    assert result.firmware.value == "uefi" and result.blessed == "engine-2-b.conf"
+    after = _installation(disk)
+    assert after.version == "4.5.0" and after.upgrade_status is UpgradeStatus.BLANK
+    assert vm_disk_digests(disk) == vm_before

@@ -24,10 +24,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from disk_images.layout import Slot
 from disk_images.probe import Installation, NoInstallation, probe
 from disk_images.state import UpgradeStatus
 from installer.engine import run_plan
-from installer.engine.checkpoints import CRASH_ENV, FRESH_STEPS, UPGRADE_STEPS, Checkpoint
+from installer.engine.checkpoints import (
+    CRASH_ENV,
+    FRESH_STEPS,
+    MIGRATE_STEPS,
+    UPGRADE_STEPS,
+    Checkpoint,
+)
 from installer.plan import InstallMode, InstallPlan
 from installer.pytest_plugin import copy_sparse, vm_disk_digests
 
@@ -234,6 +241,53 @@ def test_fresh_install_killed_then_rerun(
         ok = True
     finally:
         TALLY.setdefault("fresh install", []).append(ok)
+
+
+MIGRATION_KILLS = (
+    Checkpoint.MKFS,
+    Checkpoint.WRITE_SLOT,
+    Checkpoint.WRITE_BOOT_ENTRY,
+    Checkpoint.SWITCH_TABLE,
+    Checkpoint.SET_STATUS,
+)
+
+
+@pytest.mark.parametrize("checkpoint", MIGRATION_KILLS)
+def test_migration_killed_then_rerun(
+    checkpoint: Checkpoint, tmp_path: Path, engine_disk, engine_medium
+) -> None:  # type: ignore[no-untyped-def]
+    """4.0.0 MBR -> 4.5.0 GPT killed before and after its point of no return."""
+    assert checkpoint in MIGRATE_STEPS
+    disk = engine_disk("4.0.0", size="1G")
+    medium = engine_medium("4.5.0")
+    vm_before = vm_disk_digests(disk)
+    ok = False
+    try:
+        status = _run_installer(medium, disk, _answers(tmp_path), crash_at=checkpoint.value)
+        assert status == -signal.SIGKILL
+        _wait_released(disk)
+        found = probe(disk)
+        assert isinstance(found, Installation) and found.version == "4.0.0", found
+        switched = MIGRATE_STEPS.index(checkpoint) > MIGRATE_STEPS.index(Checkpoint.SWITCH_TABLE)
+        assert found.layout.value == ("gpt-ab" if switched else "mbr")
+        assert vm_disk_digests(disk) == vm_before
+        if checkpoint is Checkpoint.SET_STATUS and shutil.which("qemu-system-x86_64"):
+            from disk_images.boot import boot_installed_disk
+
+            copy = copy_sparse(disk, disk.with_name(disk.name + ".boot"))
+            running = boot_installed_disk(copy, timeout=90).running
+            assert running is not None and running.version in ("4.0.0", "4.5.0")
+            copy.unlink()
+        plan = InstallPlan(medium, disk, InstallMode.UPGRADE, "4.5.0", eula_accepted=True)
+        assert run_plan(plan).upgrade_status == UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value
+        after = probe(disk)
+        assert isinstance(after, Installation) and after.layout.value == "gpt-ab"
+        assert after.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
+        assert vm_disk_digests(disk) == vm_before
+        _wait_released(disk)
+        ok = True
+    finally:
+        TALLY.setdefault("4.0.0 -> 4.5.0 migration", []).append(ok)
 
 
 def test_kill_tally(capsys: pytest.CaptureFixture[str]) -> None:
