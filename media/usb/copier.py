@@ -438,6 +438,10 @@ class ImageCopier:
             unsynced = 0
             for chunk in _read_chunks(image_fd, self.image_size, buffer):
                 if self.stop.is_set():
+                    # Flush what is there and let the kernel forget the old partitions, so
+                    # nothing mounts a half-overwritten filesystem from the stick.
+                    with contextlib.suppress(OSError):
+                        self.target.finish(fd)
                     raise WriteInterrupted(str(self.target), Phase.WRITE, done, self.image_size)
                 try:
                     self._write_chunk(fd, chunk, direct)

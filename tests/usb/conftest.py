@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -78,7 +79,22 @@ def attached_loop(backing: Path, *, read_only: bool = False) -> Iterator[Path]:
     try:
         yield device
     finally:
-        run([losetup, "--detach", device], check=False)
+        # Another program on this machine (lsblk, blkid, a parallel test) may hold the device
+        # for a moment; the kernel then defers the detach. Wait for it to really go.
+        deadline = time.monotonic() + 10
+        while _still_backed_by(device, backing) and time.monotonic() < deadline:
+            run([losetup, "--detach", device], check=False)
+            time.sleep(0.05)
+
+
+def _still_backed_by(device: Path, backing: Path) -> bool:
+    """Whether `device` is still attached to *our* file (the number may be reused by others
+    as soon as we let go, and theirs must be left alone)."""
+    try:
+        name = (Path("/sys/block") / device.name / "loop" / "backing_file").read_text()
+    except OSError:
+        return False
+    return name.strip().removesuffix(" (deleted)") == str(backing.resolve())
 
 
 @pytest.fixture

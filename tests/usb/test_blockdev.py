@@ -183,3 +183,53 @@ def test_target_class_for_loop_devices(loop_device: LoopFactory) -> None:
 
     stick = loop_device(4 * MiB)
     assert isinstance(open_target(stick), BlockDeviceTarget)
+
+
+def test_a_device_holding_the_image_is_refused(
+    tmp_path: Path,
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stick = loop_device(32 * MiB)
+    run([require_tool("mkfs.ext4", "e2fsprogs"), "-q", stick])  # no partition table
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    run(["mount", stick, mountpoint])
+    try:
+        iso = mountpoint / "engine.iso"
+        iso.write_bytes(make_iso(1 * MiB).read_bytes())
+        status, _, err = _engine_media(
+            capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
+        )
+        assert status == 2
+        assert _errors(err) == [f"error: refusing {stick}: holds the image file being written"]
+        assert os.path.ismount(mountpoint)  # nothing was unmounted
+    finally:
+        run(["umount", mountpoint], check=False)
+
+
+def test_disks_above_64_gb_need_their_name_typed(
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    big = loop_device(70 * 1000**3)  # sparse: only what is written takes space
+    argv = ["usb", "write", str(iso), str(big)]
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("yes\nsdb\n"))
+    assert main(argv) == 2
+    _, err = capsys.readouterr()
+    assert "larger than 64 GB" in err and f"Type its name '{big.name}'" in err
+    assert "not confirmed; nothing was written" in err
+    with open(big, "rb") as device:
+        assert device.read(4096) == bytes(4096)
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"yes\n{big.name}\n"))
+    assert main(argv) == 0
+    capsys.readouterr()
+    with open(big, "rb") as device:
+        assert device.read(iso.stat().st_size) == iso.read_bytes()

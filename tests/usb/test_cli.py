@@ -73,7 +73,8 @@ def test_refusals_are_one_line_each_and_create_nothing(
     good.touch()
     sdzz = Path("/dev/sdzz")
     assert not sdzz.exists()
-    argv = ["usb", "write", "--yes", str(iso), str(sdzz), str(iso), str(tmp_path), str(good)]
+    argv = ["usb", "write", "--yes", str(iso), str(sdzz), str(iso), str(tmp_path), "/dev/null"]
+    argv.append(str(good))
     status, out, err = _engine_media(capsys, monkeypatch, argv)
     assert status == 1  # the good target was written, the others refused
     assert not sdzz.exists()
@@ -83,8 +84,9 @@ def test_refusals_are_one_line_each_and_create_nothing(
         "(a mistyped /dev/sdX must not create a file)",
         f"error: refusing {iso}: is the image file itself",
         f"error: refusing {tmp_path}: neither a block device nor a regular file",
+        "error: refusing /dev/null: neither a block device nor a regular file",
     ]
-    assert out.count("refused") == 3
+    assert out.count("refused") == 4
 
 
 def test_only_refused_targets_exit_2(
