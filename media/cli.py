@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +45,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="log every command run and show tracebacks",
     )
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(text: str) -> str:
+    """Text from a (possibly hostile) medium, safe to print as part of one line."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def _print_json(data: Any) -> None:
@@ -198,15 +207,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for check in report.checks:
             mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
             _console().print(f"{mark} {check.name:<10} ", end="")
-            _console().print(check.detail, markup=False)
+            _console().print(_one_line(check.detail), markup=False)
         for boot in report.boots:
             mark = "[green]ok  [/green]" if boot.ok else "[red]FAIL[/red]"
             _console().print(f"{mark} boot {boot.name:<15} {boot.seconds:5.1f} s  ", end="")
-            _console().print(boot.marker or boot.problem or "", markup=False)
+            _console().print(_one_line(boot.marker or boot.problem or ""), markup=False)
             if not boot.ok and boot.console_tail:
                 _console().print(f"       console: {boot.console_tail}", markup=False)
     if not report.ok:
-        sys.stderr.write(f"error: {path}: verification failed: {'; '.join(report.failures())}\n")
+        failures = _one_line("; ".join(report.failures()))
+        sys.stderr.write(f"error: {path}: verification failed: {failures}\n")
         return 1
     if not args.json:
         what = "all checks and boots hold" if args.boot else "all checks hold (no boot: --boot)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import Any
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
-from enginekit.errors import UserInputError
+from enginekit.errors import EngineKitError, UserInputError
+from enginekit.versions import EngineVersion
 from media import system_area
 from media.errors import InvalidISO, InvalidManifest
 from media.isomd5 import check as md5_check
@@ -91,31 +93,75 @@ def check_iso_file(path: Path) -> int:
     return path.stat().st_size
 
 
+# What pycdlib lets escape on damaged or foreign images besides its own errors.
+# (AttributeError/TypeError: pycdlib follows records a damaged image leaves as None.)
+_DAMAGED = (
+    PyCdlibException,
+    struct.error,
+    ValueError,
+    IndexError,
+    KeyError,
+    UnicodeError,
+    AttributeError,
+    TypeError,
+    RecursionError,
+)
+
+
+def _declared_volume_bytes(path: Path) -> int | None:
+    """Volume size the primary volume descriptor declares, or None if there is no PVD."""
+    with open(path, "rb") as fp:
+        fp.seek(16 * 2048)
+        pvd = fp.read(2048)
+    if len(pvd) < 132 or pvd[0] != 1 or pvd[1:6] != b"CD001":
+        return None
+    blocks = int.from_bytes(pvd[80:84], "little")
+    block_size = int.from_bytes(pvd[128:130], "little")
+    return blocks * block_size
+
+
 @contextlib.contextmanager
 def open_iso(path: Path) -> Iterator[pycdlib.PyCdlib]:
-    """pycdlib's view of the ISO, with broken input mapped to `InvalidISO`."""
+    """pycdlib's view of the ISO. A missing file, a short one and anything pycdlib cannot
+    read (while opening or later, inside the with block) become one clear error."""
     size = check_iso_file(path)
+    declared = _declared_volume_bytes(path)
+    if declared is not None and size < declared:
+        raise InvalidISO(
+            f"{path}: truncated: the ISO 9660 volume is {declared} bytes but the file "
+            f"has only {size}",
+            hint="the copy or download was cut short; fetch or build it again",
+        )
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(path))
-    except PyCdlibException as exc:
+    except (*_DAMAGED, OSError) as exc:
         raise InvalidISO(
-            f"{path}: not a readable ISO 9660 image ({exc})",
+            f"{path}: not a readable ISO 9660 image ({_first_line(exc)})",
             hint="is this the right file? a truncated download or a disk image will not do",
-        ) from exc
-    except (OSError, ValueError, IndexError) as exc:
-        raise InvalidISO(f"{path}: not a readable ISO 9660 image ({exc})") from exc
+        ) from None
     try:
-        volume_bytes = iso.pvd.space_size * iso.pvd.log_block_size
-        if size < volume_bytes:
+        volume = volume_bytes(iso)
+        if size < volume:
             raise InvalidISO(
-                f"{path}: truncated: the ISO 9660 volume is {volume_bytes} bytes but the file "
+                f"{path}: truncated: the ISO 9660 volume is {volume} bytes but the file "
                 f"has only {size}",
                 hint="the copy or download was cut short; fetch or build it again",
             )
         yield iso
+    except _DAMAGED as exc:
+        raise InvalidISO(
+            f"{path}: damaged ISO 9660 structure ({_first_line(exc)})",
+            hint="the image is corrupt; build or download it again",
+        ) from None
     finally:
-        iso.close()
+        with contextlib.suppress(*_DAMAGED, OSError):
+            iso.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def volume_bytes(iso: pycdlib.PyCdlib) -> int:
@@ -179,10 +225,22 @@ def manifest_version(iso: pycdlib.PyCdlib) -> str | None:
         return None
     try:
         doc = json.loads(data)
-    except ValueError as exc:
-        raise InvalidManifest(f"{MANIFEST_RR_PATH} on the medium is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise InvalidManifest(
+            f"{MANIFEST_RR_PATH} on the medium is not JSON ({_first_line(exc)})",
+            hint="the medium is damaged or not an Engine medium; run engine-media verify",
+        ) from None
     version = doc.get("version") if isinstance(doc, dict) else None
-    return version if isinstance(version, str) else None
+    if version is None:
+        return None
+    try:
+        return str(EngineVersion.parse(version))
+    except EngineKitError:
+        raise InvalidManifest(
+            f"{MANIFEST_RR_PATH} on the medium: version {ascii(version)[:60]} is not an "
+            "Engine version",
+            hint="the medium is damaged or not an Engine medium; run engine-media verify",
+        ) from None
 
 
 def fits_on(size: int, usb_size: int | None) -> dict[str, bool | None]:

@@ -166,6 +166,10 @@ def _manifest_checks(path: Path, volume_id: str) -> tuple[list[Check], str | Non
         reader = MediumReader.open(path)
     except EngineKitError as exc:
         return [Check("manifest", False, exc.message), Check("files", False, "not checked")], None
+    except RecursionError:
+        # json.loads on a hostile, deeply nested document (media.manifest lets it through).
+        detail = f"{path}:/engine/manifest.json nests too deeply to be a manifest"
+        return [Check("manifest", False, detail), Check("files", False, "not checked")], None
     with reader:
         manifest = reader.manifest
         version = str(manifest.version)
