@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,12 @@ from enginekit.process import run
 # The watchdog for in-process runs: generous, since the point is "never hangs", not speed.
 IN_PROCESS_TIMEOUT = 60
 SUBPROCESS_TIMEOUT = 120
+
+
+def fuzz_examples(default: int) -> int:
+    """Hypothesis examples for a fuzz test: `default` (kept small for the suite's time budget)
+    times ENGINEKIT_FUZZ_SCALE, for a longer hunt: ENGINEKIT_FUZZ_SCALE=20 pytest ..."""
+    return max(1, default * int(os.environ.get("ENGINEKIT_FUZZ_SCALE", "1")))
 
 
 @dataclass(frozen=True)

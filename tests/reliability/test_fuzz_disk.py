@@ -38,6 +38,7 @@ from .conftest import (
     NASTY_JSON,
     CliOutcome,
     assert_clean_outcome,
+    fuzz_examples,
     json_mutation,
     run_console,
     run_in_process,
@@ -177,7 +178,7 @@ ENTRY_FIELDS = (
 
 @dataclass(frozen=True)
 class GptDamage:
-    where: str  # "primary" | "backup"
+    where: str  # "primary" | "backup" | "both"
     part: str  # "header" | "entry <n>"
     field: str
     data: bytes
@@ -185,21 +186,25 @@ class GptDamage:
 
     def apply(self, image: Path, size: int) -> None:
         last_lba = size // SECTOR - 1
-        header_lba = 1 if self.where == "primary" else last_lba
-        entries_lba = 2 if self.where == "primary" else last_lba - 32
-        if self.part == "header":
-            base = header_lba * SECTOR
-        else:
-            base = entries_lba * SECTOR + int(self.part.split()[1]) * ENTRY_SIZE
-        offset = dict((name, off) for name, off, _ in HEADER_FIELDS + ENTRY_FIELDS)[self.field]
-        write_at(image, base + offset, self.data)
-        if self.fix_crcs:
-            fix_gpt_crcs(image, header_lba)
+        # "both": the same damage in both copies, CRCs fixed, so that it gets past the
+        # primary/backup comparison and reaches the checks of what the entries mean.
+        copies = ["primary", "backup"] if self.where == "both" else [self.where]
+        for where in copies:
+            header_lba = 1 if where == "primary" else last_lba
+            entries_lba = 2 if where == "primary" else last_lba - 32
+            if self.part == "header":
+                base = header_lba * SECTOR
+            else:
+                base = entries_lba * SECTOR + int(self.part.split()[1]) * ENTRY_SIZE
+            offset = {name: off for name, off, _ in HEADER_FIELDS + ENTRY_FIELDS}[self.field]
+            write_at(image, base + offset, self.data)
+            if self.fix_crcs or self.where == "both":
+                fix_gpt_crcs(image, header_lba)
 
 
 @st.composite
 def gpt_damage(draw: st.DrawFn, disk_size: int) -> GptDamage:
-    where = draw(st.sampled_from(["primary", "backup"]))
+    where = draw(st.sampled_from(["primary", "backup", "both", "both"]))
     sectors = disk_size // SECTOR
     if draw(st.booleans()):
         part = "header"
@@ -327,7 +332,7 @@ def test_pristine_reference_disk_baseline(
 
 
 FUZZ_SETTINGS = settings(
-    max_examples=12,
+    max_examples=fuzz_examples(12),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -411,7 +416,7 @@ def test_keyboard_with_a_lone_surrogate(
 
 
 @settings(
-    max_examples=3,
+    max_examples=fuzz_examples(3),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

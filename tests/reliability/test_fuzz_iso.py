@@ -33,6 +33,7 @@ from .conftest import (
     CliOutcome,
     assert_clean_outcome,
     file_sha256,
+    fuzz_examples,
     json_mutation,
     json_values,
     run_console,
@@ -314,7 +315,7 @@ def test_the_pristine_tiny_iso_passes_every_command(
 
 
 @settings(
-    max_examples=40,
+    max_examples=fuzz_examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -337,7 +338,7 @@ def test_damaged_iso_in_process(
 
 
 @settings(
-    max_examples=4,
+    max_examples=fuzz_examples(4),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

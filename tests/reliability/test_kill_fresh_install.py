@@ -36,6 +36,7 @@ from .conftest import (
     assert_clean_outcome,
     console_script,
     error_lines,
+    fuzz_examples,
     run_console,
 )
 
@@ -230,7 +231,7 @@ def test_killed_at_checkpoint(
 
 
 @settings(
-    max_examples=4,
+    max_examples=fuzz_examples(4),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
