@@ -159,7 +159,8 @@ class FileTarget:
         return str(self.path)
 
     def open_raw(self, flags: int) -> tuple[int, bool]:
-        """Open with O_DIRECT when the filesystem supports it (tmpfs does not), else without.
+        """Open with O_DIRECT when the filesystem supports it (tmpfs before Linux 6.6 does not),
+        else without.
         Returns (fd, whether O_DIRECT is on); OSError propagates for the caller to explain."""
         try:
             return os.open(self.path, flags | os.O_DIRECT | os.O_CLOEXEC), True
@@ -225,7 +226,6 @@ class FileTarget:
 
 @dataclass(frozen=True)
 class _Chunk:
-    index: int
     offset: int
     data: memoryview  # valid until the next chunk is requested
     address: int  # of data[0], for memcmp
@@ -270,14 +270,15 @@ class _ReadAhead:
         view = memoryview(buffer)
         while got < want:
             n = os.preadv(self.fd, [view[got:ask]], offset + got)
-            if n == 0:
-                break
             got += n
+            # A short O_DIRECT read is the end of the file or device; asking again from an
+            # unaligned offset would fail with EINVAL.
+            if n == 0 or (self.direct and got < ask):
+                break
         return min(got, want)
 
     def _run(self) -> None:
         offset = 0
-        index = 0
         try:
             while offset < self.total and not self._stop.is_set():
                 try:
@@ -288,11 +289,10 @@ class _ReadAhead:
                 want = min(self.chunk_size, self.total - offset)
                 got = self._read_into(buffer, offset, want)
                 view = memoryview(buffer)[:got]
-                self._filled.put((slot, _Chunk(index, offset, view, self._addresses[slot])))
+                self._filled.put((slot, _Chunk(offset, view, self._addresses[slot])))
                 if got < want:
                     break
                 offset += got
-                index += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread
             self._filled.put(exc)
             return
@@ -338,7 +338,6 @@ def _read_chunks(fd: int, total: int, buffer: mmap.mmap) -> Iterator[_Chunk]:
     view = memoryview(buffer)
     address = _address(buffer)
     offset = 0
-    index = 0
     while offset < total:
         want = min(len(buffer), total - offset)
         got = 0
@@ -347,11 +346,10 @@ def _read_chunks(fd: int, total: int, buffer: mmap.mmap) -> Iterator[_Chunk]:
             if n == 0:
                 break
             got += n
-        yield _Chunk(index, offset, view[:got], address)
+        yield _Chunk(offset, view[:got], address)
         if got < want:
             return
         offset += got
-        index += 1
 
 
 def _close_buffer(buffer: mmap.mmap) -> None:
@@ -521,7 +519,7 @@ class ImageCopier:
                         checked,
                         time.monotonic() - started,
                         first_bad_offset=bad,
-                        detail=self._mismatch_text(bad, actual, length),
+                        detail=self._mismatch_text(bad, expected, actual),
                     )
                 checked = actual.offset + length
                 self._report(Phase.VERIFY, checked)
@@ -535,9 +533,11 @@ class ImageCopier:
                 )
         return VerifyResult(True, checked, time.monotonic() - started)
 
-    def _mismatch_text(self, bad: int, chunk: _Chunk, expected_length: int) -> str:
-        if len(chunk.data) < expected_length and bad >= chunk.offset + len(chunk.data):
-            return f"{self.target} ends at offset {bad}, before the image does"
+    def _mismatch_text(self, bad: int, expected: _Chunk, actual: _Chunk) -> str:
+        have = len(actual.data)
+        if have < len(expected.data) and _same_bytes(expected.address, actual.address, have):
+            # Everything the target has matches; it just stops early.
+            return f"{self.target} ends at offset {actual.offset + have}, before the image does"
         return (
             f"{self.target} differs from the image at offset {bad} "
             f"({human_size(bad)}): first bad block"

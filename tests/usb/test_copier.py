@@ -88,13 +88,14 @@ def test_verify_names_the_first_bad_block(tmp_path: Path, bad: int) -> None:
     assert f"offset {bad // 512 * 512} " in result.detail
 
 
-def test_verify_reports_a_short_target(tmp_path: Path) -> None:
+@pytest.mark.parametrize("length", [5 * MiB + 4096, 5 * MiB + 1000, 4 * MiB, 0])
+def test_verify_reports_a_short_target(tmp_path: Path, length: int) -> None:
     image = _image(tmp_path / "engine.iso", 6 * MiB)
     target = tmp_path / "stick.img"
-    target.write_bytes(image.read_bytes()[: 5 * MiB + 4096])
+    target.write_bytes(image.read_bytes()[:length])
     result = ImageCopier(image, FileTarget(target)).verify()
     assert not result.ok
-    assert result.first_bad_offset == 5 * MiB + 4096
+    assert result.first_bad_offset == length // 512 * 512
     assert "ends at offset" in result.detail
 
 
