@@ -63,6 +63,12 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     listing.add_argument(
         "--all", action="store_true", help="also show hidden disks and why each is hidden"
     )
+    listing.add_argument(
+        "--image",
+        type=Path,
+        metavar="ISO",
+        help="also hide disks too small for this ISO, and the disk that holds it",
+    )
     _debug_option(listing)
     listing.set_defaults(handler=cmd_list)
 
@@ -104,7 +110,7 @@ def _debug_option(parser: argparse.ArgumentParser) -> None:
 _LIST_HELP = (
     "Show USB-attached and removable whole disks with model, serial, size and mounted "
     "partitions. --all also lists the hidden disks (system disk, internal, no medium, "
-    "read-only, ...) with the reason each is hidden."
+    "read-only, and with --image: too small, holds the image) with the reason each is hidden."
 )
 _WRITE_HELP = (
     "Write ISO to each TARGET (a whole-disk block device, or an existing regular file), "
@@ -194,9 +200,11 @@ def _size_text(size: int) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    image: Path | None = args.image
+    image_size = check_image(image) if image is not None else None
     # Unattached loop and zram devices are noise (lsblk hides them too).
-    disks = [d for d in discovery.list_disks() if d.size_bytes or not d.bus.is_virtual]
-    rows = [(disk, policy.hidden_reasons(disk)) for disk in disks]
+    disks = [d for d in discovery.list_disks(image) if d.size_bytes or not d.bus.is_virtual]
+    rows = [(disk, policy.hidden_reasons(disk, image_size)) for disk in disks]
     if not args.all:
         rows = [(disk, hidden) for disk, hidden in rows if not hidden]
     if args.json:
