@@ -8,6 +8,8 @@ mount (and no vfat driver in the host kernel) is needed.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,25 +113,35 @@ def make_esp_image(image: Path, vmlinuz: Path, initrd: Path) -> Path:
     """Create the UEFI boot image: systemd-boot as the removable-media loader, its config,
     and copies of the installer kernel and initramfs."""
     mkfs = require_tool("mkfs.vfat", "dosfstools")
-    mmd = require_tool("mmd", "mtools")
     mcopy = require_tool("mcopy", "mtools")
-    work = image.parent
-    loader = work / "loader.conf"
-    entry = work / "install.conf"
-    loader.write_text(loader_conf())
-    entry.write_text(install_entry())
-    payload = sum(p.stat().st_size for p in (SYSTEMD_BOOT_EFI, vmlinuz, initrd, loader, entry))
+    # Stage the tree with its final names (hard links where possible, no copying), then
+    # copy it into the FAT image in one recursive mcopy.
+    tree = image.parent / "esp-tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    for rel, source in (
+        ("EFI/BOOT/BOOTX64.EFI", SYSTEMD_BOOT_EFI),
+        ("boot/vmlinuz", vmlinuz),
+        ("boot/initrd.img", initrd),
+    ):
+        _link_or_copy(source, tree / rel)
+    (tree / "loader/entries").mkdir(parents=True)
+    (tree / "loader/loader.conf").write_text(loader_conf())
+    (tree / "loader/entries/install.conf").write_text(install_entry())
+    payload = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
     size = esp_image_size(payload)
     image.unlink(missing_ok=True)
     run([mkfs, "-C", "-n", "ENGINE-EFI", image, str(size // 1024)])
-    target = f"-i{image}"
-    run([mmd, target, "::EFI", "::EFI/BOOT", "::loader", "::loader/entries", "::boot"])
-    run([mcopy, target, SYSTEMD_BOOT_EFI, "::EFI/BOOT/BOOTX64.EFI"])
-    run([mcopy, target, loader, "::loader/loader.conf"])
-    run([mcopy, target, entry, "::loader/entries/install.conf"])
-    run([mcopy, target, vmlinuz, "::boot/vmlinuz"])
-    run([mcopy, target, initrd, "::boot/initrd.img"])
+    run([mcopy, "-s", "-Q", f"-i{image}", *sorted(tree.iterdir()), "::"])
+    shutil.rmtree(tree)
     return image
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or links not allowed: copy instead
+        shutil.copyfile(source, target)
 
 
 def prepare_boot_files(work: Path, vmlinuz: Path, initrd: Path) -> BootFiles:

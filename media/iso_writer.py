@@ -29,6 +29,7 @@ from media.isomd5 import FRAGMENT_COUNT, FRAGMENT_SUM_SIZE, fragment_checkpoints
 CHUNK = 4 * 1024 * 1024
 _BUFFERS = 4
 _ZEROS = bytes(CHUNK)
+_ZERO_VIEW = memoryview(_ZEROS)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -211,7 +212,7 @@ class ImageStreamer:
 
     def _zeros(self, upto: int) -> None:
         while self.position < upto:
-            self._emit(_ZEROS[: min(CHUNK, upto - self.position)])
+            self._emit(_ZERO_VIEW[: min(CHUNK, upto - self.position)])
 
     def _file(self, item: StreamedFile, slots: list[tuple[bytearray, list[Future[None]]]]) -> str:
         sha = hashlib.sha256()

@@ -2,17 +2,20 @@
 
 `reference_iso("5.0.0")` returns the path of a hybrid ISO built from the reference payload.
 The cached file is keyed by version, kernel release and a hash of the media package's source,
-so a change to the builder (or a new kernel) rebuilds it. Parallel callers (pytest-xdist
+so a change to the builder (or a new kernel) rebuilds it; images for other keys are removed
+once they are a day old. Parallel callers (pytest-xdist
 workers) serialise on a file lock; the ISO itself appears by atomic rename. Callers must treat
 the returned file as read-only: copy it before changing a byte.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
 import tempfile
+import time
 from pathlib import Path
 
 from enginekit.cache import cache_dir
@@ -22,6 +25,7 @@ from enginekit.versions import reference_build
 log = logging.getLogger(__name__)
 
 _MEDIA_DIR = Path(__file__).resolve().parent
+STALE_AFTER_SECONDS = 24 * 3600
 
 
 def source_hash() -> str:
@@ -58,7 +62,11 @@ def reference_iso(version: str) -> Path:
             payload = Path(tmp) / "payload"
             write_reference_payload(version, payload, kernel)
             build_iso(payload, target)
+        # Other keys may still be in use by a process that loaded other sources (a dev
+        # checkout changing under a running test session), so only old ones go.
+        cutoff = time.time() - STALE_AFTER_SECONDS
         for stale in root.glob(f"engine-{version}-*.iso"):
-            if stale != target:
-                stale.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                if stale != target and stale.stat().st_mtime < cutoff:
+                    stale.unlink()
     return target
