@@ -3,9 +3,9 @@
 `reference_iso("5.0.0")` returns the path of a hybrid ISO built from the reference payload.
 The cached file is keyed by version, kernel release and a hash of the media package's source,
 so a change to the builder (or a new kernel) rebuilds it; images for other keys are removed
-once they are a day old. Parallel callers (pytest-xdist
-workers) serialise on a file lock; the ISO itself appears by atomic rename. Callers must treat
-the returned file as read-only: copy it before changing a byte.
+once they are a day old. Parallel callers (pytest-xdist workers) serialise on a file lock; the
+ISO itself appears by atomic rename. Callers must treat the returned file as read-only: copy
+it before changing a byte.
 """
 
 from __future__ import annotations
