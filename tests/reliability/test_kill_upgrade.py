@@ -8,8 +8,10 @@ installation, the VM disk files hash as before, a copy of the disk boots either 
 new Engine (on a subset, to keep time down), and re-running the same upgrade completes it.
 The same for the 4.0.0 -> 4.5.0 migration, before and after its point of no return. (Fresh
 installs killed midway are covered by test_kill_fresh_install.py.)
-Only the installer process is killed; a child program it was running (an mtools or mkfs call)
-finishes on its own, as a write already handed to the kernel would.
+Checkpoint kills stop the installer process alone (no child runs at a step boundary); random
+kills stop either the process (a child mtools or mkfs call then finishes on its own, like a
+write already handed to the kernel) or its whole process group (the child dies mid-write too,
+like a power cut).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ def _run_installer(
     answers: Path,
     crash_at: str | None = None,
     kill_after: float | None = None,
+    whole_group: bool = False,
 ) -> int:
     env = dict(os.environ)
     env.pop(CRASH_ENV, None)
@@ -111,13 +114,21 @@ def _run_installer(
         str(answers),
     ]
     proc = subprocess.Popen(
-        argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     if kill_after is not None:
         try:
             proc.wait(timeout=kill_after)
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
+            if whole_group:  # a power cut: mkfs or mcopy die mid-write too
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=120)
     if proc.returncode not in (0, -signal.SIGKILL):
         raise AssertionError(f"installer failed: {err.decode(errors='replace')}")
@@ -182,9 +193,9 @@ def test_upgrade_killed_at_checkpoint(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(fraction=st.floats(min_value=0.02, max_value=0.98))
+@given(fraction=st.floats(min_value=0.02, max_value=0.98), whole_group=st.booleans())
 def test_upgrade_killed_at_random_moments(
-    fraction: float, tmp_path: Path, engine_disk, engine_medium
+    fraction: float, whole_group: bool, tmp_path: Path, engine_disk, engine_medium
 ) -> None:  # type: ignore[no-untyped-def]
     disk = engine_disk("4.5.0", size="2G")
     medium = engine_medium("5.0.0")
@@ -197,12 +208,15 @@ def test_upgrade_killed_at_random_moments(
         timed.unlink()
     delay = fraction * RUN_SECONDS[0]
     vm_before = vm_disk_digests(disk)
-    status = _run_installer(medium, disk, _answers(tmp_path), kill_after=delay)
+    status = _run_installer(
+        medium, disk, _answers(tmp_path), kill_after=delay, whole_group=whole_group
+    )
     if status == 0:
         TALLY.setdefault("upgrade (finished before the kill)", []).append(True)
         disk.unlink()
         return
-    _check_after_kill(disk, medium, vm_before, False, f"killed after {delay:.2f} s")
+    what = "process group" if whole_group else "process"
+    _check_after_kill(disk, medium, vm_before, False, f"{what} killed after {delay:.2f} s")
     disk.unlink()
 
 
