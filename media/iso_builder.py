@@ -81,7 +81,7 @@ class _NameTable:
         name = candidate
         counter = 1
         while name.upper() in taken:
-            suffix = f"~{counter}"
+            suffix = f"_{counter}" if limit < JOLIET_NAME_MAX else f"~{counter}"
             if split_ext and "." in candidate:
                 base, ext = candidate.rsplit(".", 1)
                 name = f"{base[: limit - len(suffix) - len(ext) - 1]}{suffix}.{ext}"
