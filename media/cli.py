@@ -51,7 +51,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _one_line(text: str) -> str:
-    """Text from a (possibly hostile) medium, safe to print as part of one line."""
+    """Text from a (possibly hostile) medium, safe to print as part of one line: control
+    characters and lone surrogates (from JSON escapes) are shown escaped."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
