@@ -26,6 +26,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from installer.cli import main as engine_install
+from installer.pytest_plugin import sparse_digest
 from media.cli import main as engine_media
 
 from .conftest import (
@@ -294,8 +296,49 @@ def mutations(iso_map: IsoMap) -> st.SearchStrategy[Mutation]:
 # --- running the commands -----------------------------------------------------------------------
 
 
-def media_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> CliOutcome:
-    return run_in_process("engine-media", engine_media, argv, capsys)
+FRESH_ANSWERS = """\
+[eula]
+accept = true
+[keyboard]
+layout = "us"
+[registration]
+mode = "standalone"
+"""
+
+
+@dataclass(frozen=True)
+class DryRunTarget:
+    """A blank 512 MiB sparse disk and fresh-install answers, for `engine-install --dry-run`."""
+
+    disk: Path
+    answers: Path
+
+
+@pytest.fixture
+def dry_run_target(tmp_path: Path) -> DryRunTarget:
+    disk = tmp_path / "blank.img"
+    with disk.open("wb") as stream:
+        stream.truncate(512 * 1024 * 1024)
+    answers = tmp_path / "fresh.toml"
+    answers.write_text(FRESH_ANSWERS)
+    return DryRunTarget(disk, answers)
+
+
+def judge_medium(
+    iso: Path, target: DryRunTarget, capsys: pytest.CaptureFixture[str]
+) -> list[CliOutcome]:
+    """Every engine-media command, then the installer's dry run with `iso` as its medium:
+    clean outcomes only, and neither the medium nor the target disk is written."""
+    before = (file_sha256(iso), sparse_digest(target.disk))
+    outcomes = []
+    for command in COMMANDS:
+        outcomes.append(run_in_process("engine-media", engine_media, [*command, iso], capsys))
+    dry_run = ["--media", iso, "--target", target.disk, "--answers", target.answers, "--dry-run"]
+    outcomes.append(run_in_process("engine-install", engine_install, dry_run, capsys))
+    for outcome in outcomes:
+        assert_clean_outcome(outcome)
+    assert (file_sha256(iso), sparse_digest(target.disk)) == before, "an input was written"
+    return outcomes
 
 
 def _mutated_copy(pristine: Path, workdir: Path, mutation: Mutation) -> Path:
@@ -306,12 +349,11 @@ def _mutated_copy(pristine: Path, workdir: Path, mutation: Mutation) -> Path:
 
 
 def test_the_pristine_tiny_iso_passes_every_command(
-    tiny_iso: Path, capsys: pytest.CaptureFixture[str]
+    tiny_iso: Path, dry_run_target: DryRunTarget, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The baseline: without damage every command succeeds (so damage is what we measure)."""
-    for command in COMMANDS:
-        outcome = media_cli([*command, str(tiny_iso)], capsys)
-        assert outcome.status == 0, outcome.describe()
+    outcomes = judge_medium(tiny_iso, dry_run_target, capsys)
+    assert [o.status for o in outcomes] == [0] * len(outcomes), outcomes
 
 
 @settings(
@@ -324,16 +366,13 @@ def test_damaged_iso_in_process(
     data: st.DataObject,
     tiny_iso: Path,
     iso_map: IsoMap,
+    dry_run_target: DryRunTarget,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     mutation = data.draw(mutations(iso_map), label="mutation")
     target = _mutated_copy(tiny_iso, tmp_path, mutation)
-    before = file_sha256(target)
-    for command in COMMANDS:
-        outcome = media_cli([*command, str(target)], capsys)
-        assert_clean_outcome(outcome)
-        assert file_sha256(target) == before, f"{outcome.argv} wrote to its input"
+    judge_medium(target, dry_run_target, capsys)
     shutil.rmtree(target.parent)
 
 
@@ -361,6 +400,7 @@ def test_every_nasty_manifest(
     nasty: bytes,
     tiny_iso: Path,
     iso_map: IsoMap,
+    dry_run_target: DryRunTarget,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -370,9 +410,4 @@ def test_every_nasty_manifest(
         f"manifest replaced by {nasty[:40]!r}",
         ((iso_map.manifest.start, nasty[:capacity].ljust(capacity, b" ")),),
     )
-    target = _mutated_copy(tiny_iso, tmp_path, mutation)
-    before = file_sha256(target)
-    for command in COMMANDS:
-        outcome = media_cli([*command, str(target)], capsys)
-        assert_clean_outcome(outcome)
-        assert file_sha256(target) == before
+    judge_medium(_mutated_copy(tiny_iso, tmp_path, mutation), dry_run_target, capsys)
