@@ -131,13 +131,13 @@ class StepTracker:
     def done(self) -> tuple[str, ...]:
         return tuple(self._done)
 
-    def _fraction_before(self, checkpoint: Checkpoint) -> float:
+    def _weight_before(self, checkpoint: Checkpoint) -> float:
         before = 0.0
         for step in self._steps:
             if step is checkpoint:
                 break
             before += step.weight
-        return before / self._total
+        return before
 
     def reach(self, checkpoint: Checkpoint) -> None:
         """Mark the previous step done and start `checkpoint`."""
@@ -146,7 +146,7 @@ class StepTracker:
         crash_if_asked(checkpoint)
         self._current = checkpoint
         if self._progress is not None:
-            self._progress(checkpoint.value, self._fraction_before(checkpoint))
+            self._progress(checkpoint.value, self._weight_before(checkpoint) / self._total)
         if checkpoint is Checkpoint.DONE:
             self._done.append(checkpoint.value)
             self._current = None
@@ -155,6 +155,8 @@ class StepTracker:
         """Progress inside the current (long) step, 0..1."""
         if self._progress is None or self._current is None:
             return
-        start = self._fraction_before(self._current)
-        share = self._current.weight / self._total
-        self._progress(self._current.value, min(1.0, start + share * max(0.0, fraction_of_step)))
+        # Same summation order as reach(): the end of one step equals the start of the next.
+        done = self._weight_before(self._current) + self._current.weight * min(
+            1.0, max(0.0, fraction_of_step)
+        )
+        self._progress(self._current.value, min(1.0, done / self._total))

@@ -8,6 +8,7 @@ mount is released even when the process is killed (autoclear + private mount nam
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from disk_images.layout import (
     Slot,
     esp_slot_dir,
 )
-from disk_images.partition_files import PartitionFiles
+from disk_images.partition_files import DirectoryFiles, PartitionFiles
 from disk_images.state import EngineRelease
 from enginekit.errors import HostError
 from installer.engine import bootloader
@@ -84,8 +85,25 @@ def write_slot(
     fs.write_atomic(RELEASE_PATH, image.release(slot).to_json())
 
 
+def _drop_cached(fs: PartitionFiles, path: str) -> None:
+    """Evict a mounted file's pages so the read-back comes from the device, not from memory."""
+    if not isinstance(fs, DirectoryFiles):
+        return  # mtools reads the image file itself; there is no filesystem cache in between
+    host = fs.root / path.lstrip("/")
+    try:
+        fd = os.open(host, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # the read below reports it
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
 def _check_same(fs: PartitionFiles, path: str, expected: bytes) -> None:
     try:
+        _drop_cached(fs, path)
         actual = fs.read(path)
     except Exception as exc:  # noqa: BLE001 - any read failure is a failed verification
         raise SlotVerificationFailed(
