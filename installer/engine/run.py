@@ -76,9 +76,7 @@ def _verify_medium(medium: MediumReader, plan: InstallPlan, tracker: StepTracker
 
 
 def _installed(found: Installation | NoInstallation) -> Installation | None:
-    if isinstance(found, Installation) and found.install_complete:
-        return found
-    return None
+    return found if isinstance(found, Installation) else None
 
 
 def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: MediumReader) -> None:
@@ -89,13 +87,13 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
             f"{plan.target}: the disk is in use ({', '.join(found.in_use_by)})",
             hint="close whatever has it attached (losetup -d) and try again",
         )
-    installed = _installed(found)
     mode = plan.mode
-    if installed is None and mode is InstallMode.ERASE:
-        if isinstance(found, NoInstallation) and found.kind in _REINSTALLABLE:
-            return  # an incomplete install: erase lays it out again
-    if installed is None and mode is InstallMode.FRESH:
-        return
+    if isinstance(found, NoInstallation):
+        if mode is InstallMode.FRESH:
+            return
+        if mode is InstallMode.ERASE and found.kind in _REINSTALLABLE:
+            return  # Engine partitions but no finished install: erase lays it out again
+    installed = _installed(found)
     if plan.source_version is not None and (
         installed is None or installed.version != plan.source_version
     ):
@@ -104,6 +102,15 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
             f"{plan.target}: the plan expects Engine {plan.source_version} on the disk, "
             f"but it holds {now}",
             hint="the disk changed since the plan was made; run the installer again",
+        )
+    if (
+        installed is not None
+        and not installed.install_complete
+        and mode in (InstallMode.UPGRADE, InstallMode.REPAIR)
+    ):
+        raise Refused(
+            f"{plan.target}: the Engine {installed.version} installation on it is incomplete",
+            hint="erase and reinstall it",
         )
     decision = rules.decide(
         manifest.version,
