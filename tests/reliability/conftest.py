@@ -248,7 +248,7 @@ def json_mutation(doc: object, draw: st.DrawFn) -> tuple[str, bytes]:
     if not isinstance(doc, dict) or draw(st.integers(0, 4)) == 0:
         nasty = draw(st.sampled_from(NASTY_JSON))
         return f"replaced by {nasty[:40]!r}", nasty
-    doc = json.loads(json.dumps(doc))
+    doc = dict(json.loads(json.dumps(doc)))  # a deep copy
     choice = draw(st.sampled_from(["delete", "set", "add"]))
     if choice == "delete" and doc:
         key = draw(st.sampled_from(sorted(doc)))
