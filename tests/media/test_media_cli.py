@@ -17,15 +17,16 @@ from .conftest import SmallPayload
 ENGINE_MEDIA = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "engine-media"
 
 
+@pytest.mark.parametrize("version", ["4.0.0", "4.5.0", "5.0.0"])
 def test_build_reference_then_inspect_and_verify(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], version: str
 ) -> None:
-    out = tmp_path / "engine-5.0.0.iso"
-    assert main(["build", "--reference", "5.0.0", "-o", str(out)]) == 0
-    assert "ENGINE_5_0_0" in capsys.readouterr().out
+    out = tmp_path / f"engine-{version}.iso"
+    assert main(["build", "--reference", version, "-o", str(out)]) == 0
+    assert f"ENGINE_{version.replace('.', '_')}" in capsys.readouterr().out
     assert main(["inspect", str(out), "--json", "--usb-size", "8G"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["version"] == "5.0.0" and data["md5"] == "pass"
+    assert data["version"] == version and data["md5"] == "pass"
     assert data["fits"]["USB"] is True
     assert main(["verify", str(out), "--json"]) == 0
     verified = json.loads(capsys.readouterr().out)
