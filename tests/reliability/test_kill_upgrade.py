@@ -200,12 +200,15 @@ def test_upgrade_killed_at_random_moments(
     disk = engine_disk("4.5.0", size="2G")
     medium = engine_medium("5.0.0")
     if not RUN_SECONDS:
-        # How long a whole uninterrupted run takes here; the kills land inside it.
-        timed = copy_sparse(disk, tmp_path / "timed.img")
-        started = time.monotonic()
-        _run_installer(medium, timed, _answers(tmp_path))
-        RUN_SECONDS.append(time.monotonic() - started)
-        timed.unlink()
+        # How long a whole uninterrupted run takes here (the faster of two, the first one
+        # warms caches); the kills land inside it.
+        for attempt in range(2):
+            timed = copy_sparse(disk, tmp_path / f"timed-{attempt}.img")
+            started = time.monotonic()
+            _run_installer(medium, timed, _answers(tmp_path))
+            RUN_SECONDS.append(time.monotonic() - started)
+            timed.unlink()
+        RUN_SECONDS.sort()
     delay = fraction * RUN_SECONDS[0]
     vm_before = vm_disk_digests(disk)
     status = _run_installer(
