@@ -175,8 +175,13 @@ class FileTarget:
                 f"refusing {self.path}: no such device or file",
                 hint="create the file first; a missing path is never created",
             )
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return TargetRefused(f"refusing {self.path}: {exc.strerror}")
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return TargetRefused(
+                f"refusing {self.path}: {exc.strerror}",
+                hint="writing a disk needs root: run the command with sudo",
+            )
+        if exc.errno == errno.EROFS:
+            return TargetRefused(f"refusing {self.path}: is read-only")
         return DeviceError(f"cannot open {self.path}: {exc.strerror}")
 
     def open_write(self) -> int:
