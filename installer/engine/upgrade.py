@@ -12,12 +12,13 @@ systemd-boot moves its entry last and the old slot boots again.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 from disk_images.filesystems import make_ext4
 from disk_images.layout import PartitionRole, Slot, regions
 from disk_images.session import InstallationSession, open_installation
-from disk_images.state import EngineState, UpgradeStatus, VmKind, VmRecord
+from disk_images.state import EngineConfig, EngineState, UpgradeStatus, VmKind, VmRecord
 from enginekit.errors import InternalError
 from enginekit.versions import DiskLayout, EngineVersion
 from installer.engine import bootloader
@@ -36,6 +37,8 @@ from installer.engine.common import (
 from installer.engine.config import new_config
 from installer.engine.refusals import Refused
 from installer.plan import InstallPlan
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,56 @@ def update_shared_vms(session: InstallationSession, image: SystemImage) -> None:
         session.write_vm(VmRecord(vm.name, vm.kind, image.pv_drivers, vm.published_for))
 
 
+def _write_and_switch(
+    plan: InstallPlan,
+    session: InstallationSession,
+    image: SystemImage,
+    state: EngineState,
+    old_config: EngineConfig | None,
+    new: Slot,
+    tracker: StepTracker,
+    *,
+    repair: bool,
+) -> int:
+    """Everything between "Signalled" and the final status; returns the new generation.
+
+    The boot entry is written last: whatever fails before it leaves the old slot booting.
+    """
+    tracker.reach(Checkpoint.RETIRE_ENTRY)
+    esp = session.esp
+    retire_entries(esp, new)
+    if repair and not systemd_boot_ok(esp):
+        install_systemd_boot(esp)
+
+    tracker.reach(Checkpoint.MKFS)
+    role = PartitionRole.for_slot(new)
+    label = regions(DiskLayout.GPT_AB)[session.number(role)].fs_label
+    make_ext4(session.device(role), label)
+
+    tracker.reach(Checkpoint.WRITE_SLOT)
+    write_slot(session.slot(new), image, new, tracker.advance)
+    tracker.reach(Checkpoint.VERIFY_SLOT)
+    verify_slot(session.slot(new), image, new)
+
+    tracker.reach(Checkpoint.WRITE_ESP_KERNEL)
+    write_esp_kernel(esp, image, new)
+
+    tracker.reach(Checkpoint.WRITE_CONFIG)
+    config = new_config(plan, old_config)
+    if config != old_config:
+        session.write_config(config)
+
+    tracker.reach(Checkpoint.UPDATE_VMS)
+    if not repair:
+        update_shared_vms(session, image)
+
+    tracker.reach(Checkpoint.WRITE_BOOT_ENTRY)
+    generation = next_generation(esp, state.generation)
+    write_entry(esp, bootloader.new_entry(generation, new, counting=True), image.version)
+
+    return generation
+
+
 def upgrade_in_place(
     plan: InstallPlan,
     image: SystemImage,
@@ -81,37 +134,19 @@ def upgrade_in_place(
         signalled = replace(state, upgrade_status=UpgradeStatus.SIGNALLED, pending_slot=None)
         session.write_state(signalled)
 
-        tracker.reach(Checkpoint.RETIRE_ENTRY)
-        esp = session.esp
-        retire_entries(esp, new)
-        if repair and not systemd_boot_ok(esp):
-            install_systemd_boot(esp)
-
-        tracker.reach(Checkpoint.MKFS)
-        role = PartitionRole.for_slot(new)
-        label = regions(DiskLayout.GPT_AB)[session.number(role)].fs_label
-        make_ext4(session.device(role), label)
-
-        tracker.reach(Checkpoint.WRITE_SLOT)
-        write_slot(session.slot(new), image, new, tracker.advance)
-        tracker.reach(Checkpoint.VERIFY_SLOT)
-        verify_slot(session.slot(new), image, new)
-
-        tracker.reach(Checkpoint.WRITE_ESP_KERNEL)
-        write_esp_kernel(esp, image, new)
-
-        tracker.reach(Checkpoint.WRITE_CONFIG)
-        config = new_config(plan, old_config)
-        if config != old_config:
-            session.write_config(config)
-
-        tracker.reach(Checkpoint.UPDATE_VMS)
-        if not repair:
-            update_shared_vms(session, image)
-
-        tracker.reach(Checkpoint.WRITE_BOOT_ENTRY)
-        generation = next_generation(esp, state.generation)
-        write_entry(esp, bootloader.new_entry(generation, new, counting=True), image.version)
+        try:
+            generation = _write_and_switch(
+                plan, session, image, state, old_config, new, tracker, repair=repair
+            )
+        except (Exception, KeyboardInterrupt) as exc:
+            # Nothing was switched: the old slot still boots. Say so in the status the way
+            # Synchronizer shows it ("Failed"), then let the error go on to the caller.
+            try:
+                session.write_state(replace(signalled, upgrade_status=UpgradeStatus.FAILED))
+            except Exception as nested:  # noqa: BLE001 - the first error is the one to report
+                log.warning("could not record the failed upgrade: %s", nested)
+            log.debug("upgrade of %s failed: %s", plan.target, exc)
+            raise
 
         tracker.reach(Checkpoint.SET_STATUS)
         session.write_state(

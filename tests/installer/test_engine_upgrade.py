@@ -14,6 +14,7 @@ from disk_images.layout import Slot
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus, VmKind, VmRecord
+from enginekit.errors import HostError
 from installer.engine import run_plan
 from installer.engine.checkpoints import UPGRADE_STEPS
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode, Secret
@@ -160,3 +161,25 @@ def _region_digest(disk: Path, start: int, size: int) -> str:
         handle.seek(start)
         digest.update(handle.read(size))
     return digest.hexdigest()
+
+
+def test_failed_upgrade_is_recorded_and_switches_nothing(
+    engine_disk, engine_medium, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import installer.engine.upgrade as upgrade
+
+    disk = engine_disk("4.5.0", size="1G", with_vms=False)
+
+    def disk_full(*_args: object, **_kw: object) -> None:
+        raise HostError("mcopy failed: Disk full")
+
+    monkeypatch.setattr(upgrade, "write_esp_kernel", disk_full)
+    with pytest.raises(HostError, match="Disk full"):
+        run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    found = _installation(disk)
+    assert found.upgrade_status is UpgradeStatus.FAILED and found.version == "4.5.0"
+    assert found.state.pending_slot is None
+    assert [e.file_name for e in found.boot_entries] == ["engine-1-a.conf"]  # B was retired
+    monkeypatch.undo()
+    run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
+    assert _installation(disk).upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
