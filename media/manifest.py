@@ -115,6 +115,9 @@ class ManifestErrors(InvalidManifest):
     """An `InvalidManifest` that keeps every problem found, each prefixed with its JSON path."""
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:
+        # Problems quote untrusted key names and values: escape control characters so one
+        # error stays one line on the terminal, whatever the manifest contains.
+        problems = [_one_line(p) for p in problems]
         super().__init__(
             f"{source}: " + "; ".join(problems),
             hint="fix the manifest (paths are relative to the medium, e.g. engine/EULA.txt) "
@@ -122,6 +125,16 @@ class ManifestErrors(InvalidManifest):
         )
         self.source = source
         self.problems = tuple(problems)
+
+
+def _one_line(text: str) -> str:
+    """`text` with control characters and lone surrogates escaped (`\\n`, `\\x1b`, ...)."""
+    if _CONTROL.search(text) is None and text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode()
+        for ch in text
+    )
 
 
 def path_problem(path: str) -> str | None:
@@ -236,8 +249,14 @@ def _load_json(data: bytes, source: str) -> Any:
             f"{source}: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})",
             hint="the manifest is a JSON object, see DESIGN.md 'Reference payload'",
         ) from None
+    except RecursionError:
+        raise InvalidManifest(
+            f"{source}: JSON nested too deeply", hint="the manifest is a flat JSON object"
+        ) from None
     except ValueError as exc:
-        raise InvalidManifest(f"{source}: {exc}", hint="each key may appear only once") from None
+        raise InvalidManifest(
+            f"{source}: {_one_line(str(exc))}", hint="each key may appear only once"
+        ) from None
 
 
 def parse_manifest(data: bytes, source: str = MANIFEST_PATH) -> Manifest:

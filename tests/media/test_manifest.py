@@ -428,3 +428,14 @@ def test_one_bad_entry_gives_one_problem_not_follow_on_noise() -> None:
     doc = good_doc()
     doc["files"] = "everything"
     assert problems_of(doc) == ("files: must be a list, not a string",)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a\\nb": 1}', b'{"x\\u001b[2J": 1}', b'{"a": 1, "a": 2}'],
+    ids=["deep-nesting", "newline-key", "escape-key", "duplicate-key"],
+)
+def test_hostile_manifest_is_one_clean_line(doc: bytes) -> None:
+    with pytest.raises(InvalidManifest) as info:
+        parse_manifest(doc)
+    assert "\n" not in info.value.message and "\x1b" not in info.value.message
