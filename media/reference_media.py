@@ -29,9 +29,15 @@ STALE_AFTER_SECONDS = 24 * 3600
 
 
 def source_hash() -> str:
-    """SHA-256 over the media package's Python source (paths and contents), sorted."""
+    """SHA-256 over the media package's Python source (paths and contents), sorted.
+
+    The USB writer (media/usb) does not shape the ISO, so its source is left out: editing it
+    must not invalidate every cached reference medium.
+    """
     digest = hashlib.sha256()
     for path in sorted(_MEDIA_DIR.rglob("*.py")):
+        if path.relative_to(_MEDIA_DIR).parts[0] == "usb":
+            continue
         digest.update(path.relative_to(_MEDIA_DIR).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
