@@ -14,17 +14,21 @@ new slot boots next and whose old slot A is the fallback.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from disk_images.filesystems import make_ext4, make_vfat
-from disk_images.image import MIB
+from disk_images.image import MIB, read_table
 from disk_images.layout import (
     ESP_REGION,
     MBR_BOOT_DIR,
+    SLOT_A_REGION,
     SLOT_B_REGION,
+    STORAGE_REGION,
     PartitionRole,
     Slot,
     engine_partitions,
@@ -50,8 +54,11 @@ from installer.engine.common import (
     write_slot,
 )
 from installer.engine.config import new_config
+from installer.engine.refusals import Refused
 from installer.engine.upgrade import SlotSwitch, update_shared_vms
 from installer.plan import InstallPlan
+
+log = logging.getLogger(__name__)
 
 GPT_ARRAY_SECTORS = 32  # 128 entries of 128 bytes
 MBR_TABLE_OFFSET = 446
@@ -72,6 +79,13 @@ def _gpt_partitions(disk_size: int) -> list[NewPartition]:
             )
         )
     return parts
+
+
+def switched_to_gpt(target: Path) -> bool:
+    """Whether LBA 0 already holds the protective MBR (the migration's point of no return)."""
+    with open(target, "rb") as handle:
+        sector = handle.read(SECTOR_SIZE)
+    return len(sector) == SECTOR_SIZE and sector[MBR_TABLE_OFFSET + 4] == 0xEE
 
 
 def switch_to_gpt(target: Path, disk_size: int) -> None:
@@ -108,6 +122,26 @@ def switch_to_gpt(target: Path, disk_size: int) -> None:
         os.close(fd)
 
 
+def _check_reserved_regions_free(target: Path, disk_size: int) -> None:
+    """Refuse (before any write) a 4.0.0 disk whose reserved regions are not free."""
+    table = read_table(target)
+    starts = sorted((p.start, p.end) for p in table.partitions)
+    a_start, a_size = region_bounds(SLOT_A_REGION, disk_size)
+    s_start, _ = region_bounds(STORAGE_REGION, disk_size)
+    expected_ends_ok = len(starts) == 2 and starts[0] == (a_start, a_start + a_size)
+    if not expected_ends_ok or starts[1][0] != s_start or starts[1][1] > disk_size - MIB:
+        raise Refused(
+            f"{target}: the 4.0.0 partitions are not where Engine 4.0.0 puts them "
+            "(the regions reserved for the ESP, slot B and the backup GPT must be free)",
+            hint="this disk cannot be migrated in place; erase and reinstall",
+        )
+    if disk_size % MIB:
+        raise Refused(
+            f"{target}: its size ({disk_size} bytes) is not a whole number of MiB",
+            hint="this disk cannot be migrated in place; erase and reinstall",
+        )
+
+
 def migrate_mbr_to_gpt(
     plan: InstallPlan, image: SystemImage, installed_version: str, tracker: StepTracker
 ) -> SlotSwitch:
@@ -115,6 +149,7 @@ def migrate_mbr_to_gpt(
     disk_size = plan.target.stat().st_size
     esp_start, esp_size = region_bounds(ESP_REGION, disk_size)
     b_start, b_size = region_bounds(SLOT_B_REGION, disk_size)
+    _check_reserved_regions_free(plan.target, disk_size)
     # The old system becomes slot A untouched: read it through a read-only mount, which
     # does not even update its superblock.
     with open_installation(plan.target, writable=False, layout=DiskLayout.MBR) as session:
@@ -129,52 +164,60 @@ def migrate_mbr_to_gpt(
             raise InternalError(f"{plan.target}: the probe found an installation but no state")
         old_config = session.read_config()
         tracker.reach(Checkpoint.MARK_SIGNALLED)
-        session.write_state(
-            EngineState(
-                active_slot=Slot.A,
-                upgrade_status=UpgradeStatus.SIGNALLED,
-                generation=1,
-                install_complete=True,
-            )
+        # active_slot A already: the MBR probe ignores it, and after the switch it is true.
+        signalled = EngineState(
+            active_slot=Slot.A,
+            upgrade_status=UpgradeStatus.SIGNALLED,
+            generation=1,
+            install_complete=True,
         )
+        session.write_state(signalled)
+        try:
+            tracker.reach(Checkpoint.MKFS)
+            # The reserved regions, formatted through the image file: the MBR has no partitions
+            # there, and whatever a killed earlier attempt left in them is simply overwritten.
+            make_vfat(plan.target, ESP_REGION.fs_label, offset=esp_start, size=esp_size)
+            make_ext4(plan.target, SLOT_B_REGION.fs_label, offset=b_start, size=b_size)
 
-        tracker.reach(Checkpoint.MKFS)
-        # The reserved regions, formatted through the image file: the MBR has no partitions
-        # there, and whatever a killed earlier attempt left in them is simply overwritten.
-        make_vfat(plan.target, ESP_REGION.fs_label, offset=esp_start, size=esp_size)
-        make_ext4(plan.target, SLOT_B_REGION.fs_label, offset=b_start, size=b_size)
+            with ExitStack() as stack:
+                loop = stack.enter_context(
+                    LoopDevice(plan.target, offset=b_start, size_limit=b_size)
+                )
+                mounts = stack.enter_context(MountStack())
+                slot_b = DirectoryFiles(mounts.mount(loop.device, "slot-b"), label="slot-b")
+                tracker.reach(Checkpoint.WRITE_SLOT)
+                write_slot(slot_b, image, Slot.B, tracker.advance)
+                tracker.reach(Checkpoint.VERIFY_SLOT)
+                verify_slot(slot_b, image, Slot.B)
 
-        with ExitStack() as stack:
-            loop = stack.enter_context(LoopDevice(plan.target, offset=b_start, size_limit=b_size))
-            mounts = stack.enter_context(MountStack())
-            slot_b = DirectoryFiles(mounts.mount(loop.device, "slot-b"), label="slot-b")
-            tracker.reach(Checkpoint.WRITE_SLOT)
-            write_slot(slot_b, image, Slot.B, tracker.advance)
-            tracker.reach(Checkpoint.VERIFY_SLOT)
-            verify_slot(slot_b, image, Slot.B)
+            esp = FatFiles(plan.target, esp_start, label="esp")
+            tracker.reach(Checkpoint.INSTALL_BOOTLOADER)
+            install_systemd_boot(esp)
+            tracker.reach(Checkpoint.WRITE_ESP_KERNEL)
+            write_esp_kernel(esp, old, Slot.A)
+            write_esp_kernel(esp, image, Slot.B)
 
-        esp = FatFiles(plan.target, esp_start, label="esp")
-        tracker.reach(Checkpoint.INSTALL_BOOTLOADER)
-        install_systemd_boot(esp)
-        tracker.reach(Checkpoint.WRITE_ESP_KERNEL)
-        write_esp_kernel(esp, old, Slot.A)
-        write_esp_kernel(esp, image, Slot.B)
+            tracker.reach(Checkpoint.WRITE_CONFIG)
+            config = new_config(plan, old_config)
+            if config != old_config:
+                session.write_config(config)
+            tracker.reach(Checkpoint.UPDATE_VMS)
+            update_shared_vms(session, image)
 
-        tracker.reach(Checkpoint.WRITE_CONFIG)
-        config = new_config(plan, old_config)
-        if config != old_config:
-            session.write_config(config)
-        tracker.reach(Checkpoint.UPDATE_VMS)
-        update_shared_vms(session, image)
+            tracker.reach(Checkpoint.WRITE_BOOT_ENTRY)
+            write_entry(esp, bootloader.new_entry(1, Slot.A, counting=False), old_version)
+            write_entry(esp, bootloader.new_entry(2, Slot.B, counting=True), image.version)
 
-        tracker.reach(Checkpoint.WRITE_BOOT_ENTRY)
-        write_entry(esp, bootloader.new_entry(1, Slot.A, counting=False), old_version)
-        write_entry(esp, bootloader.new_entry(2, Slot.B, counting=True), image.version)
-
-    tracker.reach(Checkpoint.SWITCH_TABLE)
-    if disk_size % MIB:
-        raise InternalError(f"{plan.target}: size {disk_size} is not whole MiB")
-    switch_to_gpt(plan.target, disk_size)
+            tracker.reach(Checkpoint.SWITCH_TABLE)
+            switch_to_gpt(plan.target, disk_size)
+        except (Exception, KeyboardInterrupt):
+            # Before the switch: still the 4.0.0 MBR disk, booting as before.
+            if not switched_to_gpt(plan.target):
+                try:
+                    session.write_state(replace(signalled, upgrade_status=UpgradeStatus.FAILED))
+                except Exception as nested:  # noqa: BLE001 - report the first error
+                    log.warning("could not record the failed migration: %s", nested)
+            raise
 
     tracker.reach(Checkpoint.SET_STATUS)
     with open_installation(plan.target, writable=True, layout=DiskLayout.GPT_AB) as session:
