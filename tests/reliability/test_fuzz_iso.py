@@ -17,7 +17,7 @@ import json
 import shutil
 import struct
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +81,12 @@ class Region:
 class IsoMap:
     """Where the structures of the pristine ISO are (absolute byte offsets)."""
 
+    # repr=False: hypothesis prints a failing example's fixtures, and these are long.
     size: int
-    fields: tuple[Field, ...]
-    regions: tuple[Region, ...]
-    manifest: Region
-    manifest_doc: dict[str, Any]
-
-    def __repr__(self) -> str:  # hypothesis prints the fixtures of a failing example
-        return f"IsoMap(size={self.size}, {len(self.fields)} fields, {len(self.regions)} regions)"
+    fields: tuple[Field, ...] = field(repr=False)
+    regions: tuple[Region, ...] = field(repr=False)
+    manifest: Region = field(repr=False)
+    manifest_doc: dict[str, Any] = field(repr=False)
 
 
 def _le32(data: bytes, offset: int) -> int:
@@ -235,7 +233,7 @@ def _interesting_values(iso_map: IsoMap) -> st.SearchStrategy[int]:
 
 def field_mutations(iso_map: IsoMap) -> st.SearchStrategy[Mutation]:
     return st.builds(
-        lambda field, value: Mutation(f"{field.name} = {value}", tuple(field.encode(value))),
+        lambda where, value: Mutation(f"{where.name} = {value}", tuple(where.encode(value))),
         st.sampled_from(iso_map.fields),
         _interesting_values(iso_map),
     )
