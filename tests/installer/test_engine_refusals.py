@@ -125,3 +125,19 @@ def test_upgrade_without_installation(tmp_path: Path, engine_medium) -> None:  #
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
     assert "no Engine installation" in message
+
+
+def test_migration_refused_when_reserved_regions_are_used(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+
+    disk = engine_disk("4.0.0", size="1G", with_vms=False)
+    # someone put a partition into the region reserved for slot B
+    script = f"start={193 * 2048}, size={16 * 2048}, type=83\n"
+    subprocess.run(
+        ["sfdisk", "--append", "--no-reread", "--no-tell-kernel", "-q", str(disk)],
+        input=script.encode(),
+        check=True,
+        capture_output=True,
+    )
+    message = _refused(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
+    assert "reserved" in message
