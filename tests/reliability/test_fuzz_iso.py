@@ -17,6 +17,7 @@ import json
 import shutil
 import struct
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,4 +409,39 @@ def test_every_nasty_manifest(
         f"manifest replaced by {nasty[:40]!r}",
         ((iso_map.manifest.start, nasty[:capacity].ljust(capacity, b" ")),),
     )
+    judge_medium(_mutated_copy(tiny_iso, tmp_path, mutation), dry_run_target, capsys)
+
+
+# Damage that hypothesis found to escape as an internal error somewhere, kept as fixed cases.
+KNOWN_DAMAGE: dict[str, Callable[[IsoMap], Mutation]] = {
+    # pycdlib's struct.error on a boot file cut short (engine-media inspect/verify)
+    "truncated-in-boot-file": lambda m: Mutation("truncated to 96416 bytes", truncate_to=96416),
+    # pycdlib's KeyError while walking the path table (engine-install's MediumReader)
+    "path-table-size-19": lambda m: Mutation(
+        "pvd.path_table_size = 19",
+        tuple(next(f for f in m.fields if f.name == "pvd.path_table_size").encode(19)),
+    ),
+    # a directory record without its Rock Ridge name: AttributeError in MediumReader's walk
+    "engine-dir-record-damage": lambda m: Mutation(
+        "dir.engine[356:365] = 1395c2bfcb00e98dd5",
+        (
+            (
+                next(r for r in m.regions if r.name == "dir.engine").start + 356,
+                bytes.fromhex("1395c2bfcb00e98dd5"),
+            ),
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN_DAMAGE))
+def test_known_damage(
+    name: str,
+    tiny_iso: Path,
+    iso_map: IsoMap,
+    dry_run_target: DryRunTarget,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    mutation = KNOWN_DAMAGE[name](iso_map)
     judge_medium(_mutated_copy(tiny_iso, tmp_path, mutation), dry_run_target, capsys)
