@@ -112,7 +112,3 @@ def read_verified(medium: Medium, path: str, size: int, sha256: str) -> bytes:
 def read_listed(medium: Medium, path: str) -> bytes:
     entry = manifest_entry(medium.manifest, path)
     return read_verified(medium, path, entry.size, entry.sha256)
-
-
-def sha256_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -1,9 +1,11 @@
 """Repair: the medium's version is already installed; reinstall the system, keep all data.
 
-On an A/B disk repair is an upgrade to the same version: the inactive slot is rewritten and
-verified, systemd-boot is reinstalled if it is missing or damaged, and the next boot tries the
-rewritten slot with the usual fallback. The 4.0.0 MBR disk has one system partition, so its
-files, kernel and extlinux are rewritten in place (each file atomically); storage is untouched.
+On an A/B disk repair is an upgrade to the same version (`upgrade_in_place(repair=True)`): the
+inactive slot is rewritten and verified, systemd-boot is reinstalled if it is missing or
+damaged, and the next boot tries the rewritten slot with the usual fallback. The 4.0.0 MBR
+disk has one system partition, so its files, kernel and extlinux are rewritten in place (each
+file atomically; a kill during `extlinux --install` may need another repair); storage is
+untouched.
 """
 
 from __future__ import annotations
@@ -15,14 +17,7 @@ from installer.engine import bootloader
 from installer.engine.checkpoints import Checkpoint, StepTracker
 from installer.engine.common import SystemImage, verify_slot, write_slot
 from installer.engine.fresh import install_extlinux, write_mbr_boot_code
-from installer.engine.upgrade import SlotSwitch, upgrade_in_place
 from installer.plan import InstallPlan
-
-
-def repair_ab(
-    plan: InstallPlan, image: SystemImage, installed_version: str, tracker: StepTracker
-) -> SlotSwitch:
-    return upgrade_in_place(plan, image, installed_version, tracker, repair=True)
 
 
 def repair_mbr(plan: InstallPlan, image: SystemImage, tracker: StepTracker) -> None:
