@@ -19,9 +19,11 @@ from disk_images.image import create_image
 from disk_images.layout import vm_disk_path
 from disk_images.session import open_installation
 from disk_images.state import VmKind, VmRecord
-from enginekit.sizes import parse_size
+from enginekit.errors import UserInputError
+from enginekit.sizes import human_size, parse_size
 from enginekit.versions import reference_build
 from installer.engine import run_plan
+from installer.engine.refusals import MINIMUM_DISK_BYTES
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode
 
 VM_DISK_APPARENT = 256 * 1024 * 1024
@@ -100,13 +102,30 @@ def create_reference_disk(
     from media.reference_media import reference_iso
 
     build = reference_build(version)
-    medium = reference_iso(version)
-    create_image(path, parse_size(size) if isinstance(size, str) else size, force=force)
+    size_bytes = parse_size(size) if isinstance(size, str) else size
+    if size_bytes < MINIMUM_DISK_BYTES:
+        raise UserInputError(
+            f"{path}: {human_size(size_bytes)} is too small for Engine "
+            f"(at least {human_size(MINIMUM_DISK_BYTES)})",
+            hint="use --size 8G (or at least 512M)",
+        )
+    medium = reference_iso(version)  # built (or found) before any file is created
+    create_image(path, size_bytes, force=force)
+    try:
+        _install(path, medium, str(build.version), with_vms)
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half-made reference disk left behind
+        raise
+    return path
+
+
+def _install(path: Path, medium: Path, version: str, with_vms: bool) -> None:
+    """The real fresh-install path (keyboard us, standalone), then the sample VMs."""
     plan = InstallPlan(
         medium=medium,
         target=path,
         mode=InstallMode.FRESH,
-        target_version=str(build.version),
+        target_version=version,
         keyboard="us",
         registration=Registration(RegistrationMode.STANDALONE),
         eula_accepted=True,
@@ -114,4 +133,3 @@ def create_reference_disk(
     run_plan(plan)
     if with_vms:
         add_sample_vms(path, version)
-    return path

@@ -61,3 +61,12 @@ def test_engine_disk_create_unknown_version(
     assert exit_info.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
     assert not (tmp_path / "x.img").exists()
+
+
+def test_engine_disk_create_too_small_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = tmp_path / "small.img"
+    assert engine_disk_main(["create", str(disk), "--size", "256M", "--engine", "5.0.0"]) == 2
+    assert "too small" in capsys.readouterr().err
+    assert not disk.exists()
