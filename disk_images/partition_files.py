@@ -8,6 +8,7 @@ Paths are absolute inside the partition (`/engine/state.json`); `..` and escapes
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import tempfile
@@ -113,7 +114,10 @@ class DirectoryFiles:
         return host
 
     def _error(self, path: str, exc: OSError) -> PartitionFileError:
-        return PartitionFileError(f"{self.label}:{path}: {exc.strerror or exc}")
+        hint = None
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            hint = f"free space on the {self.label} partition, or use a larger disk"
+        return PartitionFileError(f"{self.label}:{path}: {exc.strerror or exc}", hint=hint)
 
     def read(self, path: str) -> bytes:
         try:
@@ -144,11 +148,13 @@ class DirectoryFiles:
             finally:
                 os.close(fd)
             os.rename(temp_name, target)
-        except BaseException:
+        except BaseException as exc:
             try:
                 os.unlink(temp_name)
             except OSError:
                 pass
+            if isinstance(exc, OSError):
+                raise self._error(path, exc) from None
             raise
         dir_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:

@@ -60,6 +60,10 @@ class _Reader:
             value = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InvalidStateFile(source, f"not valid JSON ({exc})") from None
+        except RecursionError:
+            raise InvalidStateFile(source, "not valid JSON (nested too deeply)") from None
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            raise InvalidStateFile(source, f"not valid JSON ({exc})") from None
         self.obj = self.as_object(value, "")
         unknown = sorted(set(self.obj) - allowed)
         if unknown:

@@ -56,6 +56,12 @@ def run_main(
         format="%(levelname)s %(name)s: %(message)s",
     )
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # Values read from media and disks may hold lone surrogates or odd bytes: print them
+    # escaped rather than dying with UnicodeEncodeError halfway through a report.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
     try:
         return handler(args)
     except Interrupted as exc:

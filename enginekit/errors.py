@@ -14,6 +14,11 @@ class EngineKitError(Exception):
     exit_status = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        from enginekit.text import one_line
+
+        # Messages quote untrusted names and values; the contract is one line each.
+        message = one_line(message)
+        hint = one_line(hint) if hint is not None else None
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
 from enginekit.cli import ArgumentParser, run_main
 from enginekit.errors import UserInputError
 from enginekit.sizes import human_size, parse_size
+from enginekit.text import one_line
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -45,16 +45,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="log every command run and show tracebacks",
     )
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def _one_line(text: str) -> str:
-    """Text from a (possibly hostile) medium, safe to print as part of one line: control
-    characters and lone surrogates (from JSON escapes) are shown escaped."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
 
 
 def _print_json(data: Any) -> None:
@@ -209,15 +199,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         for check in report.checks:
             mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
             _console().print(f"{mark} {check.name:<10} ", end="")
-            _console().print(_one_line(check.detail), markup=False)
+            _console().print(one_line(check.detail), markup=False)
         for boot in report.boots:
             mark = "[green]ok  [/green]" if boot.ok else "[red]FAIL[/red]"
             _console().print(f"{mark} boot {boot.name:<15} {boot.seconds:5.1f} s  ", end="")
-            _console().print(_one_line(boot.marker or boot.problem or ""), markup=False)
+            _console().print(one_line(boot.marker or boot.problem or ""), markup=False)
             if not boot.ok and boot.console_tail:
                 _console().print(f"       console: {boot.console_tail}", markup=False)
     if not report.ok:
-        failures = _one_line("; ".join(report.failures()))
+        failures = one_line("; ".join(report.failures()))
         sys.stderr.write(f"error: {path}: verification failed: {failures}\n")
         return 1
     if not args.json:

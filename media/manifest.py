@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from enginekit.errors import UserInputError
+from enginekit.text import one_line
 from enginekit.versions import DiskLayout, EngineVersion
 from media.errors import InvalidManifest, InvalidPayload
 
@@ -117,7 +118,7 @@ class ManifestErrors(InvalidManifest):
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         # Problems quote untrusted key names and values: escape control characters so one
         # error stays one line on the terminal, whatever the manifest contains.
-        problems = [_one_line(p) for p in problems]
+        problems = [one_line(p) for p in problems]
         super().__init__(
             f"{source}: " + "; ".join(problems),
             hint="fix the manifest (paths are relative to the medium, e.g. engine/EULA.txt) "
@@ -125,16 +126,6 @@ class ManifestErrors(InvalidManifest):
         )
         self.source = source
         self.problems = tuple(problems)
-
-
-def _one_line(text: str) -> str:
-    """`text` with control characters and lone surrogates escaped (`\\n`, `\\x1b`, ...)."""
-    if _CONTROL.search(text) is None and text.isprintable():
-        return text
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode()
-        for ch in text
-    )
 
 
 def path_problem(path: str) -> str | None:
@@ -255,7 +246,7 @@ def _load_json(data: bytes, source: str) -> Any:
         ) from None
     except ValueError as exc:
         raise InvalidManifest(
-            f"{source}: {_one_line(str(exc))}", hint="each key may appear only once"
+            f"{source}: {one_line(str(exc))}", hint="each key may appear only once"
         ) from None
 
 

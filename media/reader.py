@@ -34,7 +34,18 @@ from media.manifest import (
 
 # What pycdlib may raise on a file that is not (quite) an ISO: its own errors, and the
 # struct/OS/decoding errors that escape it on garbage or short reads.
-_ISO_READ_ERRORS = (PyCdlibException, struct.error, OSError, ValueError, IndexError, UnicodeError)
+_ISO_READ_ERRORS = (
+    PyCdlibException,
+    struct.error,
+    OSError,
+    ValueError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    TypeError,
+    UnicodeError,
+    RecursionError,
+)
 
 Progress = Callable[[int], None]
 
