@@ -39,6 +39,8 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def print_error(exc: EngineKitError) -> None:
     sys.stderr.write(f"error: {exc.message}\n")
+    for detail in exc.details:
+        sys.stderr.write(f"  {detail}\n")
     if exc.hint:
         sys.stderr.write(f"hint: {exc.hint}\n")
 

@@ -9,22 +9,28 @@ from __future__ import annotations
 
 
 class EngineKitError(Exception):
-    """Base of all errors we raise on purpose. `hint` says what the user can do about it."""
+    """Base of all errors we raise on purpose. `hint` says what the user can do about it;
+    `details` (optional) lists individual problems, one line each."""
 
     exit_status = 1
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, details: tuple[str, ...] = ()
+    ) -> None:
         from enginekit.text import one_line
 
-        # Messages quote untrusted names and values; the contract is one line each.
+        # Messages quote untrusted names and values; the contract is one line each, so a
+        # newline in a value can never fake a second `error:` line. A list of problems goes
+        # in `details`: one escaped line each, printed indented under the error line.
         message = one_line(message)
         hint = one_line(hint) if hint is not None else None
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = tuple(one_line(d) for d in details)
 
     def __str__(self) -> str:
-        return self.message
+        return "; ".join((self.message, *self.details))
 
 
 class UserInputError(EngineKitError):

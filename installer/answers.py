@@ -50,14 +50,15 @@ class AnswerFileError(UserInputError):
     """The answer file has problems; `problems` lists each one with its key path."""
 
     def __init__(self, source: str, problems: list[str], hint: str | None = None) -> None:
+        details: tuple[str, ...] = ()
         if len(problems) == 1:
             message = f"{source}: {problems[0]}"
         else:
-            message = f"{source}: {len(problems)} problems\n" + "\n".join(
-                f"  {p}" for p in problems
-            )
+            message, details = f"{source}: {len(problems)} problems", tuple(problems)
         super().__init__(
-            message, hint=hint or "fix the answer file; check it with engine-install --validate"
+            message,
+            hint=hint or "fix the answer file; check it with engine-install --validate",
+            details=details,
         )
         self.source = source
         self.problems = tuple(problems)

@@ -72,3 +72,20 @@ def test_cli_frame_reports_bugs_without_traceback(capsys: pytest.CaptureFixture[
     assert run_main(parser, handler, []) == 70
     err = capsys.readouterr().err
     assert "Traceback" not in err and "internal error" in err
+
+
+def test_error_lines_cannot_be_forged(capsys: pytest.CaptureFixture[str]) -> None:
+    """A newline or escape in an untrusted value never makes a second `error:` line."""
+    parser = ArgumentParser(prog="t")
+
+    def handler(args: argparse.Namespace) -> int:
+        raise UserInputError(
+            "state.json: bad key 'x\nerror: injected\x1b[2J'",
+            hint="h\nhint: fake",
+            details=("one\ntwo", "\ud800"),
+        )
+
+    assert run_main(parser, handler, []) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["error", "  one\\x0atwo", "  \\ud800", "hint"]
+    assert "\x1b" not in "".join(lines)
