@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -34,6 +33,7 @@ from typing import TypeVar
 from disk_images.errors import MountError
 from enginekit.errors import CommandFailed
 from enginekit.process import require_tool, run
+from enginekit.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -161,7 +161,7 @@ class MountStack:
         self._created: list[Path] = []
 
     def __enter__(self) -> MountStack:
-        self.root = Path(tempfile.mkdtemp(prefix="enginekit-mnt-", dir=self._parent))
+        self.root = scratch_dir("mnt", self._parent)
         self._stack.callback(self._remove_mountpoints)
         return self
 

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from disk_images.errors import PartitionFileError
 from enginekit.errors import CommandFailed
 from enginekit.process import require_tool, run
+from enginekit.scratch import scratch_file
 
 COPY_CHUNK = 1024 * 1024
 
@@ -288,7 +289,7 @@ class FatFiles:
             raise PartitionFileError(f"{self.label}:{clean}: directory does not exist")
         temp = posixpath.join(parent, f"{name}.new")
         if isinstance(data, bytes):
-            with tempfile.NamedTemporaryFile(prefix="enginekit-fat-") as host:
+            with scratch_file("fat") as host:
                 host.write(data)
                 host.flush()
                 self._run("mcopy", "-o", host.name, f"::{temp}", path=clean)

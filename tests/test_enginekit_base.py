@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +90,20 @@ def test_error_lines_cannot_be_forged(capsys: pytest.CaptureFixture[str]) -> Non
     lines = capsys.readouterr().err.splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["error", "  one\\x0atwo", "  \\ud800", "hint"]
     assert "\x1b" not in "".join(lines)
+
+
+def test_scratch_sweep_removes_only_dead_owners_empty_leftovers(tmp_path: Path) -> None:
+    import subprocess
+
+    from enginekit.scratch import scratch_dir, sweep_stale
+
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f"enginekit-mnt-{dead}-abc"
+    (stale / "slot-a").mkdir(parents=True)  # an empty mount-point tree left by a SIGKILL
+    kept = tmp_path / f"enginekit-mnt-{dead}-data"
+    kept.mkdir()
+    (kept / "file").write_text("never lose a byte")
+    mine = scratch_dir("mnt", tmp_path)
+    assert not stale.exists()
+    assert (kept / "file").read_text() == "never lose a byte"
+    assert mine.exists() and sweep_stale("mnt", tmp_path) == 0
