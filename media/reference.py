@@ -15,7 +15,7 @@ from pathlib import Path
 
 from enginekit.errors import UserInputError
 from enginekit.kernel import Kernel, fetch_kernel
-from enginekit.versions import REFERENCE_BUILDS, ReferenceBuild
+from enginekit.versions import ReferenceBuild, reference_build
 from media.initramfs import engine_initramfs, installer_initramfs
 from media.manifest import Manifest, manifest_for_tree, write_manifest
 
@@ -57,24 +57,14 @@ choosing to delete and reinstall erases them. Keep a backup.
 """
 
 
-def _reference(version: str) -> ReferenceBuild:
-    try:
-        return REFERENCE_BUILDS[version]
-    except KeyError:
-        known = ", ".join(REFERENCE_BUILDS)
-        raise UserInputError(
-            f"there is no reference Engine {version!r}", hint=f"choose one of {known}"
-        ) from None
-
-
 def keyboards_for(version: str) -> dict[str, str]:
     """Layout code -> display name offered by the reference build `version`."""
-    _reference(version)
+    reference_build(version)
     return {**KEYBOARDS, **EXTRA_KEYBOARDS.get(version, {})}
 
 
 def eula_text(version: str) -> str:
-    build = _reference(version)
+    build = reference_build(version)
     upgrades = " or ".join(build.upgrade_from) if build.upgrade_from else "no earlier version"
     return _EULA.format(version=version, upgrades=upgrades, pv=build.pv_drivers)
 
@@ -138,7 +128,7 @@ def write_reference_payload(version: str, dest: Path, kernel: Kernel | None = No
     `dest` may exist but must be empty. `kernel` defaults to the cached Debian kernel
     (`fetch_kernel()`); for the same kernel the tree is byte-for-byte the same every time.
     """
-    build = _reference(version)
+    build = reference_build(version)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UserInputError(
             f"{dest}: exists and is not an empty directory",

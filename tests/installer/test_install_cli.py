@@ -9,7 +9,6 @@ engine's reference disks.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from pathlib import Path
 
@@ -29,24 +28,6 @@ def sha256(path: Path) -> str:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-@pytest.fixture(scope="module")
-def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from media.reference_media import reference_iso
-
-    # A hard link of our own: the cache drops stale ISOs when the media code changes.
-    private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
-    os.link(reference_iso("5.0.0"), private)
-    return private
-
-
-@pytest.fixture
-def blank(tmp_path: Path) -> Path:
-    disk = tmp_path / "blank.img"
-    with disk.open("wb") as stream:
-        stream.truncate(512 << 20)  # the smallest disk Engine accepts
-    return disk
 
 
 FRESH = """\

@@ -3,7 +3,6 @@ stderr, not in reports, plans or recorded answers, not in error messages about i
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -30,24 +29,6 @@ def answer_file(tmp_path: Path, token: str = TOKEN) -> Path:
         f'mode = "synchronizer"\nserver = "sync.example.com"\ntoken = "{token}"\n'
     )
     return path
-
-
-@pytest.fixture(scope="module")
-def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from media.reference_media import reference_iso
-
-    # A hard link of our own: the cache drops stale ISOs when the media code changes.
-    private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
-    os.link(reference_iso("5.0.0"), private)
-    return private
-
-
-@pytest.fixture
-def blank(tmp_path: Path) -> Path:
-    disk = tmp_path / "blank.img"
-    with disk.open("wb") as stream:
-        stream.truncate(512 << 20)  # the smallest disk Engine accepts
-    return disk
 
 
 def test_dry_run_with_debug_never_shows_the_token(tmp_path: Path, iso: Path, blank: Path) -> None:

@@ -1,0 +1,27 @@
+"""Fixtures shared by the installer's command-line tests: the real 5.0.0 medium and a blank
+target disk of the smallest size Engine accepts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from media.reference_media import reference_iso
+
+    # A hard link of our own: the cache drops stale ISOs when the media code changes.
+    private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
+    os.link(reference_iso("5.0.0"), private)
+    return private
+
+
+@pytest.fixture
+def blank(tmp_path: Path) -> Path:
+    disk = tmp_path / "blank.img"
+    with disk.open("wb") as stream:
+        stream.truncate(512 << 20)  # the smallest disk Engine accepts
+    return disk
