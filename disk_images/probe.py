@@ -14,7 +14,6 @@ from __future__ import annotations
 import enum
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeS
 from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
+from enginekit.scratch import scratch_tree
 from enginekit.versions import DiskLayout
 
 EXT4_MAGIC_OFFSET = 1024 + 56
@@ -293,7 +293,7 @@ def read_ext4_files(
 ) -> dict[str, bytes | None]:
     """Read files from the ext4 filesystem at `offset` of `image`, read-only, in one debugfs
     run (None for a missing file). Raises UserInputError if there is no ext4 there."""
-    with tempfile.TemporaryDirectory(prefix="enginekit-probe-") as workdir:
+    with scratch_tree("probe") as workdir:
         try:
             contents, _ = _Ext4Reader(image, offset, label, Path(workdir)).batch(paths, [])
         except _NotEngine:
@@ -361,7 +361,7 @@ def probe(path: Path) -> ProbeResult:
                 raise _NotEngine(
                     NoInstallationKind.FOREIGN, "foreign partition table (no Engine partitions)"
                 )
-            with tempfile.TemporaryDirectory(prefix="enginekit-probe-") as workdir:
+            with scratch_tree("probe") as workdir:
                 return _probe_engine(path, table, layout, Path(workdir), in_use)
         finally:
             os.close(fd)

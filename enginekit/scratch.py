@@ -4,14 +4,18 @@ A process killed with SIGKILL runs no cleanup: its mounts die with its private m
 namespace and its loop devices autoclear, but the empty mount-point directories and scratch
 files it made in $TMPDIR stay. Their names carry the owner's PID
 (`enginekit-<kind>-<pid>-<random>`), so the next process sweeps the ones whose owner is dead.
-Directories are removed with rmdir only (never anything with files in it).
+Directories are removed with rmdir only (never anything with files in it), except trees a
+caller declared disposable (`scratch_tree`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -35,8 +39,12 @@ def _remove_empty_tree(path: Path) -> None:
     path.rmdir()
 
 
-def sweep_stale(kind: str, parent: Path | None = None) -> int:
-    """Remove scratch entries of `kind` left by dead processes; return how many went."""
+def sweep_stale(kind: str, parent: Path | None = None, *, disposable: bool = False) -> int:
+    """Remove scratch entries of `kind` left by dead processes; return how many went.
+
+    Directories go only when empty, unless `disposable` says their contents are our own
+    scratch copies (never user data) and may be deleted with them.
+    """
     base = Path(parent or tempfile.gettempdir())
     removed = 0
     for entry in base.glob(f"enginekit-{kind}-*-*"):
@@ -45,7 +53,10 @@ def sweep_stale(kind: str, parent: Path | None = None) -> int:
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():
-                _remove_empty_tree(entry)
+                if disposable:
+                    shutil.rmtree(entry)
+                else:
+                    _remove_empty_tree(entry)
             else:
                 entry.unlink()
             removed += 1
@@ -64,3 +75,15 @@ def scratch_file(kind: str) -> IO[bytes]:
     """A named temporary file (deleted on close) `enginekit-<kind>-<pid>-*`."""
     sweep_stale(kind)
     return tempfile.NamedTemporaryFile(prefix=f"enginekit-{kind}-{os.getpid()}-")
+
+
+@contextmanager
+def scratch_tree(kind: str) -> Iterator[Path]:
+    """A scratch directory for disposable copies, removed with its contents on exit; one a
+    killed process left behind is removed by the next caller."""
+    sweep_stale(kind, disposable=True)
+    path = Path(tempfile.mkdtemp(prefix=f"enginekit-{kind}-{os.getpid()}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
