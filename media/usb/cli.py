@@ -386,6 +386,30 @@ def _result_table(results: Sequence[TargetResult]) -> Table:
     return table
 
 
+def _interrupted(results: Sequence[TargetResult]) -> Interrupted:
+    """What Ctrl-C left behind: sticks cut off mid-write will not boot; sticks stopped while
+    being read back were fully written but are unproven."""
+    from media.usb.writer import TargetStatus
+
+    cut = [r.target for r in results if r.status is TargetStatus.INCOMPLETE]
+    unverified = [r.target for r in results if r.status is TargetStatus.NOT_VERIFIED]
+    parts = []
+    if cut:
+        parts.append(f"{', '.join(cut)} {'is' if len(cut) == 1 else 'are'} incomplete "
+                     "and will not boot")  # fmt: skip
+    if unverified:
+        parts.append(f"{', '.join(unverified)} {'was' if len(unverified) == 1 else 'were'} "
+                     "written completely but not verified")  # fmt: skip
+    if not parts:
+        return Interrupted("interrupted after every target had finished")
+    hints = []
+    if cut:
+        hints.append(f"write {'it' if len(cut) == 1 else 'them'} again before use")
+    if unverified:
+        hints.append("check with 'engine-media usb verify ISO TARGET'")
+    return Interrupted("interrupted: " + "; ".join(parts), hint="; ".join(hints))
+
+
 def cmd_write(args: argparse.Namespace) -> int:
     from media.usb.writer import TargetResult, TargetStatus, write_many
 
@@ -438,18 +462,7 @@ def cmd_write(args: argparse.Namespace) -> int:
     results = sorted(refused + list(report.results), key=lambda r: order.get(r.target, 0))
     _stdout().print(_result_table(results))
     if report.interrupted:
-        left = [
-            r.target
-            for r in report.results
-            if r.status in (TargetStatus.INCOMPLETE, TargetStatus.NOT_VERIFIED)
-        ]
-        raise Interrupted(
-            f"interrupted: {', '.join(left) or 'no target'} "
-            f"{'is' if len(left) == 1 else 'are'} incomplete and will not boot"
-            if left
-            else "interrupted after every target had finished",
-            hint=(f"write {'it' if len(left) == 1 else 'them'} again before use") if left else None,
-        )
+        raise _interrupted(report.results)
     for r in report.results:
         if not r.status.succeeded:
             sys.stderr.write(f"error: {r.target}: {r.status}: {r.message}\n")

@@ -106,3 +106,24 @@ def test_sigint_on_a_loop_device(
     )
     _check_interrupted(status, err, stick)
     _check_verify_finds_the_gap(usb_cli, iso, stick)
+
+
+def test_ctrl_c_message_tells_cut_sticks_from_unverified_ones() -> None:
+    """A stick stopped during read-back was fully written: say so, and how to check it."""
+    from media.usb.cli import _interrupted
+    from media.usb.writer import TargetResult, TargetStatus
+
+    size = 48 << 20
+    error = _interrupted(
+        [
+            TargetResult("/dev/sdb", TargetStatus.INCOMPLETE, size, bytes_written=size // 2),
+            TargetResult("/dev/sdc", TargetStatus.NOT_VERIFIED, size, bytes_written=size),
+        ]
+    )
+    assert error.message == (
+        "interrupted: /dev/sdb is incomplete and will not boot; "
+        "/dev/sdc was written completely but not verified"
+    )
+    assert error.hint == (
+        "write it again before use; check with 'engine-media usb verify ISO TARGET'"
+    )
