@@ -234,7 +234,10 @@ class FatFiles:
         except CommandFailed as exc:
             lines = [ln for ln in exc.stderr.strip().splitlines() if not ln.startswith("Warning")]
             detail = lines[-1] if lines else exc.message
-            raise PartitionFileError(f"{self.label}:{path}: {detail}", hint=exc.hint) from None
+            hint = exc.hint
+            if "disk full" in exc.stderr.lower():
+                hint = f"free space on the {self.label} partition, or use a larger disk"
+            raise PartitionFileError(f"{self.label}:{path}: {detail}", hint=hint) from None
         return proc.stdout or b""
 
     def _entries(self, directory: str) -> dict[str, bool] | None:

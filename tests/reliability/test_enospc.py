@@ -146,10 +146,16 @@ def test_full_partition_during_upgrade(
     except AssertionError as exc:
         problems.append(f"the failed upgrade was not one clear error line:\n{exc}")
 
+    if "free space on the" not in failed.err:
+        problems.append(f"the error does not say to free space:\n{failed.err}")
+
     # The old Engine is still what the disk holds, and it boots.
     found = probe(image)
     if not (isinstance(found, Installation) and found.version == "4.5.0"):
         problems.append(f"after the failed upgrade the probe finds {found}")
+    elif region == "esp" and found.upgrade_status is not UpgradeStatus.FAILED:
+        # A full storage partition cannot even take the "Failed" mark; a full ESP can.
+        problems.append(f"status after the failed upgrade: {found.upgrade_status!r}")
     booted = boot(image)
     if booted.status != 0 or "ENGINE RUNNING version=4.5.0" not in booted.out:
         problems.append(f"the old Engine did not boot:\n{booted.describe()}")
