@@ -18,7 +18,12 @@ class InvalidISO(UserInputError):
 
 
 class VerificationFailed(UserInputError):
-    """The medium reads fine but does not match what it claims (checksums, sizes, boot)."""
+    """The medium reads fine but does not match what it claims (checksums, sizes, boot).
+
+    Exit status 1, not 2: the input was valid, the check it asked for came out negative
+    (2 is reserved for bad input)."""
+
+    exit_status = 1
 
 
 class TargetRefused(UserInputError):

@@ -21,6 +21,7 @@ from pathlib import Path
 from enginekit.sizes import human_size
 from media.errors import DeviceError, TargetRefused
 from media.usb.copier import STALE_TABLE_BYTES, FileTarget
+from media.usb.discovery import device_identity
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,15 @@ def is_block_device(path: Path) -> bool:
 
 
 class BlockDeviceTarget(FileTarget):
-    """A whole-disk block device (a USB stick, an SD card, a loop device)."""
+    """A whole-disk block device (a USB stick, an SD card, a loop device).
+
+    `identity` is what `discovery.device_identity` said when the device was checked and
+    shown; the write refuses when the opened device is another medium by then.
+    """
+
+    def __init__(self, path: Path, identity: str | None = None) -> None:
+        super().__init__(path)
+        self.identity = identity
 
     def open_write(self) -> int:
         try:
@@ -80,6 +89,15 @@ class BlockDeviceTarget(FileTarget):
 
     def check(self, fd: int, image_size: int) -> None:
         # Asked of the kernel on the open descriptor: the policy's view may be stale.
+        if self.identity is not None:
+            rdev = os.fstat(fd).st_rdev
+            now = device_identity(f"{os.major(rdev)}:{os.minor(rdev)}")
+            if now != self.identity:
+                raise TargetRefused(
+                    f"refusing {self.path}: is no longer the disk that was checked "
+                    f"({self.identity}, now {now}); was the stick replaced?",
+                    hint="run the command again so the new disk is checked and confirmed",
+                )
         if device_read_only(fd):
             raise TargetRefused(
                 f"refusing {self.path}: is read-only", hint="check the write-protect switch"
@@ -114,8 +132,9 @@ class BlockDeviceTarget(FileTarget):
                 log.debug("%s on %s: %s", name, self.path, exc.strerror)
 
 
-def open_target(path: Path) -> FileTarget:
-    """The right target class for a path: a block device or a regular file."""
+def open_target(path: Path, identity: str | None = None) -> FileTarget:
+    """The right target class for a path: a block device or a regular file. `identity`
+    (block devices only) is the medium that was checked, see `BlockDeviceTarget`."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError as exc:
@@ -124,7 +143,7 @@ def open_target(path: Path) -> FileTarget:
             hint="a missing path is never created; check the name",
         ) from exc
     if stat.S_ISBLK(mode):
-        return BlockDeviceTarget(path)
+        return BlockDeviceTarget(path, identity)
     if stat.S_ISREG(mode):
         return FileTarget(path)
     raise DeviceError(f"{path} is neither a block device nor a regular file")

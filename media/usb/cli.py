@@ -85,6 +85,11 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         "--unmount", action="store_true", help="unmount the targets' mounted partitions first"
     )
     write.add_argument("--force", action="store_true", help="allow non-removable (internal) disks")
+    write.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="with --yes: allow disks above 64 GB (instead of typing the disk's name)",
+    )
     _debug_option(write)
     write.set_defaults(handler=cmd_write)
 
@@ -115,7 +120,10 @@ _LIST_HELP = (
 _WRITE_HELP = (
     "Write ISO to each TARGET (a whole-disk block device, or an existing regular file), "
     "concurrently, then read every target back bypassing the page cache and compare. "
-    "System disks, mounted, read-only, too small and internal disks are refused."
+    "System disks, mounted, read-only, too small and internal disks are refused, and so are "
+    "files in use as loop devices. Each target's model, serial and size is printed before "
+    "anything is written. A disk above 64 GB needs its name typed as a second confirmation; "
+    "with --yes it is refused unless --allow-large is given too."
 )
 _VERIFY_HELP = "Read TARGET back (bypassing the page cache) and compare it with ISO."
 
@@ -246,6 +254,7 @@ class _Accepted:
     path: Path
     device: discovery.BlockDeviceInfo | None  # None for a regular file
     size: int
+    identity: str | None = None  # the medium that was checked (block devices only)
 
 
 def _examine(
@@ -262,9 +271,11 @@ def _examine(
         return (kind,)
     assert st is not None
     if kind is policy.TargetKind.BLOCK_DEVICE:
+        # Read before the description, so a stick swapped in meanwhile cannot pass as checked.
+        identity = discovery.device_identity(f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
         device = discovery.describe_block_device(path, image)
         refusals = policy.device_refusals(device, image_size, options)
-        return refusals or _Accepted(path, device, device.size_bytes)
+        return refusals or _Accepted(path, device, device.size_bytes, identity)
     fs = os.statvfs(path)
     info = policy.FileTargetInfo(
         path=str(path),
@@ -272,6 +283,7 @@ def _examine(
         writable=os.access(path, os.W_OK),
         is_the_image=os.path.samefile(path, image),
         free_bytes=fs.f_bavail * fs.f_frsize,
+        loop_users=tuple(discovery.loop_users(path)),
     )
     return policy.file_refusals(info, image_size) or _Accepted(path, None, st.st_size)
 
@@ -289,15 +301,21 @@ def _ask(prompt: str) -> str:
     return line.strip()
 
 
-def _confirm(image: Path, image_size: int, accepted: Sequence[_Accepted]) -> None:
+def _show_targets(heading: str, accepted: Sequence[_Accepted]) -> None:
+    """Name every target (model, serial, size), with or without a question after it."""
     err = sys.stderr
-    err.write(f"About to ERASE and write {image.name} ({human_size(image_size)}) to:\n")
+    err.write(heading + "\n")
     for target in accepted:
         if target.device is None:
             err.write(f"  {target.path}  regular file, {_size_text(target.size)}\n")
         else:
             dev = target.device
             err.write(f"  {dev.path}  {dev.describe()}  {_size_text(dev.size_bytes)}  {dev.bus}\n")
+
+
+def _confirm(image: Path, image_size: int, accepted: Sequence[_Accepted]) -> None:
+    err = sys.stderr
+    _show_targets(f"About to ERASE and write {image.name} ({human_size(image_size)}) to:", accepted)
     err.write("Everything on them will be lost.\n")
     if _ask(f"Type 'yes' to erase {len(accepted)} target(s): ").lower() != "yes":
         raise UserInputError("not confirmed; nothing was written")
@@ -415,7 +433,9 @@ def cmd_write(args: argparse.Namespace) -> int:
 
     image: Path = args.image
     image_size = check_image(image)
-    options = policy.WriteOptions(force=args.force, unmount=args.unmount)
+    options = policy.WriteOptions(
+        force=args.force, unmount=args.unmount, large_ok=not args.yes or args.allow_large
+    )
     seen: set[str] = set()
     for target in args.targets:
         key = os.path.realpath(target)
@@ -442,7 +462,9 @@ def cmd_write(args: argparse.Namespace) -> int:
         )
     if not accepted:
         return TargetRefused.exit_status
-    if not args.yes:
+    if args.yes:
+        _show_targets(f"Writing {image.name} ({human_size(image_size)}) to:", accepted)
+    else:
         _confirm(image, image_size, accepted)
     if options.unmount:
         for target in accepted:
@@ -457,6 +479,7 @@ def cmd_write(args: argparse.Namespace) -> int:
             verify=not args.no_verify,
             on_progress=display.update,
             max_rate=_max_rate(),
+            identities={t.path: t.identity for t in accepted if t.identity is not None},
         )
     order = {str(t): i for i, t in enumerate(args.targets)}
     results = sorted(refused + list(report.results), key=lambda r: order.get(r.target, 0))
@@ -485,7 +508,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         mode = None
     kind = policy.target_kind(str(target_path), mode)
     if isinstance(kind, policy.Refusal):
-        raise TargetRefused(f"cannot verify {target_path}: no such device or file")
+        raise TargetRefused(kind.line(), hint=kind.hint)
     display = _ProgressDisplay([target_path], image_size)
     stop = threading.Event()
     copier = ImageCopier(

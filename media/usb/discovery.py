@@ -50,6 +50,7 @@ class Holds(enum.StrEnum):
     BOOT = "/boot"
     SWAP = "swap"
     IMAGE = "the image file"
+    IMAGE_BACKED = "the image file as its backing file"  # a loop device over the image
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,10 @@ class SystemUsage:
         if image is not None:
             for disk in _disks_of_file(image, mounts):
                 holds.setdefault(disk, set()).add(Holds.IMAGE)
+            # Writing to a loop device over the image would overwrite the image itself (and
+            # the read-back would then compare it with itself and pass).
+            for loop in loops_backed_by(image):
+                holds.setdefault(loop.majmin, set()).add(Holds.IMAGE_BACKED)
         return cls(
             holds={k: frozenset(v) for k, v in holds.items()},
             mounted={k: tuple(v) for k, v in mounted.items()},
@@ -317,6 +322,71 @@ def _disks_of_file(path: Path, mounts: list[_Mount]) -> set[str]:
         if inside and (best is None or len(mount.mountpoint) >= len(best.mountpoint)):
             best = mount
     return _disks_of_mount(best) if best is not None else set()
+
+
+@dataclass(frozen=True)
+class LoopBacking:
+    """A loop device and the file behind it (as /sys/block/loopN/loop/backing_file names it)."""
+
+    device: str  # /dev/loopN
+    majmin: str
+    backing_file: str
+
+
+def _file_id(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def loops_backed_by(path: Path) -> list[LoopBacking]:
+    """Every attached loop device whose backing file is `path` (same device and inode, so a
+    symlink, a hard link or a relative name cannot hide it)."""
+    wanted = _file_id(path)
+    if wanted is None:
+        return []
+    found: list[LoopBacking] = []
+    for loop_dir in sorted(Path("/sys/block").glob("loop*"), key=lambda p: _natural_key(p.name)):
+        try:
+            backing = (loop_dir / "loop" / "backing_file").read_text(errors="replace").strip()
+            majmin = (loop_dir / "dev").read_text().strip()
+        except OSError:
+            continue  # not attached (no loop/ directory) or detached meanwhile
+        # A deleted backing file cannot be the path we were given; `(deleted)` never matches.
+        if backing and _file_id(backing) == wanted:
+            found.append(LoopBacking(f"/dev/{loop_dir.name}", majmin, backing))
+    return found
+
+
+def loop_users(path: Path) -> list[str]:
+    """`/dev/loop3 (mounted on /mnt)` for each loop device over the file `path`: writing the
+    file would change a disk the kernel is using."""
+    loops = loops_backed_by(path)
+    if not loops:
+        return []
+    usage = SystemUsage.scan()
+    users: list[str] = []
+    for loop in loops:
+        mounts = usage.mounted.get(loop.majmin, ())
+        where = ", ".join(m.mountpoint for m in mounts)
+        users.append(f"{loop.device} (mounted on {where})" if where else loop.device)
+    return users
+
+
+def device_identity(majmin: str) -> str:
+    """A stable identity of the medium behind a block device number, to notice a swap between
+    the checks and the write: the kernel's `diskseq` (new for every attach or medium change),
+    else model, serial and size."""
+    sys_path = SYS_DEV_BLOCK / majmin
+    try:
+        return "diskseq " + (sys_path / "diskseq").read_text().strip()
+    except OSError:
+        pass
+    record = _sysfs_record(sys_path)
+    parts = (record.get(k, "") for k in ("device/model", "device/serial", "size"))
+    return "model/serial/size " + "/".join(parts)
 
 
 # ---- live devices -------------------------------------------------------------------------

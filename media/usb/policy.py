@@ -26,6 +26,9 @@ class RefusalCode(enum.StrEnum):
     HOLDS_SYSTEM = "holds-system"
     HOLDS_IMAGE = "holds-image"
     IS_IMAGE = "is-image"
+    BACKED_BY_IMAGE = "backed-by-image"
+    IN_USE = "in-use"
+    LARGE = "large"
     MOUNTED = "mounted"
     READ_ONLY = "read-only"
     NO_MEDIUM = "no-medium"
@@ -48,6 +51,9 @@ class Refusal:
 class WriteOptions:
     force: bool = False  # allow non-removable disks
     unmount: bool = False  # mounted partitions will be unmounted before writing
+    # Disks above 64 GB: False when nobody will be asked to type the disk's name (--yes
+    # without --allow-large), which makes them a refusal instead of a second question.
+    large_ok: bool = True
 
 
 class TargetKind(enum.StrEnum):
@@ -97,6 +103,8 @@ def hidden_reasons(device: BlockDeviceInfo, image_size: int | None = None) -> tu
         reasons.append(f"system disk: holds the running system ({', '.join(held)})")
     if Holds.IMAGE in device.holds:
         reasons.append("holds the image file")
+    if Holds.IMAGE_BACKED in device.holds:
+        reasons.append("a loop device over the image file")
     if device.is_partition:
         reasons.append("a partition, not a whole disk")
     if device.bus.is_virtual:
@@ -141,6 +149,12 @@ def device_refusals(
             "holds the image file being written",
             "copy the ISO to another disk first",
         )
+    if Holds.IMAGE_BACKED in device.holds:
+        refuse(
+            RefusalCode.BACKED_BY_IMAGE,
+            "is a loop device over the image file itself; writing would destroy the image",
+            "give a USB stick, or a loop device over another file",
+        )
     if device.mounted_partitions and not held and not options.unmount:
         mounts = ", ".join(f"{m.device} on {m.mountpoint}" for m in device.mounted_partitions)
         refuse(
@@ -163,6 +177,12 @@ def device_refusals(
             f"{human_size(image_size)})",
             "use a bigger stick",
         )
+    if needs_large_disk_confirmation(device) and not options.large_ok:
+        refuse(
+            RefusalCode.LARGE,
+            f"is larger than 64 GB ({device.size_bytes / 1000**3:.1f} GB): rarely a USB stick",
+            "check it is the right disk; with --yes, add --allow-large to write it anyway",
+        )
     # Loop devices are file-backed: overwriting one is like overwriting its backing file.
     if not (device.removable or device.bus in (Bus.USB, Bus.LOOP)) and not options.force:
         refuse(
@@ -182,6 +202,7 @@ class FileTargetInfo:
     writable: bool
     is_the_image: bool  # same inode as the image
     free_bytes: int  # free space on its filesystem, for the part that must grow
+    loop_users: tuple[str, ...] = ()  # e.g. "/dev/loop3 (mounted on /mnt)"
 
 
 def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
@@ -194,6 +215,15 @@ def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
                 info.path,
                 "is the image file itself",
                 "give a USB stick or another file as the target",
+            )
+        )
+    if info.loop_users:
+        found.append(
+            Refusal(
+                RefusalCode.IN_USE,
+                info.path,
+                f"in use by {', '.join(info.loop_users)}",
+                "unmount it and detach the loop device (losetup -d) first",
             )
         )
     if not info.writable:

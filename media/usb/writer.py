@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +75,13 @@ def write_one(
     stop: threading.Event | None = None,
     max_rate: float | None = None,
     chunk_size: int = CHUNK_SIZE,
+    identity: str | None = None,
 ) -> TargetResult:
-    """Write and verify one target; never raises for a target-level failure."""
+    """Write and verify one target; never raises for a target-level failure.
+
+    `identity` is what `discovery.device_identity` said when the target was checked; the
+    write refuses a block device that is no longer that medium.
+    """
     name = str(target)
     image_size = image.stat().st_size
     written = 0
@@ -89,7 +94,7 @@ def write_one(
     try:
         copier = ImageCopier(
             image,
-            open_target(target),
+            open_target(target, identity),
             chunk_size=chunk_size,
             on_progress=report,
             stop=stop,
@@ -146,6 +151,7 @@ def write_many(
     max_rate: float | None = None,
     chunk_size: int = CHUNK_SIZE,
     poll: Callable[[], None] | None = None,
+    identities: Mapping[Path, str] | None = None,
 ) -> WriteReport:
     """Write `image` to every target concurrently; results in the order of `targets`.
 
@@ -166,6 +172,7 @@ def write_many(
                 stop=stop,
                 max_rate=max_rate,
                 chunk_size=chunk_size,
+                identity=(identities or {}).get(target),
             )
             for target in targets
         ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from enginekit.process import require_tool, run
 from media.cli import main
 from media.usb.blockdev import BLKGETSIZE64, BlockDeviceTarget, device_size
 from media.usb.writer import TargetStatus, write_many
+
+from .conftest import _still_backed_by, attached_loop
 
 pytestmark = pytest.mark.root
 
@@ -259,3 +262,121 @@ def test_list_all_explains_why_a_small_loop_device_is_hidden(
     assert status == 0
     assert "HIDDEN BECAUSE" in out  # the table itself may fold long cells: check JSON above
     assert any(line.startswith(f"{small} ") for line in out.splitlines())
+
+
+def test_a_loop_device_over_the_image_is_refused(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The data-loss case: writing self.iso to the loop device backed by self.iso zeroed the
+    # ISO's first and last MiB, then "verified" the wreck against itself.
+    iso = tmp_path / "self.iso"
+    iso.write_bytes(make_iso(3 * MiB).read_bytes())
+    before = iso.read_bytes()
+    link = tmp_path / "link.iso"
+    link.symlink_to(iso)
+    with attached_loop(iso) as loop:
+        for image in (iso, link):
+            status, _, err = _engine_media(
+                capsys, monkeypatch, ["usb", "write", "--yes", str(image), str(loop)]
+            )
+            assert status == 2, err
+            assert _errors(err) == [
+                f"error: refusing {loop}: is a loop device over the image file itself; "
+                "writing would destroy the image"
+            ]
+    assert iso.read_bytes() == before
+
+
+def test_a_file_attached_as_a_mounted_loop_device_is_refused(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    stick = tmp_path / "stick.img"
+    with open(stick, "wb") as f:
+        f.truncate(32 * MiB)
+    run([require_tool("mkfs.ext4", "e2fsprogs"), "-q", stick])
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    with attached_loop(stick) as loop:
+        argv = ["usb", "write", "--yes", str(iso), str(stick)]
+        status, _, err = _engine_media(capsys, monkeypatch, argv)
+        assert status == 2, err
+        assert _errors(err) == [f"error: refusing {stick}: in use by {loop}"]
+        run(["mount", loop, mountpoint])
+        try:
+            status, _, err = _engine_media(capsys, monkeypatch, argv)
+            assert status == 2, err
+            assert _errors(err) == [
+                f"error: refusing {stick}: in use by {loop} (mounted on {mountpoint})"
+            ]
+            assert "losetup -d" in err
+        finally:
+            run(["umount", mountpoint], check=False)
+    data = stick.read_bytes()
+    assert data[1080:1082] == b"\x53\xef"  # the ext4 superblock magic: never overwritten
+    assert b"CD001" not in data[32768:32774]
+
+
+def test_with_yes_a_disk_above_64_gb_needs_allow_large(
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    big = loop_device(70 * 1000**3)  # sparse
+    argv = ["usb", "write", "--yes", str(iso), str(big)]
+    status, _, err = _engine_media(capsys, monkeypatch, argv)
+    assert status == 2, err
+    (line,) = _errors(err)
+    assert line == (f"error: refusing {big}: is larger than 64 GB (70.0 GB): rarely a USB stick")
+    assert "--allow-large" in err
+    with open(big, "rb") as device:
+        assert device.read(4096) == bytes(4096)
+
+    argv = ["usb", "write", "--yes", "--allow-large", str(iso), str(big)]
+    status, _, err = _engine_media(capsys, monkeypatch, argv)
+    assert status == 0, err
+    # Even without a question, the target is named before it is written.
+    assert f"Writing {iso.name}" in err
+    (shown,) = [line for line in err.splitlines() if line.startswith(f"  {big}  ")]
+    assert "loop: " in shown and "(70.0 GB)" in shown
+    with open(big, "rb") as device:
+        assert device.read(iso.stat().st_size) == iso.read_bytes()
+
+
+def test_a_stick_swapped_after_the_checks_is_refused(
+    tmp_path: Path, make_iso: Callable[[int], Path]
+) -> None:
+    from media.usb.cli import _Accepted, _examine
+    from media.usb.policy import WriteOptions
+
+    iso = make_iso(1 * MiB)
+    first, second = tmp_path / "first.img", tmp_path / "second.img"
+    for backing in (first, second):
+        with open(backing, "wb") as f:
+            f.truncate(8 * MiB)
+    with attached_loop(first) as node:
+        verdict = _examine(node, iso, iso.stat().st_size, WriteOptions())
+        assert isinstance(verdict, _Accepted) and verdict.identity
+    # The same node now shows another medium (as when a stick is pulled and another one
+    # takes its name): the kernel gives it a new diskseq.
+    losetup = require_tool("losetup", "mount")
+    run([losetup, node, second])
+    try:
+        report = write_many(iso, [node], identities={node: verdict.identity})
+    finally:
+        deadline = time.monotonic() + 10
+        while _still_backed_by(node, second) and time.monotonic() < deadline:
+            run([losetup, "--detach", node], check=False)
+            time.sleep(0.05)
+    (result,) = report.results
+    assert result.status is TargetStatus.REFUSED
+    assert "is no longer the disk that was checked" in result.message
+    assert second.read_bytes() == bytes(8 * MiB)

@@ -141,12 +141,31 @@ def test_verify_reports_the_first_bad_block(
         f.seek(5 * MiB + 700)
         f.write(b"\xff\x00")
     status, _, err = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
-    assert status == 2
+    assert status == 1  # a failed check; 2 is reserved for bad input
     bad = (5 * MiB + 700) // 512 * 512
     assert _error_lines(err) == [
         f"error: {stick} differs from the image at offset {bad} (5.0 MiB): first bad block"
     ]
     assert "hint: write it again" in err
+
+
+def test_verify_refuses_what_write_refuses_with_the_same_words(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    for target, reason in [
+        ("/dev/null", "neither a block device nor a regular file"),
+        (str(tmp_path), "neither a block device nor a regular file"),
+        (str(tmp_path / "missing.img"), "no such device or file"),
+    ]:
+        status, _, err = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), target])
+        assert status == 2
+        (line,) = _error_lines(err)
+        assert line.startswith(f"error: refusing {target}: {reason}"), line
+        assert "hint:" in err
 
 
 def test_list_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

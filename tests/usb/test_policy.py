@@ -186,6 +186,10 @@ STICK_MOUNTS = (MountedPartition("/dev/sdb1", "/media/tech/CRUZER"),)
         ("virtio_disk", {}, WriteOptions(), ISO_SIZE, {R.NOT_REMOVABLE}),
         ("virtio_disk", {}, WriteOptions(force=True), ISO_SIZE, set()),
         ("virtio_disk", {}, WriteOptions(force=True), 9 * 1024**3, {R.TOO_SMALL}),
+        # --yes alone never writes a disk above 64 GB; --allow-large (large_ok) does.
+        ("usb_hard_disk", {}, WriteOptions(large_ok=False), ISO_SIZE, {R.LARGE}),
+        ("usb_stick", {"mounted_partitions": ()}, WriteOptions(large_ok=False), ISO_SIZE,
+         set()),
     ],
 )  # fmt: skip
 def test_write_refusals(
@@ -215,6 +219,15 @@ def test_loop_devices_need_no_force_but_are_hidden_from_the_list() -> None:
     loop = BlockDeviceInfo("/dev/loop3", "loop: /tmp/x", "", "", 2 * GB, Bus.LOOP, False, False)
     assert device_refusals(loop, ISO_SIZE, WriteOptions()) == ()
     assert hidden_reasons(loop) == ("virtual device (loop)",)
+
+
+def test_a_loop_device_over_the_image_is_refused_without_exemption() -> None:
+    loop = BlockDeviceInfo("/dev/loop3", "loop: /tmp/e.iso", "", "", 2 * GB, Bus.LOOP, False,
+                           False, holds=frozenset({Holds.IMAGE_BACKED}))  # fmt: skip
+    options = WriteOptions(force=True, unmount=True)
+    (refusal,) = device_refusals(loop, ISO_SIZE, options)
+    assert refusal.code is R.BACKED_BY_IMAGE and "destroy the image" in refusal.reason
+    assert "a loop device over the image file" in hidden_reasons(loop)
 
 
 @pytest.mark.parametrize(
@@ -271,6 +284,7 @@ def test_a_missing_path_says_it_is_never_created() -> None:
         (FileTargetInfo("e.iso", ISO_SIZE, True, True, 10 * GB), {R.IS_IMAGE}),
         (FileTargetInfo("s.img", 0, False, False, 10 * GB), {R.READ_ONLY}),
         (FileTargetInfo("s.img", 0, True, False, 100), {R.TOO_SMALL}),
+        (FileTargetInfo("s.img", 8 * GB, True, False, 0, ("/dev/loop3",)), {R.IN_USE}),
     ],
 )
 def test_file_refusals(info: FileTargetInfo, expected: set[RefusalCode]) -> None:
