@@ -79,9 +79,10 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int], None] | Non
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from media.iso_builder import HybridIsoBuilder
+    from media.iso_builder import HybridIsoBuilder, check_output
 
     out = Path(args.output)
+    check_output(out)  # before the (slow) reference payload is made
     with tempfile.TemporaryDirectory(prefix="enginekit-payload-") as tmp:
         if args.reference:
             from media.reference import write_reference_payload

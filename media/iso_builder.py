@@ -26,7 +26,7 @@ from typing import BinaryIO, cast
 
 import pycdlib
 
-from enginekit.errors import HostError, InternalError
+from enginekit.errors import HostError, InternalError, UserInputError
 from media import eltorito, system_area
 from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
@@ -313,12 +313,7 @@ class HybridIsoBuilder:
         manifest = self._check_payload()
         version = str(manifest.version)
         volume_id = volume_id_for(version)
-        if out.is_dir():
-            raise InvalidPayload(f"output {out} is a directory", hint="give a file name")
-        if not out.parent.is_dir():
-            raise InvalidPayload(
-                f"output directory {out.parent} does not exist", hint="create it first"
-            )
+        check_output(out)
         with contextlib.ExitStack() as stack:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="enginekit-iso-")))
             boot = eltorito.prepare_boot_files(
@@ -387,7 +382,9 @@ class HybridIsoBuilder:
         writes.append((pvd_offset + APPDATA_OFFSET, b" " * APPDATA_SIZE))
         writes += system_area.system_area_writes(layout, boot.isohybrid_mbr.read_bytes())
 
-        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+        fd, name = tempfile.mkstemp(
+            prefix=_partial_prefix(out), suffix=PARTIAL_SUFFIX, dir=out.parent
+        )
         partial = Path(name)
         try:
             streamer = ImageStreamer(
@@ -416,9 +413,50 @@ class HybridIsoBuilder:
         return partial
 
 
+PARTIAL_SUFFIX = ".partial"
+
+
+def _partial_prefix(out: Path) -> str:
+    return f".{out.name}."
+
+
+def check_output(out: Path) -> None:
+    """Refuse an output path the atomic replace would damage: a directory, a missing
+    directory, or anything but a regular file (a block device node would be replaced by a
+    file in /dev while the disk stays untouched)."""
+    try:
+        mode: int | None = os.stat(out).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UserInputError(f"output {out}: {exc.strerror or exc}") from exc
+    if mode is not None and stat.S_ISDIR(mode):
+        raise InvalidPayload(f"output {out} is a directory", hint="give a file name")
+    if mode is not None and stat.S_ISBLK(mode):
+        raise UserInputError(
+            f"output {out} is a block device; to write a stick use 'engine-media usb write'",
+            hint=f"build to a file first: engine-media build ... -o engine.iso, then "
+            f"engine-media usb write engine.iso {out}",
+        )
+    if mode is not None and not stat.S_ISREG(mode):
+        raise UserInputError(
+            f"output {out} is not a regular file", hint="give the name of an ISO file to create"
+        )
+    if not out.parent.is_dir():
+        raise InvalidPayload(
+            f"output directory {out.parent} does not exist", hint="create it first"
+        )
+
+
 def build_iso(payload: Path, out: Path, progress: ProgressCallback | None = None) -> BuildResult:
     """Convenience: `HybridIsoBuilder(payload).build(out)`."""
     return HybridIsoBuilder(payload, progress=progress).build(out)
 
 
-__all__ = ["BuildResult", "HybridIsoBuilder", "build_iso", "volume_id_for"]
+__all__ = [
+    "BuildResult",
+    "HybridIsoBuilder",
+    "build_iso",
+    "check_output",
+    "volume_id_for",
+]

@@ -463,6 +463,17 @@ def implant(
     everything but the last 15 sectors, the system area (MBR, GPT) included.
     """
     name = os.fspath(path)
+    try:
+        mode = os.stat(name).st_mode
+    except OSError:
+        mode = None  # _open explains a missing or unreadable file
+    if mode is not None and stat.S_ISBLK(mode):
+        raise UserInputError(
+            f"{name} is a block device; to write a stick use 'engine-media usb write'",
+            hint="implant into the ISO file, then write it to the stick",
+        )
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise UserInputError(f"{name} is not a regular file", hint="give the path of an ISO file")
     with _open(path, "r+b") as handle:
         pvd = _read_pvd(handle, name)
         if not force and pvd.appdata != b" " * APPDATA_SIZE:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enginekit.cache import cache_dir
+from enginekit.errors import UserInputError
 from enginekit.process import run, run_text
 from media import iso_builder
 from media.errors import InvalidPayload
@@ -329,3 +331,24 @@ def test_names_that_collide_in_iso9660_all_arrive(
         for rel, data in files.items():
             assert reader.read_bytes(rel) == data
     assert verify_iso(out).ok
+
+
+def test_a_block_device_output_is_refused_and_left_alone(
+    small_payload: SmallPayload, tmp_path: Path
+) -> None:
+    # A scratch node in tmp_path, never a real /dev/loopN: the old builder replaced the node
+    # with a regular file (temp next to OUT, then os.replace).
+    node = tmp_path / "fakeblk"
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    payload = small_payload()
+    with pytest.raises(UserInputError, match="is a block device; to write a stick use") as err:
+        build_iso(payload, node)
+    assert "engine-media usb write" in err.value.message
+    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(7, 200)
+    chardev = tmp_path / "fakechr"
+    os.mknod(chardev, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    with pytest.raises(UserInputError, match="is not a regular file"):
+        build_iso(payload, chardev)
+    assert stat.S_ISCHR(chardev.lstat().st_mode)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+

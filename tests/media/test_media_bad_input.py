@@ -4,7 +4,9 @@ a non-zero exit status, never a traceback."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pycdlib
@@ -148,3 +150,28 @@ def test_changed_payload_file_is_refused_at_build(
     assert status == 2 and "engine/EULA.txt" in line
     assert [p for p in tmp_path.iterdir() if p.suffix in (".iso", ".partial")] == []
     shutil.rmtree(tree)
+
+
+def test_build_and_implant_refuse_a_block_device(
+    small_payload: SmallPayload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from enginekit.errors import UserInputError
+    from media import isomd5
+
+    # A scratch node in tmp_path, never a real /dev/loopN.
+    node = tmp_path / "fakeblk"
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    status, line = _run_cli(["build", "--payload", str(small_payload()), "-o", str(node)], capsys)
+    assert status == 2
+    assert line == (
+        f"error: output {node} is a block device; to write a stick use 'engine-media usb write'"
+    )
+    status, line = _run_cli(["build", "--reference", "5.0.0", "-o", str(node)], capsys)
+    assert status == 2 and "is a block device" in line
+    status, line = _run_cli(["md5", "implant", str(node)], capsys)
+    assert status == 2 and str(node) in line
+    with pytest.raises(UserInputError, match="is a block device; to write a stick use"):
+        isomd5.implant(node)
+    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(7, 200)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fakeblk", "payload0"]
+
