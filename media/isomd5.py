@@ -480,7 +480,7 @@ def implant(
             found = "an isomd5sum checksum" if _parse_appdata(pvd) else "other data"
             raise Md5AlreadyImplanted(
                 f"{name}: the ISO's application-use field already holds {found}; not implanting",
-                hint="pass force to overwrite it (implantisomd5 --force does the same)",
+                hint="add --force to overwrite it (implantisomd5 --force does the same)",
             )
         sums: list[str] = []
 

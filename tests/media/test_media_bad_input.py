@@ -175,3 +175,13 @@ def test_build_and_implant_refuse_a_block_device(
     assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(7, 200)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fakeblk", "payload0"]
 
+
+def test_second_implant_names_the_force_option(
+    reference_iso_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The reference ISO has its checksum implanted already.
+    assert main(["md5", "implant", str(reference_iso_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds an isomd5sum checksum" in err
+    (hint,) = [ln for ln in err.splitlines() if ln.startswith("hint:")]
+    assert "add --force to overwrite it" in hint and "pass force" not in hint
