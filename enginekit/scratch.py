@@ -22,7 +22,8 @@ from typing import IO
 log = logging.getLogger(__name__)
 
 
-def _owner_alive(pid: int) -> bool:
+def owner_alive(pid: int) -> bool:
+    """Whether a process with this PID exists (a scratch entry's owner, for sweeps)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,7 +50,7 @@ def sweep_stale(kind: str, parent: Path | None = None, *, disposable: bool = Fal
     removed = 0
     for entry in base.glob(f"enginekit-{kind}-*-*"):
         pid_text = entry.name.removeprefix(f"enginekit-{kind}-").split("-", 1)[0]
-        if not pid_text.isdigit() or _owner_alive(int(pid_text)):
+        if not pid_text.isdigit() or owner_alive(int(pid_text)):
             continue
         try:
             if entry.is_dir() and not entry.is_symlink():

@@ -27,6 +27,7 @@ from typing import BinaryIO, cast
 import pycdlib
 
 from enginekit.errors import HostError, InternalError, UserInputError
+from enginekit.scratch import owner_alive
 from media import eltorito, system_area
 from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
@@ -314,6 +315,7 @@ class HybridIsoBuilder:
         version = str(manifest.version)
         volume_id = volume_id_for(version)
         check_output(out)
+        sweep_stale_partials(out)
         with contextlib.ExitStack() as stack:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="enginekit-iso-")))
             boot = eltorito.prepare_boot_files(
@@ -382,8 +384,9 @@ class HybridIsoBuilder:
         writes.append((pvd_offset + APPDATA_OFFSET, b" " * APPDATA_SIZE))
         writes += system_area.system_area_writes(layout, boot.isohybrid_mbr.read_bytes())
 
+        # The PID in the name lets the next build of the same OUT remove what a killed one left.
         fd, name = tempfile.mkstemp(
-            prefix=_partial_prefix(out), suffix=PARTIAL_SUFFIX, dir=out.parent
+            prefix=f"{_partial_prefix(out)}{os.getpid()}.", suffix=PARTIAL_SUFFIX, dir=out.parent
         )
         partial = Path(name)
         try:
@@ -448,6 +451,31 @@ def check_output(out: Path) -> None:
         )
 
 
+def sweep_stale_partials(out: Path) -> int:
+    """Remove `.OUT.<pid>.*.partial` files next to `out` whose builder is dead (SIGKILLed);
+    return how many went. Partials of live builders, and names without a PID, stay."""
+    prefix = _partial_prefix(out)
+    removed = 0
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX)):
+            continue
+        pid_text = name.removeprefix(prefix).split(".", 1)[0]
+        if not pid_text.isdigit() or owner_alive(int(pid_text)):
+            continue
+        try:
+            if stat.S_ISREG(entry.lstat().st_mode):
+                entry.unlink()
+                removed += 1
+        except OSError as exc:
+            log.debug("left stale %s: %s", entry, exc.strerror)
+    return removed
+
+
 def build_iso(payload: Path, out: Path, progress: ProgressCallback | None = None) -> BuildResult:
     """Convenience: `HybridIsoBuilder(payload).build(out)`."""
     return HybridIsoBuilder(payload, progress=progress).build(out)
@@ -458,5 +486,6 @@ __all__ = [
     "HybridIsoBuilder",
     "build_iso",
     "check_output",
+    "sweep_stale_partials",
     "volume_id_for",
 ]

@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +354,43 @@ def test_a_block_device_output_is_refused_and_left_alone(
     assert stat.S_ISCHR(chardev.lstat().st_mode)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
 
+
+_KILLED_BUILD = """
+import os, signal, sys
+from pathlib import Path
+from media.iso_builder import build_iso
+from media.iso_writer import ImageStreamer
+
+emit = ImageStreamer._emit
+calls = []
+
+def killed_midway(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup code runs
+    return emit(self, *args, **kwargs)
+
+ImageStreamer._emit = killed_midway
+build_iso(Path(sys.argv[1]), Path(sys.argv[2]))
+"""
+
+
+def test_a_killed_builds_partial_is_removed_by_the_next_build(
+    small_payload: SmallPayload, tmp_path: Path
+) -> None:
+    payload = small_payload({"system/root/big.bin": os.urandom(3 * 1024 * 1024)})
+    out = tmp_path / "x.iso"
+    proc = run([sys.executable, "-c", _KILLED_BUILD, payload, out], check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (left,) = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert left.name.startswith(".x.iso.") and left.stat().st_size > 0
+    assert not out.exists()
+    # A live builder's partial (ours) and other files' partials are not touched.
+    live = tmp_path / f".x.iso.{os.getpid()}.abcd.partial"
+    live.write_bytes(b"in progress")
+    other = tmp_path / ".y.iso.1.abcd.partial"
+    other.write_bytes(b"not ours to judge")
+    build_iso(payload, out)
+    partials = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial"))
+    assert partials == sorted([other.name, live.name])
+    assert out.stat().st_size > 1024 * 1024
