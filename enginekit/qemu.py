@@ -1,20 +1,22 @@
 """Boot a machine in QEMU (TCG) and read what it prints on its serial console.
 
 `QemuMachine` is a context manager: the QEMU process is killed and reaped on exit, on an
-exception and on Ctrl-C, and its temporary files (serial log, OVMF variable store) are
-removed. `boot()` is the one-call form: start, wait for a line matching a pattern (or for the
-guest to power off, or a timeout), and return a `BootResult`.
+exception and on Ctrl-C, and its scratch directory (serial log, QEMU's own output, OVMF
+variable store) is removed; the directory carries our PID, so the next machine removes one a
+SIGKILLed process left (`enginekit.scratch`). `boot()` is the one-call form: start, wait for
+a line matching a pattern (or for the guest to power off, or a timeout), and return a
+`BootResult`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,9 @@ from types import TracebackType
 
 from enginekit.errors import HostError
 from enginekit.process import require_tool, spawn
+from enginekit.scratch import scratch_tree
+
+SCRATCH_KIND = "qemu"
 
 OVMF_CODE_CANDIDATES = ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_CODE.fd")
 OVMF_VARS_CANDIDATES = ("/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/share/OVMF/OVMF_VARS.fd")
@@ -94,7 +99,9 @@ class QemuMachine:
         self.spec = spec
         self._tmp: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._resources = contextlib.ExitStack()
         self.serial_log: Path | None = None
+        self.qemu_log: Path | None = None  # QEMU's own stdout and stderr
         self.started = 0.0
 
     def _argv(self, tmp: Path) -> list[str]:
@@ -155,12 +162,20 @@ class QemuMachine:
         return argv
 
     def __enter__(self) -> QemuMachine:
-        self._tmp = Path(tempfile.mkdtemp(prefix="enginekit-qemu-"))
-        self.serial_log = self._tmp / "serial.log"
-        self.serial_log.touch()
-        argv = self._argv(self._tmp)
-        self.started = time.monotonic()
-        self._proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        # Until QEMU runs, a failure (no QEMU, no OVMF, Ctrl-C) unwinds here: __exit__ is
+        # not called when __enter__ raises.
+        with contextlib.ExitStack() as stack:
+            self._tmp = stack.enter_context(scratch_tree(SCRATCH_KIND))
+            self.serial_log = self._tmp / "serial.log"
+            self.serial_log.touch()
+            self.qemu_log = self._tmp / "qemu.log"
+            argv = self._argv(self._tmp)
+            self.started = time.monotonic()
+            # A file, not a pipe: nobody reads QEMU's output until it exits, and a full
+            # 64 KiB pipe would stall it.
+            with open(self.qemu_log, "wb") as output:
+                self._proc = spawn(argv, stdout=output.fileno(), stderr=subprocess.STDOUT)
+            self._resources = stack.pop_all()
         return self
 
     def console(self) -> str:
@@ -172,9 +187,13 @@ class QemuMachine:
         return self._proc is not None and self._proc.poll() is None
 
     def qemu_stderr(self) -> str:
-        if self._proc is None or self._proc.stdout is None or self.running():
+        """What QEMU itself printed (errors such as an unreadable drive); empty while running."""
+        if self._proc is None or self.qemu_log is None or self.running():
             return ""
-        return self._proc.stdout.read().decode("utf-8", "replace")
+        try:
+            return self.qemu_log.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return ""
 
     def wait_for(
         self, pattern: re.Pattern[str], timeout: float, fail: re.Pattern[str] | None = None
@@ -224,10 +243,7 @@ class QemuMachine:
             except ProcessLookupError:
                 pass
             proc.wait()
-        if proc is not None and proc.stdout is not None:
-            proc.stdout.close()
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+        self._resources.close()
 
 
 def boot(

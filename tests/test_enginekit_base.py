@@ -107,3 +107,65 @@ def test_scratch_sweep_removes_only_dead_owners_empty_leftovers(tmp_path: Path) 
     assert not stale.exists()
     assert (kept / "file").read_text() == "never lose a byte"
     assert mine.exists() and sweep_stale("mnt", tmp_path) == 0
+
+
+_KILLED_QEMU_OWNER = """
+import os, signal, sys, tempfile
+tempfile.tempdir = sys.argv[1]
+from enginekit.qemu import BootSpec, Firmware, QemuMachine
+
+machine = QemuMachine(BootSpec(Firmware.BIOS, (), memory_mb=64)).__enter__()
+print(machine._proc.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no cleanup code runs
+"""
+
+
+@pytest.mark.qemu
+def test_qemu_scratch_dir_is_removed_when_start_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from enginekit import qemu
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def no_qemu(*args: object, **kwargs: object) -> None:
+        raise HostError("qemu-system-x86_64 is not installed")
+
+    monkeypatch.setattr(qemu, "spawn", no_qemu)
+    with pytest.raises(HostError), qemu.QemuMachine(qemu.BootSpec(qemu.Firmware.BIOS, ())):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.qemu
+def test_qemu_output_in_a_file_and_a_killed_owners_scratch_is_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+    import sys
+    import tempfile
+    import time
+
+    from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
+
+    proc = run([sys.executable, "-c", _KILLED_QEMU_OWNER, tmp_path], check=False)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    qemu_pid = int(proc.stdout.decode().strip())
+    # QEMU runs in its own session; the killed owner could not take it down: we do.
+    os.killpg(qemu_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{qemu_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith("enginekit-qemu-") and (left / "serial.log").exists()
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    missing = tmp_path / "missing.img"
+    result = boot(BootSpec(Firmware.BIOS, (Drive(missing, DriveKind.DISK),)), "never", 30)
+    assert result.powered_off and result.matched is None
+    # QEMU's own error, read from its output file after it exited.
+    assert "[qemu]" in result.output and str(missing) in result.output
+    assert list(tmp_path.iterdir()) == []  # the dead owner's dir and our own are gone
