@@ -125,7 +125,10 @@ _WRITE_HELP = (
     "anything is written. A disk above 64 GB needs its name typed as a second confirmation; "
     "with --yes it is refused unless --allow-large is given too."
 )
-_VERIFY_HELP = "Read TARGET back (bypassing the page cache) and compare it with ISO."
+_VERIFY_HELP = (
+    "Read TARGET back (bypassing the page cache) and compare it with ISO. Exit status 1 when "
+    "they differ, 2 for bad input."
+)
 
 
 # ---- helpers --------------------------------------------------------------------------------
