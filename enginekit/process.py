@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -92,6 +93,23 @@ def run_text(argv: Sequence[StrPath], **kwargs: object) -> str:
     return (proc.stdout or b"").decode("utf-8", "replace")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask the kernel to SIGKILL us when our parent dies.
+
+    A long-lived child (QEMU) runs in its own session so Ctrl-C in the terminal does not hit
+    it before we can tear it down in order; this makes sure it still dies if we are killed
+    with SIGKILL and run no cleanup at all. (The signal fires when the spawning *thread*
+    exits, so spawn from a thread that outlives the child's use, as QemuMachine does.)
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def spawn(
     argv: Sequence[StrPath],
     *,
@@ -111,6 +129,7 @@ def spawn(
             cwd=cwd,
             env=_environment(None),
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     except FileNotFoundError as exc:
         raise HostError(f"{args[0]} is not installed", hint="run tools/setup") from exc

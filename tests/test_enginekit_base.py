@@ -140,6 +140,15 @@ def test_qemu_scratch_dir_is_removed_when_start_fails(
 
 
 @pytest.mark.qemu
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def test_qemu_output_in_a_file_and_a_killed_owners_scratch_is_swept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,11 +163,13 @@ def test_qemu_output_in_a_file_and_a_killed_owners_scratch_is_swept(
     proc = run([sys.executable, "-c", _KILLED_QEMU_OWNER, tmp_path], check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     qemu_pid = int(proc.stdout.decode().strip())
-    # QEMU runs in its own session; the killed owner could not take it down: we do.
-    os.killpg(qemu_pid, signal.SIGKILL)
+    # QEMU runs in its own session, but the kernel kills it when its owner dies.
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{qemu_pid}").exists() and time.monotonic() < deadline:
+    while _alive(qemu_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    if _alive(qemu_pid):
+        os.killpg(qemu_pid, signal.SIGKILL)
+        pytest.fail("QEMU outlived its SIGKILLed owner")
     (left,) = tmp_path.iterdir()
     assert left.name.startswith("enginekit-qemu-") and (left / "serial.log").exists()
 
