@@ -282,7 +282,26 @@ def check_for_run(answers: AnswerFile, model: InstallerModel) -> None:
     refusal: rules.InstallRefused | None = None
     if answers.eula_accept is None:
         missing.append("eula.accept")
-    if found is None:
+    other = model.target.other_data
+    if found is None and other is not None:
+        # Not blank: the only way on is an erase, with the disk id typed out.
+        if answers.action is None:
+            problems.append(
+                f"existing.action: is needed: the target holds data but no Engine installation "
+                f'({other}); to install on it, erase it: action = "erase" and confirm_erase = '
+                f'"{model.target.disk_id}"'
+            )
+            mode = InstallMode.ERASE
+        else:
+            mode = answers.action
+            reason = model.decision.refusal(answers.action)
+            if reason is not None:
+                problems.append(f"existing.action: {reason}")
+            elif answers.confirm_erase is not None:
+                problem = screens.existing_problem(model, mode, answers.confirm_erase)
+                if problem:
+                    problems.append(f"existing.confirm_erase: {problem}")
+    elif found is None:
         if answers.action is not None:
             why = model.target.not_found_reason or "no Engine installation"
             problems.append(
@@ -313,7 +332,12 @@ def check_for_run(answers: AnswerFile, model: InstallerModel) -> None:
     if answers.registration_mode is None and mode in (InstallMode.FRESH, InstallMode.ERASE):
         missing.append("registration.mode")
     if missing:
-        found_text = f"Engine {found.version} found on the target" if found else "blank target"
+        if found:
+            found_text = f"Engine {found.version} found on the target"
+        elif other is not None:
+            found_text = "the target holds data but no Engine"
+        else:
+            found_text = "blank target"
         problems.insert(0, f"missing answers for this run ({found_text}): " + ", ".join(missing))
     if refusal is not None:
         if not problems:
@@ -361,7 +385,7 @@ def record(model: InstallerModel) -> str:
     if isinstance(keyboard, KeyboardAnswer):
         lines += ["[keyboard]", f"layout = {_toml_string(keyboard.layout)}", ""]
     existing = model.answer(Screen.EXISTING)
-    if model.target.installation is not None and isinstance(existing, ExistingAnswer):
+    if model.asks_existing and isinstance(existing, ExistingAnswer):
         lines += ["[existing]", f"action = {_toml_string(existing.action.value)}"]
         if existing.action is InstallMode.ERASE and existing.confirm_erase is not None:
             lines.append(f"confirm_erase = {_toml_string(existing.confirm_erase)}")

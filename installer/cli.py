@@ -28,9 +28,9 @@ answer file example (sections are named after the screens):
   accept = true
   [keyboard]
   layout = "us"
-  [existing]                 # only when the target holds Engine
-  action = "upgrade"         # or "repair", or "erase" with:
-  # confirm_erase = "<the disk id engine-disk inspect shows>"
+  [existing]                 # when the target is not blank (Engine or other data)
+  action = "upgrade"         # or "repair", or "erase" (the only one on a non-Engine disk) with:
+  # confirm_erase = "<the disk id engine-disk inspect shows, else the image's file name>"
   [registration]             # needed for a fresh install or erase
   mode = "standalone"        # or "synchronizer" with server = "..." and token = "..."
   [finish]

@@ -100,9 +100,21 @@ class InstalledEngine:
 class TargetInfo:
     path: Path
     size_bytes: int
-    disk_id: str | None  # GPT disk GUID or mbr-xxxxxxxx; None on a blank disk
+    # GPT disk GUID or mbr-xxxxxxxx; on a non-blank disk whose table the probe cannot read
+    # (damaged GPT, no table, truncated) the target's file name; None on a blank disk.
+    disk_id: str | None
     installation: InstalledEngine | None
     not_found_reason: str = ""  # what the probe said when it found no Engine
+    # No Engine, but not blank either (foreign table, damaged GPT, a filesystem, an incomplete
+    # install): such a disk is only ever erased after its disk id is typed, never overwritten.
+    holds_data: bool = False
+
+    @property
+    def other_data(self) -> str | None:
+        """The probe's reason when the disk holds data that is not an Engine installation."""
+        if self.installation is not None or not self.holds_data:
+            return None
+        return self.not_found_reason or "unrecognised content"
 
 
 # ---- the answers, one type per screen -------------------------------------------------------
@@ -205,6 +217,7 @@ class InstallerModel:
             target.installation.version if target.installation else None,
             target.installation.layout if target.installation else None,
             medium_layout=medium.layout,
+            other_data=target.other_data,
         )
         self._screen = Screen.BOOT_MENU
         self._answers: dict[Screen, Answer] = {}
@@ -234,6 +247,11 @@ class InstallerModel:
         return self._answers.get(screen)
 
     @property
+    def asks_existing(self) -> bool:
+        """Screen 5 applies: the disk holds an Engine, or anything else that is not blank."""
+        return self.target.installation is not None or self.target.holds_data
+
+    @property
     def eula_accepted(self) -> bool:
         answer = self._answers.get(Screen.EULA)
         return isinstance(answer, EulaAnswer) and answer.accept
@@ -251,7 +269,7 @@ class InstallerModel:
     @property
     def mode(self) -> InstallMode:
         """The install mode the answers so far lead to."""
-        if self.target.installation is None:
+        if not self.asks_existing:
             return InstallMode.FRESH
         answer = self._answers.get(Screen.EXISTING)
         if isinstance(answer, ExistingAnswer):

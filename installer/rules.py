@@ -79,10 +79,14 @@ def decide(
     installed_layout: DiskLayout | str | None = None,
     *,
     medium_layout: DiskLayout | str = DiskLayout.GPT_AB,
+    other_data: str | None = None,
 ) -> Decision:
     """The install modes `medium_version` may use on a target holding `installed` (None: none).
 
-    - no Engine on the target: fresh install only;
+    - no Engine on the target and `other_data` None (a blank disk): fresh install only;
+    - no Engine but something else (`other_data` is the probe's reason: a foreign table, a
+      damaged GPT, a filesystem, an incomplete install...): erase only, never a silent fresh
+      install over data;
     - installed version in `upgrade_from`: upgrade (recommended) or erase;
     - same version: repair (reinstall the system slot, keep data) or erase;
     - older but not in `upgrade_from` (4.0.0 with a 5.0.0 medium): upgrade refused, the line
@@ -91,6 +95,19 @@ def decide(
     """
     medium = _parse(medium_version)
     sources = [_parse(v) for v in upgrade_from]
+    if installed is None and other_data:
+        return Decision(
+            str(medium),
+            None,
+            allowed=(InstallMode.ERASE,),
+            refused={
+                InstallMode.FRESH: (
+                    f"the target holds data but no Engine installation ({other_data}); "
+                    "choose erase and confirm the disk id"
+                )
+            },
+            hints={InstallMode.FRESH: 'use action = "erase" with confirm_erase = "<disk id>"'},
+        )
     if installed is None:
         return Decision(str(medium), None, allowed=(InstallMode.FRESH,))
     current = _parse(installed)

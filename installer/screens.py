@@ -150,6 +150,12 @@ def registration_problems(
 
 def _describe_installation(model: InstallerModel) -> str:
     found = model.target.installation
+    other = model.target.other_data
+    if found is None and other is not None:
+        return (
+            f"No Engine installation was found, but disk {model.target.disk_id} holds data: "
+            f"{other}.\nInstalling Engine on it erases everything on it."
+        )
     if found is None:
         return "No Engine installation was found on this disk."
     lines = [
@@ -187,7 +193,9 @@ def _existing_choices(model: InstallerModel) -> tuple[Choice, ...]:
     labels = {
         InstallMode.UPGRADE: f"Upgrade Engine {version} to {model.medium.version} (keeps VMs)",
         InstallMode.REPAIR: f"Repair Engine {version} (reinstall the system, keep VMs)",
-        InstallMode.ERASE: "Delete the installation and its VMs, and reinstall",
+        InstallMode.ERASE: "Delete the installation and its VMs, and reinstall"
+        if found
+        else f"Erase the disk and install Engine {model.medium.version}",
     }
     return tuple(Choice(mode.value, labels[mode]) for mode in model.decision.allowed)
 
@@ -215,6 +223,12 @@ def plan_lines(model: InstallerModel) -> list[str]:
         if target.not_found_reason:
             lines.append(f"No Engine installation was found ({target.not_found_reason}).")
         lines.append("Everything on this disk will be overwritten.")
+    elif mode is InstallMode.ERASE and found is None:
+        lines.append(
+            f"Erase disk {target.disk_id} ({target.other_data or 'no Engine installation'}) "
+            f"and install Engine {model.medium.version} on {target.path} ({size})."
+        )
+        lines.append("Everything on this disk will be lost.")
     elif mode is InstallMode.ERASE:
         vms = len(found.vms) if found else 0
         lines.append(

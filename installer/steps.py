@@ -19,9 +19,10 @@ def always(model: InstallerModel) -> bool:
     return True
 
 
-def installation_found(model: InstallerModel) -> bool:
-    """Screen 5 only when the probe found an Engine; a blank disk goes straight on."""
-    return model.target.installation is not None
+def disk_not_blank(model: InstallerModel) -> bool:
+    """Screen 5 when the probe found an Engine or any other data; only a blank disk goes
+    straight on to a fresh install."""
+    return model.asks_existing
 
 
 def asks_registration(model: InstallerModel) -> bool:
@@ -41,7 +42,7 @@ STEPS: tuple[Step, ...] = (
     Step(Screen.WELCOME, back_allowed=False),
     Step(Screen.EULA),
     Step(Screen.KEYBOARD),
-    Step(Screen.EXISTING, applies=installation_found),
+    Step(Screen.EXISTING, applies=disk_not_blank),
     Step(Screen.REGISTRATION, applies=asks_registration),
     Step(Screen.SUMMARY),
     # Once the engine has run there is no way back: the disk has changed.

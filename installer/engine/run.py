@@ -35,9 +35,6 @@ from media.reader import MediumReader
 
 log = logging.getLogger(__name__)
 
-# A disk with Engine partitions but no finished installation may be laid out again.
-_REINSTALLABLE = (NoInstallationKind.INCOMPLETE, NoInstallationKind.DAMAGED)
-
 
 def _open_medium(path: Path) -> MediumReader:
     try:
@@ -89,10 +86,17 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
         )
     mode = plan.mode
     if isinstance(found, NoInstallation):
-        if mode is InstallMode.FRESH:
+        blank = found.kind is NoInstallationKind.BLANK
+        if mode is InstallMode.FRESH and blank:
             return
-        if mode is InstallMode.ERASE and found.kind in _REINSTALLABLE:
-            return  # Engine partitions but no finished install: erase lays it out again
+        if mode is InstallMode.FRESH:
+            # The last guard against a silent wipe: the screens ask for a confirmed erase.
+            raise Refused(
+                f"{plan.target}: holds data ({found.reason}); choose erase and confirm the disk id",
+                hint='answer file: [existing] action = "erase" and confirm_erase = "<disk id>"',
+            )
+        if mode is InstallMode.ERASE and not blank:
+            return  # not an Engine, but the user confirmed erasing it
     installed = _installed(found)
     if plan.source_version is not None and (
         installed is None or installed.version != plan.source_version

@@ -227,12 +227,20 @@ def target_info_from(found: Any, path: Path, size_bytes: int) -> TargetInfo:
     """TargetInfo from what `disk_images.probe.probe` returned."""
     version = _attr(found, "version")
     if version is None:  # NoInstallation
+        kind = _attr(found, "kind")
+        # Anything but a blank disk holds data: the screens offer only a confirmed erase.
+        holds_data = str(getattr(kind, "value", kind)) != "blank"
+        disk_id = _attr(found, "disk_id")
+        if disk_id is None and holds_data:
+            # No readable table, so no GUID or MBR signature: the file name is the id to type.
+            disk_id = path.name
         return TargetInfo(
             path=path,
             size_bytes=size_bytes,
-            disk_id=_attr(found, "disk_id"),
+            disk_id=disk_id,
             installation=None,
             not_found_reason=str(_attr(found, "reason", "")),
+            holds_data=holds_data,
         )
     vms = tuple(
         VmSummary(
