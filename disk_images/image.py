@@ -8,15 +8,20 @@ file without root; the table is read back with `sfdisk --json`. Sizes and offset
 from __future__ import annotations
 
 import enum
+import glob
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage
+from disk_images.lock import disk_lock
+from disk_images.loop import loops_backed_by
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
+from enginekit.scratch import owner_alive
 
 MIB = 1024 * 1024
 SECTOR = 512
@@ -96,12 +101,45 @@ class PartitionTable:
         raise KeyError(number)
 
 
-def create_image(path: Path, size: int, *, force: bool = False) -> Path:
-    """Create a sparse raw image of `size` bytes. Refuses to replace an existing file
-    unless `force`; a directory or special file is never replaced."""
+PARTIAL_MARK = ".partial-"
+
+
+def _sweep_partials(path: Path) -> None:
+    """Remove `<name>.partial-<pid>` files a killed create of `path` left (owner dead)."""
+    for leftover in path.parent.glob(f"{glob.escape(path.name)}{PARTIAL_MARK}*"):
+        pid_text = leftover.name.rsplit(PARTIAL_MARK, 1)[1]
+        if pid_text.isdigit() and not owner_alive(int(pid_text)) and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
+def _refuse_in_use(path: Path) -> None:
+    busy = loops_backed_by(path)
+    if busy:
+        raise UserInputError(
+            f"{path}: is in use (attached to {', '.join(map(str, busy))}); refusing to replace it",
+            hint="detach the loop device (losetup -d) or pick another file name",
+        )
+
+
+@contextmanager
+def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
+    """Yield a new sparse image of `size` bytes to fill in; it becomes `path` on success.
+
+    The image is built as `<path>.partial-<pid>` and renamed over `path` only when the body
+    succeeds, so a failed or killed build never harms an existing `path` (a later create
+    sweeps a dead builder's partial). An existing `path` is replaced only with `force`, never
+    while it is attached to a loop device, locked by another EngineKit process or open in
+    QEMU, and never through a symbolic link.
+    """
+    path = Path(path)
     if size < MIB:
         raise UserInputError(f"{path}: a disk image must be at least 1 MiB (asked for {size} B)")
-    if path.exists() or path.is_symlink():
+    if path.is_symlink():
+        raise UserInputError(
+            f"{path}: is a symbolic link; refusing to replace it or its target",
+            hint=f"name the file itself ({path.resolve()}) or another new file",
+        )
+    if path.exists():
         if not path.is_file():
             raise UserInputError(f"{path}: exists and is not a regular file; refusing to replace")
         if not force:
@@ -110,13 +148,41 @@ def create_image(path: Path, size: int, *, force: bool = False) -> Path:
             )
     if not path.parent.is_dir():
         raise UserInputError(f"{path}: directory {path.parent} does not exist")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    fd = os.open(path, flags, 0o644)
-    try:
-        os.ftruncate(fd, size)
-    finally:
-        os.close(fd)
-    return path
+    _sweep_partials(path)
+    with ExitStack() as stack:
+        if path.exists():
+            _refuse_in_use(path)
+            try:
+                # Held until the rename: no boot or install starts on the old image meanwhile.
+                stack.enter_context(disk_lock(path, exclusive=True))
+            except PermissionError:
+                raise UserInputError(f"{path}: not writable; refusing to replace it") from None
+        partial = path.with_name(f"{path.name}{PARTIAL_MARK}{os.getpid()}")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(partial, flags, 0o644)
+        except FileExistsError:  # our own PID: a leftover of an earlier call in this process
+            partial.unlink()
+            fd = os.open(partial, flags, 0o644)
+        try:
+            try:
+                os.ftruncate(fd, size)
+            finally:
+                os.close(fd)
+            yield partial
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+
+
+def create_image(path: Path, size: int, *, force: bool = False) -> Path:
+    """Create a sparse raw image of `size` bytes. Refuses to replace an existing file
+    unless `force`, and even then one that is in use; a directory, special file or symbolic
+    link is never replaced. The new file appears in one rename (see `new_image`)."""
+    with new_image(path, size, force=force):
+        pass
+    return Path(path)
 
 
 def _sfdisk_script(table: TableType, specs: Sequence[PartitionSpec]) -> str:

@@ -32,6 +32,7 @@ from disk_images.layout import (
     match_layout,
     partition_number,
 )
+from disk_images.lock import held_by_enginekit, held_by_qemu
 from disk_images.loop import loops_backed_by
 from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
 from enginekit import gpt
@@ -343,6 +344,17 @@ def _open_image(path: Path) -> tuple[int, int]:
     return fd, info.st_size
 
 
+def in_use_by(path: Path) -> tuple[str, ...]:
+    """Who has `path` right now: its loop devices, another EngineKit process holding the
+    disk lock (a boot or an install), a QEMU that has it open as a drive."""
+    found = [str(d) for d in loops_backed_by(path)]
+    if held_by_enginekit(path):
+        found.append("another EngineKit process (boot/install)")
+    if held_by_qemu(path):
+        found.append("a QEMU virtual machine")
+    return tuple(found)
+
+
 def probe(path: Path) -> ProbeResult:
     """What `path` holds: an `Installation` or a `NoInstallation` with the reason.
 
@@ -352,7 +364,7 @@ def probe(path: Path) -> ProbeResult:
     fd, size = _open_image(path)
     table: PartitionTable | None = None
     layout: DiskLayout | None = None
-    in_use = tuple(str(d) for d in loops_backed_by(path))
+    in_use = in_use_by(path)
     try:
         try:
             table = read_partition_table(fd, size)

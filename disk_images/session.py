@@ -30,6 +30,7 @@ from disk_images.layout import (
     vm_dir,
     vm_json_path,
 )
+from disk_images.lock import disk_lock
 from disk_images.loop import LoopDevice, loops_backed_by
 from disk_images.mount import MountStack
 from disk_images.partition_files import DirectoryFiles, FatFiles, PartitionFiles
@@ -198,27 +199,30 @@ def open_installation(
     path = Path(path)
     if not path.is_file():
         raise InvalidDiskImage(f"{path}: not a regular file (a disk image is needed)")
-    if writable:
-        busy = loops_backed_by(path)
-        if busy:
-            raise InvalidDiskImage(
-                f"{path}: in use (attached to {', '.join(map(str, busy))})",
-                hint="close whatever uses the disk image (another install, a mount) first",
-            )
-    table = read_table(path)
-    found = match_layout(table)
-    if layout is None:
-        if found is None:
-            raise NotAnEngineInstallation(
-                f"{path}: the partition table is not an Engine layout",
-                hint="create Engine partitions first (disk_images.layout.engine_partitions)",
-            )
-        layout = found
-    elif found is not layout:
-        raise NotAnEngineInstallation(
-            f"{path}: the partition table is not a {layout.value} Engine layout"
-        )
     with ExitStack() as stack:
+        # Held for the whole session: a second writer (an install, an upgrade, a boot) on the
+        # same image gets one clear line instead of changing the disk under this one.
+        stack.enter_context(disk_lock(path, exclusive=writable))
+        if writable:
+            busy = loops_backed_by(path)
+            if busy:
+                raise InvalidDiskImage(
+                    f"{path}: in use (attached to {', '.join(map(str, busy))})",
+                    hint="close whatever uses the disk image (another install, a mount) first",
+                )
+        table = read_table(path)
+        found = match_layout(table)
+        if layout is None:
+            if found is None:
+                raise NotAnEngineInstallation(
+                    f"{path}: the partition table is not an Engine layout",
+                    hint="create Engine partitions first (disk_images.layout.engine_partitions)",
+                )
+            layout = found
+        elif found is not layout:
+            raise NotAnEngineInstallation(
+                f"{path}: the partition table is not a {layout.value} Engine layout"
+            )
         loop = stack.enter_context(LoopDevice(path, read_only=not writable))
         mounts = stack.enter_context(MountStack(mount_parent))
         yield InstallationSession(path, layout, table, loop, mounts, writable)

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from disk_images.image import create_image
+from disk_images.image import new_image
 from disk_images.layout import vm_disk_path
 from disk_images.session import open_installation
 from disk_images.state import VmKind, VmRecord
@@ -110,12 +110,10 @@ def create_reference_disk(
             hint="use --size 8G (or at least 512M)",
         )
     medium = reference_iso(version)  # built (or found) before any file is created
-    create_image(path, size_bytes, force=force)
-    try:
-        _install(path, medium, str(build.version), with_vms)
-    except BaseException:
-        path.unlink(missing_ok=True)  # no half-made reference disk left behind
-        raise
+    # Built under a temporary name and renamed over `path` only once complete: a failure
+    # removes the half-made disk and never the file that was there before.
+    with new_image(path, size_bytes, force=force) as partial:
+        _install(partial, medium, str(build.version), with_vms)
     return path
 
 
