@@ -9,6 +9,7 @@ partition), the disk (the probe agrees with the plan), the rules.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
@@ -134,15 +135,31 @@ def _notes(installed: Installation, image: SystemImage) -> tuple[VmNote, ...]:
     return rules.vm_notes(installed.vms, image.version, image.pv_drivers)
 
 
-def run_plan(plan: InstallPlan, progress: ProgressCallback | None = None) -> InstallReport:
-    """Carry out `plan` on its target and report what was done (see the module docstring)."""
+@dataclass(frozen=True)
+class CheckedPlan:
+    """What the read-only checks learnt: the run may go ahead on this disk with this image."""
+
+    disk_size: int
+    image: SystemImage
+    layout: DiskLayout  # the medium's
+    found: Installation | NoInstallation
+
+
+def _steps_for(plan: InstallPlan) -> tuple[Checkpoint, ...]:
+    fresh = plan.mode in (InstallMode.FRESH, InstallMode.ERASE)
+    return tuple(FRESH_STEPS if fresh else UPGRADE_STEPS)
+
+
+def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> CheckedPlan:
+    """Every refusal `run_plan` can make, and nothing that writes: the EULA, the target, the
+    medium's verification, the probe and the guard. The real engine runs it first; the dry
+    run runs it alone, so a dry run refuses exactly what the real run would."""
     if not plan.eula_accepted:
         raise Refused(
             "the end-user licence agreement was not accepted; nothing was written",
             hint="accept the EULA ([eula] accept = true) to install",
         )
-    steps = FRESH_STEPS if plan.mode in (InstallMode.FRESH, InstallMode.ERASE) else UPGRADE_STEPS
-    tracker = StepTracker(steps, progress)
+    tracker = tracker or StepTracker(_steps_for(plan), None)
     disk_size = check_target(plan.target)
     tracker.reach(Checkpoint.VERIFY_MEDIUM)
     with _open_medium(plan.medium) as medium:
@@ -151,6 +168,19 @@ def run_plan(plan: InstallPlan, progress: ProgressCallback | None = None) -> Ins
         tracker.reach(Checkpoint.PROBE)
         found = probe(plan.target)
         _guard(plan, found, medium)
+    return CheckedPlan(disk_size, image, layout, found)
+
+
+def run_plan(plan: InstallPlan, progress: ProgressCallback | None = None) -> InstallReport:
+    """Carry out `plan` on its target and report what was done (see the module docstring)."""
+    tracker = StepTracker(_steps_for(plan), progress)
+    checked = check_plan(plan, tracker)
+    disk_size, image, layout, found = (
+        checked.disk_size,
+        checked.image,
+        checked.layout,
+        checked.found,
+    )
     installed = _installed(found)
 
     if plan.mode in (InstallMode.FRESH, InstallMode.ERASE):

@@ -51,10 +51,11 @@ class DryRunEngine:
         self._pv_drivers = pv_drivers
 
     def __call__(self, plan: InstallPlan, progress: ProgressCallback) -> InstallReport:
-        # The engine's own read-only checks, so a dry run refuses what the real run would.
-        from installer.engine.refusals import check_target
+        # The engine's own read-only checks (target, medium verification, probe, guard), so
+        # a dry run refuses exactly what the real run would.
+        from installer.engine.run import check_plan
 
-        check_target(plan.target)
+        check_plan(plan)
         self.plans.append(plan)
         progress("dry run: nothing written", 1.0)
         notes: tuple[Any, ...] = ()

@@ -1,0 +1,70 @@
+"""Review finding R2: `--dry-run` refuses everything the real run refuses before writing (the
+engine's `check_plan`: target, medium verification, probe, in-use and incomplete-install
+guards), not only the target checks. Real medium payloads, real loop devices, the real CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from disk_images.loop import LoopDevice
+from enginekit.process import run
+from installer.pytest_plugin import sparse_digest
+from media.reference import write_reference_payload
+
+pytestmark = [pytest.mark.root]
+
+FRESH = """\
+[eula]
+accept = true
+[keyboard]
+layout = "us"
+[registration]
+mode = "standalone"
+"""
+
+
+def engine_install(*args: object) -> tuple[int, str, str]:
+    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=300)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def both_runs(medium: Path, disk: Path, answers: Path) -> tuple[str, str]:
+    """The error line of the dry run and of the real run, checking the disk is unchanged."""
+    before = sparse_digest(disk)
+    dry_status, _, dry_err = engine_install(
+        "--media", medium, "--target", disk, "--answers", answers, "--dry-run"
+    )
+    real_status, _, real_err = engine_install(
+        "--media", medium, "--target", disk, "--answers", answers
+    )
+    assert sparse_digest(disk) == before
+    assert dry_status == real_status == 2, (dry_err, real_err)
+    return dry_err.splitlines()[0], real_err.splitlines()[0]
+
+
+def test_dry_run_verifies_the_medium(tmp_path: Path, kernel, blank: Path) -> None:  # type: ignore[no-untyped-def]
+    payload = tmp_path / "payload"
+    write_reference_payload("5.0.0", payload, kernel)
+    initrd = payload / "system" / "initrd.img"
+    data = bytearray(initrd.read_bytes())
+    data[100] ^= 0xFF
+    initrd.write_bytes(bytes(data))
+    answers = tmp_path / "fresh.toml"
+    answers.write_text(FRESH)
+    dry, real = both_runs(payload, blank, answers)
+    assert dry == real
+    assert "fails verification" in dry and "system/initrd.img" in dry
+
+
+def test_dry_run_refuses_a_disk_in_use(tmp_path: Path, iso: Path, blank: Path) -> None:
+    answers = tmp_path / "fresh.toml"
+    answers.write_text(FRESH)
+    with LoopDevice(blank) as loop:
+        device = loop.device
+        dry, real = both_runs(iso, blank, answers)
+    assert dry == real
+    assert "the disk is in use" in dry and str(device) in dry
