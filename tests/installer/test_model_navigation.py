@@ -15,7 +15,13 @@ import pytest
 from enginekit.errors import InternalError, UserInputError
 from enginekit.versions import DiskLayout
 from installer import answers, screens, steps
-from installer.frontends.api import DryRunEngine, Installer, select_engine
+from installer.frontends.api import (
+    DryRunEngine,
+    Installer,
+    load_medium,
+    load_target,
+    select_engine,
+)
 from installer.model import (
     EulaAnswer,
     InstalledEngine,
@@ -470,21 +476,23 @@ def test_unattended_declined_eula_returns_none() -> None:
     assert result is None and inst.screen is Screen.ABORTED and engine.plans == []
 
 
-def test_select_engine_is_the_one_seam(tmp_path: Path) -> None:
+def test_select_engine_is_the_one_seam(tmp_path: Path, iso: Path, blank: Path) -> None:
     inst, _ = start()
     dry = select_engine(True, inst.model)
     assert isinstance(dry, DryRunEngine)
-    # The dry run still makes the engine's read-only target checks, so it needs a real file.
-    disk = tmp_path / "engine.img"
-    with disk.open("wb") as stream:
-        stream.truncate(512 << 20)
-    inst2 = Installer(medium(), dataclasses.replace(target("4.5.0"), path=disk), dry_run=True)
+    # The dry run makes all the engine's read-only checks (check_plan), so it needs a real
+    # medium and a real disk; it writes nothing.
+    inst2 = Installer(load_medium(iso), load_target(blank), dry_run=True)
     inst2.run_unattended(
-        answers.parse_answers(b"[eula]\naccept = true\n[existing]\naction = 'upgrade'\n", "a")
+        answers.parse_answers(
+            b"[eula]\naccept = true\n[keyboard]\nlayout = 'us'\n"
+            b"[registration]\nmode = 'standalone'\n",
+            "a",
+        )
     )
     assert inst2.report is not None
     assert inst2.report.steps_done == ("dry run: nothing written",)
-    assert len(inst2.report.vm_notes) == 4
+    assert blank.stat().st_blocks == 0  # still all holes: nothing written
 
 
 def test_views_of_every_screen_render() -> None:
