@@ -22,6 +22,7 @@ from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage, NotAnEngineInstallation
 from disk_images.layout import ESP_ENTRIES_DIR, STATE_PATH, BootEntryName, Slot
+from disk_images.lock import disk_lock
 from disk_images.probe import Installation, probe
 from disk_images.session import InstallationSession, open_installation
 from disk_images.state import EngineState, UpgradeStatus
@@ -185,10 +186,9 @@ def _complete_first_boot(
     blessed = None
     fell_back = False
     new_state = state
-    if booted is None:
-        if state.pending_slot is not None:
-            new_state = replace(state, upgrade_status=UpgradeStatus.FAILED, pending_slot=None)
-    else:
+    # Nothing booted (a timeout, a broken firmware) says nothing about the new slot: the
+    # upgrade state stays as it was. Only a fallback whose new entry spent its try is Failed.
+    if booted is not None:
         entries = [e for e in _entries(session) if e.slot is booted]
         counting = [e for e in entries if e.tries_left is not None]
         entry = max(entries, key=lambda e: e.generation) if entries else None
@@ -209,7 +209,7 @@ def _complete_first_boot(
                 previous_version=state.previous_version,
                 install_complete=state.install_complete,
             )
-        elif state.pending_slot is not None:
+        elif state.pending_slot is not None and _pending_try_used(session, state.pending_slot):
             fell_back = True
             new_state = EngineState(
                 active_slot=booted,
@@ -226,6 +226,14 @@ def _complete_first_boot(
     return new_state, blessed, fell_back
 
 
+def _pending_try_used(session: InstallationSession, pending: Slot) -> bool:
+    """Whether systemd-boot spent the new slot's try: its entry counts and has none left."""
+    return any(
+        e.slot is pending and e.tries_left == 0 and (e.tries_done or 0) > 0
+        for e in _entries(session)
+    )
+
+
 def boot_installed_disk(path: Path, timeout: float = 120.0) -> DiskBootResult:
     """Boot the Engine on `path` (OVMF for gpt-ab, SeaBIOS for mbr) and complete its first boot.
 
@@ -233,6 +241,17 @@ def boot_installed_disk(path: Path, timeout: float = 120.0) -> DiskBootResult:
     entry left to fall back to (its try counter changed), at most MAX_ATTEMPTS in all.
     """
     path = Path(path)
+    if not timeout > 0:
+        raise InvalidDiskImage(f"boot timeout must be more than 0 s (got {timeout:g})")
+    if not path.is_file():
+        raise InvalidDiskImage(f"{path}: not a regular file (a disk image is needed)")
+    # The lock is held across every power-on and the final writes: an install or upgrade
+    # started meanwhile on the same image is refused instead of running under the VM.
+    with disk_lock(path, exclusive=True):
+        return _boot_locked(path, timeout)
+
+
+def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
     found = probe(path)
     if not isinstance(found, Installation):
         raise NotAnEngineInstallation(

@@ -18,15 +18,29 @@ from pathlib import Path
 from disk_images.boot import DiskBootResult, boot_installed_disk
 from disk_images.cli import add_disk_commands, cmd_create
 from enginekit.cli import ArgumentParser, add_common_options, run_main
-from enginekit.errors import HostError
+from enginekit.errors import EngineKitError
 from enginekit.sizes import human_size, parse_size
 from enginekit.versions import REFERENCE_BUILDS, reference_build
 
 DEFAULT_BOOT_TIMEOUT = 120.0
 
 
-class BootFailed(HostError):
-    """The disk booted no Engine at all (every attempt failed)."""
+class BootFailed(EngineKitError):
+    """The disk booted no Engine at all (every attempt failed). The disk's fault (or a too
+    short --timeout), not the host's: exit status 1, apart from bad input (2) and host (3)."""
+
+    exit_status = 1
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type for --timeout: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (got {text})")
+    return value
 
 
 def cmd_create_engine(args: argparse.Namespace) -> int:
@@ -114,7 +128,7 @@ def build_parser() -> ArgumentParser:
     boot.add_argument("--json", action="store_true", help="print JSON instead of text")
     boot.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_BOOT_TIMEOUT,
         help=f"seconds to wait for each boot (default {DEFAULT_BOOT_TIMEOUT:.0f})",
     )
