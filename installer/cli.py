@@ -10,6 +10,7 @@ the run. Refusals (a downgrade, 4.0.0 straight to 5.0.0...) are one line; the di
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -106,6 +107,36 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_record_path(path: Path) -> None:
+    """Refuse an --record-answers path we could not write, before the first screen: a run
+    must not end in an error after the engine has changed the disk."""
+    if path.is_dir():
+        raise UserInputError(
+            f"{path}: is a directory; --record-answers needs a file name",
+            hint="e.g. --record-answers answers.toml",
+        )
+    if path.exists() and not path.is_file():
+        raise UserInputError(f"{path}: not a regular file; --record-answers needs a file name")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UserInputError(
+            f"{path}: no such directory {parent} for the recorded answers",
+            hint="create the directory first, or record elsewhere",
+        )
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserInputError(f"{path}: not writable; cannot record the answers there")
+
+
+def _write_recorded(path: Path, model: InstallerModel) -> None:
+    try:
+        path.write_text(answer_files.record(model), encoding="utf-8")
+    except OSError as exc:
+        raise UserInputError(
+            f"{path}: cannot write the recorded answers ({exc.strerror}); the install itself "
+            "is done"
+        ) from None
+
+
 def _text_progress() -> ProgressCallback:
     last: list[str] = []
 
@@ -134,9 +165,15 @@ def _run(args: argparse.Namespace) -> int:
         )
     # The answer file is checked before anything else is opened or shown.
     answers = answer_files.load_answers(args.answers) if args.answers is not None else None
+    record_to: Path | None = args.record_answers
+    if record_to is not None:
+        check_record_path(record_to)
     medium: MediumInfo = load_medium(args.media)
     target: TargetInfo = load_target(args.target)
     installer = Installer(medium, target, dry_run=args.dry_run)
+    if record_to is not None:
+        # Written when the progress step ends (then again with the finish answer).
+        installer.on_installed = lambda model: _write_recorded(record_to, model)
     if answers is not None:
         progress = _text_progress()
         report = installer.run_unattended(answers, progress)
@@ -167,9 +204,9 @@ def _run(args: argparse.Namespace) -> int:
     finish = installer.model.answer(Screen.FINISH)
     if isinstance(finish, FinishAnswer) and finish.reboot:
         print(f"reboot: boot the disk to run the new Engine (engine-disk boot {args.target})")
-    if args.record_answers is not None and installer.screen is Screen.DONE:
-        args.record_answers.write_text(answer_files.record(installer.model), encoding="utf-8")
-        print(f"answers recorded in {args.record_answers} (the token is never recorded)")
+    if record_to is not None and installer.screen is Screen.DONE:
+        _write_recorded(record_to, installer.model)
+        print(f"answers recorded in {record_to} (the token is never recorded)")
     return 0
 
 

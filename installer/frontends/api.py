@@ -102,6 +102,9 @@ class Installer:
         self.model = InstallerModel(medium, target)
         self._engine = engine if engine is not None else select_engine(dry_run, self.model)
         self.reboot_hint: bool | None = None  # known up front in unattended runs
+        # Called once the engine has run and the model is on the finish screen (the CLI
+        # records the answers there, so a Ctrl-C at the finish prompt still keeps them).
+        self.on_installed: Callable[[InstallerModel], None] | None = None
 
     @property
     def screen(self) -> Screen:
@@ -164,6 +167,8 @@ class Installer:
         log.debug("running the engine: mode=%s target=%s", plan.mode, plan.target)
         report = self._engine(plan, progress or _no_progress)
         self.model.move(screens.handle(self.model, ProgressAnswer(report)))
+        if self.on_installed is not None:
+            self.on_installed(self.model)
         return report
 
     def run_unattended(

@@ -94,6 +94,24 @@ def test_fresh_dry_run_with_back_and_a_progress_bar(tmp_path: Path, iso: Path, b
     assert 'layout = "de"' in text and 'mode = "standalone"' in text
 
 
+def test_ctrl_c_at_the_finish_prompt_still_records(tmp_path: Path, iso: Path, blank: Path) -> None:
+    """R5: the answers are recorded when the progress step ends, not only at a clean exit."""
+    recorded = tmp_path / "recorded.toml"
+    term = Terminal(
+        tmp_path, "--media", iso, "--target", blank, "--dry-run", "--record-answers", recorded
+    )
+    term.answer("Install Engine", ENTER)
+    term.answer("Welcome to the Engine", ENTER)
+    term.answer("I do not accept", ENTER)
+    term.answer("Choose the keyboard layout.", ENTER)
+    term.answer("Standalone (not registered)", DOWN + ENTER)
+    term.answer("Install now", ENTER)
+    term.answer("Do not reboot", CTRL_C)
+    assert term.finish() == 130
+    text = recorded.read_text()
+    assert 'layout = "us"' in text and 'mode = "standalone"' in text
+
+
 def test_ctrl_c_before_confirmation_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
     before = sha256(blank)
     term = Terminal(tmp_path, "--media", iso, "--target", blank)

@@ -1,0 +1,70 @@
+"""Review finding R5: `--record-answers` to a path that cannot be written (a missing directory,
+a directory) is refused in one line before the first screen, not with an internal error after
+the disk was changed. The real CLI, the real medium, a blank disk.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from enginekit.process import run
+
+FRESH = """\
+[eula]
+accept = true
+[keyboard]
+layout = "us"
+[registration]
+mode = "standalone"
+"""
+
+
+def engine_install(*args: object) -> tuple[int, str, str]:
+    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=300)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        (lambda tmp: tmp / "missing" / "x.toml", "no such directory"),
+        (lambda tmp: tmp, "is a directory"),
+    ],
+    ids=["missing-directory", "directory"],
+)
+def test_unwritable_record_path_refused_before_anything(
+    tmp_path: Path, iso: Path, blank: Path, where: object, expected: str
+) -> None:
+    assert callable(where)
+    out_path: Path = where(tmp_path)
+    answers = tmp_path / "fresh.toml"
+    answers.write_text(FRESH)
+    status, out, err = engine_install(
+        "--media", iso, "--target", blank, "--answers", answers, "--record-answers", out_path
+    )
+    assert status == 2, err
+    first = err.splitlines()[0]
+    assert first.startswith(f"error: {out_path}: ") and expected in first
+    assert "internal error" not in err and out == ""
+    assert blank.stat().st_blocks == 0  # nothing written: the engine never ran
+
+
+def test_recorded_answers_replay(tmp_path: Path, iso: Path, blank: Path) -> None:
+    answers = tmp_path / "fresh.toml"
+    answers.write_text(FRESH)
+    recorded = tmp_path / "recorded.toml"
+    status, out, err = engine_install(
+        "--media", iso, "--target", blank, "--answers", answers, "--dry-run",
+        "--record-answers", recorded,
+    )  # fmt: skip
+    assert status == 0, err
+    assert f"answers recorded in {recorded}" in out
+    text = recorded.read_text()
+    assert 'layout = "us"' in text and "[finish]" in text
+    status, _, err = engine_install(
+        "--media", iso, "--target", blank, "--answers", recorded, "--dry-run"
+    )
+    assert status == 0, err
