@@ -191,10 +191,17 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
             NoInstallationKind.TRUNCATED,
             f"truncated image ({what} describes a disk of {described} bytes, the file has {size})",
         )
-    if is_gpt and found.problems:
-        raise _NotEngine(NoInstallationKind.CORRUPT, _gpt_reason(found.problems))
     parts = tuple(_info(p, is_gpt) for p in found.partitions)
     table = TableType.GPT if is_gpt else TableType.MBR
+    if is_gpt and found.problems:
+        reason = _gpt_reason(found.problems)
+        if found.used_backup and match_layout(PartitionTable(table, found.disk_id, parts)):
+            # Still no fallback (a repair decides that), but say what the backup holds.
+            reason += (
+                "; the backup GPT at the end of the disk is intact and lists the Engine "
+                "partitions (repair: `sgdisk -e DISK.img` rebuilds the primary GPT from it)"
+            )
+        raise _NotEngine(NoInstallationKind.CORRUPT, reason)
     return PartitionTable(table, found.disk_id, parts)
 
 

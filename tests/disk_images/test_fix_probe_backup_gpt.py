@@ -1,0 +1,61 @@
+"""Review fix R1-probe: a damaged primary GPT whose backup is intact is still `corrupt` (the
+probe never falls back by itself), but the reason says the backup holds the Engine partitions
+and names the repair; running that repair (real sgdisk, on a copy) brings the installation
+back, and the probe itself writes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
+from enginekit.process import run
+from enginekit.versions import DiskLayout
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _damage_primary_header(path: Path) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(512 + 40)  # first usable LBA: covered by the header CRC
+        value = handle.read(1)
+        handle.seek(512 + 40)
+        handle.write(bytes([value[0] ^ 0x01]))
+
+
+def test_probe_names_the_intact_backup_and_its_repair(tmp_path: Path, installation_builder) -> None:  # type: ignore[no-untyped-def]
+    if shutil.which("sgdisk") is None:
+        pytest.skip("sgdisk (Debian gdisk) is not installed")
+    disk = installation_builder(tmp_path / "engine.img", DiskLayout.GPT_AB, size=600 * 1024**2).path
+    _damage_primary_header(disk)
+    before = _digest(disk)
+    found = probe(disk)
+    assert isinstance(found, NoInstallation) and found.kind is NoInstallationKind.CORRUPT
+    assert found.reason.startswith("GPT header CRC mismatch; the backup GPT at the end of the disk")
+    assert "lists the Engine partitions" in found.reason
+    assert "sgdisk -e DISK.img" in found.reason
+    assert _digest(disk) == before  # the probe wrote nothing
+    repaired = tmp_path / "repaired.img"
+    shutil.copyfile(disk, repaired)
+    run(["sgdisk", "-e", str(repaired)])
+    assert isinstance(probe(repaired), Installation)
+
+
+def test_no_backup_claim_when_the_backup_is_damaged_too(
+    tmp_path: Path, installation_builder
+) -> None:  # type: ignore[no-untyped-def]
+    disk = installation_builder(tmp_path / "engine.img", DiskLayout.GPT_AB, size=600 * 1024**2).path
+    _damage_primary_header(disk)
+    with open(disk, "r+b") as handle:  # the backup header sits in the last sector
+        handle.seek(-512 + 40, 2)
+        value = handle.read(1)
+        handle.seek(-512 + 40, 2)
+        handle.write(bytes([value[0] ^ 0x01]))
+    found = probe(disk)
+    assert isinstance(found, NoInstallation) and found.kind is NoInstallationKind.CORRUPT
+    assert "backup GPT" not in found.reason or "intact" not in found.reason
