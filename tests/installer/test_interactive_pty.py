@@ -14,6 +14,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from disk_images.layout import Slot
+from disk_images.probe import Installation, probe
+from installer.reference_disk import create_reference_disk
+
 DOWN = "\x1b[B"
 ENTER = "\r"
 CTRL_C = "\x03"
@@ -138,14 +142,8 @@ def test_declining_the_eula_ends_the_run(tmp_path: Path, iso: Path, blank: Path)
 @pytest.mark.root
 @pytest.mark.slow
 def test_full_interactive_upgrade_of_a_real_45_disk(tmp_path: Path, iso: Path) -> None:
-    reference_disk = pytest.importorskip("installer.reference_disk")
-    engine = pytest.importorskip("installer.engine")
-    if not hasattr(engine, "run_plan"):
-        pytest.skip("the install engine (installer.engine.run_plan) has not landed")
-    from disk_images.probe import Installation, probe
-
     disk = tmp_path / "engine-4.5.0.img"
-    reference_disk.create_reference_disk(disk, "4.5.0", 1 << 30)
+    create_reference_disk(disk, "4.5.0", 1 << 30)
     found = probe(disk)
     assert isinstance(found, Installation) and found.version == "4.5.0"
     recorded = tmp_path / "recorded.toml"
@@ -179,7 +177,7 @@ def test_full_interactive_upgrade_of_a_real_45_disk(tmp_path: Path, iso: Path) -
     after = probe(disk)
     assert isinstance(after, Installation)
     assert str(after.upgrade_status) == "Installed (Reboot Required)"
-    assert after.slots.get("B") == "5.0.0" or after.version == "5.0.0"
+    assert after.slots.get(Slot.B) == "5.0.0" or after.version == "5.0.0"
     assert [vm.name for vm in after.vms] == [vm.name for vm in found.vms]
     assert after.keyboard == found.keyboard and after.registered == found.registered
     assert 'action = "upgrade"' in recorded.read_text()
