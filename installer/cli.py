@@ -42,12 +42,17 @@ answer file example (sections are named after the screens):
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="engine-install",
-        description="Install or upgrade Engine on a disk (image file or block device).",
+        description="Install or upgrade Engine on a disk image file.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--media", type=Path, metavar="ISO", help="the Engine installer medium")
-    parser.add_argument("--target", type=Path, metavar="DISK", help="the disk to install on")
+    parser.add_argument(
+        "--target",
+        type=Path,
+        metavar="DISK",
+        help="the disk image file to install on (block devices are not supported)",
+    )
     parser.add_argument(
         "--answers", type=Path, metavar="FILE", help="run unattended from this answer file"
     )

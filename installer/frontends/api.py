@@ -284,6 +284,10 @@ def load_target(path: Path) -> TargetInfo:
         raise UserInputError(
             f"{path}: no such target disk", hint="create one, e.g. engine-disk create DISK.img"
         )
+    if path.is_block_device():
+        from installer.engine.refusals import refuse_block_device
+
+        raise refuse_block_device(path)
     from disk_images.probe import probe
 
     return target_info_from(probe(path), path, _size_of(path))

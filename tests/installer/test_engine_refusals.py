@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from disk_images.image import create_image
 from disk_images.loop import LoopDevice
 from enginekit.errors import UserInputError
+from enginekit.process import run
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
 from installer.pytest_plugin import sparse_digest
@@ -60,9 +62,35 @@ def test_target_too_small(tmp_path: Path, engine_medium) -> None:  # type: ignor
 
 def test_target_not_writable(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
     image = create_image(tmp_path / "ro.img", 600 * 1024 * 1024)
-    with LoopDevice(image, read_only=True) as loop:
-        message = _refused(_plan(engine_medium("5.0.0"), loop.device, InstallMode.FRESH, "5.0.0"))
+    # Immutable: even root cannot open it for writing.
+    run(["chattr", "+i", str(image)])
+    try:
+        message = _refused(_plan(engine_medium("5.0.0"), image, InstallMode.FRESH, "5.0.0"))
+    finally:
+        run(["chattr", "-i", str(image)])
     assert "not writable" in message
+
+
+def test_block_device_target_refused(tmp_path: Path, engine_medium, blank: Path) -> None:  # type: ignore[no-untyped-def]
+    """B4: image files only; a block device is one clear line from the engine and the CLI."""
+    with LoopDevice(blank) as loop:
+        device = loop.device
+        message = _refused(_plan(engine_medium("5.0.0"), device, InstallMode.FRESH, "5.0.0"))
+        assert message == f"{device}: is a block device; engine-install installs into disk " + (
+            "image files only"
+        )
+        proc = run(
+            [sys.executable, "-m", "installer.cli", "--media", str(engine_medium("5.0.0")),
+             "--target", str(device), "--dry-run"],
+            check=False,
+        )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.splitlines()[0] == f"error: {message}", err
+    help_out = run([sys.executable, "-m", "installer.cli", "--help"]).stdout.decode()
+    help_text = " ".join(help_out.split())
+    assert "image file or block device" not in help_text
+    assert "block devices are not supported" in help_text
+    assert blank.stat().st_blocks == 0
 
 
 def test_missing_target(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
