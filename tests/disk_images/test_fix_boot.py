@@ -12,6 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,9 @@ UPGRADE_ANSWERS = (
 
 
 @pytest.fixture
-def pending_disk(tmp_path: Path, engine_disk, engine_medium) -> Path:  # type: ignore[no-untyped-def]
+def pending_disk(
+    tmp_path: Path, engine_disk: Callable[..., Path], engine_medium: Callable[[str], Path]
+) -> Path:
     """A 4.5.0 disk upgraded to 5.0.0 and not yet booted: slot B pending with one try."""
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     plan = InstallPlan(
@@ -84,8 +87,8 @@ def test_boot_timeout_leaves_the_upgrade_pending(
 @pytest.mark.qemu
 @pytest.mark.slow
 def test_upgrade_during_a_boot_is_refused(
-    pending_disk: Path, tmp_path: Path, engine_medium
-) -> None:  # type: ignore[no-untyped-def]
+    pending_disk: Path, tmp_path: Path, engine_medium: Callable[[str], Path]
+) -> None:
     """Two real processes: `engine-disk boot` and then `engine-install` on the same image."""
     disk = copy_sparse(pending_disk, tmp_path / "q.img")
     answers = tmp_path / "up.toml"

@@ -15,7 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,7 +138,9 @@ def test_create_replaces_by_rename_and_sweeps_a_dead_builders_partial(tmp_path: 
 
 @pytest.mark.root
 @pytest.mark.slow
-def test_killed_engine_create_keeps_the_original(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_killed_engine_create_keeps_the_original(
+    tmp_path: Path, engine_medium: Callable[[str], Path]
+) -> None:
     """`create --force --engine` killed midway (SIGKILL at a fresh-install checkpoint):
     the user's old image is untouched; the next create sweeps the partial."""
     from installer.engine.checkpoints import CRASH_ENV
@@ -170,7 +174,9 @@ with open_installation(Path(sys.argv[1]), writable=True) as session:
 
 
 @pytest.mark.root
-def test_second_writer_in_another_process_is_refused(tmp_path: Path, installation_builder) -> None:  # type: ignore[no-untyped-def]
+def test_second_writer_in_another_process_is_refused(
+    tmp_path: Path, installation_builder: Callable[..., Any]
+) -> None:
     disk = installation_builder(tmp_path / "engine.img", DiskLayout.GPT_AB).path
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(disk)],

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,9 @@ def _damage_primary_header(path: Path) -> None:
         handle.write(bytes([value[0] ^ 0x01]))
 
 
-def test_probe_names_the_intact_backup_and_its_repair(tmp_path: Path, installation_builder) -> None:  # type: ignore[no-untyped-def]
+def test_probe_names_the_intact_backup_and_its_repair(
+    tmp_path: Path, installation_builder: Callable[..., Any]
+) -> None:
     if shutil.which("sgdisk") is None:
         pytest.skip("sgdisk (Debian gdisk) is not installed")
     disk = installation_builder(tmp_path / "engine.img", DiskLayout.GPT_AB, size=600 * 1024**2).path
@@ -47,8 +51,8 @@ def test_probe_names_the_intact_backup_and_its_repair(tmp_path: Path, installati
 
 
 def test_no_backup_claim_when_the_backup_is_damaged_too(
-    tmp_path: Path, installation_builder
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, installation_builder: Callable[..., Any]
+) -> None:
     disk = installation_builder(tmp_path / "engine.img", DiskLayout.GPT_AB, size=600 * 1024**2).path
     _damage_primary_header(disk)
     with open(disk, "r+b") as handle:  # the backup header sits in the last sector
