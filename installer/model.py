@@ -205,6 +205,10 @@ class Outcome:
     message: str = ""
 
 
+def _action(answer: Answer) -> InstallMode | None:
+    return answer.action if isinstance(answer, ExistingAnswer) else None
+
+
 class InstallerModel:
     """The installer's whole state. `move()` is the only method that changes it."""
 
@@ -301,6 +305,10 @@ class InstallerModel:
                 raise InternalError(
                     f"screen {self._screen} got a {type(outcome.answer).__name__} answer"
                 )
+            if self._screen is Screen.EXISTING and self.mode != _action(outcome.answer):
+                # Another kind of run: the registration given for the old one (say standalone
+                # for an erase) is not carried over (an upgrade offers "keep" first).
+                self._answers.pop(Screen.REGISTRATION, None)
             self._answers[self._screen] = outcome.answer
         self._message = outcome.message
         if outcome.direction is Direction.EXIT:

@@ -58,6 +58,7 @@ class Field:
     name: str
     prompt: str
     secret: bool = False
+    default: str = ""  # what the user typed before (after Back); never set for a secret
 
 
 @dataclass(frozen=True)
@@ -320,17 +321,33 @@ def view(model: InstallerModel) -> View:
         choices = _existing_choices(model)
         answer = model.answer(Screen.EXISTING)
         default = answer.action.value if isinstance(answer, ExistingAnswer) else choices[0].value
+        typed = answer.confirm_erase if isinstance(answer, ExistingAnswer) else None
         fields["erase"] = (
-            Field("confirm_erase", f"Type the disk id {model.target.disk_id} to confirm"),
+            Field(
+                "confirm_erase",
+                f"Type the disk id {model.target.disk_id} to confirm",
+                default=typed or "",
+            ),
         )
     elif screen is Screen.REGISTRATION:
         title = "Synchronizer registration"
         text = "Register this computer with a Synchronizer server, or run it standalone."
         choices = _registration_choices(model)
         default = choices[0].value
+        before = model.answer(Screen.REGISTRATION)
+        server = ""
+        token_prompt = "Registration token"
+        if isinstance(before, RegistrationAnswer):
+            # Back and forward again: offer what was chosen and typed, not the first choice.
+            chosen = "keep" if before.keep else before.mode
+            if chosen is not None and chosen in {c.value for c in choices}:
+                default = chosen
+            server = before.server or ""
+            if before.token is not None:
+                token_prompt += " (Enter keeps the one typed before)"
         fields["synchronizer"] = (
-            Field("server", "Synchronizer server (host, host:port or URL)"),
-            Field("token", "Registration token", secret=True),
+            Field("server", "Synchronizer server (host, host:port or URL)", default=server),
+            Field("token", token_prompt, secret=True),
         )
     elif screen is Screen.SUMMARY:
         title = "Summary"
@@ -377,6 +394,9 @@ def answer_from_choice(model: InstallerModel, value: str, fields: Mapping[str, s
         if value == "keep":
             return RegistrationAnswer(keep=True)
         token = fields.get("token")
+        before = model.answer(Screen.REGISTRATION)
+        if token == "" and isinstance(before, RegistrationAnswer) and before.token is not None:
+            token = before.token.reveal()  # Enter on the token prompt keeps the earlier one
         return RegistrationAnswer(
             mode=value,
             server=fields.get("server") or None,

@@ -141,7 +141,8 @@ class Installer:
         return self.model.move(screens.choose(self.model, value, fields))
 
     def next(self) -> Screen:
-        """Take the current screen's default choice; on the progress screen, install."""
+        """Take the current screen's default choice (and the text its fields show, as Enter
+        would); on the progress screen, install."""
         if self.screen is Screen.PROGRESS:
             self.install()
             return self.screen
@@ -151,7 +152,9 @@ class Installer:
         if current.default is None:
             options = ", ".join(c.value for c in current.choices)
             raise UserInputError(f"the {self.screen.value} screen needs a choice: {options}")
-        return self.choose(current.default)
+        # The default's fields as shown (what was typed before Back); empty otherwise.
+        fields = {f.name: f.default for f in current.fields.get(current.default, ())}
+        return self.choose(current.default, **fields)
 
     def back(self) -> Screen:
         return self.model.move(screens.back(self.model))

@@ -36,10 +36,10 @@ def _ask_choice(view_choices: list[questionary.Choice], message: str, default: s
     return str(answer)
 
 
-def _ask_field(prompt: str, secret: bool) -> str:
+def _ask_field(prompt: str, secret: bool, default: str = "") -> str:
     if secret:
         return str(questionary.password(prompt, qmark=">").unsafe_ask())
-    return str(questionary.text(prompt, qmark=">").unsafe_ask())
+    return str(questionary.text(prompt, default=default, qmark=">").unsafe_ask())
 
 
 def _show(console: Console, title: str, text: str) -> None:
@@ -107,7 +107,7 @@ def _one_screen(installer: Installer, console: Console) -> None:
         installer.quit()
     else:
         fields = {
-            field.name: _ask_field(field.prompt, field.secret)
+            field.name: _ask_field(field.prompt, field.secret, field.default)
             for field in view.fields.get(value, ())
         }
         installer.choose(value, **fields)

@@ -16,6 +16,7 @@ import pytest
 
 from disk_images.layout import Slot
 from disk_images.probe import Installation, probe
+from installer.pytest_plugin import EngineDiskFactory
 from installer.reference_disk import create_reference_disk
 
 DOWN = "\x1b[B"
@@ -205,3 +206,31 @@ def test_token_typed_in_the_terminal_is_never_shown(tmp_path: Path, iso: Path, b
     assert "sync.example.com" in transcript
     assert token not in transcript
     assert token not in recorded.read_text()
+
+
+@pytest.mark.root
+def test_back_from_the_summary_keeps_the_registration(
+    tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
+) -> None:
+    """B5: after Summary -> Back, Enter on the registration screen and its prompts gives back
+    what was chosen and typed (synchronizer, the server, the token), not "keep"."""
+    disk = engine_disk("4.5.0", size="1G", with_vms=False)
+    term = Terminal(tmp_path, "--media", iso, "--target", disk, "--dry-run", timeout=120)
+    term.answer("Install Engine", ENTER)
+    term.answer("Welcome to the Engine", ENTER)
+    term.answer("I do not accept", ENTER)
+    term.answer("Keyboard layout", ENTER)
+    term.answer("Upgrade Engine 4.5.0 to 5.0.0 (keeps VMs)", ENTER)
+    term.answer("Standalone (not registered)", DOWN + ENTER)  # keep, synchronizer, standalone
+    term.answer("Synchronizer server", "sync.example.com" + ENTER)
+    term.answer("Registration token", "tok-1" + ENTER)
+    term.expect("Registration: Synchronizer sync.example.com")
+    term.answer("Install now", DOWN + ENTER)  # < Back
+    term.answer("Standalone (not registered)", ENTER)  # the pointer is on synchronizer
+    term.answer("Synchronizer server", ENTER)  # sync.example.com is filled in
+    term.answer("Enter keeps the one typed before", ENTER)
+    term.expect("Registration: Synchronizer sync.example.com")
+    term.answer("Install now", ENTER)
+    term.answer("Do not reboot", DOWN + ENTER)
+    term.expect("registration: synchronizer (server sync.example.com, token ***)")
+    assert term.finish() == 0

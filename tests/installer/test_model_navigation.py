@@ -506,3 +506,38 @@ def test_views_of_every_screen_render() -> None:
     assert inst.screen is Screen.DONE
     assert screens.view(inst.model).choices == ()
     assert seen == list(steps.applicable(inst.model))
+
+
+def test_back_from_the_summary_keeps_every_answer() -> None:
+    """B5: Back shows each screen with what was chosen and typed, not its first choice."""
+    inst, engine = start(target_info=target("4.5.0", registered=False))
+    to_keyboard(inst)
+    inst.choose("de")
+    inst.choose("erase", confirm_erase=DISK_ID)
+    inst.choose("synchronizer", server="sync.example.com", token="tok-1")
+    assert inst.screen is Screen.SUMMARY
+    inst.back()
+    view = inst.view
+    assert view.screen is Screen.REGISTRATION and view.default == "synchronizer"
+    server, token = view.fields["synchronizer"]
+    assert server.default == "sync.example.com"
+    assert token.secret and token.default == "" and "Enter keeps" in token.prompt
+    # Enter on both prompts: the server as shown, the token typed before.
+    inst.choose("synchronizer", server=server.default, token="")
+    assert inst.screen is Screen.SUMMARY
+    inst.back()
+    inst.back()
+    view = inst.view
+    assert view.screen is Screen.EXISTING and view.default == "erase"
+    assert view.fields["erase"][0].default == DISK_ID
+    inst.back()
+    assert inst.view.default == "de"
+    inst.back()
+    assert inst.view.screen is Screen.EULA and inst.view.default == "accept"
+    for _ in range(4):
+        inst.next()
+    assert inst.screen is Screen.SUMMARY
+    plan = finish(inst, engine)
+    assert plan.mode is InstallMode.ERASE and plan.keyboard == "de"
+    assert plan.registration is not None and plan.registration.server == "sync.example.com"
+    assert plan.registration.token is not None and plan.registration.token.reveal() == "tok-1"
