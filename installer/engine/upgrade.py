@@ -15,8 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from disk_images.filesystems import make_ext4
-from disk_images.layout import PartitionRole, Slot, regions
+from disk_images.layout import PartitionRole, Slot
 from disk_images.session import InstallationSession, open_installation
 from disk_images.state import EngineConfig, EngineState, UpgradeStatus, VmKind, VmRecord
 from enginekit.errors import InternalError
@@ -85,9 +84,8 @@ def _write_and_switch(
         install_systemd_boot(esp)
 
     tracker.reach(Checkpoint.MKFS)
-    role = PartitionRole.for_slot(new)
-    label = regions(DiskLayout.GPT_AB)[session.number(role)].fs_label
-    make_ext4(session.device(role), label)
+    # Through the session, which refuses to format a slot whose files it has open.
+    session.format(PartitionRole.for_slot(new))
 
     tracker.reach(Checkpoint.WRITE_SLOT)
     write_slot(session.slot(new), image, new, tracker.advance)
