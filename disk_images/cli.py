@@ -41,7 +41,13 @@ def add_disk_commands(
         default=DEFAULT_SIZE,
         help=f"size, e.g. 8G, 512M or bytes (default {DEFAULT_SIZE})",
     )
-    create.add_argument("--force", action="store_true", help="replace an existing file")
+    create.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing regular file (never one in use by a loop device, "
+        "a boot, an install or QEMU, never through a symlink); the new image is built "
+        "beside it and renamed over it only when complete",
+    )
     _add_debug(create)
     create.set_defaults(handler=cmd_create)
 

@@ -122,7 +122,9 @@ def build_parser() -> ArgumentParser:
         "and wait for ENGINE RUNNING. Then complete the first boot: the booted entry is "
         "marked good and the upgrade status becomes Blank; if a newly installed slot fails, "
         "the disk is booted again at once, falls back to the old slot, and the status "
-        "becomes Failed. Writes to DISK (boot counting happens on its ESP).",
+        "becomes Failed. A boot that times out leaves the upgrade status as it was. Writes "
+        "to DISK (boot counting happens on its ESP) and holds a lock on it meanwhile, so no "
+        "install or upgrade can start on it. Exit status 1 when no Engine booted.",
     )
     boot.add_argument("disk", type=Path, help="the disk image to boot")
     boot.add_argument("--json", action="store_true", help="print JSON instead of text")
