@@ -250,3 +250,20 @@ def test_an_image_open_in_qemu_is_refused(tmp_path: Path) -> None:
         qemu.kill()
         qemu.wait(timeout=30)
     assert not held_by_qemu(disk)
+
+
+def test_engine_create_on_a_held_image_keeps_it(
+    tmp_path: Path, engine_medium: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reported sequence: `create --force --engine` refused as in use must not delete
+    the image it refused to replace (the old except-branch unlinked it)."""
+    from installer.disk_cli import main as engine_disk_main
+
+    engine_medium("5.0.0")
+    disk = _user_image(tmp_path / "f.img")
+    with Holder(disk):
+        argv = ["create", str(disk), "--size", "1G", "--force", "--engine", "5.0.0"]
+        assert engine_disk_main(argv) == 2
+    assert "in use by another EngineKit process" in capsys.readouterr().err
+    assert _intact(disk)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.img"]
