@@ -152,11 +152,8 @@ def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
     with ExitStack() as stack:
         if path.exists():
             _refuse_in_use(path)
-            try:
-                # Held until the rename: no boot or install starts on the old image meanwhile.
-                stack.enter_context(disk_lock(path, exclusive=True))
-            except PermissionError:
-                raise UserInputError(f"{path}: not writable; refusing to replace it") from None
+            # Held until the rename: no boot or install starts on the old image meanwhile.
+            stack.enter_context(disk_lock(path, exclusive=True))
         partial = path.with_name(f"{path.name}{PARTIAL_MARK}{os.getpid()}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:

@@ -113,7 +113,14 @@ def disk_lock(path: Path, *, exclusive: bool = True) -> Iterator[None]:
     share the first lock (a shared lock inside an exclusive one; not the other way round).
     """
     path = Path(path)
-    fd = os.open(path, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CLOEXEC)
+    except OSError as exc:
+        how = "for writing" if exclusive else "for reading"
+        raise InvalidDiskImage(
+            f"{path}: cannot open it {how} ({exc.strerror})",
+            hint="check the file's permissions (and that its filesystem is not read-only)",
+        ) from None
     key_stat = os.fstat(fd)
     key = (key_stat.st_dev, key_stat.st_ino)
     with _HELD_GUARD:

@@ -11,6 +11,7 @@ real processes, real loop devices and a real QEMU.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,3 +268,13 @@ def test_engine_create_on_a_held_image_keeps_it(
     assert "in use by another EngineKit process" in capsys.readouterr().err
     assert _intact(disk)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.img"]
+
+
+def test_lock_on_an_unopenable_image_is_one_clear_error(tmp_path: Path) -> None:
+    disk = _user_image(tmp_path / "f.img")
+    expected = re.escape(f"{tmp_path}: cannot open it for writing (Is a directory)")
+    with pytest.raises(InvalidDiskImage, match=expected) as caught:
+        with disk_lock(tmp_path, exclusive=True):  # a directory cannot be opened O_RDWR
+            pass
+    assert caught.value.hint is not None
+    assert _intact(disk)
