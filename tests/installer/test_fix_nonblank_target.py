@@ -142,7 +142,7 @@ def test_damaged_gpt_with_vms_is_not_wiped(
     damage_primary_gpt(disk)
     found = probe(disk)
     assert isinstance(found, NoInstallation), found
-    assert found.reason == "GPT header CRC mismatch"
+    assert found.reason.startswith("GPT header CRC mismatch")
     before = sha256(disk)
 
     answers = tmp_path / "fresh.toml"
@@ -164,7 +164,7 @@ def test_damaged_gpt_with_vms_is_not_wiped(
         reboot=False,
         eula_accepted=True,
     )
-    with pytest.raises(Refused, match=r"holds data \(GPT header CRC mismatch\); choose erase"):
+    with pytest.raises(Refused, match=r"holds data \(GPT header CRC mismatch.*\); choose erase"):
         run_plan(plan)
     assert sha256(disk) == before
 
