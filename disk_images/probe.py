@@ -385,11 +385,16 @@ def probe(path: Path) -> ProbeResult:
         finally:
             os.close(fd)
     except _NotEngine as stop:
+        disk_id = table.disk_id if table else None
+        if disk_id is None and stop.kind is not NoInstallationKind.BLANK:
+            # Data but no readable table, so no GUID or MBR signature: the file name is the
+            # id a person types to confirm erasing it (shown by inspect, asked by the installer).
+            disk_id = path.name
         return NoInstallation(
             reason=stop.reason,
             kind=stop.kind,
             partitions=table.partitions if table else (),
-            disk_id=table.disk_id if table else None,
+            disk_id=disk_id,
             layout=layout,
             table=table.table.display if table else None,
             in_use_by=in_use,

@@ -83,7 +83,7 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
     if found.in_use_by:
         raise Refused(
             f"{plan.target}: the disk is in use ({', '.join(found.in_use_by)})",
-            hint="close whatever has it attached (losetup -d) and try again",
+            hint=_in_use_hint(found.in_use_by),
         )
     mode = plan.mode
     if isinstance(found, NoInstallation):
@@ -148,6 +148,18 @@ class CheckedPlan:
 def _steps_for(plan: InstallPlan) -> tuple[Checkpoint, ...]:
     fresh = plan.mode in (InstallMode.FRESH, InstallMode.ERASE)
     return tuple(FRESH_STEPS if fresh else UPGRADE_STEPS)
+
+
+def _in_use_hint(holders: tuple[str, ...]) -> str:
+    """What to do about each kind of holder the probe reports."""
+    steps = []
+    if any(h.startswith("/dev/loop") for h in holders):
+        steps.append("detach its loop devices (losetup -d)")
+    if any("EngineKit" in h for h in holders):
+        steps.append("wait for the other engine-disk boot or engine-install to finish")
+    if any("QEMU" in h for h in holders):
+        steps.append("shut down the virtual machine using it")
+    return "; ".join(steps or ["close whatever has it open"]) + ", then try again"
 
 
 def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> CheckedPlan:

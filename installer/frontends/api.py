@@ -239,10 +239,9 @@ def target_info_from(found: Any, path: Path, size_bytes: int) -> TargetInfo:
         kind = _attr(found, "kind")
         # Anything but a blank disk holds data: the screens offer only a confirmed erase.
         holds_data = str(getattr(kind, "value", kind)) != "blank"
+        # The probe names every disk that holds data (its file name when no table is
+        # readable); a blank disk has no id and needs no confirmation.
         disk_id = _attr(found, "disk_id")
-        if disk_id is None and holds_data:
-            # No readable table, so no GUID or MBR signature: the file name is the id to type.
-            disk_id = path.name
         return TargetInfo(
             path=path,
             size_bytes=size_bytes,

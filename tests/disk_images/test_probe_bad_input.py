@@ -200,3 +200,17 @@ def test_disk_in_use_by_a_writable_mount_is_untouched_by_probe(
         result = probe(disk)
         assert result.found or isinstance(result, NoInstallation)
         assert file_hash(disk) == before
+
+
+def test_a_disk_with_data_but_no_readable_table_is_named_by_its_file(tmp_path: Path) -> None:
+    """The id `engine-disk inspect` shows is the one the installer asks for before erasing."""
+    from disk_images.cli import result_text
+
+    disk = tmp_path / "mystery.img"
+    disk.write_bytes(b"\0" * 4096 + b"user data" + b"\0" * (1 << 20))
+    found = probe(disk)
+    assert isinstance(found, NoInstallation) and found.disk_id == "mystery.img"
+    assert "disk id: mystery.img" in result_text(disk, found)
+    blank = tmp_path / "blank.img"
+    blank.write_bytes(b"\0" * (1 << 20))
+    assert probe(blank).disk_id is None

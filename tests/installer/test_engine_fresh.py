@@ -13,6 +13,7 @@ from disk_images.layout import Slot, engine_partitions, table_type
 from disk_images.probe import Installation, NoInstallation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
+from enginekit.errors import EngineKitError
 from enginekit.versions import DiskLayout
 from installer.engine import run_plan
 from installer.engine.bootloader import SYSTEMD_BOOT_EFI
@@ -94,12 +95,19 @@ def test_fresh_mbr_install(tmp_path: Path, engine_medium) -> None:  # type: igno
         assert system.exists("/boot/vmlinuz") and system.exists("/boot/initrd.img")
 
 
-def test_fresh_install_completes_an_incomplete_disk(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(  # type: ignore[no-untyped-def]
+    tmp_path: Path, engine_medium
+) -> None:
     disk = create_image(tmp_path / "disk.img", GIB)
     # what a run killed after partitioning leaves behind
     partition_image(disk, table_type(DiskLayout.GPT_AB), engine_partitions(DiskLayout.GPT_AB, GIB))
     assert isinstance(probe(disk), NoInstallation)
-    run_plan(_fresh(engine_medium("4.5.0"), disk, "4.5.0"))
+    medium = engine_medium("4.5.0")
+    # Not blank: a fresh install would silently overwrite it, so only erase may.
+    with pytest.raises(EngineKitError, match="holds data"):
+        run_plan(_fresh(medium, disk, "4.5.0"))
+    plan = InstallPlan(medium, disk, InstallMode.ERASE, "4.5.0", eula_accepted=True)
+    run_plan(plan)
     found = probe(disk)
     assert isinstance(found, Installation) and found.version == "4.5.0"
 

@@ -81,3 +81,22 @@ def test_crash_seam_kills_the_process_at_the_named_checkpoint() -> None:
     assert proc.returncode == -signal.SIGKILL
     printed = proc.stdout.split()
     assert printed[-1] == Checkpoint.MKFS.value  # killed on reaching write-slot, before it ran
+
+
+@pytest.mark.parametrize(
+    ("holders", "expected"),
+    [
+        (("/dev/loop3",), "detach its loop devices (losetup -d), then try again"),
+        (
+            ("another EngineKit process (boot/install)", "a QEMU virtual machine"),
+            "wait for the other engine-disk boot or engine-install to finish; "
+            "shut down the virtual machine using it, then try again",
+        ),
+    ],
+)
+def test_in_use_hint_says_what_to_do_about_each_holder(
+    holders: tuple[str, ...], expected: str
+) -> None:
+    from installer.engine.run import _in_use_hint
+
+    assert _in_use_hint(holders) == expected

@@ -174,7 +174,7 @@ def write_tiny_payload(root: Path, version: str = "5.0.0") -> Path:
         "engine/keyboards.json": json.dumps({"us": "English (US)"}).encode(),
         "system/vmlinuz": b"k\n",
         "system/initrd.img": b"i\n",
-        "system/root/engine-release": b"{}\n",
+        "system/root/etc/motd": b"tiny\n",
     }
     for index in range(_EXTRA_FILES):
         files[f"engine/docs/note-{index:02d}.txt"] = f"note {index}\n".encode()
