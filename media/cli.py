@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -23,6 +22,7 @@ if TYPE_CHECKING:
 
 from enginekit.cli import ArgumentParser, run_main
 from enginekit.errors import UserInputError
+from enginekit.scratch import scratch_tree
 from enginekit.sizes import human_size, parse_size
 from enginekit.text import one_line
 
@@ -83,7 +83,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     check_output(out)  # before the (slow) reference payload is made
-    with tempfile.TemporaryDirectory(prefix="enginekit-payload-") as tmp:
+    with scratch_tree("payload") as tmp:
         if args.reference:
             from media.reference import write_reference_payload
 

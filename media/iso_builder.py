@@ -27,7 +27,7 @@ from typing import BinaryIO, cast
 import pycdlib
 
 from enginekit.errors import HostError, InternalError, UserInputError
-from enginekit.scratch import owner_alive
+from enginekit.scratch import owner_alive, scratch_tree
 from media import eltorito, system_area
 from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
@@ -317,7 +317,7 @@ class HybridIsoBuilder:
         check_output(out)
         sweep_stale_partials(out)
         with contextlib.ExitStack() as stack:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="enginekit-iso-")))
+            work = stack.enter_context(scratch_tree("iso"))
             boot = eltorito.prepare_boot_files(
                 work, self.payload / "boot/vmlinuz", self.payload / "boot/initrd.img"
             )
