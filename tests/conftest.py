@@ -128,3 +128,55 @@ def kernel() -> object:
     if found is None:
         pytest.skip("no kernel in the cache (run tools/setup)")
     return found
+
+
+# --- the session-wide check -----------------------------------------------------------------
+# The per-test check above only sees each test's own tmp_path. This one runs once, in the
+# process that controls the run (the xdist controller, or the only process without xdist),
+# after every test of every worker has finished: any loop device backed by a file of this run
+# (its base temp dir, the EngineKit cache) or any mount under the base temp dir that was not
+# there at the start fails the whole suite, whoever leaked it.
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def _session_roots(config: pytest.Config) -> list[Path]:
+    from enginekit.cache import cache_dir
+
+    base = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    return [Path(base), cache_dir()]
+
+
+def _session_resources(roots: list[Path]) -> set[str]:
+    found: set[str] = set()
+    for root in roots:
+        found.update(f"loop {line}" for line in _loops_backed_under(root))
+        found.update(f"mount {mnt}" for mnt in _mounts_under(root))
+    return found
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if _is_controller(session.config):
+        roots = _session_roots(session.config)
+        session.config.stash[_BEFORE] = (roots, _session_resources(roots))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _is_controller(session.config) or _BEFORE not in session.config.stash:
+        return
+    roots, before = session.config.stash[_BEFORE]
+    leaked = sorted(_session_resources(roots) - before)
+    if leaked:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"FAILED session-wide leak check: {len(leaked)} kernel resource(s) left "
+                f"attached: {leaked}",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_BEFORE = pytest.StashKey[tuple[list[Path], set[str]]]()
