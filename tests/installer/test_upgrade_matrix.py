@@ -3,6 +3,7 @@ refused exactly as the rules say, with refused disks unchanged. Prints the matri
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ EXPECTED: dict[tuple[str, str], tuple[InstallMode, str, str]] = {
 }
 
 
-def test_upgrade_matrix(engine_disk, engine_medium, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_matrix(engine_disk, engine_medium, record_property) -> None:  # type: ignore[no-untyped-def]
     assert set(EXPECTED) == {(i, m) for i in VERSIONS for m in VERSIONS}
     outcome: dict[tuple[str, str], str] = {}
     failures = []
@@ -64,9 +65,8 @@ def test_upgrade_matrix(engine_disk, engine_medium, capsys: pytest.CaptureFixtur
             assert found.version == medium
         if (installed, medium) == ("4.0.0", "4.5.0"):
             assert found.layout.value == "gpt-ab"  # migrated
-    with capsys.disabled():
-        print("\nupgrade matrix (rows: installed, columns: medium)")
-        for installed in VERSIONS:
-            for medium in VERSIONS:
-                print(f"  {installed} -> {medium}: {outcome[installed, medium]}")
+    # Printed at the end of the run by the root conftest (works under xdist).
+    record_property(
+        "upgrade_matrix", json.dumps({f"{i} -> {m}": o for (i, m), o in outcome.items()})
+    )
     assert not failures, failures

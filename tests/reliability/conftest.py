@@ -272,39 +272,3 @@ def json_mutation(doc: object, draw: st.DrawFn) -> tuple[str, bytes]:
 
 
 # user property name -> heading of its block in the summary
-KILL_TALLIES = {
-    "kill_fresh_install": "fresh install killed midway",
-    "kill_upgrade": "upgrade 4.5.0 -> 5.0.0 killed midway",
-    "kill_migration": "migration 4.0.0 -> 4.5.0 killed midway",
-}
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Count the verdicts the kill tests recorded with `record_property` (user properties
-    travel with each report, so this works under pytest-xdist too). A verdict is JSON:
-    `point`, `how`, `survived`, and optionally `booted` (a copy of the disk was booted)."""
-    verdicts: dict[str, list[dict[str, object]]] = {name: [] for name in KILL_TALLIES}
-    for reports in terminalreporter.stats.values():
-        for report in reports:
-            if getattr(report, "when", None) != "call":
-                continue
-            for name, value in getattr(report, "user_properties", []):
-                if name in verdicts:
-                    verdicts[name].append(json.loads(str(value)))
-    for name, found in verdicts.items():
-        if not found:
-            continue
-        survived = [v for v in found if v["survived"]]
-        booted = [v for v in found if v.get("booted")]
-        terminalreporter.write_sep("-", KILL_TALLIES[name])
-        line = (
-            f"kill points tried: {len(found)}, survived: {len(survived)}, "
-            f"lost: {len(found) - len(survived)}"
-        )
-        if any("booted" in v for v in found):
-            line += f", booted after the kill: {len(booted)}"
-        terminalreporter.write_line(line)
-        for verdict in sorted(found, key=lambda v: str(v["point"])):
-            mark = "ok  " if verdict["survived"] else "LOST"
-            boot = " [booted]" if verdict.get("booted") else ""
-            terminalreporter.write_line(f"  {mark} {verdict['point']}: {verdict['how']}{boot}")
