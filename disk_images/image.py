@@ -8,7 +8,6 @@ file without root; the table is read back with `sfdisk --json`. Sizes and offset
 from __future__ import annotations
 
 import enum
-import glob
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ from disk_images.lock import disk_lock
 from disk_images.loop import loops_backed_by
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
-from enginekit.scratch import owner_alive
+from enginekit.scratch import PARTIAL_TAG, create_owned_partial, sweep_owned_partials
 
 MIB = 1024 * 1024
 SECTOR = 512
@@ -101,15 +100,43 @@ class PartitionTable:
         raise KeyError(number)
 
 
-PARTIAL_MARK = ".partial-"
+# `<name>.enginekit-partial.<pid>.<random>`, flocked by its builder (see enginekit.scratch).
+PARTIAL_MARK = f".{PARTIAL_TAG}."
 
 
 def _sweep_partials(path: Path) -> None:
-    """Remove `<name>.partial-<pid>` files a killed create of `path` left (owner dead)."""
-    for leftover in path.parent.glob(f"{glob.escape(path.name)}{PARTIAL_MARK}*"):
-        pid_text = leftover.name.rsplit(PARTIAL_MARK, 1)[1]
-        if pid_text.isdigit() and not owner_alive(int(pid_text)) and leftover.is_file():
-            leftover.unlink(missing_ok=True)
+    """Remove partials of `path` a killed create left (nobody holds their lock)."""
+    sweep_owned_partials(path.parent, f"{path.name}{PARTIAL_MARK}")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _publish(partial: Path, path: Path, checked: tuple[int, int] | None) -> None:
+    """Give the finished `partial` the name `path`. A file that appeared at `path` while we
+    built is never replaced; with --force only the file checked and locked at the start is."""
+    if checked is None:
+        try:
+            os.link(partial, path)  # fails with EEXIST instead of replacing a newcomer
+        except FileExistsError:
+            raise UserInputError(
+                f"{path}: appeared while the image was being built; left it untouched",
+                hint="choose another name, or pass --force to replace it",
+            ) from None
+        partial.unlink()
+        return
+    if _identity(path) not in (checked, None):
+        raise UserInputError(
+            f"{path}: was replaced by another file while the image was being built; "
+            "left it untouched",
+            hint="run the command again to replace the new file",
+        )
+    os.replace(partial, path)
 
 
 def _refuse_in_use(path: Path) -> None:
@@ -125,9 +152,10 @@ def _refuse_in_use(path: Path) -> None:
 def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
     """Yield a new sparse image of `size` bytes to fill in; it becomes `path` on success.
 
-    The image is built as `<path>.partial-<pid>` and renamed over `path` only when the body
-    succeeds, so a failed or killed build never harms an existing `path` (a later create
-    sweeps a dead builder's partial). An existing `path` is replaced only with `force`, never
+    The image is built as `<path>.enginekit-partial.<pid>.<random>` (flocked by us) and
+    published as `path` only when the body succeeds, so a failed or killed build never harms
+    an existing `path` (a later create sweeps a dead builder's partial). A file that appears
+    at `path` meanwhile is never replaced. An existing `path` is replaced only with `force`, never
     while it is attached to a loop device, locked by another EngineKit process or open in
     QEMU, and never through a symbolic link.
     """
@@ -150,24 +178,19 @@ def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
         raise UserInputError(f"{path}: directory {path.parent} does not exist")
     _sweep_partials(path)
     with ExitStack() as stack:
-        if path.exists():
+        checked: tuple[int, int] | None = None
+        if force and path.exists():
             _refuse_in_use(path)
             # Held until the rename: no boot or install starts on the old image meanwhile.
             stack.enter_context(disk_lock(path, exclusive=True))
-        partial = path.with_name(f"{path.name}{PARTIAL_MARK}{os.getpid()}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            checked = _identity(path)
+        # The open fd holds the partial's ownership lock until it is published or removed.
+        fd, partial = create_owned_partial(path.parent, f"{path.name}{PARTIAL_MARK}")
+        stack.callback(os.close, fd)
         try:
-            fd = os.open(partial, flags, 0o644)
-        except FileExistsError:  # our own PID: a leftover of an earlier call in this process
-            partial.unlink()
-            fd = os.open(partial, flags, 0o644)
-        try:
-            try:
-                os.ftruncate(fd, size)
-            finally:
-                os.close(fd)
+            os.ftruncate(fd, size)
             yield partial
-            os.replace(partial, path)
+            _publish(partial, path, checked)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

@@ -10,9 +10,13 @@ caller declared disposable (`scratch_tree`).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import re
+import secrets
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,3 +92,66 @@ def scratch_tree(kind: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# Partial output files (ISO, disk image) carry a name tag that is clearly ours plus the
+# owner's PID and a random part; the owner holds a BSD flock on the file while it builds.
+# The sweep removes only names that match exactly AND that it can lock: a live owner, even
+# one in another PID namespace sharing the directory, keeps its lock; a killed one's is gone.
+# (flock does not interact with the OFD byte-range locks of disk_lock and QEMU.)
+PARTIAL_TAG = "enginekit-partial"
+
+
+def _partial_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(re.escape(prefix) + r"(\d+)\.[A-Za-z0-9_]{8}")
+
+
+def create_owned_partial(directory: Path, prefix: str) -> tuple[int, Path]:
+    """Create `<directory>/<prefix><pid>.<random>` exclusively and flock it; return the
+    read-write fd (keep it open while building: closing it gives up ownership) and path."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    while True:
+        path = Path(directory) / f"{prefix}{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(path, flags, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A sweep may have locked and unlinked the new file before our flock: retry.
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd, path
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def sweep_owned_partials(directory: Path, prefix: str) -> int:
+    """Remove partials `<prefix><pid>.<random>` in `directory` no process holds locked (their
+    owner died); return how many went. Other names, and locked files, stay."""
+    pattern = _partial_pattern(prefix)
+    removed = 0
+    try:
+        names = [n for n in os.listdir(directory) if pattern.fullmatch(n)]
+    except OSError:
+        return 0
+    for name in names:
+        path = Path(directory) / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.fstat(fd)
+            current = os.lstat(path)
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino) and (
+                stat.S_ISREG(held.st_mode)
+            ):
+                path.unlink()
+                removed += 1
+        except OSError as exc:  # locked by its live owner, or raced: leave it
+            log.debug("left partial %s: %s", path, exc.strerror)
+        finally:
+            os.close(fd)
+    return removed

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import BinaryIO, cast
 import pycdlib
 
 from enginekit.errors import HostError, InternalError, UserInputError
-from enginekit.scratch import owner_alive, scratch_tree
+from enginekit.scratch import PARTIAL_TAG, create_owned_partial, scratch_tree, sweep_owned_partials
 from media import eltorito, system_area
 from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
@@ -330,12 +329,14 @@ class HybridIsoBuilder:
             }
             iso = self._compose(volume_id, nodes, streamed)
             stack.callback(iso.close)
-            partial = self._write_image(iso, nodes, streamed, boot, manifest, out)
+            fd, partial = self._write_image(iso, nodes, streamed, boot, manifest, out)
             try:
                 os.replace(partial, out)
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
+            finally:
+                os.close(fd)
         return BuildResult(
             path=out,
             version=version,
@@ -352,8 +353,9 @@ class HybridIsoBuilder:
         boot: eltorito.BootFiles,
         manifest: Manifest,
         out: Path,
-    ) -> Path:
-        """Write the finished image (MD5 implanted) to a temporary file next to `out`."""
+    ) -> tuple[int, Path]:
+        """Write the finished image (MD5 implanted) to a partial file next to `out`; return
+        it with its fd, which holds the ownership lock until the caller publishes it."""
         block = system_area.ISO_BLOCK
         by_rel = {str(n.rel): n for n in nodes}
 
@@ -384,11 +386,9 @@ class HybridIsoBuilder:
         writes.append((pvd_offset + APPDATA_OFFSET, b" " * APPDATA_SIZE))
         writes += system_area.system_area_writes(layout, boot.isohybrid_mbr.read_bytes())
 
-        # The PID in the name lets the next build of the same OUT remove what a killed one left.
-        fd, name = tempfile.mkstemp(
-            prefix=f"{_partial_prefix(out)}{os.getpid()}.", suffix=PARTIAL_SUFFIX, dir=out.parent
-        )
-        partial = Path(name)
+        # Tagged name + flock: the next build of the same OUT removes only what a killed one
+        # left (no lock held), never a live build's partial.
+        fd, partial = create_owned_partial(out.parent, _partial_prefix(out))
         try:
             streamer = ImageStreamer(
                 fd, total, total - SKIP_SECTORS * block, progress=self.progress
@@ -412,15 +412,11 @@ class HybridIsoBuilder:
             if isinstance(exc, OSError):
                 raise HostError(f"cannot write {out}: {exc.strerror or exc}") from exc
             raise
-        os.close(fd)
-        return partial
-
-
-PARTIAL_SUFFIX = ".partial"
+        return fd, partial
 
 
 def _partial_prefix(out: Path) -> str:
-    return f".{out.name}."
+    return f".{out.name}.{PARTIAL_TAG}."
 
 
 def check_output(out: Path) -> None:
@@ -452,28 +448,10 @@ def check_output(out: Path) -> None:
 
 
 def sweep_stale_partials(out: Path) -> int:
-    """Remove `.OUT.<pid>.*.partial` files next to `out` whose builder is dead (SIGKILLed);
-    return how many went. Partials of live builders, and names without a PID, stay."""
-    prefix = _partial_prefix(out)
-    removed = 0
-    try:
-        entries = list(out.parent.iterdir())
-    except OSError:
-        return 0
-    for entry in entries:
-        name = entry.name
-        if not (name.startswith(prefix) and name.endswith(PARTIAL_SUFFIX)):
-            continue
-        pid_text = name.removeprefix(prefix).split(".", 1)[0]
-        if not pid_text.isdigit() or owner_alive(int(pid_text)):
-            continue
-        try:
-            if stat.S_ISREG(entry.lstat().st_mode):
-                entry.unlink()
-                removed += 1
-        except OSError as exc:
-            log.debug("left stale %s: %s", entry, exc.strerror)
-    return removed
+    """Remove `.OUT.enginekit-partial.<pid>.<random>` files next to `out` whose builder died
+    (nobody holds their lock); return how many went. Live builds' partials and every other
+    name stay."""
+    return sweep_owned_partials(out.parent, _partial_prefix(out))
 
 
 def build_iso(payload: Path, out: Path, progress: ProgressCallback | None = None) -> BuildResult:

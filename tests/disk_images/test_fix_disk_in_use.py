@@ -2,10 +2,10 @@
 
 `engine-disk create --force` refuses an image attached to a loop device, locked by another
 EngineKit process or open in QEMU; it never follows a symbolic link; it builds under
-`<name>.partial-<pid>` and renames only on success, so a killed build leaves the old image
-intact (and its partial is swept by the next create). `open_installation(writable=True)`
-holds an exclusive lock: a second writer in another process gets one clear line. All with
-real processes, real loop devices and a real QEMU.
+`<name>.enginekit-partial.<pid>.<random>` and renames only on success, so a killed build
+leaves the old image intact (and its partial is swept by the next create).
+`open_installation(writable=True)` holds an exclusive lock: a second writer in another
+process gets one clear line. All with real processes, real loop devices and a real QEMU.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_create_replaces_by_rename_and_sweeps_a_dead_builders_partial(tmp_path: 
     # The partial a SIGKILLed create left behind (a real dead PID).
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    leftover = tmp_path / f"f.img{PARTIAL_MARK}{dead.pid}"
+    leftover = tmp_path / f"f.img{PARTIAL_MARK}{dead.pid}.abcd1234"
     leftover.write_bytes(b"half")
     create_image(disk, 8 * MIB, force=True)
     assert disk.stat().st_size == 8 * MIB

@@ -186,7 +186,7 @@ def test_a_file_changed_after_its_manifest_fails_the_build(
     (payload / "system/root/data.bin").write_bytes(b"B" * 5000)
     with pytest.raises(InvalidPayload, match="system/root/data.bin: sha256 differs"):
         build_iso(payload, tmp_path / "x.iso")
-    assert list(tmp_path.glob("*.iso")) == [] and list(tmp_path.glob(".*partial")) == []
+    assert list(tmp_path.glob("*.iso")) == [] and list(tmp_path.glob(".*enginekit-partial*")) == []
 
 
 def test_rebuild_replaces_output(small_payload: SmallPayload, tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_rebuild_replaces_output(small_payload: SmallPayload, tmp_path: Path) ->
     out.write_bytes(b"old")
     result = build_iso(payload, out)
     assert result.size_bytes == out.stat().st_size > 1024 * 1024
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if ".enginekit-partial." in p.name) == []
 
 
 def test_builder_refuses_its_own_paths_in_the_payload(small_payload: SmallPayload) -> None:
@@ -352,7 +352,7 @@ def test_a_block_device_output_is_refused_and_left_alone(
     with pytest.raises(UserInputError, match="is not a regular file"):
         build_iso(payload, chardev)
     assert stat.S_ISCHR(chardev.lstat().st_mode)
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")] == []
+    assert [p.name for p in tmp_path.iterdir() if ".enginekit-partial." in p.name] == []
 
 
 _KILLED_BUILD = """
@@ -382,15 +382,20 @@ def test_a_killed_builds_partial_is_removed_by_the_next_build(
     out = tmp_path / "x.iso"
     proc = run([sys.executable, "-c", _KILLED_BUILD, payload, out], check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
-    (left,) = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
-    assert left.name.startswith(".x.iso.") and left.stat().st_size > 0
+    (left,) = [p for p in tmp_path.iterdir() if ".enginekit-partial." in p.name]
+    assert left.name.startswith(".x.iso.enginekit-partial.") and left.stat().st_size > 0
     assert not out.exists()
-    # A live builder's partial (ours) and other files' partials are not touched.
-    live = tmp_path / f".x.iso.{os.getpid()}.abcd.partial"
-    live.write_bytes(b"in progress")
-    other = tmp_path / ".y.iso.1.abcd.partial"
+    # A live builder's partial (locked by its owner) and other names are not touched, even
+    # one that looks like another output's partial with a dead-looking number in it.
+    from enginekit.scratch import create_owned_partial
+
+    live_fd, live = create_owned_partial(tmp_path, ".x.iso.enginekit-partial.")
+    other = tmp_path / ".x.iso.2026.iso.99999999.abcd1234.partial"
     other.write_bytes(b"not ours to judge")
-    build_iso(payload, out)
-    partials = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".partial"))
-    assert partials == sorted([other.name, live.name])
+    try:
+        build_iso(payload, out)
+    finally:
+        os.close(live_fd)
+    assert not left.exists()
+    assert live.exists() and other.exists()
     assert out.stat().st_size > 1024 * 1024
