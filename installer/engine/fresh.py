@@ -50,7 +50,11 @@ def fresh_install(
     tracker: StepTracker,
     old_config: EngineConfig | None = None,
 ) -> Slot | None:
-    """Partition, format and install; returns the active slot (None on MBR)."""
+    """Partition, format and install; returns the active slot (None on MBR).
+
+    The caller (`run_plan`) holds the target's disk lock for the whole run: partitioning and
+    mkfs happen before `open_installation`, which only shares that lock.
+    """
     tracker.reach(Checkpoint.PARTITION)
     table = partition_image(plan.target, table_type(layout), engine_partitions(layout, disk_size))
     tracker.reach(Checkpoint.MKFS)

@@ -145,7 +145,11 @@ def _check_reserved_regions_free(target: Path, disk_size: int) -> None:
 def migrate_mbr_to_gpt(
     plan: InstallPlan, image: SystemImage, installed_version: str, tracker: StepTracker
 ) -> SlotSwitch:
-    """Upgrade the 4.0.0 MBR disk `plan.target` to `image` (A/B GPT) without moving data."""
+    """Upgrade the 4.0.0 MBR disk `plan.target` to `image` (A/B GPT) without moving data.
+
+    The three sessions below share the disk lock `run_plan` holds for the whole run, so no
+    other process can open the disk while its table is rewritten between them.
+    """
     disk_size = plan.target.stat().st_size
     esp_start, esp_size = region_bounds(ESP_REGION, disk_size)
     b_start, b_size = region_bounds(SLOT_B_REGION, disk_size)

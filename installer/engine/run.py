@@ -3,15 +3,20 @@
 Everything that can refuse a plan runs before the first byte is written, in this order: the
 EULA, the target (writable, large enough, not in use), the medium (opens, matches the plan's
 version, every manifest file passes its size and SHA-256, no payload path escapes its
-partition), the disk (the probe agrees with the plan), the rules.
+partition), the disk (the probe agrees with the plan), the rules. From before the probe to
+the last write the run holds the target's disk lock exclusively (`hold_target`), so what the
+guard saw is what the engine writes to: no second install or boot can slip in between.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from disk_images.lock import DiskInUse, disk_lock
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
 from disk_images.state import UpgradeStatus
 from enginekit.errors import UserInputError
@@ -28,7 +33,7 @@ from installer.engine.common import SystemImage
 from installer.engine.fresh import fresh_install
 from installer.engine.migrate import migrate_mbr_to_gpt
 from installer.engine.payload import MediumRejected
-from installer.engine.refusals import Refused, check_target, check_upgrade
+from installer.engine.refusals import Refused, check_target, check_upgrade, target_size
 from installer.engine.repair import repair_mbr
 from installer.engine.upgrade import refuse_mbr_upgrade, upgrade_in_place
 from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback, VmNote
@@ -183,8 +188,49 @@ def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> Checked
     return CheckedPlan(disk_size, image, layout, found)
 
 
+@contextmanager
+def hold_target(plan: InstallPlan, *, exclusive: bool) -> Iterator[None]:
+    """Hold the target's disk lock for the body, or refuse with one line naming the holder.
+
+    The real run holds it exclusively from before the probe to the last write, so no other
+    engine-install or engine-disk boot can change the disk between the guard's look at it and
+    the engine's writes (every `open_installation` inside shares this lock). The dry run holds
+    a shared one only while it checks: it refuses while a writer is busy, and leaves nothing
+    behind.
+    """
+    target_size(plan.target)  # a missing or non-file target gets its own clear line first
+    try:
+        with disk_lock(plan.target, exclusive=exclusive):
+            yield
+    except DiskInUse as exc:
+        raise Refused(
+            f"{exc.message}; nothing was written",
+            hint=exc.hint or "wait until the other run ends, then try again",
+        ) from None
+
+
+def _check_before_lock(plan: InstallPlan) -> None:
+    """The refusals that need no lock come first, in check_plan's order: EULA, then target."""
+    if not plan.eula_accepted:
+        check_plan(plan)  # raises the EULA refusal before the disk is touched at all
+    check_target(plan.target)
+
+
+def dry_run_check(plan: InstallPlan) -> CheckedPlan:
+    """check_plan under a shared lock: the dry run refuses a disk another run is writing."""
+    _check_before_lock(plan)
+    with hold_target(plan, exclusive=False):
+        return check_plan(plan)
+
+
 def run_plan(plan: InstallPlan, progress: ProgressCallback | None = None) -> InstallReport:
     """Carry out `plan` on its target and report what was done (see the module docstring)."""
+    _check_before_lock(plan)
+    with hold_target(plan, exclusive=True):
+        return _run_locked(plan, progress)
+
+
+def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> InstallReport:
     tracker = StepTracker(_steps_for(plan), progress)
     checked = check_plan(plan, tracker)
     disk_size, image, layout, found = (

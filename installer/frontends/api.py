@@ -52,10 +52,11 @@ class DryRunEngine:
 
     def __call__(self, plan: InstallPlan, progress: ProgressCallback) -> InstallReport:
         # The engine's own read-only checks (target, medium verification, probe, guard), so
-        # a dry run refuses exactly what the real run would.
-        from installer.engine.run import check_plan
+        # a dry run refuses exactly what the real run would (under a shared lock, held only while
+        # it checks).
+        from installer.engine.run import dry_run_check
 
-        check_plan(plan)
+        dry_run_check(plan)
         self.plans.append(plan)
         progress("dry run: nothing written", 1.0)
         notes: tuple[Any, ...] = ()
