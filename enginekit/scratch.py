@@ -37,6 +37,20 @@ def owner_alive(pid: int) -> bool:
     return True
 
 
+def _crosses_a_mount(path: Path) -> bool:
+    """Whether a directory below `path` is a mount point (or on another filesystem): a mount
+    a killed run left in a shared namespace holds the user's filesystem, never ours to clean."""
+    device = path.lstat().st_dev
+    for root, dirs, _files in os.walk(path):
+        for name in dirs:
+            child = os.path.join(root, name)
+            if os.path.islink(child):
+                continue
+            if os.path.ismount(child) or os.lstat(child).st_dev != device:
+                return True
+    return False
+
+
 def _remove_empty_tree(path: Path) -> None:
     for child in path.iterdir():
         if child.is_dir() and not child.is_symlink():
@@ -44,20 +58,35 @@ def _remove_empty_tree(path: Path) -> None:
     path.rmdir()
 
 
+def _stale_pattern(kind: str) -> re.Pattern[str]:
+    # mkdtemp/NamedTemporaryFile add 8 characters of [a-z0-9_] after our prefix.
+    return re.compile(re.escape(f"enginekit-{kind}-") + r"(\d+)-[A-Za-z0-9_]{8}")
+
+
 def sweep_stale(kind: str, parent: Path | None = None, *, disposable: bool = False) -> int:
     """Remove scratch entries of `kind` left by dead processes; return how many went.
 
-    Directories go only when empty, unless `disposable` says their contents are our own
-    scratch copies (never user data) and may be deleted with them.
+    Only exact `enginekit-<kind>-<pid>-<random>` names count. Directories go only when
+    empty, unless `disposable` says their contents are our own scratch copies (never user
+    data) and may be deleted with them; a tree with a mount point inside is always left.
     """
     base = Path(parent or tempfile.gettempdir())
+    pattern = _stale_pattern(kind)
     removed = 0
-    for entry in base.glob(f"enginekit-{kind}-*-*"):
-        pid_text = entry.name.removeprefix(f"enginekit-{kind}-").split("-", 1)[0]
-        if not pid_text.isdigit() or owner_alive(int(pid_text)):
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return 0
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or owner_alive(int(match.group(1))):
             continue
+        entry = base / name
         try:
             if entry.is_dir() and not entry.is_symlink():
+                if _crosses_a_mount(entry):
+                    log.debug("left stale %s: a mount point inside", entry)
+                    continue
                 if disposable:
                     shutil.rmtree(entry)
                 else:

@@ -98,9 +98,9 @@ def test_scratch_sweep_removes_only_dead_owners_empty_leftovers(tmp_path: Path) 
     from enginekit.scratch import scratch_dir, sweep_stale
 
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / f"enginekit-mnt-{dead}-abc"
+    stale = tmp_path / f"enginekit-mnt-{dead}-abc12345"
     (stale / "slot-a").mkdir(parents=True)  # an empty mount-point tree left by a SIGKILL
-    kept = tmp_path / f"enginekit-mnt-{dead}-data"
+    kept = tmp_path / f"enginekit-mnt-{dead}-data1234"
     kept.mkdir()
     (kept / "file").write_text("never lose a byte")
     mine = scratch_dir("mnt", tmp_path)
