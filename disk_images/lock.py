@@ -59,14 +59,24 @@ def _flock(kind: int, start: int, length: int) -> bytes:
     return struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0)
 
 
-def _try_lock(fd: int, exclusive: bool) -> bool:
+def _lock_failed(path: Path, exc: OSError) -> InvalidDiskImage:
+    """A lock call that failed for a reason other than a holder (ENOLCK, EINVAL, ENOSYS...):
+    typically a filesystem without POSIX open-file-description locks (some network ones)."""
+    return InvalidDiskImage(
+        f"{path}: cannot lock the disk image ({exc.strerror or exc})",
+        hint="keep disk images on a local filesystem that supports POSIX locks "
+        "(ext4, xfs, btrfs, tmpfs), not on a network or FUSE mount",
+    )
+
+
+def _try_lock(path: Path, fd: int, exclusive: bool) -> bool:
     kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
     try:
         fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock(kind, LOCK_OFFSET, 1))
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             return False
-        raise
+        raise _lock_failed(path, exc) from None
     return True
 
 
@@ -86,6 +96,8 @@ def held_by_qemu(path: Path) -> bool:
         return False
     try:
         return _conflicting_lock(fd, True, QEMU_LOCK_START, QEMU_LOCK_LEN)
+    except OSError as exc:
+        raise _lock_failed(path, exc) from None
     finally:
         os.close(fd)
 
@@ -101,6 +113,8 @@ def held_by_enginekit(path: Path) -> bool:
         if (st.st_dev, st.st_ino) in _HELD:
             return False  # our own
         return _conflicting_lock(fd, True, LOCK_OFFSET, 1)
+    except OSError as exc:
+        raise _lock_failed(path, exc) from None
     finally:
         os.close(fd)
 
@@ -141,9 +155,22 @@ def disk_lock(path: Path, *, exclusive: bool = True) -> Iterator[None]:
                     del _HELD[key]
         return
     try:
-        if held is not None or not _try_lock(fd, exclusive):
+        if held is not None:
+            # Only a shared lock can be held here (an exclusive one was shared above): an
+            # upgrade to exclusive inside a reader of the same process is a programming
+            # error, not another process.
+            raise DiskInUse(
+                f"{path}: this process already has it open read-only (shared lock) and "
+                "cannot take the exclusive lock inside that",
+                hint="take the exclusive lock first, then open the image read-only inside it",
+            )
+        if not _try_lock(path, fd, exclusive):
             raise DiskInUse(in_use_message(path), hint=IN_USE_HINT)
-        if exclusive and _conflicting_lock(fd, True, QEMU_LOCK_START, QEMU_LOCK_LEN):
+        try:
+            qemu = exclusive and _conflicting_lock(fd, True, QEMU_LOCK_START, QEMU_LOCK_LEN)
+        except OSError as exc:
+            raise _lock_failed(path, exc) from None
+        if qemu:
             raise DiskInUse(
                 f"{path}: is in use by a QEMU virtual machine",
                 hint="shut the virtual machine down first",
