@@ -160,7 +160,7 @@ def _one_boot(
     if failed:
         failure = f"ENGINE BOOT FAILED reason={failed.group(1)}"
     elif result.timed_out:
-        failure = f"no ENGINE RUNNING line within {timeout:.0f} s"
+        failure = f"no ENGINE RUNNING line within {timeout:g} s"
     elif "Kernel panic" in result.output:
         failure = "kernel panic"
     else:

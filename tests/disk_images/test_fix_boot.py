@@ -65,10 +65,10 @@ def test_boot_timeout_must_be_positive(
 def test_boot_timeout_leaves_the_upgrade_pending(
     pending_disk: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = engine_disk_main(["boot", str(pending_disk), "--timeout", "3"])
+    status = engine_disk_main(["boot", str(pending_disk), "--timeout", "3.5"])
     captured = capsys.readouterr()
     assert status == 1, captured
-    assert "no ENGINE RUNNING line within 3 s" in captured.out
+    assert "no ENGINE RUNNING line within 3.5 s" in captured.out
     assert captured.err.startswith(f"error: {pending_disk}: no Engine booted")
     found = probe(pending_disk)
     assert isinstance(found, Installation)
