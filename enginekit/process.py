@@ -12,7 +12,6 @@ import logging
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -93,21 +92,33 @@ def run_text(argv: Sequence[StrPath], **kwargs: object) -> str:
     return (proc.stdout or b"").decode("utf-8", "replace")
 
 
-_PR_SET_PDEATHSIG = 1
+# Run in the child instead of Python code: after setpriv set the death signal, the shell
+# checks that its parent is still the spawner (which may have died before the signal was
+# armed) and only then execs the program.
+_CHECK_PARENT = 'test "$PPID" = "$0" || exit 1; exec "$@"'
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask the kernel to SIGKILL us when our parent dies.
+def _die_with_parent(args: list[str]) -> list[str]:
+    """`args` wrapped so the kernel SIGKILLs the child when its parent dies.
 
     A long-lived child (QEMU) runs in its own session so Ctrl-C in the terminal does not hit
     it before we can tear it down in order; this makes sure it still dies if we are killed
-    with SIGKILL and run no cleanup at all. (The signal fires when the spawning *thread*
-    exits, so spawn from a thread that outlives the child's use, as QemuMachine does.)
+    with SIGKILL and run no cleanup at all. util-linux setpriv sets the signal, so no Python
+    runs in the forked child of a threaded process. (The signal fires when the spawning
+    *thread* exits, so spawn from a thread that outlives the child's use, as QemuMachine does.)
     """
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    setpriv = require_tool("setpriv", "util-linux")
+    shell = require_tool("sh", "dash")
+    return [
+        setpriv,
+        "--pdeathsig",
+        "KILL",
+        "--",
+        shell,
+        "-c",
+        _CHECK_PARENT,
+        str(os.getpid()),
+    ] + args
 
 
 def spawn(
@@ -120,19 +131,17 @@ def spawn(
     """Start a long-lived child (caller owns it and must reap it, see enginekit.qemu)."""
     args = [str(a) for a in argv]
     log.debug("spawn: %s", format_argv(args))
-    try:
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=cwd,
-            env=_environment(None),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-    except FileNotFoundError as exc:
-        raise HostError(f"{args[0]} is not installed", hint="run tools/setup") from exc
+    if shutil.which(args[0]) is None:
+        raise HostError(f"{args[0]} is not installed", hint="run tools/setup")
+    return subprocess.Popen(
+        _die_with_parent(args),
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=_environment(None),
+        start_new_session=True,
+    )
 
 
 def is_root() -> bool:
