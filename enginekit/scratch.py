@@ -3,7 +3,8 @@
 A process killed with SIGKILL runs no cleanup: its mounts die with its private mount
 namespace and its loop devices autoclear, but the empty mount-point directories and scratch
 files it made in $TMPDIR stay. Their names carry the owner's PID
-(`enginekit-<kind>-<pid>-<random>`), so the next process sweeps the ones whose owner is dead.
+(`enginekit-<kind>-<pid>-<random>`), so the next process sweeps the ones whose owner is dead;
+scratch trees and files are also flocked by their owner, and a sweep leaves a locked one.
 Directories are removed with rmdir only (never anything with files in it), except trees a
 caller declared disposable (`scratch_tree`).
 """
@@ -83,6 +84,14 @@ def sweep_stale(kind: str, parent: Path | None = None, *, disposable: bool = Fal
             continue
         entry = base / name
         try:
+            fd = os.open(entry, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:  # a symbolic link, or gone
+            fd = None
+        try:
+            if fd is not None:
+                # A live owner (maybe in another PID namespace) holds its tree's or file's
+                # flock; the lock is held while we remove the entry.
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if entry.is_dir() and not entry.is_symlink():
                 if _crosses_a_mount(entry):
                     log.debug("left stale %s: a mount point inside", entry)
@@ -94,9 +103,29 @@ def sweep_stale(kind: str, parent: Path | None = None, *, disposable: bool = Fal
             else:
                 entry.unlink()
             removed += 1
-        except OSError as exc:  # not empty, still mounted, raced: leave it alone
+        except OSError as exc:  # locked, not empty, still mounted, raced: leave it alone
             log.debug("left stale %s: %s", entry, exc.strerror)
+        finally:
+            if fd is not None:
+                os.close(fd)
     return removed
+
+
+def _hold(path: Path) -> int | None:
+    """flock `path` (a new scratch dir or file) so sweeps leave it while we live; None if a
+    sweep removed it before we got the lock."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.lstat(path).st_ino == os.fstat(fd).st_ino:
+            return fd
+    except FileNotFoundError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
 
 
 def scratch_dir(kind: str, parent: Path | None = None) -> Path:
@@ -106,9 +135,18 @@ def scratch_dir(kind: str, parent: Path | None = None) -> Path:
 
 
 def scratch_file(kind: str) -> IO[bytes]:
-    """A named temporary file (deleted on close) `enginekit-<kind>-<pid>-*`."""
+    """A named temporary file (deleted on close) `enginekit-<kind>-<pid>-*`, flocked through
+    its own descriptor so no sweep removes it while it is open."""
     sweep_stale(kind)
-    return tempfile.NamedTemporaryFile(prefix=f"enginekit-{kind}-{os.getpid()}-")
+    while True:
+        file = tempfile.NamedTemporaryFile(prefix=f"enginekit-{kind}-{os.getpid()}-")
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        if (
+            os.path.exists(file.name)
+            and os.stat(file.name).st_ino == os.fstat(file.fileno()).st_ino
+        ):
+            return file
+        file.close()
 
 
 @contextmanager
@@ -116,11 +154,16 @@ def scratch_tree(kind: str) -> Iterator[Path]:
     """A scratch directory for disposable copies, removed with its contents on exit; one a
     killed process left behind is removed by the next caller."""
     sweep_stale(kind, disposable=True)
-    path = Path(tempfile.mkdtemp(prefix=f"enginekit-{kind}-{os.getpid()}-"))
+    while True:
+        path = Path(tempfile.mkdtemp(prefix=f"enginekit-{kind}-{os.getpid()}-"))
+        lock = _hold(path)  # sweeps leave a held tree alone, whatever its PID looks like
+        if lock is not None:
+            break
     try:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+        os.close(lock)
 
 
 # Partial output files (ISO, disk image) carry a name tag that is clearly ours plus the

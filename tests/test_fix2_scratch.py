@@ -51,3 +51,43 @@ def test_sweep_leaves_a_tree_with_a_mount_point_inside(tmp_path: Path) -> None:
         # Unmounted, the empty tree is ours again.
         assert sweep_stale("mnt", tmp_path, disposable=disposable) == 1
         assert not stale.exists()
+
+
+_HOLDER = """
+import sys, tempfile, time
+tempfile.tempdir = sys.argv[1]
+from enginekit.scratch import scratch_file, scratch_tree
+with scratch_tree("t") as tree, scratch_file("f") as file:
+    print(tree, file.name, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_held_tree_or_file_stays_whatever_its_pid_looks_like(tmp_path: Path) -> None:
+    """An owner in another PID namespace has a PID that looks dead here: its lock counts."""
+    import os
+    import sys
+
+    dead = _dead_pid()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        tree_text, file_text = holder.stdout.readline().split()
+        # Renamed to a dead PID, as the owner's PID would look from another namespace.
+        tree = tmp_path / f"enginekit-t-{dead}-{tree_text[-8:]}"
+        file = tmp_path / f"enginekit-f-{dead}-{file_text[-8:]}"
+        os.rename(tree_text, tree)
+        os.rename(file_text, file)
+        (tree / "copy").write_text("in use")
+        assert sweep_stale("t", tmp_path, disposable=True) == 0
+        assert sweep_stale("f", tmp_path) == 0
+        assert (tree / "copy").exists() and file.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # Its owner is gone: now they are stale.
+    assert sweep_stale("t", tmp_path, disposable=True) == 1
+    assert sweep_stale("f", tmp_path) == 1
+    assert list(tmp_path.iterdir()) == []
