@@ -160,8 +160,8 @@ def disk_lock(path: Path, *, exclusive: bool = True) -> Iterator[None]:
             # upgrade to exclusive inside a reader of the same process is a programming
             # error, not another process.
             raise DiskInUse(
-                f"{path}: this process already has it open read-only (shared lock) and "
-                "cannot take the exclusive lock inside that",
+                f"{path}: is in use read-only by this same process (a shared lock); the "
+                "exclusive lock cannot be taken inside it",
                 hint="take the exclusive lock first, then open the image read-only inside it",
             )
         if not _try_lock(path, fd, exclusive):

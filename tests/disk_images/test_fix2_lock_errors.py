@@ -57,7 +57,7 @@ def test_exclusive_inside_own_shared_lock_says_so(tmp_path: Path) -> None:
         with pytest.raises(DiskInUse) as caught:
             with disk_lock(path, exclusive=True):
                 pass
-    assert "this process already has it open read-only" in caught.value.message
+    assert "is in use read-only by this same process" in caught.value.message
     assert "another EngineKit process" not in caught.value.message
     assert not _HELD
     with disk_lock(path, exclusive=True):  # and the shared lock is gone
