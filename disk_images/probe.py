@@ -1,7 +1,9 @@
 """Recognise an Engine installation on a disk image without root, without mounting, read-only.
 
 The partition table is parsed in Python by `enginekit.gpt` (any GPT problem, such as a CRC
-mismatch, means "no installation": the probe does not fall back to the backup GPT); the ext4
+mismatch, means "no installation": the probe does not fall back to the backup GPT, though
+a backup's disk GUID is still the disk's id; a disk with no readable table at all is named
+`data-<hash of its size and first MiB>`); the ext4
 partitions are read by `debugfs -c` (read-only, "catastrophic" mode: no bitmaps loaded) on
 `image?offset=N`, with all reads of one round batched into a single debugfs process whose
 `dump` commands write into a private temp dir; the ESP's boot entries are listed with mtools
@@ -12,6 +14,7 @@ directory listing. The image is only ever opened O_RDONLY and no tool is given a
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -119,10 +122,11 @@ ProbeResult = Installation | NoInstallation
 class _NotEngine(Exception):
     """Internal: stops the probe with a NoInstallation."""
 
-    def __init__(self, kind: NoInstallationKind, reason: str) -> None:
+    def __init__(self, kind: NoInstallationKind, reason: str, disk_id: str | None = None) -> None:
         super().__init__(reason)
         self.kind = kind
         self.reason = reason
+        self.disk_id = disk_id  # the table's id when one was read but is not usable
 
 
 # --- the partition table -----------------------------------------------------------------------
@@ -190,6 +194,7 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
         raise _NotEngine(
             NoInstallationKind.TRUNCATED,
             f"truncated image ({what} describes a disk of {described} bytes, the file has {size})",
+            found.disk_id or None,
         )
     parts = tuple(_info(p, is_gpt) for p in found.partitions)
     table = TableType.GPT if is_gpt else TableType.MBR
@@ -201,7 +206,9 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
                 "; the backup GPT at the end of the disk is intact and lists the Engine "
                 "partitions (repair: `sgdisk -e DISK.img` rebuilds the primary GPT from it)"
             )
-        raise _NotEngine(NoInstallationKind.CORRUPT, reason)
+        # The header the partitions came from (the backup's when the primary is damaged)
+        # still names the disk: that GUID is the id a person confirms an erase with.
+        raise _NotEngine(NoInstallationKind.CORRUPT, reason, found.disk_id or None)
     return PartitionTable(table, found.disk_id, parts)
 
 
@@ -362,6 +369,21 @@ def in_use_by(path: Path) -> tuple[str, ...]:
     return tuple(found)
 
 
+CONTENT_ID_BYTES = 1024 * 1024
+
+
+def content_disk_id(path: Path, size: int) -> str:
+    """`data-<12 hex>`: the id of a disk with no readable table, from the SHA-256 of its size
+    (decimal) and its first MiB, so it names this content, not whatever file has the name."""
+    digest = hashlib.sha256(str(size).encode())
+    try:
+        with open(path, "rb") as stream:
+            digest.update(stream.read(CONTENT_ID_BYTES))
+    except OSError as exc:
+        raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+    return f"data-{digest.hexdigest()[:12]}"
+
+
 def probe(path: Path) -> ProbeResult:
     """What `path` holds: an `Installation` or a `NoInstallation` with the reason.
 
@@ -385,11 +407,12 @@ def probe(path: Path) -> ProbeResult:
         finally:
             os.close(fd)
     except _NotEngine as stop:
-        disk_id = table.disk_id if table else None
+        disk_id = table.disk_id if table else stop.disk_id
         if disk_id is None and stop.kind is not NoInstallationKind.BLANK:
-            # Data but no readable table, so no GUID or MBR signature: the file name is the
-            # id a person types to confirm erasing it (shown by inspect, asked by the installer).
-            disk_id = path.name
+            # Data but no readable table, so no GUID or MBR signature: an id derived from the
+            # content is what a person types to confirm erasing it (shown by inspect, asked by
+            # the installer). Not the file name: that would confirm any disk of that name.
+            disk_id = content_disk_id(path, size)
         return NoInstallation(
             reason=stop.reason,
             kind=stop.kind,

@@ -101,7 +101,8 @@ class TargetInfo:
     path: Path
     size_bytes: int
     # GPT disk GUID or mbr-xxxxxxxx; on a non-blank disk whose table the probe cannot read
-    # (damaged GPT, no table, truncated) the target's file name; None on a blank disk.
+    # (no table, both GPTs damaged) `data-<12 hex>` from its size and first MiB (the backup
+    # GPT's GUID when only the primary is damaged); None on a blank disk.
     disk_id: str | None
     installation: InstalledEngine | None
     not_found_reason: str = ""  # what the probe said when it found no Engine
@@ -362,4 +363,13 @@ class InstallerModel:
             registration=registration,
             reboot=reboot,
             eula_accepted=True,
+            expected_disk_id=self._expected_disk_id(mode),
         )
+
+    def _expected_disk_id(self, mode: InstallMode) -> str | None:
+        """The id the engine must find on the disk: the one typed to confirm an erase (the
+        screens accept only the probe's id), else the one the probe showed."""
+        answer = self._answers.get(Screen.EXISTING)
+        if mode is InstallMode.ERASE and isinstance(answer, ExistingAnswer):
+            return answer.confirm_erase
+        return self.target.disk_id

@@ -73,6 +73,10 @@ class InstallPlan:
     registration: Registration | None = None
     reboot: bool = False
     eula_accepted: bool = False
+    # The disk id the user confirmed (ERASE) or saw (UPGRADE/REPAIR); the engine compares it
+    # with its own probe under the disk lock and refuses a disk that changed since. Required
+    # for ERASE of a disk that is not blank; None on a blank disk.
+    expected_disk_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,7 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
             hint=_in_use_hint(found.in_use_by),
         )
     mode = plan.mode
+    _check_disk_id(plan, found)
     if isinstance(found, NoInstallation):
         blank = found.kind is NoInstallationKind.BLANK
         if mode is InstallMode.FRESH and blank:
@@ -133,6 +134,32 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
     if installed is not None and mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
         check_upgrade(
             installed.version, str(manifest.version), tuple(str(v) for v in manifest.upgrade_from)
+        )
+
+
+def _check_disk_id(plan: InstallPlan, found: Installation | NoInstallation) -> None:
+    """The disk is still the one whose id was confirmed (or shown) when the plan was made.
+
+    Run under the exclusive lock, so the disk cannot change between this look and the writes.
+    An erase of a disk that holds anything needs the id: an erase nobody confirmed against
+    this very disk is refused, not carried out.
+    """
+    blank = isinstance(found, NoInstallation) and found.kind is NoInstallationKind.BLANK
+    if plan.expected_disk_id is None:
+        if plan.mode is InstallMode.ERASE and not blank:
+            raise Refused(
+                f"{plan.target}: an erase needs the disk id it was confirmed with "
+                f"(this disk's id is {found.disk_id}); nothing was written",
+                hint=f'answer file: [existing] action = "erase" and confirm_erase = '
+                f'"{found.disk_id}"',
+            )
+        return
+    if found.disk_id != plan.expected_disk_id:
+        now = found.disk_id if found.disk_id is not None else "none (a blank disk)"
+        raise Refused(
+            f"{plan.target}: the disk changed since it was confirmed (disk id "
+            f"{plan.expected_disk_id} expected, now {now}); nothing was written",
+            hint="run the installer again and confirm the disk as it is now",
         )
 
 
@@ -199,8 +226,15 @@ def hold_target(plan: InstallPlan, *, exclusive: bool) -> Iterator[None]:
     behind.
     """
     target_size(plan.target)  # a missing or non-file target gets its own clear line first
+    with hold_disk(plan.target, exclusive=exclusive):
+        yield
+
+
+@contextmanager
+def hold_disk(path: Path, *, exclusive: bool) -> Iterator[None]:
+    """`disk_lock` with the installer's refusal: one line naming the holder."""
     try:
-        with disk_lock(plan.target, exclusive=exclusive):
+        with disk_lock(path, exclusive=exclusive):
             yield
     except DiskInUse as exc:
         raise Refused(

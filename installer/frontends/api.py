@@ -240,8 +240,8 @@ def target_info_from(found: Any, path: Path, size_bytes: int) -> TargetInfo:
         kind = _attr(found, "kind")
         # Anything but a blank disk holds data: the screens offer only a confirmed erase.
         holds_data = str(getattr(kind, "value", kind)) != "blank"
-        # The probe names every disk that holds data (its file name when no table is
-        # readable); a blank disk has no id and needs no confirmation.
+        # The probe names every disk that holds data (`data-<12 hex>` from its content when
+        # no table is readable); a blank disk has no id and needs no confirmation.
         disk_id = _attr(found, "disk_id")
         return TargetInfo(
             path=path,
@@ -293,4 +293,12 @@ def load_target(path: Path) -> TargetInfo:
         raise refuse_block_device(path)
     from disk_images.probe import probe
 
-    return target_info_from(probe(path), path, _size_of(path))
+    if not path.is_file():
+        return target_info_from(probe(path), path, _size_of(path))  # probe's own one line
+    from installer.engine.run import hold_disk
+
+    # A shared lock while probing: a disk another engine-install or engine-disk boot is
+    # writing right now is refused here in one line naming the holder, not misread as a
+    # half-written disk (the engine checks again under its exclusive lock).
+    with hold_disk(path, exclusive=False):
+        return target_info_from(probe(path), path, _size_of(path))

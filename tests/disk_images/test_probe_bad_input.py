@@ -202,15 +202,27 @@ def test_disk_in_use_by_a_writable_mount_is_untouched_by_probe(
         assert file_hash(disk) == before
 
 
-def test_a_disk_with_data_but_no_readable_table_is_named_by_its_file(tmp_path: Path) -> None:
-    """The id `engine-disk inspect` shows is the one the installer asks for before erasing."""
+def test_a_disk_with_data_but_no_readable_table_is_named_by_its_content(tmp_path: Path) -> None:
+    """The id `engine-disk inspect` shows is the one the installer asks for before erasing:
+    derived from the size and first MiB, so another file of the same name has another id."""
+    import hashlib
+
     from disk_images.cli import result_text
 
     disk = tmp_path / "mystery.img"
-    disk.write_bytes(b"\0" * 4096 + b"user data" + b"\0" * (1 << 20))
+    content = b"\0" * 4096 + b"user data" + b"\0" * (1 << 20)
+    disk.write_bytes(content)
+    expected = hashlib.sha256(str(len(content)).encode() + content[: 1 << 20]).hexdigest()
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.disk_id == "mystery.img"
-    assert "disk id: mystery.img" in result_text(disk, found)
+    assert isinstance(found, NoInstallation) and found.disk_id == f"data-{expected[:12]}"
+    assert f"disk id: {found.disk_id}" in result_text(disk, found)
+    other = tmp_path / "elsewhere" / "mystery.img"  # same name, other content
+    other.parent.mkdir()
+    other.write_bytes(b"\0" * 4096 + b"other data" + b"\0" * (1 << 20))
+    assert probe(other).disk_id not in (None, found.disk_id, "mystery.img")
+    grown = tmp_path / "grown.img"  # same first MiB, other size
+    grown.write_bytes(content + b"\0" * 512)
+    assert probe(grown).disk_id != found.disk_id
     blank = tmp_path / "blank.img"
     blank.write_bytes(b"\0" * (1 << 20))
     assert probe(blank).disk_id is None

@@ -106,7 +106,14 @@ def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(  # type: ignor
     # Not blank: a fresh install would silently overwrite it, so only erase may.
     with pytest.raises(EngineKitError, match="holds data"):
         run_plan(_fresh(medium, disk, "4.5.0"))
-    plan = InstallPlan(medium, disk, InstallMode.ERASE, "4.5.0", eula_accepted=True)
+    plan = InstallPlan(
+        medium,
+        disk,
+        InstallMode.ERASE,
+        "4.5.0",
+        eula_accepted=True,
+        expected_disk_id=probe(disk).disk_id,
+    )
     run_plan(plan)
     found = probe(disk)
     assert isinstance(found, Installation) and found.version == "4.5.0"
@@ -116,7 +123,14 @@ def test_erase_reinstalls_and_drops_vms(engine_disk, engine_medium) -> None:  # 
     disk = engine_disk("4.5.0", size="1G")
     before = probe(disk)
     assert isinstance(before, Installation) and len(before.vms) == 4
-    plan = InstallPlan(engine_medium("5.0.0"), disk, InstallMode.ERASE, "5.0.0", eula_accepted=True)
+    plan = InstallPlan(
+        engine_medium("5.0.0"),
+        disk,
+        InstallMode.ERASE,
+        "5.0.0",
+        eula_accepted=True,
+        expected_disk_id=before.disk_id,
+    )
     run_plan(plan)
     after = probe(disk)
     assert isinstance(after, Installation)

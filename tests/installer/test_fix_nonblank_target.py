@@ -168,10 +168,17 @@ def test_damaged_gpt_with_vms_is_not_wiped(
         run_plan(plan)
     assert sha256(disk) == before
 
-    # The confirmed erase goes through; the disk id of a disk without a readable table is the
-    # target's file name.
+    # Only the primary GPT is damaged: the disk id is the intact backup's disk GUID, not the
+    # file name (which would confirm any disk of that name).
+    assert found.disk_id is not None and found.disk_id != disk.name
+    assert found.disk_id.count("-") == 4, found.disk_id
     erase = tmp_path / "erase.toml"
     erase.write_text(ERASE.format(disk_id=disk.name))
+    status, out, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
+    assert status == 2 and f"confirm with the disk id '{found.disk_id}'" in err, err
+    assert sha256(disk) == before
+    # The confirmed erase goes through.
+    erase.write_text(ERASE.format(disk_id=found.disk_id))
     status, out, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
     assert status == 0, err
     after = probe(disk)
