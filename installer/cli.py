@@ -31,7 +31,7 @@ answer file example (sections are named after the screens):
   layout = "us"
   [existing]                 # when the target is not blank (Engine or other data)
   action = "upgrade"         # or "repair", or "erase" (the only one on a non-Engine disk) with:
-  # confirm_erase = "<the disk id engine-disk inspect shows, else the image's file name>"
+  # confirm_erase = "<the disk id engine-disk inspect shows>"
   [registration]             # needed for a fresh install or erase
   mode = "standalone"        # or "synchronizer" with server = "..." and token = "..."
   [finish]
