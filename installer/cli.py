@@ -112,9 +112,16 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_record_path(path: Path) -> None:
+def check_record_path(path: Path, answers: Path | None = None) -> None:
     """Refuse an --record-answers path we could not write, before the first screen: a run
-    must not end in an error after the engine has changed the disk."""
+    must not end in an error after the engine has changed the disk. An existing file is
+    never overwritten (not even with --dry-run): it may be the user's own answer file, whose
+    token the recording would replace by a comment."""
+    if answers is not None and _same_file(path, answers):
+        raise UserInputError(
+            f"{path}: is the --answers file; --record-answers never overwrites it",
+            hint="record to a new file, e.g. --record-answers recorded.toml",
+        )
     if path.is_dir():
         raise UserInputError(
             f"{path}: is a directory; --record-answers needs a file name",
@@ -122,6 +129,11 @@ def check_record_path(path: Path) -> None:
         )
     if path.exists() and not path.is_file():
         raise UserInputError(f"{path}: not a regular file; --record-answers needs a file name")
+    if path.exists() or path.is_symlink():
+        raise UserInputError(
+            f"{path}: already exists; --record-answers never overwrites a file",
+            hint="record to a new file name, or remove the old one first",
+        )
     parent = path.parent
     if not parent.is_dir():
         raise UserInputError(
@@ -130,6 +142,14 @@ def check_record_path(path: Path) -> None:
         )
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserInputError(f"{path}: not writable; cannot record the answers there")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file (resolved, then by device and inode)."""
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _write_recorded(path: Path, model: InstallerModel) -> None:
@@ -168,11 +188,11 @@ def _run(args: argparse.Namespace) -> int:
             "engine-install needs --media ISO and --target DISK",
             hint="see 'engine-install --help'",
         )
-    # The answer file is checked before anything else is opened or shown.
-    answers = answer_files.load_answers(args.answers) if args.answers is not None else None
+    # The record path and the answer file are checked before anything else is opened or shown.
     record_to: Path | None = args.record_answers
     if record_to is not None:
-        check_record_path(record_to)
+        check_record_path(record_to, args.answers)
+    answers = answer_files.load_answers(args.answers) if args.answers is not None else None
     medium: MediumInfo = load_medium(args.media)
     target: TargetInfo = load_target(args.target)
     installer = Installer(medium, target, dry_run=args.dry_run)
