@@ -201,12 +201,13 @@ class FileTargetInfo:
     size_bytes: int
     writable: bool
     is_the_image: bool  # same inode as the image
-    free_bytes: int  # free space on its filesystem, for the part that must grow
+    free_bytes: int  # free space on its filesystem (informational: a file is never grown)
     loop_users: tuple[str, ...] = ()  # e.g. "/dev/loop3 (mounted on /mnt)"
 
 
 def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
-    """The checks that make sense for a regular file: not the image itself, writable, room."""
+    """The checks that make sense for a regular file: not the image, not in use, writable,
+    and at least the image's size (the file stands for a stick; it is never grown)."""
     found: list[Refusal] = []
     if info.is_the_image:
         found.append(
@@ -235,15 +236,16 @@ def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
                 "check the file's permissions and whether its filesystem is mounted read-only",
             )
         )
-    growth = max(0, image_size - info.size_bytes)
-    if growth > info.free_bytes:
+    # A file stands for a stick: its current size is the stick's size, so a file smaller
+    # than the image is refused like a small stick rather than silently grown.
+    if info.size_bytes < image_size and not info.is_the_image:
         found.append(
             Refusal(
                 RefusalCode.TOO_SMALL,
                 info.path,
-                f"its filesystem lacks room for the image (needs {human_size(growth)} more, "
-                f"{human_size(info.free_bytes)} free)",
-                "free some space or write to another filesystem",
+                f"is smaller than the image ({human_size(info.size_bytes)} < "
+                f"{human_size(image_size)}); a file target stands for a stick of its size",
+                f"create it at the stick's size first (e.g. truncate -s 8G {info.path})",
             )
         )
     return tuple(found)

@@ -44,12 +44,12 @@ def test_write_to_a_file_asks_for_yes(
 ) -> None:
     iso = make_iso(3 * MiB)
     stick = tmp_path / "stick.img"
-    stick.touch()
+    stick.write_bytes(bytes(8 * MiB))  # a file target is created at the stick's size
     argv = ["usb", "write", str(iso), str(stick)]
 
     status, _, err = _engine_media(capsys, monkeypatch, argv, stdin="no\n")
     assert status == 2 and "not confirmed; nothing was written" in err
-    assert stick.stat().st_size == 0
+    assert stick.read_bytes() == bytes(8 * MiB)
 
     status, _, err = _engine_media(capsys, monkeypatch, argv, stdin="")
     assert status == 2 and "no confirmation given" in err
@@ -58,7 +58,7 @@ def test_write_to_a_file_asks_for_yes(
     assert status == 0, err
     assert f"About to ERASE and write {iso.name}" in err and str(stick) in err
     assert "Type 'yes'" in err
-    assert stick.read_bytes() == iso.read_bytes()
+    assert stick.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
     assert "Result" in out and " ok " in out
 
 
@@ -70,7 +70,7 @@ def test_refusals_are_one_line_each_and_create_nothing(
 ) -> None:
     iso = make_iso(2 * MiB)
     good = tmp_path / "good.img"
-    good.touch()
+    good.write_bytes(bytes(iso.stat().st_size))  # a file target is created at the stick's size
     sdzz = Path("/dev/sdzz")
     assert not sdzz.exists()
     argv = ["usb", "write", "--yes", str(iso), str(sdzz), str(iso), str(tmp_path), "/dev/null"]
@@ -78,7 +78,7 @@ def test_refusals_are_one_line_each_and_create_nothing(
     status, out, err = _engine_media(capsys, monkeypatch, argv)
     assert status == 1  # the good target was written, the others refused
     assert not sdzz.exists()
-    assert good.read_bytes() == iso.read_bytes()
+    assert good.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
     assert _error_lines(err) == [
         "error: refusing /dev/sdzz: no such device or file "
         "(a mistyped /dev/sdX must not create a file)",
@@ -179,3 +179,22 @@ def test_list_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
             assert disk["hidden"], "the disk holding / must never be shown by default"
     status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "list", "--json"])
     assert all(not d["hidden"] for d in json.loads(out))
+
+
+def test_a_file_smaller_than_the_image_is_refused(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file target stands for a stick of its size: too small is refused, never grown."""
+    iso = make_iso(2 * MiB)
+    small = tmp_path / "small.img"
+    small.write_bytes(bytes(1 * MiB))
+    argv = ["usb", "write", "--yes", str(iso), str(small)]
+    status, _, err = _engine_media(capsys, monkeypatch, argv)
+    assert status == 2
+    (line,) = _error_lines(err)
+    assert line.startswith(f"error: refusing {small}: is smaller than the image")
+    assert f"hint: create it at the stick's size first (e.g. truncate -s 8G {small})" in err
+    assert small.read_bytes() == bytes(1 * MiB)

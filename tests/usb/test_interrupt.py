@@ -78,15 +78,17 @@ def test_sigint_on_a_regular_file(
 ) -> None:
     iso = make_iso(IMAGE_DATA)
     target = tmp_path / "stick.img"
-    target.touch()
+    # A file target stands for a stick of its size: create it sparse at the stick's size
+    # and watch its allocated blocks grow as data lands.
+    with open(target, "wb") as f:
+        f.truncate(32 * MiB)
     status, err = _interrupt_write(
         [*usb_cli, "usb", "write", "--yes", str(iso), str(target)],
-        lambda: target.stat().st_size,
+        lambda: target.stat().st_blocks * 512,
         monkeypatch,
     )
     _check_interrupted(status, err, target)
-    offset = _check_verify_finds_the_gap(usb_cli, iso, target)
-    assert offset == target.stat().st_size  # what was written is right; the rest is missing
+    _check_verify_finds_the_gap(usb_cli, iso, target)
 
 
 @pytest.mark.root

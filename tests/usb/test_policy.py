@@ -279,10 +279,15 @@ def test_a_missing_path_says_it_is_never_created() -> None:
 @pytest.mark.parametrize(
     ("info", "expected"),
     [
-        (FileTargetInfo("s.img", 0, True, False, 10 * GB), set()),
+        (FileTargetInfo("s.img", 8 * GB, True, False, 10 * GB), set()),
+        # A file stands for a stick of its size: smaller than the image is refused, even
+        # with room to grow it (a new-user walkthrough found it silently grown).
+        (FileTargetInfo("s.img", 0, True, False, 10 * GB), {R.TOO_SMALL}),
+        (FileTargetInfo("s.img", ISO_SIZE - 1, True, False, 10 * GB), {R.TOO_SMALL}),
+        (FileTargetInfo("s.img", ISO_SIZE, True, False, 0), set()),
         (FileTargetInfo("s.img", 8 * GB, True, False, 0), set()),  # already big enough
         (FileTargetInfo("e.iso", ISO_SIZE, True, True, 10 * GB), {R.IS_IMAGE}),
-        (FileTargetInfo("s.img", 0, False, False, 10 * GB), {R.READ_ONLY}),
+        (FileTargetInfo("s.img", 8 * GB, False, False, 10 * GB), {R.READ_ONLY}),
         (FileTargetInfo("s.img", 0, True, False, 100), {R.TOO_SMALL}),
         (FileTargetInfo("s.img", 8 * GB, True, False, 0, ("/dev/loop3",)), {R.IN_USE}),
     ],
