@@ -198,7 +198,11 @@ def _check_values(
         if raw_mode in tuple(RegistrationMode):
             mode = RegistrationMode(raw_mode)
             for key, problem in screens.registration_problems(mode, server, token):
-                if problem.startswith("is needed") and _given(document, "registration", key):
+                if (
+                    problem.startswith("is needed")
+                    and _given(document, "registration", key)
+                    and key not in registration
+                ):
                     continue  # given with a wrong type: reported already
                 problems.append(f"registration.{key}: {problem}")
         else:
@@ -270,11 +274,15 @@ def load_answers(path: Path) -> AnswerFile:
     return parse_answers(data, str(path))
 
 
-def check_for_run(answers: AnswerFile, model: InstallerModel) -> None:
+def check_for_run(
+    answers: AnswerFile, model: InstallerModel, *, decline_is_problem: bool = False
+) -> None:
     """Everything the run needs from `answers`, given the medium and what the probe found.
 
     Raises AnswerFileError listing every problem (missing answers in one line), or
     InstallRefused when the only problem is that the rules refuse the chosen action.
+    `decline_is_problem` (for --validate) also reports `eula.accept = false`, which a run
+    treats as the user's choice to stop before anything is written.
     """
     problems: list[str] = []
     missing: list[str] = []
@@ -282,6 +290,11 @@ def check_for_run(answers: AnswerFile, model: InstallerModel) -> None:
     refusal: rules.InstallRefused | None = None
     if answers.eula_accept is None:
         missing.append("eula.accept")
+    elif not answers.eula_accept and decline_is_problem:
+        problems.append(
+            "eula.accept: is false: the run would stop at the licence screen and install "
+            "nothing; set accept = true to install"
+        )
     other = model.target.other_data
     if found is None and other is not None:
         # Not blank: the only way on is an erase, with the disk id typed out.

@@ -126,7 +126,9 @@ def registration_problems(
     """(key, problem) for a registration answer; empty when it is fine."""
     problems: list[tuple[str, str]] = []
     if mode == RegistrationMode.SYNCHRONIZER:
-        if not server:
+        if server == "":
+            problems.append(("server", 'is empty; a server is needed with mode = "synchronizer"'))
+        elif server is None:
             problems.append(("server", 'is needed with mode = "synchronizer"'))
         else:
             problem = server_problem(server)

@@ -12,6 +12,7 @@ from enginekit.errors import InternalError, UserInputError
 from installer.answers import AnswerFile, check_for_run
 from installer.model import Screen
 from installer.plan import InstallMode, InstallReport, ProgressCallback
+from installer.screens import registration_problems
 
 if TYPE_CHECKING:
     from installer.frontends.api import Installer
@@ -53,6 +54,25 @@ def _answer_screen(installer: Installer, answers: AnswerFile) -> None:
         raise InternalError(f"no unattended answer for the {screen.value} screen")
 
 
+_SCREEN_KEYS = {
+    Screen.EULA: "eula.accept",
+    Screen.KEYBOARD: "keyboard.layout",
+    Screen.EXISTING: "existing.action",
+    Screen.REGISTRATION: "registration.mode",
+    Screen.FINISH: "finish.reboot",
+}
+
+
+def _key_path(screen: Screen, answers: AnswerFile) -> str:
+    """The answer-file key a refused screen answer came from, for the error line."""
+    if screen is Screen.REGISTRATION and answers.registration_mode is not None:
+        token = answers.token.reveal() if answers.token is not None else None
+        problems = registration_problems(answers.registration_mode, answers.server, token)
+        if problems:
+            return "registration." + problems[0][0]
+    return _SCREEN_KEYS.get(screen, screen.value)
+
+
 def drive(
     installer: Installer, answers: AnswerFile, progress: ProgressCallback | None = None
 ) -> InstallReport | None:
@@ -70,7 +90,9 @@ def drive(
         if installer.screen is screen and len(installer.model.history) > before:
             # A repeat: the screen refused an answer the checks let through.
             raise UserInputError(
-                f"{answers.source}: the {screen.value} screen refused the answer: "
-                f"{installer.message}"
+                f"{answers.source}: {_key_path(screen, answers)}: the {screen.value} screen "
+                f"refused the answer: {installer.message}",
+                hint="fix the answer file; check it with engine-install --validate FILE "
+                "--media ISO --target DISK",
             )
     return installer.report
