@@ -453,8 +453,7 @@ def cmd_write(args: argparse.Namespace) -> int:
         if isinstance(verdict, _Accepted):
             accepted.append(verdict)
             continue
-        for refusal in verdict:
-            print_error(TargetRefused(refusal.line(), hint=refusal.hint))
+        print_error(_refused(str(target), verdict))
         refused.append(
             TargetResult(
                 str(target),
@@ -493,6 +492,21 @@ def cmd_write(args: argparse.Namespace) -> int:
         if not r.status.succeeded:
             sys.stderr.write(f"error: {r.target}: {r.status}: {r.message}\n")
     return 0 if not refused and report.all_succeeded else 1
+
+
+def _refused(target: str, refusals: tuple[policy.Refusal, ...]) -> TargetRefused:
+    """One error per refused target: a single reason inline, several as indented details.
+
+    The policy lists reasons most fundamental first (a partition, the system disk, ...), so
+    the first one's hint is the one that helps: fixing a later reason alone would not do.
+    """
+    if len(refusals) == 1:
+        return TargetRefused(refusals[0].line(), hint=refusals[0].hint)
+    return TargetRefused(
+        f"refusing {target}: {len(refusals)} reasons",
+        hint=refusals[0].hint,
+        details=tuple(r.reason for r in refusals),
+    )
 
 
 # ---- usb verify -----------------------------------------------------------------------------

@@ -128,7 +128,8 @@ def test_a_device_with_a_mounted_partition_needs_unmount(
             capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(partition)]
         )
         assert status == 2
-        assert f"error: refusing {partition}: is a partition" in err
+        # One error line for the partition, its reasons indented (partition first).
+        assert f"error: refusing {partition}: 2 reasons\n  is a partition" in err
 
         status, out, err = _engine_media(
             capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
