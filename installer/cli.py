@@ -16,12 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from enginekit.cli import ArgumentParser, add_common_options, run_main
-from enginekit.errors import UserInputError
+from enginekit.errors import EngineKitError, Interrupted, UserInputError
 from installer import answers as answer_files
 from installer import screens
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.model import FinishAnswer, InstallerModel, MediumInfo, Screen, TargetInfo
-from installer.plan import InstallPlan, InstallReport, ProgressCallback
+from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback
 
 EXAMPLE = """\
 answer file example (sections are named after the screens):
@@ -196,6 +196,64 @@ def _run(args: argparse.Namespace) -> int:
     medium: MediumInfo = load_medium(args.media)
     target: TargetInfo = load_target(args.target)
     installer = Installer(medium, target, dry_run=args.dry_run)
+    try:
+        return _drive(args, installer, answers, record_to)
+    except KeyboardInterrupt:
+        raise _interrupted(args, installer) from None
+
+
+_MODE_WORDS = {InstallMode.UPGRADE: "upgrade", InstallMode.REPAIR: "repair"}
+
+
+def _interrupted(args: argparse.Namespace, installer: Installer) -> Interrupted:
+    """What a Ctrl-C left on the target, from a fresh read-only probe once the engine ran."""
+    finished = installer.report is not None
+    if args.dry_run:
+        return Interrupted("interrupted; a dry run writes nothing to the target")
+    if not finished and installer.screen is not Screen.PROGRESS:
+        return Interrupted(
+            "interrupted before anything was written to the target",
+            hint="run engine-install again when you are ready",
+        )
+    what = _MODE_WORDS.get(installer.model.mode, "install")
+    try:
+        found = load_target(args.target).installation
+    except (KeyboardInterrupt, EngineKitError) as exc:
+        return Interrupted(
+            f"interrupted {'after' if finished else 'during'} the {what}; the disk could not be "
+            f"checked afterwards ({getattr(exc, 'message', 'interrupted again')})",
+            hint=f"see what was left with: engine-disk inspect {args.target}",
+        )
+    installed = found is not None and (
+        found.upgrade_status == "Installed (Reboot Required)"
+        or (found.version == installer.model.medium.version and found.install_complete)
+    )
+    if found is not None and (finished or installed):
+        status = found.upgrade_status or "ready"
+        return Interrupted(
+            f"interrupted after the {what} finished: Engine {installer.model.medium.version} "
+            f"is installed ({status})",
+            hint=f"engine-disk boot {args.target} to complete the first boot",
+        )
+    if found is not None:
+        slot = f" (slot {found.active_slot})" if found.active_slot else ""
+        return Interrupted(
+            f"interrupted during the {what}: the disk still boots Engine {found.version}{slot}, "
+            f"status {found.upgrade_status or 'Blank'}",
+            hint=f"run the same {what} again to complete it",
+        )
+    return Interrupted(
+        f"interrupted during the {what}: the disk holds no complete Engine installation",
+        hint="run the install again; the disk must now be erased (engine-install offers it)",
+    )
+
+
+def _drive(
+    args: argparse.Namespace,
+    installer: Installer,
+    answers: answer_files.AnswerFile | None,
+    record_to: Path | None,
+) -> int:
     if record_to is not None:
         # Written when the progress step ends (then again with the finish answer).
         installer.on_installed = lambda model: _write_recorded(record_to, model)

@@ -4,7 +4,9 @@ Every run of the engine walks a fixed list of checkpoints; reaching one reports 
 records it in the report. The test seam `ENGINEKIT_CRASH_AT=<checkpoint>` makes the process
 SIGKILL itself the moment it reaches that checkpoint (before the step writes anything), so the
 interruption harness of issue 6 can stop an upgrade at every step boundary for real: no
-finally-blocks, no cleanup, exactly like a power cut.
+finally-blocks, no cleanup, exactly like a power cut. Its gentle twin
+`ENGINEKIT_INTERRUPT_AT=<checkpoint>` (also a test seam only) raises KeyboardInterrupt there
+instead, as a Ctrl-C at that moment would, so the Ctrl-C messages can be tested.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from installer.plan import ProgressCallback
 
 CRASH_ENV = "ENGINEKIT_CRASH_AT"
+INTERRUPT_ENV = "ENGINEKIT_INTERRUPT_AT"  # test seam: a Ctrl-C at this checkpoint
 
 
 class Checkpoint(enum.StrEnum):
@@ -107,9 +110,12 @@ MIGRATE_STEPS: tuple[Checkpoint, ...] = (
 
 
 def crash_if_asked(checkpoint: Checkpoint) -> None:
-    """The test seam: SIGKILL ourselves if ENGINEKIT_CRASH_AT names this checkpoint."""
+    """The test seams: SIGKILL ourselves if ENGINEKIT_CRASH_AT names this checkpoint, act as
+    a Ctrl-C if ENGINEKIT_INTERRUPT_AT does."""
     if os.environ.get(CRASH_ENV) == checkpoint.value:
         os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(INTERRUPT_ENV) == checkpoint.value:
+        raise KeyboardInterrupt
 
 
 class StepTracker:
