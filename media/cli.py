@@ -25,6 +25,7 @@ from enginekit.errors import UserInputError
 from enginekit.scratch import scratch_tree
 from enginekit.sizes import human_size, parse_size
 from enginekit.text import one_line
+from media.errors import VerificationFailed
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -167,11 +168,16 @@ def _cmd_md5_check(args: argparse.Namespace) -> int:
     with _progress_bar("checking MD5") as progress:
         result = check(path, progress=progress)
     if result.status is Md5Status.ABSENT:
-        sys.stderr.write(f"error: {path}: {describe(result)}\n")
-        return 2
+        raise UserInputError(
+            f"{path}: {describe(result)}",
+            hint=f"embed one with 'engine-media md5 implant {path}'",
+        )
     if result.status is Md5Status.FAIL:
-        sys.stderr.write(f"error: {path}: {describe(result)}\n")
-        return 1
+        raise VerificationFailed(
+            f"{path}: {describe(result)}",
+            hint="the image was changed or damaged after its checksum was implanted "
+            "(a bad download or copy); fetch or build it again",
+        )
     _console().print(f"{path}: PASS: {describe(result)}")
     return 0
 
@@ -208,9 +214,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             if not boot.ok and boot.console_tail:
                 _console().print(f"       console: {boot.console_tail}", markup=False)
     if not report.ok:
-        failures = one_line("; ".join(report.failures()))
-        sys.stderr.write(f"error: {path}: verification failed: {failures}\n")
-        return 1
+        raise VerificationFailed(
+            f"{path}: verification failed: {'; '.join(report.failures())}",
+            hint="the image is damaged or was changed since it was built; build or fetch it "
+            "again (the failed checks in the report say what does not hold)",
+        )
     if not args.json:
         what = "all checks and boots hold" if args.boot else "all checks hold (no boot: --boot)"
         _console().print(f"{path}: Engine {report.version}: {what}", markup=False)

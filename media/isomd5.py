@@ -105,20 +105,30 @@ class _Pvd:
 # --- opening and locating the PVD ----------------------------------------------------------
 
 
+_NOT_AN_ISO_HINT = "give the path of an .iso file or of a device holding one"
+_TRUNCATED_HINT = "the image was cut short (interrupted download or copy); fetch it again"
+_DAMAGED_HINT = "the image is damaged; build or fetch it again"
+
+
 @contextmanager
 def _open(path: str | os.PathLike[str], mode: str) -> Iterator[io.FileIO]:
     name = os.fspath(path)
     try:
         if stat.S_ISDIR(os.stat(name).st_mode):
-            raise InvalidISO(f"{name}: is a directory, not an ISO image")
+            raise InvalidISO(f"{name}: is a directory, not an ISO image", hint=_NOT_AN_ISO_HINT)
         # Unbuffered: we read into our own large buffer; a second buffer would only copy.
         handle = io.FileIO(name, mode)
     except FileNotFoundError as exc:
         raise InvalidISO(f"{name}: no such file", hint="check the path of the ISO") from exc
     except PermissionError as exc:
-        raise InvalidISO(f"{name}: permission denied ({mode} access)") from exc
+        raise InvalidISO(
+            f"{name}: permission denied ({mode} access)",
+            hint="check the file's permissions (implanting needs write access)",
+        ) from exc
     except OSError as exc:
-        raise InvalidISO(f"{name}: cannot open: {exc.strerror or exc}") from exc
+        raise InvalidISO(
+            f"{name}: cannot open: {exc.strerror or exc}", hint="check the path of the ISO"
+        ) from exc
     with handle:
         yield handle
 
@@ -139,18 +149,25 @@ def _read_pvd(handle: io.FileIO, name: str) -> _Pvd:
             if offset == SYSTEM_AREA_SIZE:
                 raise InvalidISO(
                     f"{name}: not an ISO 9660 image (only {file_size} bytes, "
-                    f"too short for a volume descriptor)"
+                    f"too short for a volume descriptor)",
+                    hint=_NOT_AN_ISO_HINT,
                 )
-            raise InvalidISO(f"{name}: truncated in its volume descriptors at byte {offset}")
+            raise InvalidISO(
+                f"{name}: truncated in its volume descriptors at byte {offset}",
+                hint=_TRUNCATED_HINT,
+            )
         if sector[1:6] != b"CD001":
             raise InvalidISO(
                 f"{name}: not an ISO 9660 image (no CD001 volume descriptor at byte {offset})",
-                hint="give the path of an .iso file or of a device holding one",
+                hint=_NOT_AN_ISO_HINT,
             )
         if sector[0] == _VD_PRIMARY:
             break
         if sector[0] == _VD_TERMINATOR:
-            raise InvalidISO(f"{name}: ISO 9660 image without a Primary Volume Descriptor")
+            raise InvalidISO(
+                f"{name}: ISO 9660 image without a Primary Volume Descriptor",
+                hint=_DAMAGED_HINT,
+            )
         offset += SECTOR_SIZE
     # Volume space size is stored both-endian; the C tools read the big-endian half, the
     # standard puts the little-endian one first. A disagreement means a damaged PVD.
@@ -159,16 +176,19 @@ def _read_pvd(handle: io.FileIO, name: str) -> _Pvd:
     if size_le != size_be:
         raise InvalidISO(
             f"{name}: damaged Primary Volume Descriptor (volume size {size_le} "
-            f"little-endian vs {size_be} big-endian)"
+            f"little-endian vs {size_be} big-endian)",
+            hint=_DAMAGED_HINT,
         )
     iso_size = size_le * SECTOR_SIZE
     if iso_size <= offset:
-        raise InvalidISO(f"{name}: Primary Volume Descriptor declares an impossible size")
+        raise InvalidISO(
+            f"{name}: Primary Volume Descriptor declares an impossible size", hint=_DAMAGED_HINT
+        )
     if file_size < iso_size:
         raise InvalidISO(
             f"{name}: truncated: the file has {file_size} bytes but the ISO declares "
             f"{iso_size} bytes ({size_le} sectors)",
-            hint="the image was cut short (interrupted download or copy); fetch it again",
+            hint=_TRUNCATED_HINT,
         )
     appdata = sector[APPDATA_OFFSET : APPDATA_OFFSET + APPDATA_SIZE]
     return _Pvd(offset=offset, iso_size=iso_size, appdata=appdata)
@@ -326,7 +346,10 @@ def _read_ahead(handle: io.FileIO, name: str, length: int) -> Iterator[tuple[int
         while position < length:
             got = pending.result()
             if got < min(READ_BLOCK_SIZE, length - position):
-                raise InvalidISO(f"{name}: truncated: no data after byte {position + got}")
+                raise InvalidISO(
+                    f"{name}: truncated: no data after byte {position + got}",
+                    hint=_TRUNCATED_HINT,
+                )
             if position + got < length:
                 pending = reader.submit(fill, 1 - slot, position + got)
             yield position, buffers[slot][:got]
@@ -403,7 +426,10 @@ def check(
         if embedded is None:
             return Md5Result(Md5Status.ABSENT, None, None, fragments_ok=False)
         if embedded.iso_size - embedded.skip_sectors * SECTOR_SIZE > _size_of(handle):
-            raise InvalidISO(f"{name}: SKIPSECTORS = {embedded.skip_sectors} is out of range")
+            raise InvalidISO(
+                f"{name}: SKIPSECTORS = {embedded.skip_sectors} is out of range",
+                hint="the embedded checksum is damaged; implant it again with --force",
+            )
         first_bad: list[int] = []
         expected_sums = embedded.fragment_sums.encode("latin-1")
         count = embedded.fragment_count

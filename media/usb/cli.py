@@ -321,7 +321,10 @@ def _confirm(image: Path, image_size: int, accepted: Sequence[_Accepted]) -> Non
     _show_targets(f"About to ERASE and write {image.name} ({human_size(image_size)}) to:", accepted)
     err.write("Everything on them will be lost.\n")
     if _ask(f"Type 'yes' to erase {len(accepted)} target(s): ").lower() != "yes":
-        raise UserInputError("not confirmed; nothing was written")
+        raise UserInputError(
+            "not confirmed; nothing was written",
+            hint="type 'yes' in full to erase the targets, or add --yes",
+        )
     for target in accepted:
         large = target.device
         if large is not None and policy.needs_large_disk_confirmation(large):
@@ -332,7 +335,10 @@ def _confirm(image: Path, image_size: int, accepted: Sequence[_Accepted]) -> Non
             if _ask(f"Type its name '{large.name}' to confirm it is the right disk: ") != (
                 large.name
             ):
-                raise UserInputError(f"{large.path} not confirmed; nothing was written")
+                raise UserInputError(
+                    f"{large.path} not confirmed; nothing was written",
+                    hint=f"type the disk's name ({large.name}) exactly, or leave it out",
+                )
 
 
 def _unmount(target: _Accepted) -> None:
