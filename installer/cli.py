@@ -276,7 +276,9 @@ def _drive(
 
         report = run_interactive(installer)
         if report is None:
-            return 1
+            # Quit or a declined licence: the screen said nothing was written. Exit 2 like a
+            # declined licence in an answer file (1 is reserved for a failed check).
+            return 2
     if args.dry_run:
         print("dry run: this is the plan; nothing was written to the target")
         print(plan_text(report.plan))
