@@ -165,7 +165,7 @@ def _cmd_md5_check(args: argparse.Namespace) -> int:
 
     path = Path(args.iso)
     _require_file(path)
-    with _progress_bar("checking MD5") as progress:
+    with _progress_bar("checking MD5") as progress, _truncated_fails_verification():
         result = check(path, progress=progress)
     if result.status is Md5Status.ABSENT:
         raise UserInputError(
@@ -180,6 +180,18 @@ def _cmd_md5_check(args: argparse.Namespace) -> int:
         )
     _console().print(f"{path}: PASS: {describe(result)}")
     return 0
+
+
+@contextmanager
+def _truncated_fails_verification() -> Iterator[None]:
+    """A cut-short image is a failed check (exit 1) in `verify` and `md5 check`, like any
+    other damage they find, rather than bad input (exit 2)."""
+    from media.isomd5 import TruncatedISO
+
+    try:
+        yield
+    except TruncatedISO as exc:
+        raise VerificationFailed(exc.message, hint=exc.hint) from None
 
 
 def _require_file(path: Path) -> None:
@@ -199,7 +211,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     progress = None
     if not args.json and sys.stderr.isatty():
         progress = lambda text: _console(stderr=True).print(f"[dim]… {text}[/dim]")  # noqa: E731
-    report = verify_iso(path, boot=args.boot, timeout=args.timeout, progress=progress)
+    with _truncated_fails_verification():
+        report = verify_iso(path, boot=args.boot, timeout=args.timeout, progress=progress)
     if args.json:
         _print_json(report.to_dict())
     else:

@@ -23,6 +23,7 @@ from enginekit.errors import EngineKitError, UserInputError
 from enginekit.versions import EngineVersion
 from media import system_area
 from media.errors import InvalidISO, InvalidManifest
+from media.isomd5 import TruncatedISO
 from media.isomd5 import check as md5_check
 
 MANIFEST_RR_PATH = "/engine/manifest.json"
@@ -127,11 +128,7 @@ def open_iso(path: Path) -> Iterator[pycdlib.PyCdlib]:
     size = check_iso_file(path)
     declared = _declared_volume_bytes(path)
     if declared is not None and size < declared:
-        raise InvalidISO(
-            f"{path}: truncated: the ISO 9660 volume is {declared} bytes but the file "
-            f"has only {size}",
-            hint="the copy or download was cut short; fetch or build it again",
-        )
+        raise TruncatedISO(str(path), size, declared)
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(path))
@@ -143,11 +140,7 @@ def open_iso(path: Path) -> Iterator[pycdlib.PyCdlib]:
     try:
         volume = volume_bytes(iso)
         if size < volume:
-            raise InvalidISO(
-                f"{path}: truncated: the ISO 9660 volume is {volume} bytes but the file "
-                f"has only {size}",
-                hint="the copy or download was cut short; fetch or build it again",
-            )
+            raise TruncatedISO(str(path), size, volume)
         yield iso
     except _DAMAGED as exc:
         raise InvalidISO(

@@ -110,6 +110,21 @@ _TRUNCATED_HINT = "the image was cut short (interrupted download or copy); fetch
 _DAMAGED_HINT = "the image is damaged; build or fetch it again"
 
 
+class TruncatedISO(InvalidISO):
+    """The file is shorter than the volume its Primary Volume Descriptor declares.
+
+    One wording for every command that notices (inspect, verify, md5): `verify` and
+    `md5 check` report it as a failed verification (exit 1), like any other damage.
+    """
+
+    def __init__(self, name: str, file_size: int, declared: int) -> None:
+        super().__init__(
+            f"{name}: truncated: the file has {file_size} bytes but the ISO declares "
+            f"{declared} bytes",
+            hint=_TRUNCATED_HINT,
+        )
+
+
 @contextmanager
 def _open(path: str | os.PathLike[str], mode: str) -> Iterator[io.FileIO]:
     name = os.fspath(path)
@@ -185,11 +200,7 @@ def _read_pvd(handle: io.FileIO, name: str) -> _Pvd:
             f"{name}: Primary Volume Descriptor declares an impossible size", hint=_DAMAGED_HINT
         )
     if file_size < iso_size:
-        raise InvalidISO(
-            f"{name}: truncated: the file has {file_size} bytes but the ISO declares "
-            f"{iso_size} bytes ({size_le} sectors)",
-            hint=_TRUNCATED_HINT,
-        )
+        raise TruncatedISO(name, file_size, iso_size)
     appdata = sector[APPDATA_OFFSET : APPDATA_OFFSET + APPDATA_SIZE]
     return _Pvd(offset=offset, iso_size=iso_size, appdata=appdata)
 

@@ -38,10 +38,21 @@ def test_truncated_iso(reference_iso_copy: Path, capsys: pytest.CaptureFixture[s
     size = reference_iso_copy.stat().st_size
     with open(reference_iso_copy, "r+b") as fp:
         fp.truncate(size // 2)
-    for command in (["verify"], ["inspect"], ["verify", "--boot"]):
+    # One wording everywhere; a failed verification (exit 1) where the command verifies,
+    # bad input (exit 2) for inspect.
+    expected = (
+        f"error: {reference_iso_copy}: truncated: the file has {size // 2} bytes but the ISO "
+        f"declares {size} bytes"
+    )
+    for command, exit_status in (
+        (["verify"], 1),
+        (["verify", "--json"], 1),
+        (["verify", "--boot"], 1),
+        (["md5", "check"], 1),
+        (["inspect"], 2),
+    ):
         status, line = _run_cli([*command, str(reference_iso_copy)], capsys)
-        assert status == 2
-        assert f"{reference_iso_copy}: truncated" in line
+        assert (status, line) == (exit_status, expected), command
 
 
 def test_flipped_byte_in_a_payload_file(
