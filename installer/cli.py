@@ -76,8 +76,12 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def plan_text(plan: InstallPlan) -> str:
-    """The plan, one `key: value` line each; the token shows as *** (it is a Secret)."""
+def plan_text(plan: InstallPlan, disk_keyboard: str | None = None) -> str:
+    """The plan, one `key: value` line each; the token shows as *** (it is a Secret).
+    `disk_keyboard` names the layout an upgrade keeps (the plan says only "keep")."""
+    keyboard = plan.keyboard or (
+        f"{disk_keyboard} (kept from the disk)" if disk_keyboard else "keep what the disk has"
+    )
     registration = "keep what the disk has"
     if plan.registration is not None:
         registration = plan.registration.mode.value
@@ -89,7 +93,7 @@ def plan_text(plan: InstallPlan) -> str:
         f"mode: {plan.mode.value}",
         f"target version: {plan.target_version}",
         f"installed version: {plan.source_version or '-'}",
-        f"keyboard: {plan.keyboard or 'keep what the disk has'}",
+        f"keyboard: {keyboard}",
         f"registration: {registration}",
         f"reboot: {'yes' if plan.reboot else 'no'}",
     ]
@@ -281,7 +285,8 @@ def _drive(
             return 2
     if args.dry_run:
         print("dry run: this is the plan; nothing was written to the target")
-        print(plan_text(report.plan))
+        found = installer.model.target.installation
+        print(plan_text(report.plan, found.keyboard if found else None))
         for line in screens.plan_lines(installer.model):
             print(f"  {line}")
     else:

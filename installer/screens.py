@@ -252,7 +252,12 @@ def plan_lines(model: InstallerModel) -> list[str]:
         for note in rules.vm_notes(found.vms, model.medium.version, model.medium.pv_drivers):
             lines.append(f"  {note.name}: {note.message}")
     plan_keyboard = model.keyboard
-    lines.append(f"Keyboard: {plan_keyboard}")
+    kept = (
+        mode in (InstallMode.UPGRADE, InstallMode.REPAIR)
+        and found is not None
+        and found.keyboard == plan_keyboard
+    )
+    lines.append(f"Keyboard: {plan_keyboard}{' (kept from the disk)' if kept else ''}")
     reg = model.answer(Screen.REGISTRATION)
     if isinstance(reg, RegistrationAnswer) and not reg.keep:
         if reg.mode == RegistrationMode.SYNCHRONIZER:

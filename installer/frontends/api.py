@@ -58,7 +58,7 @@ class DryRunEngine:
 
         dry_run_check(plan)
         self.plans.append(plan)
-        progress("dry run: nothing written", 1.0)
+        progress("dry run: checks passed", 1.0)
         notes: tuple[Any, ...] = ()
         if plan.mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
             notes = rules.vm_notes(self._vms, plan.target_version, self._pv_drivers)
@@ -68,7 +68,7 @@ class DryRunEngine:
             slot=None,
             upgrade_status="",
             vm_notes=notes,
-            steps_done=("dry run: nothing written",),
+            steps_done=("dry run: checks passed",),
         )
 
 
