@@ -247,7 +247,10 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
         description="Build, inspect, verify and write Engine installer media.",
     )
     parser.add_argument("--debug", action="store_true", help="log commands, show tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    # Required, like `usb`'s: a missing command is one `error:` line and a hint, not usage.
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=ArgumentParser, required=True
+    )
 
     build = sub.add_parser("build", help="build a hybrid installer ISO")
     source = build.add_mutually_exclusive_group(required=True)
@@ -265,7 +268,9 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     inspect.set_defaults(handler=_cmd_inspect)
 
     md5 = sub.add_parser("md5", help="the isomd5sum checksum embedded in the ISO")
-    md5_sub = md5.add_subparsers(dest="md5_command", metavar="ACTION", parser_class=ArgumentParser)
+    md5_sub = md5.add_subparsers(
+        dest="md5_command", metavar="ACTION", parser_class=ArgumentParser, required=True
+    )
     implant = md5_sub.add_parser("implant", help="embed the checksum (like implantisomd5)")
     implant.add_argument("iso", metavar="ISO")
     implant.add_argument("--force", action="store_true", help="replace an existing checksum")

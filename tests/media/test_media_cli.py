@@ -92,8 +92,18 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
-    assert main(["md5"]) == 2  # no action: help on stderr, status 2
-    assert main([]) == 2
+    # No command or action: one error line and a hint, like `engine-media usb` (was usage).
+    for argv, what in (
+        ([], ("engine-media", "COMMAND")),
+        (["md5"], ("engine-media md5", "ACTION")),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {what[0]}: the following arguments are required: {what[1]}",
+            f"hint: see '{what[0]} --help'",
+        ]
 
 
 def test_unknown_reference_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
