@@ -111,7 +111,7 @@ def _yes(value: bool | None) -> str:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from media.inspect import inspect_iso
 
-    usb = parse_size(args.usb_size) if args.usb_size else None
+    usb = _usb_size(args.usb_size) if args.usb_size else None
     report = inspect_iso(Path(args.iso), usb)
     if args.json:
         _print_json(report.to_dict())
@@ -144,6 +144,16 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     for key, value in rows:
         _console().print(f"{key:<{width}}  {value}", markup=False)
     return 0
+
+
+def _usb_size(text: str) -> int:
+    """A stick's size; a unit is required: `--usb-size 16` meant 16 GB, never 16 bytes."""
+    if text.strip().isdigit():
+        raise UserInputError(
+            f"--usb-size {text.strip()!r} has no unit",
+            hint=f"give the stick's size with K, M, G or T (e.g. --usb-size {text.strip()}G)",
+        )
+    return parse_size(text)
 
 
 # -- md5 --------------------------------------------------------------------------------------
@@ -263,7 +273,11 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="show what an ISO is and what it fits on")
     inspect.add_argument("iso", metavar="ISO")
     inspect.add_argument("--json", action="store_true", help="machine-readable output")
-    inspect.add_argument("--usb-size", metavar="SIZE", help="also check a USB stick (e.g. 8G)")
+    inspect.add_argument(
+        "--usb-size",
+        metavar="SIZE",
+        help="also check a USB stick of this size (with a unit: 8G, 512M)",
+    )
     _common(inspect)
     inspect.set_defaults(handler=_cmd_inspect)
 

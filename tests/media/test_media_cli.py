@@ -125,3 +125,17 @@ def test_console_script_runs(reference_iso_5: Path, tmp_path: Path) -> None:
     err = proc.stderr.decode()
     assert err.splitlines()[0].startswith(f"error: {bad}: not a readable ISO 9660 image")
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("size", ["16", " 16 ", "0"])
+def test_usb_size_needs_a_unit(
+    reference_iso_5: Path, capsys: pytest.CaptureFixture[str], size: str
+) -> None:
+    """`--usb-size 16` used to mean 16 bytes; a bare number is now refused."""
+    assert main(["inspect", str(reference_iso_5), "--usb-size", size]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"error: --usb-size {size.strip()!r} has no unit",
+        f"hint: give the stick's size with K, M, G or T (e.g. --usb-size {size.strip()}G)",
+    ]
+    assert main(["inspect", str(reference_iso_5), "--usb-size", "16G"]) == 0
