@@ -918,32 +918,35 @@ def _mbr_sector(
     return existing[:MBR_TABLE_OFFSET] + raw + MBR_SIGNATURE
 
 
-def write_gpt(
-    target: Target,
+@dataclass(frozen=True)
+class GptImage:
+    """The bytes of a GPT for one disk, ready to write: `entry_array` goes at LBA 2 and at
+    `backup_array_lba`, `primary_header` at LBA 1, `backup_header` at `last_lba`."""
+
+    primary_header: bytes
+    backup_header: bytes
+    entry_array: bytes  # padded to whole sectors
+    backup_array_lba: int
+    last_lba: int
+    first_usable: int
+
+
+def build_gpt(
     disk_size_bytes: int,
     partitions: Sequence[NewPartition],
     *,
     disk_guid: str | None = None,
-    mbr: MbrMode = MbrMode.PROTECTIVE,
-    hybrid_mbr_entries: Sequence[MbrEntry] = (),
     first_usable_lba: int | None = None,
     entry_count: int = GPT_ENTRY_COUNT,
-) -> PartitionTable:
-    """Write a primary GPT at LBA 1 and a backup at the last LBA, CRCs and all.
-
-    A path that does not exist is created; a file shorter than `disk_size_bytes` is extended
-    (sparse). LBA 0 is handled per `mbr`: a fresh protective entry (boot code kept), a hybrid
-    table of `hybrid_mbr_entries` plus an 0xee entry, or left alone. Only LBA 0 (unless KEEP),
-    the two GPT copies and their entry arrays are written. Returns the table read back.
-    """
+) -> GptImage:
+    """Check a partition layout and pack its primary and backup GPT (CRCs and all), without
+    touching any file: for callers that stream a whole image themselves (the ISO builder)."""
     if disk_size_bytes % SECTOR_SIZE:
         raise InvalidPartitionLayout(
             f"disk size {disk_size_bytes} is not a multiple of {SECTOR_SIZE} bytes"
         )
     if not 1 <= entry_count * GPT_ENTRY_SIZE <= _MAX_ENTRY_ARRAY_BYTES:
         raise InvalidPartitionLayout(f"{entry_count} partition entries is not a sensible number")
-    if mbr is not MbrMode.HYBRID and hybrid_mbr_entries:
-        raise InvalidPartitionLayout("hybrid_mbr_entries are only used with MbrMode.HYBRID")
     sectors = disk_size_bytes // SECTOR_SIZE
     array_sectors = -(-entry_count * GPT_ENTRY_SIZE // SECTOR_SIZE)
     first_usable = 2 + array_sectors if first_usable_lba is None else first_usable_lba
@@ -962,7 +965,6 @@ def write_gpt(
     for number, part in numbered:
         offset = (number - 1) * GPT_ENTRY_SIZE
         array[offset : offset + GPT_ENTRY_SIZE] = _entry_bytes(part)
-    array_padded = bytes(array).ljust(array_sectors * SECTOR_SIZE, b"\0")
     entries_crc = zlib.crc32(array)
     guid = str(uuid.UUID(disk_guid)) if disk_guid else str(uuid.uuid4())
     last_lba = sectors - 1
@@ -980,8 +982,46 @@ def write_gpt(
             entries_crc=entries_crc,
         )
 
-    primary = header(1, last_lba, 2)
-    backup = header(last_lba, 1, backup_array_lba)
+    return GptImage(
+        primary_header=header(1, last_lba, 2),
+        backup_header=header(last_lba, 1, backup_array_lba),
+        entry_array=bytes(array).ljust(array_sectors * SECTOR_SIZE, b"\0"),
+        backup_array_lba=backup_array_lba,
+        last_lba=last_lba,
+        first_usable=first_usable,
+    )
+
+
+def write_gpt(
+    target: Target,
+    disk_size_bytes: int,
+    partitions: Sequence[NewPartition],
+    *,
+    disk_guid: str | None = None,
+    mbr: MbrMode = MbrMode.PROTECTIVE,
+    hybrid_mbr_entries: Sequence[MbrEntry] = (),
+    first_usable_lba: int | None = None,
+    entry_count: int = GPT_ENTRY_COUNT,
+) -> PartitionTable:
+    """Write a primary GPT at LBA 1 and a backup at the last LBA, CRCs and all.
+
+    A path that does not exist is created; a file shorter than `disk_size_bytes` is extended
+    (sparse). LBA 0 is handled per `mbr`: a fresh protective entry (boot code kept), a hybrid
+    table of `hybrid_mbr_entries` plus an 0xee entry, or left alone. Only LBA 0 (unless KEEP),
+    the two GPT copies and their entry arrays are written. Returns the table read back.
+    """
+    if mbr is not MbrMode.HYBRID and hybrid_mbr_entries:
+        raise InvalidPartitionLayout("hybrid_mbr_entries are only used with MbrMode.HYBRID")
+    gpt = build_gpt(
+        disk_size_bytes,
+        partitions,
+        disk_guid=disk_guid,
+        first_usable_lba=first_usable_lba,
+        entry_count=entry_count,
+    )
+    sectors = disk_size_bytes // SECTOR_SIZE
+    first_usable, last_lba, backup_array_lba = gpt.first_usable, gpt.last_lba, gpt.backup_array_lba
+    primary, backup, array_padded = gpt.primary_header, gpt.backup_header, gpt.entry_array
     with _open_for_write(target) as handle:
         name = str(getattr(handle, "name", "<disk>"))
         size = handle.seek(0, os.SEEK_END)

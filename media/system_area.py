@@ -12,49 +12,29 @@ from __future__ import annotations
 
 import struct
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from enginekit.errors import InternalError
+from enginekit.gpt import (
+    BASIC_DATA_TYPE,
+    ESP_TYPE,
+    GPT_ENTRY_COUNT,
+    GPT_ENTRY_SIZE,
+    MBR_PROTECTIVE_TYPE,
+    NewPartition,
+    build_gpt,
+)
 
 SECTOR = 512
 ISO_BLOCK = 2048
-GPT_ENTRIES = 128
-GPT_ENTRY_SIZE = 128
-GPT_ARRAY_SECTORS = GPT_ENTRIES * GPT_ENTRY_SIZE // SECTOR  # 32
+GPT_ARRAY_SECTORS = GPT_ENTRY_COUNT * GPT_ENTRY_SIZE // SECTOR  # 32
 # The backup array and header at the end of the disk: 33 sectors, rounded to ISO blocks.
 GPT_TAIL_BLOCKS = -(-(GPT_ARRAY_SECTORS + 1) * SECTOR // ISO_BLOCK)
 # Pad the image to whole MiB: USB writers and old CHS-minded BIOSes like aligned sizes.
 ALIGN_BYTES = 1024 * 1024
 # ISO 9660 volume descriptors start at 32 KiB; that is where the first data partition starts.
 ISO_DATA_LBA = 64
-
-BASIC_DATA = uuid.UUID("ebd0a0a2-b9e5-4433-87c0-68b6b72699c7")
-EFI_SYSTEM = uuid.UUID("c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
-MBR_PROTECTIVE = 0xEE
-
-
-@dataclass(frozen=True)
-class GptPartition:
-    type_guid: uuid.UUID
-    guid: uuid.UUID
-    first_lba: int
-    last_lba: int
-    name: str
-    attributes: int = 0
-
-    def record(self) -> bytes:
-        name = self.name.encode("utf-16-le")[:72].ljust(72, b"\0")
-        return struct.pack(
-            "<16s16sQQQ72s",
-            self.type_guid.bytes_le,
-            self.guid.bytes_le,
-            self.first_lba,
-            self.last_lba,
-            self.attributes,
-            name,
-        )
 
 
 @dataclass(frozen=True)
@@ -63,8 +43,8 @@ class HybridLayout:
 
     total_sectors: int
     isolinux_lba: int  # isolinux.bin, for the MBR boot code
-    partitions: tuple[GptPartition, ...]
-    disk_guid: uuid.UUID
+    partitions: tuple[NewPartition, ...]
+    disk_guid: str
     mbr_signature: int
 
 
@@ -86,53 +66,22 @@ def plan_layout(
     esp_last = esp_first + -(-esp_bytes // SECTOR) - 1
     if esp_first < ISO_DATA_LBA or esp_last > last_usable:
         raise InternalError(f"ESP image at sectors {esp_first}-{esp_last} is outside the disk")
-    parts: list[GptPartition] = []
+    parts: list[NewPartition] = []
     if esp_first > ISO_DATA_LBA:
-        parts.append(GptPartition(BASIC_DATA, uuid.uuid4(), ISO_DATA_LBA, esp_first - 1, "ISO9660"))
-    parts.append(GptPartition(EFI_SYSTEM, uuid.uuid4(), esp_first, esp_last, "EFI boot"))
+        parts.append(NewPartition(ISO_DATA_LBA, esp_first - 1, BASIC_DATA_TYPE, "ISO9660"))
+    parts.append(NewPartition(esp_first, esp_last, ESP_TYPE, "EFI boot"))
     # End the last partition on a 4-sector (2 KiB) boundary, as partitioning tools prefer.
     tail_last = (last_usable + 1) // 4 * 4 - 1
     if esp_last < tail_last:
-        parts.append(GptPartition(BASIC_DATA, uuid.uuid4(), esp_last + 1, tail_last, "ISO9660"))
+        parts.append(NewPartition(esp_last + 1, tail_last, BASIC_DATA_TYPE, "ISO9660"))
     disk_guid = uuid.uuid4()
     return HybridLayout(
         total_sectors=total,
         isolinux_lba=isolinux_block * 4,
         partitions=tuple(parts),
-        disk_guid=disk_guid,
+        disk_guid=str(disk_guid),
         mbr_signature=int.from_bytes(disk_guid.bytes[:4], "little") or 1,
     )
-
-
-def _entry_array(layout: HybridLayout) -> bytes:
-    array = b"".join(p.record() for p in layout.partitions)
-    return array.ljust(GPT_ENTRIES * GPT_ENTRY_SIZE, b"\0")
-
-
-def _gpt_header(layout: HybridLayout, array: bytes, primary: bool) -> bytes:
-    total = layout.total_sectors
-    my_lba, other_lba = (1, total - 1) if primary else (total - 1, 1)
-    array_lba = 2 if primary else total - 1 - GPT_ARRAY_SECTORS
-    fields = [
-        b"EFI PART",
-        0x00010000,
-        92,
-        0,  # header CRC, filled in below
-        0,
-        my_lba,
-        other_lba,
-        2 + GPT_ARRAY_SECTORS,
-        total - GPT_ARRAY_SECTORS - 2,
-        layout.disk_guid.bytes_le,
-        array_lba,
-        GPT_ENTRIES,
-        GPT_ENTRY_SIZE,
-        zlib.crc32(array),
-    ]
-    fmt = "<8sIIIIQQQQ16sQIII"
-    header = struct.pack(fmt, *fields)
-    fields[3] = zlib.crc32(header)
-    return struct.pack(fmt, *fields).ljust(SECTOR, b"\0")
 
 
 def _chs(lba: int) -> bytes:
@@ -161,7 +110,7 @@ def mbr_sector(mbr_code: bytes, layout: HybridLayout) -> bytes:
     entry = (
         b"\x00"
         + _chs(1)
-        + bytes([MBR_PROTECTIVE])
+        + bytes([MBR_PROTECTIVE_TYPE])
         + _chs(layout.total_sectors - 1)
         + struct.pack("<II", 1, size)
     )
@@ -184,10 +133,10 @@ def volume_size_field(blocks: int) -> bytes:
 
 def system_area_writes(layout: HybridLayout, mbr_code: bytes) -> list[tuple[int, bytes]]:
     """(offset, bytes) pairs: MBR + primary GPT at the start, backup GPT at the very end."""
-    array = _entry_array(layout)
     total_bytes = layout.total_sectors * SECTOR
-    head = mbr_sector(mbr_code, layout) + _gpt_header(layout, array, primary=True) + array
-    tail = array + _gpt_header(layout, array, primary=False)
+    gpt = build_gpt(total_bytes, layout.partitions, disk_guid=layout.disk_guid)
+    head = mbr_sector(mbr_code, layout) + gpt.primary_header + gpt.entry_array
+    tail = gpt.entry_array + gpt.backup_header
     return [(0, head), (total_bytes - len(tail), tail)]
 
 
