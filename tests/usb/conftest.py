@@ -8,6 +8,7 @@ when the test ends, even when it fails.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import sys
@@ -125,3 +126,24 @@ def usb_cli_argv() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "media.usb.cli"]
+
+
+def run_engine_media(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    stdin: str = "",
+) -> tuple[int, str, str]:
+    """`engine-media ARGV` in-process with `stdin` as its input: (status, stdout, stderr).
+    A traceback on stderr fails the calling test."""
+    from media.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    status = main(argv)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return status, out, err
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]

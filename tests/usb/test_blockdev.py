@@ -20,26 +20,12 @@ from media.cli import main
 from media.usb.blockdev import BLKGETSIZE64, BlockDeviceTarget, device_size
 from media.usb.writer import TargetStatus, write_many
 
-from .conftest import _still_backed_by, attached_loop
+from .conftest import _still_backed_by, attached_loop, error_lines, run_engine_media
 
 pytestmark = pytest.mark.root
 
 MiB = 1024 * 1024
 LoopFactory = Callable[..., Path]
-
-
-def _engine_media(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
-) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    status = main(argv)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return status, out, err
-
-
-def _errors(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("error:")]
 
 
 def test_write_to_a_loop_device_clears_the_stale_backup_table(
@@ -52,7 +38,7 @@ def test_write_to_a_loop_device_clears_the_stale_backup_table(
     size = 32 * MiB
     # An old stick: every byte set, as if a bigger image with a backup GPT had been there.
     stick = loop_device(size, fill=b"\xa5" * 4096)
-    status, out, err = _engine_media(
+    status, out, err = run_engine_media(
         capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(stick)]
     )
     assert status == 0, err
@@ -64,7 +50,7 @@ def test_write_to_a_loop_device_clears_the_stale_backup_table(
     assert data[-MiB:] == bytes(MiB)  # the end of the stick no longer looks like a GPT
     assert data[len(image) : size - MiB] == b"\xa5" * (size - MiB - len(image))
 
-    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
+    status, out, _ = run_engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
     assert status == 0 and out.startswith(f"ok: {stick} matches")
 
 
@@ -87,11 +73,11 @@ def test_too_small_and_read_only_devices_are_refused(
     iso = make_iso(6 * MiB)
     small = loop_device(4 * MiB)
     read_only = loop_device(16 * MiB, read_only=True)
-    status, _, err = _engine_media(
+    status, _, err = run_engine_media(
         capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(small), str(read_only)]
     )
     assert status == 2
-    lines = _errors(err)
+    lines = error_lines(err)
     assert len(lines) == 2, err
     assert lines[0].startswith(f"error: refusing {small}: is smaller than the image (4.0 MiB <")
     assert lines[1] == f"error: refusing {read_only}: is read-only"
@@ -115,23 +101,23 @@ def test_a_device_with_a_mounted_partition_needs_unmount(
     mountpoint.mkdir()
     run(["mount", partition, mountpoint])
     try:
-        status, _, err = _engine_media(
+        status, _, err = run_engine_media(
             capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(stick)]
         )
         assert status == 2
-        assert _errors(err) == [
+        assert error_lines(err) == [
             f"error: refusing {stick}: has mounted partitions ({partition} on {mountpoint})"
         ]
         assert "--unmount" in err
 
-        status, _, err = _engine_media(
+        status, _, err = run_engine_media(
             capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(partition)]
         )
         assert status == 2
         # One error line for the partition, its reasons indented (partition first).
         assert f"error: refusing {partition}: 2 reasons\n  is a partition" in err
 
-        status, out, err = _engine_media(
+        status, out, err = run_engine_media(
             capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
         )
         assert status == 0, err
@@ -175,7 +161,7 @@ def test_concurrent_write_one_too_small_one_good(
         assert device.read(len(image)) == image
 
     # ... and through the command: a result table, exit status 1.
-    status, out, err = _engine_media(
+    status, out, err = run_engine_media(
         capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(good), str(small)]
     )
     assert status == 1
@@ -205,11 +191,11 @@ def test_a_device_holding_the_image_is_refused(
     try:
         iso = mountpoint / "engine.iso"
         iso.write_bytes(make_iso(1 * MiB).read_bytes())
-        status, _, err = _engine_media(
+        status, _, err = run_engine_media(
             capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
         )
         assert status == 2
-        assert _errors(err) == [f"error: refusing {stick}: holds the image file being written"]
+        assert error_lines(err) == [f"error: refusing {stick}: holds the image file being written"]
         assert os.path.ismount(mountpoint)  # nothing was unmounted
     finally:
         run(["umount", mountpoint], check=False)
@@ -249,7 +235,7 @@ def test_list_all_explains_why_a_small_loop_device_is_hidden(
     iso = make_iso(6 * MiB)
     small = loop_device(4 * MiB, read_only=True)
     argv = ["usb", "list", "--all", "--json", "--image", str(iso)]
-    status, out, _ = _engine_media(capsys, monkeypatch, argv)
+    status, out, _ = run_engine_media(capsys, monkeypatch, argv)
     assert status == 0
     (entry,) = [d for d in json.loads(out) if d["path"] == str(small)]
     assert entry["bus"] == "loop" and entry["size_bytes"] == 4 * MiB and entry["read_only"]
@@ -259,7 +245,7 @@ def test_list_all_explains_why_a_small_loop_device_is_hidden(
         "too small (4.0 MiB < image)",
         "read-only",
     ]
-    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "list", "--all"])
+    status, out, _ = run_engine_media(capsys, monkeypatch, ["usb", "list", "--all"])
     assert status == 0
     assert "HIDDEN BECAUSE" in out  # the table itself may fold long cells: check JSON above
     assert any(line.startswith(f"{small} ") for line in out.splitlines())
@@ -280,11 +266,11 @@ def test_a_loop_device_over_the_image_is_refused(
     link.symlink_to(iso)
     with attached_loop(iso) as loop:
         for image in (iso, link):
-            status, _, err = _engine_media(
+            status, _, err = run_engine_media(
                 capsys, monkeypatch, ["usb", "write", "--yes", str(image), str(loop)]
             )
             assert status == 2, err
-            assert _errors(err) == [
+            assert error_lines(err) == [
                 f"error: refusing {loop}: is a loop device over the image file itself; "
                 "writing would destroy the image"
             ]
@@ -306,14 +292,14 @@ def test_a_file_attached_as_a_mounted_loop_device_is_refused(
     mountpoint.mkdir()
     with attached_loop(stick) as loop:
         argv = ["usb", "write", "--yes", str(iso), str(stick)]
-        status, _, err = _engine_media(capsys, monkeypatch, argv)
+        status, _, err = run_engine_media(capsys, monkeypatch, argv)
         assert status == 2, err
-        assert _errors(err) == [f"error: refusing {stick}: in use by {loop}"]
+        assert error_lines(err) == [f"error: refusing {stick}: in use by {loop}"]
         run(["mount", loop, mountpoint])
         try:
-            status, _, err = _engine_media(capsys, monkeypatch, argv)
+            status, _, err = run_engine_media(capsys, monkeypatch, argv)
             assert status == 2, err
-            assert _errors(err) == [
+            assert error_lines(err) == [
                 f"error: refusing {stick}: in use by {loop} (mounted on {mountpoint})"
             ]
             assert "losetup -d" in err
@@ -333,16 +319,16 @@ def test_with_yes_a_disk_above_64_gb_needs_allow_large(
     iso = make_iso(1 * MiB)
     big = loop_device(70 * 1000**3)  # sparse
     argv = ["usb", "write", "--yes", str(iso), str(big)]
-    status, _, err = _engine_media(capsys, monkeypatch, argv)
+    status, _, err = run_engine_media(capsys, monkeypatch, argv)
     assert status == 2, err
-    (line,) = _errors(err)
+    (line,) = error_lines(err)
     assert line == (f"error: refusing {big}: is larger than 64 GB (70.0 GB): rarely a USB stick")
     assert "--allow-large" in err
     with open(big, "rb") as device:
         assert device.read(4096) == bytes(4096)
 
     argv = ["usb", "write", "--yes", "--allow-large", str(iso), str(big)]
-    status, _, err = _engine_media(capsys, monkeypatch, argv)
+    status, _, err = run_engine_media(capsys, monkeypatch, argv)
     assert status == 0, err
     # Even without a question, the target is named before it is written.
     assert f"Writing {iso.name}" in err

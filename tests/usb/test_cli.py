@@ -7,33 +7,15 @@ the first bad block, and `usb list --json`.
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from media.cli import main
+from .conftest import error_lines, run_engine_media
 
 MiB = 1024 * 1024
-
-
-def _engine_media(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    argv: list[str],
-    stdin: str = "",
-) -> tuple[int, str, str]:
-    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-    status = main(argv)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return status, out, err
-
-
-def _error_lines(err: str) -> list[str]:
-    return [line for line in err.splitlines() if line.startswith("error:")]
 
 
 def test_write_to_a_file_asks_for_yes(
@@ -47,14 +29,14 @@ def test_write_to_a_file_asks_for_yes(
     stick.write_bytes(bytes(8 * MiB))  # a file target is created at the stick's size
     argv = ["usb", "write", str(iso), str(stick)]
 
-    status, _, err = _engine_media(capsys, monkeypatch, argv, stdin="no\n")
+    status, _, err = run_engine_media(capsys, monkeypatch, argv, stdin="no\n")
     assert status == 2 and "not confirmed; nothing was written" in err
     assert stick.read_bytes() == bytes(8 * MiB)
 
-    status, _, err = _engine_media(capsys, monkeypatch, argv, stdin="")
+    status, _, err = run_engine_media(capsys, monkeypatch, argv, stdin="")
     assert status == 2 and "no confirmation given" in err
 
-    status, out, err = _engine_media(capsys, monkeypatch, argv, stdin="yes\n")
+    status, out, err = run_engine_media(capsys, monkeypatch, argv, stdin="yes\n")
     assert status == 0, err
     assert f"About to ERASE and write {iso.name}" in err and str(stick) in err
     assert "Type 'yes'" in err
@@ -75,11 +57,11 @@ def test_refusals_are_one_line_each_and_create_nothing(
     assert not sdzz.exists()
     argv = ["usb", "write", "--yes", str(iso), str(sdzz), str(iso), str(tmp_path), "/dev/null"]
     argv.append(str(good))
-    status, out, err = _engine_media(capsys, monkeypatch, argv)
+    status, out, err = run_engine_media(capsys, monkeypatch, argv)
     assert status == 1  # the good target was written, the others refused
     assert not sdzz.exists()
     assert good.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
-    assert _error_lines(err) == [
+    assert error_lines(err) == [
         "error: refusing /dev/sdzz: no such device or file "
         "(a mistyped /dev/sdX must not create a file)",
         f"error: refusing {iso}: is the image file itself",
@@ -95,9 +77,11 @@ def test_only_refused_targets_exit_2(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     iso = make_iso(1 * MiB)
-    status, out, err = _engine_media(capsys, monkeypatch, ["usb", "write", str(iso), "/dev/sdzz"])
+    status, out, err = run_engine_media(
+        capsys, monkeypatch, ["usb", "write", str(iso), "/dev/sdzz"]
+    )
     assert status == 2
-    assert len(_error_lines(err)) == 1 and "About to ERASE" not in err
+    assert len(error_lines(err)) == 1 and "About to ERASE" not in err
     assert not Path("/dev/sdzz").exists()
 
 
@@ -117,11 +101,11 @@ def test_the_image_must_be_an_iso(
         image.write_bytes(content)
     stick = tmp_path / "stick.img"
     stick.touch()
-    status, _, err = _engine_media(
+    status, _, err = run_engine_media(
         capsys, monkeypatch, ["usb", "write", "--yes", str(image), str(stick)]
     )
     assert status == 2
-    (line,) = _error_lines(err)
+    (line,) = error_lines(err)
     assert str(image) in line and message in line
 
 
@@ -134,16 +118,16 @@ def test_verify_reports_the_first_bad_block(
     iso = make_iso(6 * MiB)
     stick = tmp_path / "stick.img"
     stick.write_bytes(iso.read_bytes())
-    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
+    status, out, _ = run_engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
     assert status == 0 and out.startswith(f"ok: {stick} matches {iso.name}")
 
     with open(stick, "r+b") as f:
         f.seek(5 * MiB + 700)
         f.write(b"\xff\x00")
-    status, _, err = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
+    status, _, err = run_engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
     assert status == 1  # a failed check; 2 is reserved for bad input
     bad = (5 * MiB + 700) // 512 * 512
-    assert _error_lines(err) == [
+    assert error_lines(err) == [
         f"error: {stick} differs from the image at offset {bad} (5.0 MiB): first bad block"
     ]
     assert "hint: write it again" in err
@@ -161,15 +145,15 @@ def test_verify_refuses_what_write_refuses_with_the_same_words(
         (str(tmp_path), "neither a block device nor a regular file"),
         (str(tmp_path / "missing.img"), "no such device or file"),
     ]:
-        status, _, err = _engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), target])
+        status, _, err = run_engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), target])
         assert status == 2
-        (line,) = _error_lines(err)
+        (line,) = error_lines(err)
         assert line.startswith(f"error: refusing {target}: {reason}"), line
         assert "hint:" in err
 
 
 def test_list_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "list", "--all", "--json"])
+    status, out, _ = run_engine_media(capsys, monkeypatch, ["usb", "list", "--all", "--json"])
     assert status == 0
     disks = json.loads(out)
     assert isinstance(disks, list)
@@ -177,7 +161,7 @@ def test_list_json(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
         assert set(disk) >= {"path", "model", "serial", "size_bytes", "bus", "hidden"}
         if "/" in disk["holds"]:
             assert disk["hidden"], "the disk holding / must never be shown by default"
-    status, out, _ = _engine_media(capsys, monkeypatch, ["usb", "list", "--json"])
+    status, out, _ = run_engine_media(capsys, monkeypatch, ["usb", "list", "--json"])
     assert all(not d["hidden"] for d in json.loads(out))
 
 
@@ -192,9 +176,9 @@ def test_a_file_smaller_than_the_image_is_refused(
     small = tmp_path / "small.img"
     small.write_bytes(bytes(1 * MiB))
     argv = ["usb", "write", "--yes", str(iso), str(small)]
-    status, _, err = _engine_media(capsys, monkeypatch, argv)
+    status, _, err = run_engine_media(capsys, monkeypatch, argv)
     assert status == 2
-    (line,) = _error_lines(err)
+    (line,) = error_lines(err)
     assert line.startswith(f"error: refusing {small}: is smaller than the image")
     assert f"hint: create it at the stick's size first (e.g. truncate -s 8G {small})" in err
     assert small.read_bytes() == bytes(1 * MiB)
