@@ -1,8 +1,7 @@
-"""Engine versions and the reference builds, as data both media and disk images share.
+"""Engine versions and disk layouts, as data media, disk images and the installer share.
 
-`EngineVersion` orders versions numerically ("4.10.0" > "4.5.0"). `REFERENCE_BUILDS` is the
-table from shared/engine-domain.md: which disk layout and PV drivers each reference build has,
-and which installed versions it may upgrade directly.
+`EngineVersion` orders versions numerically ("4.10.0" > "4.5.0"); `DiskLayout` names how an
+installation lays out its disk. The reference builds' table is `reference_builds.builds`.
 """
 
 from __future__ import annotations
@@ -47,28 +46,3 @@ class DiskLayout(enum.StrEnum):
 
     GPT_AB = "gpt-ab"  # GPT, FAT ESP, system slots A and B, storage
     MBR = "mbr"  # MBR, one system partition, storage (Engine 4.0)
-
-
-@dataclass(frozen=True)
-class ReferenceBuild:
-    version: EngineVersion
-    layout: DiskLayout
-    pv_drivers: str
-    upgrade_from: tuple[str, ...]  # installed versions this build upgrades directly
-
-
-REFERENCE_BUILDS: dict[str, ReferenceBuild] = {
-    "4.0.0": ReferenceBuild(EngineVersion(4, 0, 0), DiskLayout.MBR, "4.0.0", ()),
-    "4.5.0": ReferenceBuild(EngineVersion(4, 5, 0), DiskLayout.GPT_AB, "4.5.0", ("4.0.0",)),
-    "5.0.0": ReferenceBuild(EngineVersion(5, 0, 0), DiskLayout.GPT_AB, "5.0.0", ("4.5.0",)),
-}
-
-
-def reference_build(version: str) -> ReferenceBuild:
-    try:
-        return REFERENCE_BUILDS[version]
-    except KeyError:
-        known = ", ".join(REFERENCE_BUILDS)
-        raise UserInputError(
-            f"there is no reference Engine {version!r}", hint=f"choose one of {known}"
-        ) from None

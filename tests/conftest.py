@@ -52,7 +52,7 @@ def qemu_capability() -> str | None:
         return "qemu-system-x86_64 is not installed (run tools/setup)"
     if not Path("/usr/share/OVMF/OVMF_CODE_4M.fd").exists():
         return "OVMF is not installed (run tools/setup)"
-    from enginekit.kernel import cached_kernel
+    from reference_builds.kernel import cached_kernel
 
     if cached_kernel() is None:
         return "no kernel in the cache (run tools/setup)"
@@ -123,7 +123,7 @@ def _no_leaked_kernel_resources(request: pytest.FixtureRequest) -> Iterator[None
 @pytest.fixture(scope="session")
 def kernel() -> object:
     """The Debian kernel from the cache (tools/setup fetched it)."""
-    from enginekit.kernel import cached_kernel
+    from reference_builds.kernel import cached_kernel
 
     found = cached_kernel()
     if found is None:

@@ -11,7 +11,8 @@ from enginekit.cli import ArgumentParser, run_main
 from enginekit.errors import CommandFailed, HostError, UserInputError
 from enginekit.process import run, run_text
 from enginekit.sizes import human_size, parse_size
-from enginekit.versions import EngineVersion, reference_build
+from enginekit.versions import EngineVersion
+from reference_builds.builds import reference_build
 
 
 def test_run_captures_and_raises_with_stderr() -> None:

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_disk import main as engine_disk_main
 from disk_images.layout import Slot
 from disk_images.lock import held_by_enginekit
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
-from installer.disk_cli import main as engine_disk_main
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from installer.pytest_plugin import copy_sparse
+from reference_builds.pytest_plugin import copy_sparse
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADE_ANSWERS = (
@@ -94,7 +94,7 @@ def test_upgrade_during_a_boot_is_refused(
     answers = tmp_path / "up.toml"
     answers.write_text(UPGRADE_ANSWERS)
     booting = subprocess.Popen(
-        [sys.executable, "-m", "installer.disk_cli", "boot", str(disk), "--timeout", "120"],
+        [sys.executable, "-m", "commands.engine_disk", "boot", str(disk), "--timeout", "120"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -105,7 +105,13 @@ def test_upgrade_during_a_boot_is_refused(
             assert booting.poll() is None and time.monotonic() < deadline, booting.communicate()
             time.sleep(0.05)
         time.sleep(1.5)  # QEMU is up and booting the disk by now
-        argv = [sys.executable, "-m", "installer.cli", "--media", str(engine_medium("5.0.0"))]
+        argv = [
+            sys.executable,
+            "-m",
+            "commands.engine_install",
+            "--media",
+            str(engine_medium("5.0.0")),
+        ]
         argv += ["--target", str(disk), "--answers", str(answers)]
         upgrade = subprocess.run(argv, cwd=REPO, capture_output=True, timeout=120)
         err = upgrade.stderr.decode()

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from disk_images import cli
+from commands import engine_disk as cli
 from disk_images.errors import InvalidDiskImage
 from disk_images.image import MIB, PARTIAL_MARK, create_image
 from disk_images.lock import disk_lock, held_by_enginekit, held_by_qemu
@@ -149,7 +149,7 @@ def test_killed_engine_create_keeps_the_original(
     engine_medium("5.0.0")  # the reference medium is built before the clock starts
     disk = _user_image(tmp_path / "f.img")
     env = dict(os.environ, **{CRASH_ENV: "write-slot"})
-    argv = [sys.executable, "-m", "installer.disk_cli", "create", str(disk)]
+    argv = [sys.executable, "-m", "commands.engine_disk", "create", str(disk)]
     argv += ["--size", "1G", "--force", "--engine", "5.0.0", "--no-vms"]
     proc = subprocess.run(argv, env=env, capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
@@ -258,7 +258,7 @@ def test_engine_create_on_a_held_image_keeps_it(
 ) -> None:
     """The reported sequence: `create --force --engine` refused as in use must not delete
     the image it refused to replace (the old except-branch unlinked it)."""
-    from installer.disk_cli import main as engine_disk_main
+    from commands.engine_disk import main as engine_disk_main
 
     engine_medium("5.0.0")
     disk = _user_image(tmp_path / "f.img")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from disk_images import cli
+from commands import engine_disk as cli
 from disk_images.errors import PartitionFileError
 from disk_images.filesystems import make_ext4, make_vfat
 from disk_images.image import (

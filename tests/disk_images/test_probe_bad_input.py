@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from disk_images import cli
+from commands import engine_disk as cli
 from disk_images.filesystems import make_ext4
 from disk_images.image import MIB, PartitionSpec, TableType, create_image, partition_image
 from disk_images.layout import PartitionRole, engine_partitions
@@ -207,7 +207,7 @@ def test_a_disk_with_data_but_no_readable_table_is_named_by_its_content(tmp_path
     derived from the size and first MiB, so another file of the same name has another id."""
     import hashlib
 
-    from disk_images.cli import result_text
+    from commands.engine_disk import result_text
 
     disk = tmp_path / "mystery.img"
     content = b"\0" * 4096 + b"user data" + b"\0" * (1 << 20)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from disk_images import cli
+from commands import engine_disk as cli
 from disk_images.image import read_table
 from disk_images.layout import STATE_PATH, Slot
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
@@ -161,7 +161,7 @@ def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
                 "--inh-caps=-all",
                 sys.executable,
                 "-m",
-                "disk_images.cli",
+                "commands.engine_disk",
                 "inspect",
                 "--json",
                 copy,

@@ -11,7 +11,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from media.reference_media import reference_iso
+    from reference_builds.media import reference_iso
 
     # A hard link of our own: the cache drops stale ISOs when the media code changes.
     private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"

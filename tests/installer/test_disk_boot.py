@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_disk import main as engine_disk_main
 from disk_images.image import create_image
 from disk_images.layout import BootEntryName, Slot
-from installer.disk_cli import main as engine_disk_main
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_disk import main as engine_disk_main
+from commands.engine_install import main as engine_install_main
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
-from installer.cli import main as engine_install_main
-from installer.disk_cli import main as engine_disk_main
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from installer.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import vm_disk_digests
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from enginekit.errors import UserInputError
 from enginekit.process import run
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from installer.pytest_plugin import sparse_digest
-from media.reference import write_reference_payload
+from reference_builds.payload import write_reference_payload
+from reference_builds.pytest_plugin import sparse_digest
 
 pytestmark = [pytest.mark.root]
 
@@ -80,13 +80,14 @@ def test_block_device_target_refused(tmp_path: Path, engine_medium, blank: Path)
             "image files only"
         )
         proc = run(
-            [sys.executable, "-m", "installer.cli", "--media", str(engine_medium("5.0.0")),
+            [sys.executable, "-m", "commands.engine_install",
+             "--media", str(engine_medium("5.0.0")),
              "--target", str(device), "--dry-run"],
             check=False,
         )  # fmt: skip
     err = proc.stderr.decode()
     assert proc.returncode == 2 and err.splitlines()[0] == f"error: {message}", err
-    help_out = run([sys.executable, "-m", "installer.cli", "--help"]).stdout.decode()
+    help_out = run([sys.executable, "-m", "commands.engine_install", "--help"]).stdout.decode()
     help_text = " ".join(help_out.split())
     assert "image file or block device" not in help_text
     assert "block devices are not supported" in help_text

@@ -18,8 +18,8 @@ from enginekit.errors import HostError
 from installer.engine import run_plan
 from installer.engine.checkpoints import UPGRADE_STEPS
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode, Secret
-from installer.pytest_plugin import vm_disk_digests
-from installer.reference_disk import SampleVm, add_sample_vms
+from reference_builds.disk import SampleVm, add_sample_vms
+from reference_builds.pytest_plugin import vm_disk_digests
 
 pytestmark = [pytest.mark.root]
 MIB = 1024 * 1024

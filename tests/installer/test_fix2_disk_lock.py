@@ -42,7 +42,15 @@ with disk_lock(Path(sys.argv[1]), exclusive=True):
 
 def _install(iso: Path, target: Path, answers: Path, *extra: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "installer.cli", "--media", str(iso), "--target", str(target)]
+        [
+            sys.executable,
+            "-m",
+            "commands.engine_install",
+            "--media",
+            str(iso),
+            "--target",
+            str(target),
+        ]
         + ["--answers", str(answers), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -20,7 +20,8 @@ def dry_run(tmp_path: Path, iso: Path, disk: Path, text: str) -> str:
     answers = tmp_path / "answers.toml"
     answers.write_text(text)
     proc = run(
-        [sys.executable, "-m", "installer.cli", "--media", str(iso), "--target", str(disk),
+        [sys.executable, "-m", "commands.engine_install",
+             "--media", str(iso), "--target", str(disk),
          "--answers", str(answers), "--dry-run"],
         check=False,
         timeout=300,

@@ -20,7 +20,7 @@ def test_quit_on_screen_exits_2_and_writes_nothing(tmp_path: Path, iso: Path, bl
     with (tmp_path / "transcript.txt").open("w", encoding="utf-8") as log:
         child = pexpect.spawn(
             sys.executable,
-            ["-m", "installer.cli", "--media", str(iso), "--target", str(blank)],
+            ["-m", "commands.engine_install", "--media", str(iso), "--target", str(blank)],
             dimensions=(50, 140),
             encoding="utf-8",
             timeout=30,
@@ -52,7 +52,8 @@ def test_declining_in_an_answer_file_exits_2(tmp_path: Path, iso: Path, blank: P
         '[eula]\naccept = false\n[keyboard]\nlayout = "us"\n[registration]\nmode = "standalone"\n'
     )
     proc = run(
-        [sys.executable, "-m", "installer.cli", "--media", str(iso), "--target", str(blank),
+        [sys.executable, "-m", "commands.engine_install",
+             "--media", str(iso), "--target", str(blank),
          "--answers", str(answers)],
         check=False,
         timeout=120,

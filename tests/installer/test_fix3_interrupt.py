@@ -26,7 +26,7 @@ action = "upgrade"
 
 def engine_install(env: dict[str, str], *args: object) -> tuple[int, str, str]:
     proc = run(
-        [sys.executable, "-m", "installer.cli", *map(str, args)],
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)],
         check=False,
         timeout=600,
         env={**os.environ, **env},

@@ -37,7 +37,9 @@ token = "abc"
 
 
 def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=300)
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
+    )
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from disk_images.loop import LoopDevice
 from enginekit.process import run
-from installer.pytest_plugin import sparse_digest
-from media.reference import write_reference_payload
+from reference_builds.payload import write_reference_payload
+from reference_builds.pytest_plugin import sparse_digest
 
 pytestmark = [pytest.mark.root]
 
@@ -28,7 +28,9 @@ mode = "standalone"
 
 
 def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=300)
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
+    )
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 

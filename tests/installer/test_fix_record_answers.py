@@ -23,7 +23,9 @@ mode = "standalone"
 
 
 def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=300)
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
+    )
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 

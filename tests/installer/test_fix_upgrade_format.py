@@ -17,8 +17,8 @@ from installer.engine.checkpoints import UPGRADE_STEPS, StepTracker
 from installer.engine.common import SystemImage
 from installer.engine.upgrade import _write_and_switch
 from installer.plan import InstallMode, InstallPlan
-from installer.pytest_plugin import EngineDiskFactory
 from media.reader import MediumReader
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 pytestmark = [pytest.mark.root]
 

@@ -1,8 +1,8 @@
 """`engine-install` as a user runs it: validation exit codes, dry runs that write nothing,
 refusals in one line, and a clear error instead of a prompt when there is no terminal.
 
-These run the real command (`python -m installer.cli`) against the real reference 5.0.0 ISO
-and real disk images; a blank target needs nothing else, Engine targets need the install
+These run the real command (`python -m commands.engine_install`) against the real reference 5.0.0
+ISO and real disk images; a blank target needs nothing else, Engine targets need the install
 engine's reference disks.
 """
 
@@ -18,7 +18,9 @@ from enginekit.process import run
 
 
 def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=120)
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=120
+    )
     return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
@@ -137,7 +139,7 @@ def test_declined_eula_writes_nothing(tmp_path: Path, iso: Path, blank: Path) ->
 def test_refusal_is_one_line_and_disk_unchanged(
     tmp_path: Path, iso: Path, installed: str, expected: str
 ) -> None:
-    reference_disk = pytest.importorskip("installer.reference_disk")
+    reference_disk = pytest.importorskip("reference_builds.disk")
     disk = tmp_path / f"engine-{installed}.img"
     reference_disk.create_reference_disk(disk, installed, 1 << 30)
     answers = tmp_path / "a.toml"
@@ -171,7 +173,7 @@ def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> N
 @pytest.mark.root
 @pytest.mark.slow
 def test_erase_needs_the_disk_id_that_inspect_shows(tmp_path: Path, iso: Path) -> None:
-    reference_disk = pytest.importorskip("installer.reference_disk")
+    reference_disk = pytest.importorskip("reference_builds.disk")
     from disk_images.probe import Installation, probe
 
     disk = tmp_path / "engine-4.0.0.img"

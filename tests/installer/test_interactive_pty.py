@@ -16,8 +16,8 @@ import pytest
 
 from disk_images.layout import Slot
 from disk_images.probe import Installation, probe
-from installer.pytest_plugin import EngineDiskFactory
-from installer.reference_disk import create_reference_disk
+from reference_builds.disk import create_reference_disk
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 DOWN = "\x1b[B"
 ENTER = "\r"
@@ -39,7 +39,7 @@ class Terminal:
         self.log = (tmp_path / "transcript.txt").open("w", encoding="utf-8")
         self.child = pexpect.spawn(
             sys.executable,
-            ["-m", "installer.cli", *map(str, args)],
+            ["-m", "commands.engine_install", *map(str, args)],
             dimensions=(50, 140),
             encoding="utf-8",
             timeout=timeout,

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from installer.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import vm_disk_digests
 
 UPGRADE = '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[existing]\naction = "upgrade"\n'
 
@@ -17,6 +17,6 @@ def test_upgrade_keeps_every_vm_disk(engine_disk, engine_medium, tmp_path):  # t
     answers = tmp_path / "upgrade.toml"
     answers.write_text(UPGRADE)
     before = vm_disk_digests(disk)
-    command = [sys.executable, "-m", "installer.cli", "--media", iso, "--target", disk]
+    command = [sys.executable, "-m", "commands.engine_install", "--media", iso, "--target", disk]
     subprocess.run([*command, "--answers", answers], check=True)
     assert vm_disk_digests(disk) == before

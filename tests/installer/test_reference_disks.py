@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_disk import main as engine_disk_main
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
-from enginekit.versions import REFERENCE_BUILDS
-from installer.disk_cli import main as engine_disk_main
-from installer.reference_disk import (
+from reference_builds.builds import REFERENCE_BUILDS
+from reference_builds.disk import (
     SAMPLE_VMS,
     VM_DATA_LEN,
     VM_DATA_OFFSETS,

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from enginekit.versions import REFERENCE_BUILDS, DiskLayout
+from enginekit.versions import DiskLayout
 from installer import rules
 from installer.plan import InstallMode
+from reference_builds.builds import REFERENCE_BUILDS
 
 FRESH, ERASE, UPGRADE, REPAIR = (
     InstallMode.FRESH,

@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_install import plan_text
 from enginekit.process import run
 from installer import answers
 from installer.answers import AnswerFileError, parse_answers
-from installer.cli import plan_text
 from installer.frontends.api import Installer, load_medium, load_target
 
 TOKEN = "CANARY-t0ken-5f3a9c"
 
 
 def engine_install(*args: object) -> tuple[int, str]:
-    proc = run([sys.executable, "-m", "installer.cli", *map(str, args)], check=False, timeout=300)
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
+    )
     return proc.returncode, proc.stdout.decode() + proc.stderr.decode()
 
 

@@ -10,10 +10,11 @@ import pytest
 
 from disk_images.probe import Installation, probe
 from enginekit.errors import UserInputError
-from enginekit.versions import REFERENCE_BUILDS, EngineVersion
+from enginekit.versions import EngineVersion
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from installer.pytest_plugin import sparse_digest
+from reference_builds.builds import REFERENCE_BUILDS
+from reference_builds.pytest_plugin import sparse_digest
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 VERSIONS = sorted(REFERENCE_BUILDS, key=EngineVersion.parse)

@@ -1,7 +1,7 @@
 """Fixtures for the ISO tests: the cached reference ISO, private copies of it, and small
 synthetic payload trees that build in a fraction of a second.
 
-The reference 5.0.0 ISO comes from `media.reference_media` (built once, cached, safe under
+The reference 5.0.0 ISO comes from `reference_builds.media` (built once, cached, safe under
 pytest-xdist); tests that change bytes work on a copy in their own tmp_path.
 """
 
@@ -21,7 +21,7 @@ SmallPayload = Callable[..., Path]
 @pytest.fixture(scope="session")
 def reference_iso_5() -> Path:
     """The cached reference Engine 5.0.0 ISO. Read-only: copy it before changing it."""
-    from media.reference_media import reference_iso
+    from reference_builds.media import reference_iso
 
     return reference_iso("5.0.0")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from media.cli import main
+from commands.engine_media import main
 
 
 def _failure(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:

@@ -16,10 +16,10 @@ import pytest
 
 from enginekit import qemu
 from enginekit.errors import UserInputError
-from enginekit.kernel import Kernel
 from enginekit.process import require_tool, run, run_text
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
-from media.initramfs import engine_initramfs, installer_initramfs
+from reference_builds.initramfs import engine_initramfs, installer_initramfs
+from reference_builds.kernel import Kernel
 
 MiB = 1024 * 1024
 APPEND = "console=ttyS0 panic=-1"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from enginekit.kernel import cached_kernel
 from enginekit.qemu import DriveKind, Firmware
-from media.initramfs import installer_initramfs
 from media.iso_builder import build_iso
 from media.verify import BOOT_PATHS, boot_path, verify_iso
+from reference_builds.initramfs import installer_initramfs
+from reference_builds.kernel import cached_kernel
 
 from .conftest import SmallPayload
 

@@ -301,7 +301,7 @@ def test_reference_cache_is_keyed_and_safe_in_parallel(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from media.reference_media import reference_iso, reference_iso_name
+    from reference_builds.media import reference_iso, reference_iso_name
 
     names = {
         reference_iso_name("5.0.0", "k1"),

@@ -12,8 +12,8 @@ from pathlib import Path
 import pycdlib
 import pytest
 
+from commands.engine_media import main
 from enginekit.process import run
-from media.cli import main
 
 from .conftest import SmallPayload
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_media import main
 from enginekit.process import run
-from media.cli import main
 
 from .conftest import SmallPayload
 

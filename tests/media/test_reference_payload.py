@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from enginekit.errors import UserInputError
-from enginekit.kernel import Kernel
-from enginekit.versions import REFERENCE_BUILDS
 from media.manifest import MANIFEST_PATH, check_payload_tree, parse_manifest
-from media.reference import write_reference_payload
+from reference_builds.builds import REFERENCE_BUILDS
+from reference_builds.kernel import Kernel
+from reference_builds.payload import write_reference_payload
 
 REQUIRED_KEYBOARDS = {"us", "uk", "de", "fr", "es", "it", "jp"}
 

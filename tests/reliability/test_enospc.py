@@ -23,7 +23,7 @@ from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
 from enginekit.process import require_tool, run, run_text
-from installer.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import vm_disk_digests
 
 from .conftest import CliOutcome, assert_clean_outcome, run_console
 

@@ -25,13 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from commands.engine_disk import main as engine_disk_main
+from commands.engine_install import main as engine_install
 from disk_images.layout import CONFIG_PATH, RELEASE_PATH, STATE_PATH, vm_json_path
 from disk_images.probe import Installation, NoInstallation, probe
 from enginekit.process import require_tool, run
-from installer.cli import main as engine_install
-from installer.disk_cli import main as engine_disk_main
-from installer.pytest_plugin import sparse_digest
-from installer.reference_disk import SAMPLE_VMS
+from reference_builds.disk import SAMPLE_VMS
+from reference_builds.pytest_plugin import sparse_digest
 
 from .conftest import (
     IN_PROCESS_TIMEOUT,
@@ -81,7 +81,7 @@ ENGINE_FILES = (
 
 @pytest.fixture(scope="module")
 def medium() -> Path:
-    from media.reference_media import reference_iso
+    from reference_builds.media import reference_iso
 
     return reference_iso("5.0.0")
 

@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from installer.cli import main as engine_install
-from installer.pytest_plugin import sparse_digest
-from media.cli import main as engine_media
+from commands.engine_install import main as engine_install
+from commands.engine_media import main as engine_media
+from reference_builds.pytest_plugin import sparse_digest
 
 from .conftest import (
     NASTY_JSON,

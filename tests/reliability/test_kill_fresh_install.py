@@ -197,7 +197,7 @@ def record(
 
 @pytest.fixture(scope="module")
 def medium() -> Path:
-    from media.reference_media import reference_iso
+    from reference_builds.media import reference_iso
 
     return reference_iso("5.0.0")
 

@@ -44,7 +44,7 @@ from installer.engine.checkpoints import (
     Checkpoint,
 )
 from installer.plan import InstallMode, InstallPlan
-from installer.pytest_plugin import copy_sparse, vm_disk_digests
+from reference_builds.pytest_plugin import copy_sparse, vm_disk_digests
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -119,7 +119,7 @@ def _run_installer(
     argv = [
         sys.executable,
         "-m",
-        "installer.cli",
+        "commands.engine_install",
         "--media",
         str(medium),
         "--target",

@@ -125,7 +125,7 @@ def usb_cli_argv() -> list[str]:
     script = Path(sys.executable).parent / "engine-media"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "media.usb.cli"]
+    return [sys.executable, "-m", "commands.engine_media_usb"]
 
 
 def run_engine_media(
@@ -136,7 +136,7 @@ def run_engine_media(
 ) -> tuple[int, str, str]:
     """`engine-media ARGV` in-process with `stdin` as its input: (status, stdout, stderr).
     A traceback on stderr fails the calling test."""
-    from media.cli import main
+    from commands.engine_media import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     status = main(argv)

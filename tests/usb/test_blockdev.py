@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_media import main
 from enginekit.process import require_tool, run
-from media.cli import main
 from media.usb.blockdev import BLKGETSIZE64, BlockDeviceTarget, device_size
 from media.usb.writer import TargetStatus, write_many
 
@@ -341,7 +341,7 @@ def test_with_yes_a_disk_above_64_gb_needs_allow_large(
 def test_a_stick_swapped_after_the_checks_is_refused(
     tmp_path: Path, make_iso: Callable[[int], Path]
 ) -> None:
-    from media.usb.cli import _Accepted, _examine
+    from commands.engine_media_usb import _Accepted, _examine
     from media.usb.policy import WriteOptions
 
     iso = make_iso(1 * MiB)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from media.cli import main
+from commands.engine_media import main
 from media.usb.discovery import BlockDeviceInfo, Holds, MountedPartition
 from media.usb.policy import WriteOptions, device_refusals
 
@@ -36,7 +36,7 @@ def test_several_reasons_make_one_error_line(
     )
     refusals = device_refusals(system_disk, iso.stat().st_size, WriteOptions())
     assert len(refusals) >= 3
-    monkeypatch.setattr("media.usb.cli._examine", lambda *_: refusals)
+    monkeypatch.setattr("commands.engine_media_usb._examine", lambda *_: refusals)
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
 
     status = main(["usb", "write", "--yes", str(iso), "/dev/sda"])

@@ -112,7 +112,7 @@ def test_sigint_on_a_loop_device(
 
 def test_ctrl_c_message_tells_cut_sticks_from_unverified_ones() -> None:
     """A stick stopped during read-back was fully written: say so, and how to check it."""
-    from media.usb.cli import _interrupted
+    from commands.engine_media_usb import _interrupted
     from media.usb.writer import TargetResult, TargetStatus
 
     size = 48 << 20

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_media import main
 from enginekit.process import require_tool, run
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
-from media.cli import main
-from media.reference_media import reference_iso
+from reference_builds.media import reference_iso
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 

@@ -21,10 +21,10 @@ from disk_images.session import open_installation
 from disk_images.state import VmKind, VmRecord
 from enginekit.errors import UserInputError
 from enginekit.sizes import human_size, parse_size
-from enginekit.versions import reference_build
 from installer.engine import run_plan
 from installer.engine.refusals import MINIMUM_DISK_BYTES
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode
+from reference_builds.builds import reference_build
 
 VM_DISK_APPARENT = 256 * 1024 * 1024
 # Where the sample data sits in each VM disk: start, middle (odd offset), end.
@@ -99,7 +99,7 @@ def create_reference_disk(
     force: bool = False,
 ) -> Path:
     """A reference installation of Engine `version` on a new sparse image at `path`."""
-    from media.reference_media import reference_iso
+    from reference_builds.media import reference_iso
 
     build = reference_build(version)
     size_bytes = parse_size(size) if isinstance(size, str) else size

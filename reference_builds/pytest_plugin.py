@@ -39,7 +39,7 @@ class PristineDisks:
         key = (version, size, with_vms)
         if key in self._made:
             return self._made[key]
-        from installer.reference_disk import create_reference_disk
+        from reference_builds.disk import create_reference_disk
 
         name = f"engine-{version}-{size}{'' if with_vms else '-novms'}.img"
         path = self.root / name
@@ -138,7 +138,7 @@ def engine_medium() -> EngineMediumFactory:
     """Factory: `engine_medium("5.0.0") -> Path` of the cached reference ISO (do not modify)."""
 
     def get(version: str) -> Path:
-        from media.reference_media import reference_iso
+        from reference_builds.media import reference_iso
 
         try:
             return reference_iso(version)

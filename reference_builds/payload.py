@@ -14,10 +14,10 @@ import tarfile
 from pathlib import Path
 
 from enginekit.errors import UserInputError
-from enginekit.kernel import Kernel, fetch_kernel
-from enginekit.versions import ReferenceBuild, reference_build
-from media.initramfs import engine_initramfs, installer_initramfs
 from media.manifest import Manifest, manifest_for_tree, write_manifest
+from reference_builds.builds import ReferenceBuild, reference_build
+from reference_builds.initramfs import engine_initramfs, installer_initramfs
+from reference_builds.kernel import Kernel, fetch_kernel
 
 PRODUCT = "Engine"
 KEYBOARDS: dict[str, str] = {

@@ -558,7 +558,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the usb commands on their own (`python -m media.usb.cli usb list`)."""
+    """Run the usb commands on their own (`python -m commands.engine_media_usb usb list`)."""
     from enginekit.cli import ArgumentParser, add_common_options, run_main
 
     parser = ArgumentParser(prog="engine-media")

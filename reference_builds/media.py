@@ -1,11 +1,11 @@
 """Reference Engine ISOs, built once and cached for demos and tests.
 
-`reference_iso("5.0.0")` returns the path of a hybrid ISO built from the reference payload.
-The cached file is keyed by version, kernel release and a hash of the media package's source,
-so a change to the builder (or a new kernel) rebuilds it; images for other keys are removed
-once they are a day old. Parallel callers (pytest-xdist workers) serialise on a file lock; the
-ISO itself appears by atomic rename. Callers must treat the returned file as read-only: copy
-it before changing a byte.
+`reference_iso("5.0.0")` returns the path of a hybrid ISO built from the reference payload. The
+cached file is keyed by version, kernel release and a hash of the source of `media` and
+`reference_builds`, so a change to the builder (or a new kernel) rebuilds it; images for other
+keys are removed once they are a day old. Parallel callers (pytest-xdist workers) serialise on
+a file lock; the ISO itself appears by atomic rename. Callers must treat the returned file as
+read-only: copy it before changing a byte.
 """
 
 from __future__ import annotations
@@ -19,27 +19,31 @@ import time
 from pathlib import Path
 
 from enginekit.cache import cache_dir
-from enginekit.kernel import fetch_kernel
-from enginekit.versions import reference_build
+from reference_builds.builds import reference_build
+from reference_builds.kernel import fetch_kernel
 
 log = logging.getLogger(__name__)
 
-_MEDIA_DIR = Path(__file__).resolve().parent
+_REFERENCE_DIR = Path(__file__).resolve().parent
+# The sources that shape a reference ISO: the media package and this one.
+_SOURCE_DIRS = (_REFERENCE_DIR.parent / "media", _REFERENCE_DIR)
 STALE_AFTER_SECONDS = 24 * 3600
 
 
 def source_hash() -> str:
-    """SHA-256 over the media package's Python source (paths and contents), sorted.
+    """SHA-256 over the Python source of media and reference_builds (paths and contents).
 
-    The USB writer (media/usb) does not shape the ISO, so its source is left out: editing it
-    must not invalidate every cached reference medium.
+    The USB writer (media/usb) and the pytest plugin do not shape the ISO, so their source is
+    left out: editing them must not invalidate every cached reference medium.
     """
     digest = hashlib.sha256()
-    for path in sorted(_MEDIA_DIR.rglob("*.py")):
-        if path.relative_to(_MEDIA_DIR).parts[0] == "usb":
-            continue
-        digest.update(path.relative_to(_MEDIA_DIR).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
+    for top in _SOURCE_DIRS:
+        for path in sorted(top.rglob("*.py")):
+            relative = path.relative_to(top.parent)
+            if relative.parts[1] == "usb" or path.name in ("pytest_plugin.py", "disk.py"):
+                continue
+            digest.update(relative.as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -51,7 +55,7 @@ def reference_iso_name(version: str, kernel_release: str) -> str:
 def reference_iso(version: str) -> Path:
     """Path of the cached reference ISO for `version`, building it if missing or stale."""
     from media.iso_builder import build_iso
-    from media.reference import write_reference_payload
+    from reference_builds.payload import write_reference_payload
 
     reference_build(version)  # a clear UserInputError for unknown versions
     kernel = fetch_kernel()

@@ -1,5 +1,5 @@
 """`engine-media`: build, inspect, checksum and verify Engine installer ISOs (and, through
-`media.usb.cli`, write them to USB sticks).
+`commands.engine_media_usb`, write them to USB sticks).
 
 Each sub-command is a thin call into the media package. Human output is short and readable;
 `--json` output is stable (documented keys only). Exit status: 0 when everything holds, 1 when
@@ -86,7 +86,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
     check_output(out)  # before the (slow) reference payload is made
     with scratch_tree("payload") as tmp:
         if args.reference:
-            from media.reference import write_reference_payload
+            from reference_builds.payload import write_reference_payload
 
             payload = Path(tmp) / "payload"
             write_reference_payload(args.reference, payload)
@@ -308,7 +308,7 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     verify.set_defaults(handler=_cmd_verify)
 
     if with_usb:
-        from media.usb.cli import add_usb_commands
+        from commands.engine_media_usb import add_usb_commands
 
         add_usb_commands(sub)
     else:
