@@ -23,7 +23,7 @@ from disk_images.image import create_image
 from disk_images.probe import Installation, NoInstallation, ProbeResult, probe
 from enginekit.cli import ArgumentParser, add_common_options, run_main
 from enginekit.errors import EngineKitError
-from enginekit.sizes import human_size, parse_size
+from enginekit.sizes import UNITS_HELP, human_size, parse_size
 from reference_builds.builds import REFERENCE_BUILDS, reference_build
 
 DEFAULT_BOOT_TIMEOUT = 120.0
@@ -42,7 +42,8 @@ def _add_create_and_inspect(
     create.add_argument(
         "--size",
         default=DEFAULT_SIZE,
-        help=f"size, e.g. 8G, 512M or bytes (default {DEFAULT_SIZE})",
+        help=f"size with a unit, e.g. 8G (GiB), 512M (MiB), 8GB (10^9 bytes), 4096B "
+        f"({UNITS_HELP}; default {DEFAULT_SIZE})",
     )
     create.add_argument(
         "--force",
@@ -89,7 +90,7 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 def cmd_create(args: argparse.Namespace) -> int:
     if args.engine is not None:
         return _create_reference(args)
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     path = create_image(args.disk, size, force=args.force)
     print(f"created {path}: {human_size(size)} blank sparse disk image")
     return 0
@@ -199,7 +200,7 @@ def _create_reference(args: argparse.Namespace) -> int:
     from reference_builds.disk import create_reference_disk
 
     reference_build(args.engine)  # one clear line for an unknown version
-    size = parse_size(args.size)
+    size = parse_size(args.size, "--size")
     create_reference_disk(args.disk, args.engine, size, force=args.force, with_vms=not args.no_vms)
     vms = "no VMs" if args.no_vms else "4 sample VMs (2 shared, 1 custom, 1 local)"
     print(

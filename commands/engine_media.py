@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 from enginekit.cli import ArgumentParser, run_main
 from enginekit.errors import UserInputError
 from enginekit.scratch import scratch_tree
-from enginekit.sizes import human_size, parse_size
+from enginekit.sizes import UNITS_HELP, human_size, parse_size
 from enginekit.text import one_line
 from media.errors import VerificationFailed
 
@@ -147,13 +147,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _usb_size(text: str) -> int:
-    """A stick's size; a unit is required: `--usb-size 16` meant 16 GB, never 16 bytes."""
-    if text.strip().isdigit():
-        raise UserInputError(
-            f"--usb-size {text.strip()!r} has no unit",
-            hint=f"give the stick's size with K, M, G or T (e.g. --usb-size {text.strip()}G)",
-        )
-    return parse_size(text)
+    """A stick's size, with a unit (the one rule of `enginekit.sizes`): 650MB is
+    650,000,000 bytes, 16G is 16 GiB; a bare number is refused."""
+    return parse_size(text, "--usb-size")
 
 
 # -- md5 --------------------------------------------------------------------------------------
@@ -276,7 +272,7 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     inspect.add_argument(
         "--usb-size",
         metavar="SIZE",
-        help="also check a USB stick of this size (with a unit: 8G, 512M)",
+        help=f"also check a USB stick of this size, with a unit: 16GB, 650MB, 8G ({UNITS_HELP})",
     )
     _common(inspect)
     inspect.set_defaults(handler=_cmd_inspect)

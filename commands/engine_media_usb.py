@@ -179,7 +179,7 @@ def check_image(path: Path) -> int:
 
 def _max_rate() -> float | None:
     text = os.environ.get(MAX_RATE_ENV)
-    return float(parse_size(text)) if text else None
+    return float(parse_size(text, MAX_RATE_ENV)) if text else None
 
 
 def _device_json(device: discovery.BlockDeviceInfo, hidden: Sequence[str]) -> dict[str, object]:

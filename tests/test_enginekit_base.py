@@ -30,13 +30,13 @@ def test_run_missing_program_is_host_error() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("8G", 8 * 1024**3), ("512M", 512 * 1024**2), ("4096", 4096), ("1GiB", 1024**3)],
+    [("8G", 8 * 1024**3), ("512M", 512 * 1024**2), ("4096B", 4096), ("1GiB", 1024**3)],
 )
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "x", "-1", "0", "8Q"])
+@pytest.mark.parametrize("text", ["", "x", "-1", "0B", "8Q", "4096"])
 def test_parse_size_rejects(text: str) -> None:
     with pytest.raises(UserInputError):
         parse_size(text)

@@ -136,6 +136,7 @@ def test_usb_size_needs_a_unit(
     err = capsys.readouterr().err.splitlines()
     assert err == [
         f"error: --usb-size {size.strip()!r} has no unit",
-        f"hint: give the stick's size with K, M, G or T (e.g. --usb-size {size.strip()}G)",
+        f"hint: add one: {size.strip()}G (GiB), {size.strip()}GB (10^9 bytes) or "
+        f"{size.strip()}B (bytes)",
     ]
     assert main(["inspect", str(reference_iso_5), "--usb-size", "16G"]) == 0
