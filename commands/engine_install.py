@@ -10,13 +10,13 @@ the run. Refusals (a downgrade, 4.0.0 straight to 5.0.0...) are one line; the di
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from enginekit.cli import ArgumentParser, add_common_options, run_main
 from enginekit.errors import EngineKitError, Interrupted, UserInputError
+from enginekit.outputs import NewOutput, check_new_output, write_new_file
 from installer import answers as answer_files
 from installer import screens
 from installer.frontends.api import Installer, load_medium, load_target
@@ -116,54 +116,39 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_record_path(path: Path, answers: Path | None = None) -> None:
+def check_record_path(
+    path: Path, answers: Path | None = None, inputs: tuple[Path | None, ...] = ()
+) -> NewOutput:
     """Refuse an --record-answers path we could not write, before the first screen: a run
-    must not end in an error after the engine has changed the disk. An existing file is
-    never overwritten (not even with --dry-run): it may be the user's own answer file, whose
-    token the recording would replace by a comment."""
-    if answers is not None and _same_file(path, answers):
-        raise UserInputError(
-            f"{path}: is the --answers file; --record-answers never overwrites it",
-            hint="record to a new file, e.g. --record-answers recorded.toml",
-        )
-    if path.is_dir():
-        raise UserInputError(
-            f"{path}: is a directory; --record-answers needs a file name",
-            hint="e.g. --record-answers answers.toml",
-        )
-    if path.exists() and not path.is_file():
-        raise UserInputError(f"{path}: not a regular file; --record-answers needs a file name")
-    if path.exists() or path.is_symlink():
-        raise UserInputError(
-            f"{path}: already exists; --record-answers never overwrites a file",
-            hint="record to a new file name, or remove the old one first",
-        )
-    parent = path.parent
-    if not parent.is_dir():
-        raise UserInputError(
-            f"{path}: no such directory {parent} for the recorded answers",
-            hint="create the directory first, or record elsewhere",
-        )
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserInputError(f"{path}: not writable; cannot record the answers there")
+    must not end in an error after the engine has changed the disk. The shared output rule
+    (`enginekit.outputs`), without --force: an existing file is never overwritten (not even
+    with --dry-run), above all not the --answers file, whose token the recording would
+    replace by a comment."""
+    named = [("the --answers file", answers), *(("an input of this run", p) for p in inputs)]
+    return check_new_output(
+        path,
+        inputs=named,
+        exists_problem="already exists; --record-answers never overwrites a file",
+        exists_hint="record to a new file name, or remove the old one first",
+    )
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file (resolved, then by device and inode)."""
-    try:
-        return a.resolve() == b.resolve() or os.path.samefile(a, b)
-    except OSError:
-        return False
+class _Recording:
+    """Where the answers go: written when the install step ends, then again with the
+    finish answer (replacing only the file this run published)."""
 
+    def __init__(self, output: NewOutput) -> None:
+        self.output = output
 
-def _write_recorded(path: Path, model: InstallerModel) -> None:
-    try:
-        path.write_text(answer_files.record(model), encoding="utf-8")
-    except OSError as exc:
-        raise UserInputError(
-            f"{path}: cannot write the recorded answers ({exc.strerror}); the install itself "
-            "is done"
-        ) from None
+    def write(self, model: InstallerModel) -> None:
+        data = answer_files.record(model).encode("utf-8")
+        try:
+            self.output = write_new_file(self.output, data, "the recorded answers")
+        except OSError as exc:
+            raise UserInputError(
+                f"{self.output.path}: cannot write the recorded answers ({exc.strerror}); "
+                "the install itself is done"
+            ) from None
 
 
 def _text_progress() -> ProgressCallback:
@@ -193,9 +178,11 @@ def _run(args: argparse.Namespace) -> int:
             hint="see 'engine-install --help'",
         )
     # The record path and the answer file are checked before anything else is opened or shown.
-    record_to: Path | None = args.record_answers
-    if record_to is not None:
-        check_record_path(record_to, args.answers)
+    record_to: _Recording | None = None
+    if args.record_answers is not None:
+        record_to = _Recording(
+            check_record_path(args.record_answers, args.answers, (args.media, args.target))
+        )
     answers = answer_files.load_answers(args.answers) if args.answers is not None else None
     medium: MediumInfo = load_medium(args.media)
     target: TargetInfo = load_target(args.target)
@@ -256,11 +243,11 @@ def _drive(
     args: argparse.Namespace,
     installer: Installer,
     answers: answer_files.AnswerFile | None,
-    record_to: Path | None,
+    record_to: _Recording | None,
 ) -> int:
     if record_to is not None:
         # Written when the progress step ends (then again with the finish answer).
-        installer.on_installed = lambda model: _write_recorded(record_to, model)
+        installer.on_installed = record_to.write
     if answers is not None:
         progress = _text_progress()
         report = installer.run_unattended(answers, progress)
@@ -295,8 +282,8 @@ def _drive(
     if isinstance(finish, FinishAnswer) and finish.reboot:
         print(f"reboot: boot the disk to run the new Engine (engine-disk boot {args.target})")
     if record_to is not None and installer.screen is Screen.DONE:
-        _write_recorded(record_to, installer.model)
-        print(f"answers recorded in {record_to} (the token is never recorded)")
+        record_to.write(installer.model)
+        print(f"answers recorded in {record_to.output.path} (the token is never recorded)")
     return 0
 
 

@@ -83,7 +83,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from media.iso_builder import HybridIsoBuilder, check_output
 
     out = Path(args.output)
-    check_output(out)  # before the (slow) reference payload is made
+    # Before the (slow) reference payload is made; the build checks again.
+    check_output(out, force=args.force, payload=Path(args.payload) if args.payload else None)
     with scratch_tree("payload") as tmp:
         if args.reference:
             from reference_builds.payload import write_reference_payload
@@ -93,7 +94,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         else:
             payload = Path(args.payload)
         with _progress_bar(f"building {out.name}") as progress:
-            result = HybridIsoBuilder(payload, progress=progress).build(out)
+            result = HybridIsoBuilder(payload, progress=progress).build(out, force=args.force)
     _console().print(
         f"built {result.path}: Engine {result.version}, volume {result.volume_id}, "
         f"{human_size(result.size_bytes)} in {result.seconds:.1f} s"
@@ -262,7 +263,20 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument("--reference", metavar="VERSION", help="a reference Engine (5.0.0...)")
     source.add_argument("--payload", metavar="DIR", help="a payload tree with a manifest")
-    build.add_argument("-o", "--output", required=True, metavar="OUT.iso")
+    build.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.iso",
+        help="the ISO to create; an existing file is refused unless --force",
+    )
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing regular file (never one in use by a loop device, a lock "
+        "or QEMU, never the payload or a file inside it, never through a symlink); the "
+        "new ISO is built beside it and renamed over it only when complete",
+    )
     _common(build)
     build.set_defaults(handler=_cmd_build)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage
 from disk_images.lock import disk_lock
-from disk_images.loop import loops_backed_by
 from enginekit.errors import UserInputError
+from enginekit.outputs import check_new_output, publish
 from enginekit.process import require_tool, run
 from enginekit.scratch import PARTIAL_TAG, create_owned_partial, sweep_owned_partials
 
@@ -109,45 +109,6 @@ def _sweep_partials(path: Path) -> None:
     sweep_owned_partials(path.parent, f"{path.name}{PARTIAL_MARK}")
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
-def _publish(partial: Path, path: Path, checked: tuple[int, int] | None) -> None:
-    """Give the finished `partial` the name `path`. A file that appeared at `path` while we
-    built is never replaced; with --force only the file checked and locked at the start is."""
-    if checked is None:
-        try:
-            os.link(partial, path)  # fails with EEXIST instead of replacing a newcomer
-        except FileExistsError:
-            raise UserInputError(
-                f"{path}: appeared while the image was being built; left it untouched",
-                hint="choose another name, or pass --force to replace it",
-            ) from None
-        partial.unlink()
-        return
-    if _identity(path) not in (checked, None):
-        raise UserInputError(
-            f"{path}: was replaced by another file while the image was being built; "
-            "left it untouched",
-            hint="run the command again to replace the new file",
-        )
-    os.replace(partial, path)
-
-
-def _refuse_in_use(path: Path) -> None:
-    busy = loops_backed_by(path)
-    if busy:
-        raise UserInputError(
-            f"{path}: is in use (attached to {', '.join(map(str, busy))}); refusing to replace it",
-            hint="detach the loop device (losetup -d) or pick another file name",
-        )
-
-
 @contextmanager
 def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
     """Yield a new sparse image of `size` bytes to fill in; it becomes `path` on success.
@@ -162,35 +123,20 @@ def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
     path = Path(path)
     if size < MIB:
         raise UserInputError(f"{path}: a disk image must be at least 1 MiB (asked for {size} B)")
-    if path.is_symlink():
-        raise UserInputError(
-            f"{path}: is a symbolic link; refusing to replace it or its target",
-            hint=f"name the file itself ({path.resolve()}) or another new file",
-        )
-    if path.exists():
-        if not path.is_file():
-            raise UserInputError(f"{path}: exists and is not a regular file; refusing to replace")
-        if not force:
-            raise UserInputError(
-                f"{path}: already exists", hint="choose another name or pass --force to replace it"
-            )
-    if not path.parent.is_dir():
-        raise UserInputError(f"{path}: directory {path.parent} does not exist")
+    output = check_new_output(path, force=force)
     _sweep_partials(path)
     with ExitStack() as stack:
-        checked: tuple[int, int] | None = None
-        if force and path.exists():
-            _refuse_in_use(path)
+        if output.replaces is not None:
             # Held until the rename: no boot or install starts on the old image meanwhile.
             stack.enter_context(disk_lock(path, exclusive=True))
-            checked = _identity(path)
         # The open fd holds the partial's ownership lock until it is published or removed.
         fd, partial = create_owned_partial(path.parent, f"{path.name}{PARTIAL_MARK}")
         stack.callback(os.close, fd)
         try:
             os.ftruncate(fd, size)
             yield partial
-            _publish(partial, path, checked)
+            # With --force our own disk lock is on the old file: it must not count as a user.
+            publish(partial, output, "the image", recheck_users=False)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise

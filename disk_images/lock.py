@@ -22,13 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage
+from enginekit.file_users import ENGINEKIT_LOCK_OFFSET, QEMU_LOCK_LEN, QEMU_LOCK_START
 
-# One byte at 2**62: beyond any real image, and far from QEMU's lock bytes.
-LOCK_OFFSET = 1 << 62
-# QEMU (block/file-posix.c) locks byte 100+n for each permission it holds and 200+n for each
-# permission it refuses to share.
-QEMU_LOCK_START = 100
-QEMU_LOCK_LEN = 200
+# One byte at 2**62: beyond any real image, and far from QEMU's lock bytes 100-299
+# (enginekit.file_users reads both from /proc/locks for the shared output checks).
+LOCK_OFFSET = ENGINEKIT_LOCK_OFFSET
 _FLOCK = "hhqqi4x"  # struct flock on Linux x86-64/aarch64: type, whence, start, len, pid
 
 IN_USE_HINT = "wait until the other engine-disk boot / engine-install run ends, then try again"

@@ -6,7 +6,7 @@ area (isohybrid MBR plus a valid GPT, see `media.system_area`) so the same file 
 or as a raw USB disk on BIOS and UEFI. pycdlib lays the image out; `media.iso_writer` writes
 it in one pass that also checks every payload file's SHA-256 against the manifest and computes
 the isomd5sum checksum, implanted as the very last write. The output appears only on success:
-it is written to a temporary file next to the target and renamed.
+it is written to a partial file next to the target and published by `enginekit.outputs`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from typing import BinaryIO, cast
 
 import pycdlib
 
-from enginekit.errors import HostError, InternalError, UserInputError
-from enginekit.scratch import PARTIAL_TAG, create_owned_partial, scratch_tree, sweep_owned_partials
+from enginekit.errors import HostError, InternalError
+from enginekit.outputs import NewOutput, check_new_output, partial_prefix, publish
+from enginekit.scratch import create_owned_partial, scratch_tree, sweep_owned_partials
 from media import eltorito, system_area
 from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
@@ -306,14 +307,16 @@ class HybridIsoBuilder:
 
     # -- build ------------------------------------------------------------------------------
 
-    def build(self, out: Path) -> BuildResult:
-        """Write the ISO to `out` (atomically) and return what was built."""
+    def build(self, out: Path, *, force: bool = False) -> BuildResult:
+        """Write the ISO to `out` and return what was built. `out` appears only complete,
+        by link() (a file that appeared meanwhile is never replaced), or with `force` by
+        rename() over the file checked at the start (see `enginekit.outputs`)."""
         started = time.monotonic()
         out = Path(out)
+        output = check_output(out, force=force, payload=self.payload)
         manifest = self._check_payload()
         version = str(manifest.version)
         volume_id = volume_id_for(version)
-        check_output(out)
         sweep_stale_partials(out)
         with contextlib.ExitStack() as stack:
             work = stack.enter_context(scratch_tree("iso"))
@@ -331,7 +334,7 @@ class HybridIsoBuilder:
             stack.callback(iso.close)
             fd, partial = self._write_image(iso, nodes, streamed, boot, manifest, out)
             try:
-                os.replace(partial, out)
+                publish(partial, output, "the ISO")
             except BaseException:
                 partial.unlink(missing_ok=True)
                 raise
@@ -416,35 +419,21 @@ class HybridIsoBuilder:
 
 
 def _partial_prefix(out: Path) -> str:
-    return f".{out.name}.{PARTIAL_TAG}."
+    return partial_prefix(out)
 
 
-def check_output(out: Path) -> None:
-    """Refuse an output path the atomic replace would damage: a directory, a missing
-    directory, or anything but a regular file (a block device node would be replaced by a
-    file in /dev while the disk stays untouched)."""
-    try:
-        mode: int | None = os.stat(out).st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise UserInputError(f"output {out}: {exc.strerror or exc}") from exc
-    if mode is not None and stat.S_ISDIR(mode):
-        raise InvalidPayload(f"output {out} is a directory", hint="give a file name")
-    if mode is not None and stat.S_ISBLK(mode):
-        raise UserInputError(
-            f"output {out} is a block device; to write a stick use 'engine-media usb write'",
-            hint=f"build to a file first: engine-media build ... -o engine.iso, then "
-            f"engine-media usb write engine.iso {out}",
-        )
-    if mode is not None and not stat.S_ISREG(mode):
-        raise UserInputError(
-            f"output {out} is not a regular file", hint="give the name of an ISO file to create"
-        )
-    if not out.parent.is_dir():
-        raise InvalidPayload(
-            f"output directory {out.parent} does not exist", hint="create it first"
-        )
+def check_output(out: Path, *, force: bool = False, payload: Path | None = None) -> NewOutput:
+    """The output rule of every new-file writer (`enginekit.outputs`): never a link, a
+    directory, a device, the payload or a file inside it, a file in use; an existing file
+    only with `force`."""
+    return check_new_output(
+        out,
+        force=force,
+        inputs=(("the payload", payload),),
+        block_device_advice="to write a stick use 'engine-media usb write'",
+        block_device_hint=f"build to a file first: engine-media build ... -o engine.iso, then "
+        f"engine-media usb write engine.iso {out}",
+    )
 
 
 def sweep_stale_partials(out: Path) -> int:
@@ -454,9 +443,11 @@ def sweep_stale_partials(out: Path) -> int:
     return sweep_owned_partials(out.parent, _partial_prefix(out))
 
 
-def build_iso(payload: Path, out: Path, progress: ProgressCallback | None = None) -> BuildResult:
+def build_iso(
+    payload: Path, out: Path, progress: ProgressCallback | None = None, *, force: bool = False
+) -> BuildResult:
     """Convenience: `HybridIsoBuilder(payload).build(out)`."""
-    return HybridIsoBuilder(payload, progress=progress).build(out)
+    return HybridIsoBuilder(payload, progress=progress).build(out, force=force)
 
 
 __all__ = [

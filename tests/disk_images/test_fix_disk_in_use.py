@@ -29,6 +29,7 @@ from disk_images.lock import disk_lock, held_by_enginekit, held_by_qemu
 from disk_images.loop import LoopDevice
 from disk_images.probe import in_use_by
 from disk_images.session import open_installation
+from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout
 
 MARK = b"ENGINEKIT-USER-DATA" * 16
@@ -244,7 +245,7 @@ def test_an_image_open_in_qemu_is_refused(tmp_path: Path) -> None:
             assert qemu.poll() is None, qemu.stderr.read() if qemu.stderr else ""
             time.sleep(0.1)
         assert "a QEMU virtual machine" in in_use_by(disk)
-        with pytest.raises(InvalidDiskImage, match="in use by a QEMU virtual machine"):
+        with pytest.raises(UserInputError, match="in use by a QEMU virtual machine"):
             create_image(disk, 8 * MIB, force=True)
         assert _intact(disk)
     finally:

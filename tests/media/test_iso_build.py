@@ -193,7 +193,7 @@ def test_rebuild_replaces_output(small_payload: SmallPayload, tmp_path: Path) ->
     payload = small_payload()
     out = tmp_path / "x.iso"
     out.write_bytes(b"old")
-    result = build_iso(payload, out)
+    result = build_iso(payload, out, force=True)
     assert result.size_bytes == out.stat().st_size > 1024 * 1024
     assert sorted(p.name for p in tmp_path.iterdir() if ".enginekit-partial." in p.name) == []
 

@@ -175,7 +175,7 @@ def test_build_and_implant_refuse_a_block_device(
     status, line = _run_cli(["build", "--payload", str(small_payload()), "-o", str(node)], capsys)
     assert status == 2
     assert line == (
-        f"error: output {node} is a block device; to write a stick use 'engine-media usb write'"
+        f"error: {node}: is a block device; to write a stick use 'engine-media usb write'"
     )
     status, line = _run_cli(["build", "--reference", "5.0.0", "-o", str(node)], capsys)
     assert status == 2 and "is a block device" in line
