@@ -69,9 +69,11 @@ class FileLock:
     def describe(self) -> str:
         """`by a QEMU virtual machine (process 42)`: who holds it, from what it locks."""
         pid = f"process {self.pid}" if self.pid > 0 else ""
-        if self.overlaps(QEMU_LOCK_START, QEMU_LOCK_LEN):
+        # QEMU and the disk lock take OFD byte-range locks; a whole-file lock is someone else.
+        ranged = self.kind == "OFDLCK" and self.end is not None
+        if ranged and self.overlaps(QEMU_LOCK_START, QEMU_LOCK_LEN):
             return f"by a QEMU virtual machine{f' ({pid})' if pid else ''}"
-        if self.overlaps(ENGINEKIT_LOCK_OFFSET, 1):
+        if ranged and self.overlaps(ENGINEKIT_LOCK_OFFSET, 1):
             return "by another EngineKit process (boot/install)"
         kind = {"OFDLCK": "OFD", "FLOCK": "flock"}.get(self.kind, self.kind)
         who = pid or "an open file"

@@ -89,8 +89,13 @@ def check_new_output(
     for what, source in inputs:
         if source is None:
             continue
-        if st is not None and file_id(source) == (st.st_dev, st.st_ino):
-            raise _refuse(path, f"is {what} ({source}) itself", "write the output to another file")
+        if st is not None and (st.st_dev, st.st_ino) in _ids_in(Path(source)):
+            problem = (
+                f"is a file of {what} ({source})"
+                if Path(source).is_dir()
+                else f"is {what} ({source}) itself"
+            )
+            raise _refuse(path, problem, "write the output to another file")
         if Path(source).is_dir() and _inside(real, os.path.realpath(source)):
             raise _refuse(
                 path, f"is inside {what} ({source})", "write the output outside that directory"
@@ -106,6 +111,21 @@ def check_new_output(
         if not force:
             raise _refuse(path, exists_problem, exists_hint)
     return NewOutput(path, (st.st_dev, st.st_ino) if st is not None else None)
+
+
+def _ids_in(source: Path) -> set[FileId]:
+    """The identity of `source` and, for a directory, of every file in its tree (a hard link
+    outside the tree is the same file as the one inside)."""
+    ids = {i for i in (file_id(source),) if i is not None}
+    if source.is_dir():
+        for top, _dirs, names in os.walk(source):
+            for name in names:
+                try:
+                    st = os.lstat(os.path.join(top, name))
+                except OSError:
+                    continue
+                ids.add((st.st_dev, st.st_ino))
+    return ids
 
 
 def _current_id(path: Path) -> FileId | None:
