@@ -6,12 +6,17 @@ variable store) is removed; the directory carries our PID, so the next machine r
 SIGKILLed process left (`enginekit.scratch`). `boot()` is the one-call form: start, wait for
 a line matching a pattern (or for the guest to power off, or a timeout), and return a
 `BootResult`.
+
+Every file reaches QEMU as a JSON `-blockdev` (drives, OVMF code and variables) or as an
+option that takes the whole argument as its name (`-kernel`, `-initrd`, `-serial file:`),
+never inside a `key=value,...` string: a disk named `victim,snapshot=off` is that file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import os
 import re
 import shutil
@@ -22,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from enginekit.errors import HostError
-from enginekit.process import require_tool, spawn
+from enginekit.errors import HostError, UserInputError
+from enginekit.process import require_tool, run, spawn
 from enginekit.scratch import scratch_tree
 
 SCRATCH_KIND = "qemu"
@@ -92,6 +97,58 @@ def _first_existing(candidates: tuple[str, ...], what: str) -> Path:
     raise HostError(f"{what} not found", hint="run tools/setup (or: apt-get install ovmf)")
 
 
+def _absolute(path: Path) -> str:
+    """The path as QEMU must get it: absolute (QEMU may not share our working directory
+    forever), not resolved (a link names the file the user named), and valid UTF-8."""
+    text = os.path.abspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserInputError(
+            f"{os.fsdecode(path)!r}: QEMU cannot be given a file name that is not valid UTF-8",
+            hint="rename the file (or link it under a UTF-8 name) and try again",
+        ) from None
+    return text
+
+
+def _file_node(path: Path, read_only: bool) -> dict[str, object]:
+    return {"driver": "file", "filename": _absolute(path), "read-only": read_only}
+
+
+def _raw_node(node: str, path: Path, *, read_only: bool) -> str:
+    """A `-blockdev` in JSON syntax: the file name is one JSON string, so commas, `=`,
+    spaces or a `json:` prefix in it are never read as QEMU options (as in `-drive file=`)."""
+    doc = {
+        "driver": "raw",
+        "node-name": node,
+        "read-only": read_only,
+        "file": _file_node(path, read_only),
+    }
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def _size_of(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)  # a block device's st_size is 0
+    finally:
+        os.close(fd)
+
+
+def _snapshot_node(node: str, path: Path, overlay: Path) -> str:
+    """Guest writes go to a qcow2 overlay in our scratch directory; `path` is opened
+    read-only as its backing file (named here, not in the overlay, so nothing re-parses it)."""
+    qemu_img = require_tool("qemu-img", "qemu-utils")
+    run([qemu_img, "create", "-q", "-f", "qcow2", str(overlay), str(_size_of(path))])
+    doc = {
+        "driver": "qcow2",
+        "node-name": node,
+        "file": _file_node(overlay, False),
+        "backing": {"driver": "raw", "read-only": True, "file": _file_node(path, True)},
+    }
+    return json.dumps(doc, ensure_ascii=False)
+
+
 class QemuMachine:
     """A running QEMU guest. Use as a context manager; read the console with `wait_for`."""
 
@@ -116,48 +173,47 @@ class QemuMachine:
             "-nodefaults",
             "-display", "none",
             "-vga", "none",
-            "-serial", f"file:{self.serial_log}",
+            "-serial", f"file:{_absolute(self.serial_log)}",
             "-monitor", "none",
             "-no-reboot",
             "-boot", "menu=off,strict=on",
         ]  # fmt: skip
+        machine = "q35"
         if spec.firmware is Firmware.UEFI:
             code = _first_existing(OVMF_CODE_CANDIDATES, "OVMF firmware")
             vars_src = _first_existing(OVMF_VARS_CANDIDATES, "OVMF variable store")
             vars_copy = tmp / "OVMF_VARS.fd"
             shutil.copyfile(vars_src, vars_copy)
             argv += [
-                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
-                "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+                "-blockdev", _raw_node("pflash0", code, read_only=True),
+                "-blockdev", _raw_node("pflash1", vars_copy, read_only=False),
             ]  # fmt: skip
+            machine += ",pflash0=pflash0,pflash1=pflash1"
+        argv[argv.index("-machine") + 1] = machine
         has_usb = any(d.kind is DriveKind.USB for d in spec.drives)
         if has_usb:
             argv += ["-device", "qemu-xhci,id=xhci"]
         for i, drive in enumerate(spec.drives):
-            snap = ",snapshot=on" if drive.snapshot else ""
-            drive_id = f"drive{i}"
+            node = f"drive{i}"
             # With -kernel QEMU reserves boot index 0 for the kernel: no drive may claim one.
             boot_index = "" if spec.kernel else f",bootindex={i}"
             if drive.kind is DriveKind.CDROM:
-                argv += [
-                    "-drive", f"if=none,id={drive_id},media=cdrom,format=raw,readonly=on,"
-                    f"file={drive.path}",
-                    "-device", f"ide-cd,drive={drive_id}{boot_index}",
-                ]  # fmt: skip
-            elif drive.kind is DriveKind.DISK:
-                argv += [
-                    "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
-                    "-device", f"virtio-blk-pci,drive={drive_id}{boot_index}",
-                ]  # fmt: skip
+                argv += ["-blockdev", _raw_node(node, drive.path, read_only=True)]
+                argv += ["-device", f"ide-cd,drive={node}{boot_index}"]
+                continue
+            if drive.snapshot:
+                argv += ["-blockdev", _snapshot_node(node, drive.path, tmp / f"{node}.qcow2")]
             else:
-                argv += [
-                    "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
-                    "-device", f"usb-storage,bus=xhci.0,drive={drive_id}{boot_index}",
-                ]  # fmt: skip
+                argv += ["-blockdev", _raw_node(node, drive.path, read_only=False)]
+            if drive.kind is DriveKind.DISK:
+                argv += ["-device", f"virtio-blk-pci,drive={node}{boot_index}"]
+            else:
+                argv += ["-device", f"usb-storage,bus=xhci.0,drive={node}{boot_index}"]
         if spec.kernel:
-            argv += ["-kernel", str(spec.kernel)]
+            # -kernel, -initrd and -serial file: take the rest of the argument as the name.
+            argv += ["-kernel", _absolute(spec.kernel)]
             if spec.initrd:
-                argv += ["-initrd", str(spec.initrd)]
+                argv += ["-initrd", _absolute(spec.initrd)]
             argv += ["-append", spec.append or "console=ttyS0 panic=-1"]
         return argv
 
