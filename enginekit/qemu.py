@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -112,7 +113,13 @@ def _absolute(path: Path) -> str:
 
 
 def _file_node(path: Path, read_only: bool) -> dict[str, object]:
-    return {"driver": "file", "filename": _absolute(path), "read-only": read_only}
+    # QEMU's `file` driver opens regular files only; a stick is a `host_device`.
+    try:
+        device = stat.S_ISBLK(os.stat(path).st_mode)
+    except OSError:
+        device = False  # QEMU names the missing file itself
+    driver = "host_device" if device else "file"
+    return {"driver": driver, "filename": _absolute(path), "read-only": read_only}
 
 
 def _raw_node(node: str, path: Path, *, read_only: bool) -> str:
