@@ -19,6 +19,7 @@ from enginekit.errors import EngineKitError, Interrupted, UserInputError
 from enginekit.outputs import NewOutput, check_new_output, write_new_file
 from installer import answers as answer_files
 from installer import screens
+from installer.engine.refusals import refuse_medium_as_target
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.model import FinishAnswer, InstallerModel, MediumInfo, Screen, TargetInfo
 from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback
@@ -110,6 +111,7 @@ def _validate(args: argparse.Namespace) -> int:
             "--validate checks a run only with both --media and --target",
             hint="give both, or neither to check the schema alone",
         )
+    refuse_medium_as_target(args.target, args.media)
     model = InstallerModel(load_medium(args.media), load_target(args.target))
     answer_files.check_for_run(answers, model, decline_is_problem=True)
     print(f"{args.validate}: valid for {args.media} on {args.target}")
@@ -177,6 +179,8 @@ def _run(args: argparse.Namespace) -> int:
             "engine-install needs --media ISO and --target DISK",
             hint="see 'engine-install --help'",
         )
+    # Before the target is opened: probing the ISO as a disk would offer to erase it.
+    refuse_medium_as_target(args.target, args.media)
     # The record path and the answer file are checked before anything else is opened or shown.
     record_to: _Recording | None = None
     if args.record_answers is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from enginekit.cli import print_error
 from enginekit.errors import Interrupted, UserInputError
+from enginekit.identity import medium_relation
 from enginekit.process import require_tool, run
 from enginekit.sizes import human_size, parse_size
 from media.errors import InvalidISO, TargetRefused, VerificationFailed
@@ -284,7 +285,7 @@ def _examine(
         path=str(path),
         size_bytes=st.st_size,
         writable=os.access(path, os.W_OK),
-        is_the_image=os.path.samefile(path, image),
+        is_the_image=medium_relation(path, image) is not None,
         free_bytes=fs.f_bavail * fs.f_frsize,
         loop_users=tuple(discovery.loop_users(path)),
     )

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from enginekit.errors import UserInputError
+from enginekit.identity import medium_relation
 from enginekit.sizes import human_size
 from enginekit.versions import EngineVersion
 
@@ -31,6 +32,18 @@ def refuse_block_device(target: Path) -> Refused:
         hint="install into an image (engine-disk create DISK.img --size 8G), then copy it "
         "to the disk",
     )
+
+
+def refuse_medium_as_target(target: Path, medium: Path) -> None:
+    """Refuse a target that is, or holds, the installer medium: installing would erase the
+    medium (the shared identity check `enginekit.identity`, as `usb write` uses it)."""
+    relation = medium_relation(target, medium)
+    if relation is not None:
+        raise Refused(
+            f"{target}: {relation} ({medium}); installing would erase the installer medium; "
+            "nothing was written",
+            hint="give the disk image to install on as --target and the ISO as --media",
+        )
 
 
 def target_size(target: Path) -> int:

@@ -33,7 +33,13 @@ from installer.engine.common import SystemImage
 from installer.engine.fresh import fresh_install
 from installer.engine.migrate import migrate_mbr_to_gpt
 from installer.engine.payload import MediumRejected
-from installer.engine.refusals import Refused, check_target, check_upgrade, target_size
+from installer.engine.refusals import (
+    Refused,
+    check_target,
+    check_upgrade,
+    refuse_medium_as_target,
+    target_size,
+)
 from installer.engine.repair import repair_mbr
 from installer.engine.upgrade import refuse_mbr_upgrade, upgrade_in_place
 from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback, VmNote
@@ -204,6 +210,7 @@ def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> Checked
             hint="accept the EULA ([eula] accept = true) to install",
         )
     tracker = tracker or StepTracker(_steps_for(plan), None)
+    refuse_medium_as_target(plan.target, plan.medium)
     disk_size = check_target(plan.target)
     tracker.reach(Checkpoint.VERIFY_MEDIUM)
     with _open_medium(plan.medium) as medium:
@@ -247,6 +254,7 @@ def _check_before_lock(plan: InstallPlan) -> None:
     """The refusals that need no lock come first, in check_plan's order: EULA, then target."""
     if not plan.eula_accepted:
         check_plan(plan)  # raises the EULA refusal before the disk is touched at all
+    refuse_medium_as_target(plan.target, plan.medium)
     check_target(plan.target)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from enginekit.errors import HostError
+from enginekit.identity import devices_holding, loop_devices_over, whole_disks_of
 from media.errors import TargetRefused
 
 SECTOR = 512
@@ -237,30 +238,6 @@ def _majmin_of_path(path: str) -> str | None:
     return f"{os.major(dev)}:{os.minor(dev)}"
 
 
-def whole_disks_of(majmin: str, _depth: int = 0) -> set[str]:
-    """The whole-disk major:minor numbers a device sits on: the disk of a partition, the
-    disks under a device-mapper or md device (recursively), or the device itself."""
-    sys_path = SYS_DEV_BLOCK / majmin
-    if not sys_path.exists() or _depth > 8:
-        return set()
-    real = sys_path.resolve()
-    slaves = real / "slaves"
-    if slaves.is_dir() and any(slaves.iterdir()):
-        found: set[str] = set()
-        for slave in slaves.iterdir():
-            try:
-                found |= whole_disks_of((slave / "dev").read_text().strip(), _depth + 1)
-            except OSError:
-                continue
-        return found
-    if (real / "partition").exists():
-        try:
-            return whole_disks_of((real.parent / "dev").read_text().strip(), _depth + 1)
-        except OSError:
-            return set()
-    return {majmin}
-
-
 @dataclass(frozen=True)
 class SystemUsage:
     """Which whole disks hold what, and which of their partitions are mounted."""
@@ -289,12 +266,13 @@ class SystemUsage:
                 holds.setdefault(disk, set()).add(Holds.SWAP)
                 mounted.setdefault(disk, []).append(MountedPartition(swap, "[swap]"))
         if image is not None:
-            for disk in _disks_of_file(image, mounts):
+            # The shared identity check (enginekit.identity), as the installer uses it.
+            for disk in devices_holding(image):
                 holds.setdefault(disk, set()).add(Holds.IMAGE)
             # Writing to a loop device over the image would overwrite the image itself (and
             # the read-back would then compare it with itself and pass).
-            for loop in loops_backed_by(image):
-                holds.setdefault(loop.majmin, set()).add(Holds.IMAGE_BACKED)
+            for loop_dev in loop_devices_over(image).values():
+                holds.setdefault(loop_dev, set()).add(Holds.IMAGE_BACKED)
         return cls(
             holds={k: frozenset(v) for k, v in holds.items()},
             mounted={k: tuple(v) for k, v in mounted.items()},
@@ -308,20 +286,6 @@ def _disks_of_mount(mount: _Mount) -> set[str]:
         majmin = _majmin_of_path(mount.source)
         disks = whole_disks_of(majmin) if majmin else set()
     return disks
-
-
-def _disks_of_file(path: Path, mounts: list[_Mount]) -> set[str]:
-    majmin = _majmin_of_path(str(path))
-    disks = whole_disks_of(majmin) if majmin else set()
-    if disks:
-        return disks
-    real = str(path.resolve())
-    best: _Mount | None = None
-    for mount in mounts:
-        inside = real == mount.mountpoint or real.startswith(mount.mountpoint.rstrip("/") + "/")
-        if inside and (best is None or len(mount.mountpoint) >= len(best.mountpoint)):
-            best = mount
-    return _disks_of_mount(best) if best is not None else set()
 
 
 @dataclass(frozen=True)
