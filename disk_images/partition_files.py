@@ -12,6 +12,8 @@ import errno
 import os
 import posixpath
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -19,6 +21,7 @@ from disk_images.errors import PartitionFileError
 from enginekit.errors import CommandFailed
 from enginekit.process import require_tool, run
 from enginekit.scratch import scratch_file
+from enginekit.tool_paths import plain_name
 
 COPY_CHUNK = 1024 * 1024
 
@@ -220,9 +223,11 @@ class FatFiles:
     def __repr__(self) -> str:
         return f"FatFiles({str(self.image)!r}, offset={self.offset}, label={self.label!r})"
 
-    @property
-    def _drive(self) -> str:
-        return f"{self.image}@@{self.offset}" if self.offset else str(self.image)
+    @contextmanager
+    def _drive(self) -> Iterator[str]:
+        # `@@` in the image's own name would be read as an offset: mtools gets a plain name.
+        with plain_name(self.image) as image:
+            yield f"{image}@@{self.offset}" if self.offset else image
 
     def _run(self, tool: str, *args: str, path: str) -> bytes:
         writes = tool in ("mmove", "mdel", "mmd", "mrd") or (tool == "mcopy" and "-o" in args)
@@ -230,7 +235,8 @@ class FatFiles:
             raise PartitionFileError(f"{self.label}:{path}: the partition is open read-only")
         program = require_tool(tool, "mtools")
         try:
-            proc = run([program, "-i", self._drive, *args], env=self._env, timeout=300)
+            with self._drive() as drive:
+                proc = run([program, "-i", drive, *args], env=self._env, timeout=300)
         except CommandFailed as exc:
             lines = [ln for ln in exc.stderr.strip().splitlines() if not ln.startswith("Warning")]
             detail = lines[-1] if lines else exc.message
@@ -244,12 +250,13 @@ class FatFiles:
         """name -> is_dir for `directory`, or None if it does not exist / is not a directory."""
         clean = normalise(directory, self.label)
         program = require_tool("mdir", "mtools")
-        proc = run(
-            [program, "-i", self._drive, "-b", "-a", f"::{clean}"],
-            env=self._env,
-            check=False,
-            timeout=60,
-        )
+        with self._drive() as drive:
+            proc = run(
+                [program, "-i", drive, "-b", "-a", f"::{clean}"],
+                env=self._env,
+                check=False,
+                timeout=60,
+            )
         if proc.returncode != 0:
             return None
         prefix = "::" + (clean.rstrip("/") + "/")

@@ -42,6 +42,7 @@ from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
 from enginekit.scratch import scratch_tree
+from enginekit.tool_paths import plain_name
 from enginekit.versions import DiskLayout
 
 EXT4_MAGIC_OFFSET = 1024 + 56
@@ -250,12 +251,13 @@ class _Ext4Reader:
             commands.append(f'dump "{path}" "{target}"')
         for path in dirs:
             commands.append(f'ls -p "{path}"')
-        proc = run(
-            [debugfs, "-c", "-f", "-", f"{self.image}?offset={self.offset}"],
-            input=("\n".join(commands) + "\n").encode(),
-            check=False,
-            timeout=60,
-        )
+        with plain_name(self.image) as image:  # a `?` in the name is e2fsprogs syntax
+            proc = run(
+                [debugfs, "-c", "-f", "-", f"{image}?offset={self.offset}"],
+                input=("\n".join(commands) + "\n").encode(),
+                check=False,
+                timeout=60,
+            )
         stderr = (proc.stderr or b"").decode("utf-8", "replace")
         if proc.returncode or "while trying to open" in stderr or "not open" in stderr:
             raise _NotEngine(
@@ -318,12 +320,13 @@ def read_ext4_files(
 
 def _esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
     mdir = require_tool("mdir", "mtools")
-    proc = run(
-        [mdir, "-i", f"{image}@@{offset}", "-b", f"::{ESP_ENTRIES_DIR}"],
-        env={"MTOOLS_SKIP_CHECK": "1"},
-        check=False,
-        timeout=30,
-    )
+    with plain_name(image) as name:  # `@@` in the name is mtools syntax
+        proc = run(
+            [mdir, "-i", f"{name}@@{offset}", "-b", f"::{ESP_ENTRIES_DIR}"],
+            env={"MTOOLS_SKIP_CHECK": "1"},
+            check=False,
+            timeout=30,
+        )
     found = []
     for line in (proc.stdout or b"").decode("utf-8", "replace").splitlines():
         parsed = BootEntryName.parse(line.rsplit("/", 1)[-1])
