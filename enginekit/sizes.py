@@ -86,3 +86,12 @@ def human_size(n: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def human_sizes(*sizes: int) -> tuple[str, ...]:
+    """`human_size` of each, for sizes shown side by side (`X < Y`): when rounding would
+    print two different sizes alike, every one is shown in exact bytes instead."""
+    texts = tuple(human_size(n) for n in sizes)
+    if len(set(texts)) < len(set(sizes)):
+        return tuple(f"{n:,} B" for n in sizes)
+    return texts

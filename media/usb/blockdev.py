@@ -18,7 +18,7 @@ import stat
 import struct
 from pathlib import Path
 
-from enginekit.sizes import human_size
+from enginekit.sizes import human_sizes
 from media.errors import DeviceError, TargetRefused
 from media.usb.copier import STALE_TABLE_BYTES, FileTarget
 from media.usb.discovery import device_identity
@@ -107,8 +107,9 @@ class BlockDeviceTarget(FileTarget):
             raise TargetRefused(f"refusing {self.path}: has no medium")
         if size < image_size:
             raise TargetRefused(
-                f"refusing {self.path}: is smaller than the image "
-                f"({human_size(size)} < {human_size(image_size)})",
+                f"refusing {self.path}: is smaller than the image ({{}} < {{}})".format(
+                    *human_sizes(size, image_size)
+                ),
                 hint="use a bigger stick",
             )
 

@@ -12,7 +12,7 @@ import enum
 import stat
 from dataclasses import dataclass
 
-from enginekit.sizes import human_size
+from enginekit.sizes import human_size, human_sizes
 from media.usb.discovery import BlockDeviceInfo, Bus, Holds
 
 # Etcher's "large drive" rule: above this a disk is rarely a USB stick, so ask twice.
@@ -173,8 +173,9 @@ def device_refusals(
     elif device.size_bytes < image_size:
         refuse(
             RefusalCode.TOO_SMALL,
-            f"is smaller than the image ({human_size(device.size_bytes)} < "
-            f"{human_size(image_size)})",
+            "is smaller than the image ({} < {})".format(
+                *human_sizes(device.size_bytes, image_size)
+            ),
             "use a bigger stick",
         )
     if needs_large_disk_confirmation(device) and not options.large_ok:
@@ -243,8 +244,8 @@ def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
             Refusal(
                 RefusalCode.TOO_SMALL,
                 info.path,
-                f"is smaller than the image ({human_size(info.size_bytes)} < "
-                f"{human_size(image_size)}); a file target stands for a stick of its size",
+                "is smaller than the image ({} < {}); a file target stands for a stick "
+                "of its size".format(*human_sizes(info.size_bytes, image_size)),
                 f"create it at the stick's size first (e.g. truncate -s 8G {info.path})",
             )
         )

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from commands.engine_disk import main as engine_disk_main
 from commands.engine_media import main as engine_media_main
 from enginekit.errors import UserInputError
-from enginekit.sizes import human_size, parse_size
+from enginekit.sizes import human_size, human_sizes, parse_size
 from media.inspect import fits_on
+from media.usb.policy import FileTargetInfo, file_refusals
 
 SI = {"kB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4}
 IEC = {"KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
@@ -50,6 +51,18 @@ def test_human_size_never_shows_1024_of_a_unit(n: int) -> None:
     number, unit = human_size(n).split()
     assert unit in ("B", "KiB", "MiB", "GiB", "TiB")
     assert float(number) < 1024 or unit == "TiB"
+
+
+@given(st.integers(min_value=0, max_value=2**50), st.integers(min_value=1, max_value=2**20))
+def test_sizes_side_by_side_never_read_alike(a: int, gap: int) -> None:
+    small, large = human_sizes(a, a + gap)
+    assert small != large
+
+
+def test_a_stick_one_byte_short_says_so() -> None:
+    info = FileTargetInfo("stick.img", 650_000_000, True, False, 0)
+    (refusal,) = file_refusals(info, 650_000_001)
+    assert "(650,000,000 B < 650,000,001 B)" in refusal.reason
 
 
 def test_usb_size_in_megabytes_is_checked_as_sold(
