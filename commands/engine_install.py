@@ -14,8 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
-from enginekit.cli import ArgumentParser, add_common_options, run_main
+from enginekit.cli import ArgumentParser, add_common_options, add_json_option, print_json, run_main
 from enginekit.errors import EngineKitError, Interrupted, UserInputError
 from installer import answers as answer_files
 from installer import screens
@@ -70,7 +71,12 @@ def build_parser() -> ArgumentParser:
         "--record-answers",
         type=Path,
         metavar="OUT",
-        help="save an answer file that replays this run (the token is never saved)",
+        help="save an answer file that replays this run; the token is never saved",
+    )
+    add_json_option(
+        parser,
+        "the result: mode, versions, slot, upgrade status, VM notes; with --validate, "
+        "what was checked",
     )
     add_common_options(parser)
     return parser
@@ -103,7 +109,10 @@ def plan_text(plan: InstallPlan, disk_keyboard: str | None = None) -> str:
 def _validate(args: argparse.Namespace) -> int:
     answers = answer_files.load_answers(args.validate)
     if args.media is None and args.target is None:
-        print(f"{args.validate}: valid (schema only; add --media and --target to check the run)")
+        if args.json:
+            print_json({"answers": str(args.validate), "valid": True, "checked": "schema"})
+            return 0
+        print(f"{args.validate}: valid for the schema; add --media and --target to check the run")
         return 0
     if args.media is None or args.target is None:
         raise UserInputError(
@@ -112,6 +121,17 @@ def _validate(args: argparse.Namespace) -> int:
         )
     model = InstallerModel(load_medium(args.media), load_target(args.target))
     answer_files.check_for_run(answers, model, decline_is_problem=True)
+    if args.json:
+        print_json(
+            {
+                "answers": str(args.validate),
+                "valid": True,
+                "checked": "run",
+                "medium": str(args.media),
+                "target": str(args.target),
+            }
+        )
+        return 0
     print(f"{args.validate}: valid for {args.media} on {args.target}")
     return 0
 
@@ -166,13 +186,13 @@ def _write_recorded(path: Path, model: InstallerModel) -> None:
         ) from None
 
 
-def _text_progress() -> ProgressCallback:
+def _text_progress(stream: TextIO) -> ProgressCallback:
     last: list[str] = []
 
     def progress(step: str, fraction: float) -> None:
         if not last or last[-1] != step:
             last.append(step)
-            print(f"[{fraction * 100:3.0f}%] {step}", flush=True)
+            print(f"[{fraction * 100:3.0f}%] {step}", file=stream, flush=True)
 
     return progress
 
@@ -191,6 +211,11 @@ def _run(args: argparse.Namespace) -> int:
         raise UserInputError(
             "engine-install needs --media ISO and --target DISK",
             hint="see 'engine-install --help'",
+        )
+    if args.json and args.answers is None:
+        raise UserInputError(
+            "--json needs --answers FILE: the interactive screens use the terminal",
+            hint="give an answer file with --answers FILE, or leave out --json",
         )
     # The record path and the answer file are checked before anything else is opened or shown.
     record_to: Path | None = args.record_answers
@@ -262,7 +287,8 @@ def _drive(
         # Written when the progress step ends (then again with the finish answer).
         installer.on_installed = lambda model: _write_recorded(record_to, model)
     if answers is not None:
-        progress = _text_progress()
+        # With --json, stdout carries the one JSON object: the step lines go to stderr.
+        progress = _text_progress(sys.stderr if args.json else sys.stdout)
         report = installer.run_unattended(answers, progress)
         if report is None:
             raise UserInputError(
@@ -283,6 +309,8 @@ def _drive(
             # Quit or a declined licence: the screen said nothing was written. Exit 2 like a
             # declined licence in an answer file (1 is reserved for a failed check).
             return 2
+    if args.json:
+        return _print_report_json(args, installer, report, record_to)
     if args.dry_run:
         print("dry run: this is the plan; nothing was written to the target")
         found = installer.model.target.installation
@@ -297,6 +325,41 @@ def _drive(
     if record_to is not None and installer.screen is Screen.DONE:
         _write_recorded(record_to, installer.model)
         print(f"answers recorded in {record_to} (the token is never recorded)")
+    return 0
+
+
+def _print_report_json(
+    args: argparse.Namespace,
+    installer: Installer,
+    report: InstallReport,
+    record_to: Path | None,
+) -> int:
+    """`--json`: the run's result; the token is never in it."""
+    plan = report.plan
+    if record_to is not None and installer.screen is Screen.DONE:
+        _write_recorded(record_to, installer.model)
+    finish = installer.model.answer(Screen.FINISH)
+    print_json(
+        {
+            "medium": str(plan.medium),
+            "target": str(plan.target),
+            "dry_run": bool(args.dry_run),
+            "mode": plan.mode.value,
+            "target_version": plan.target_version,
+            "source_version": plan.source_version,
+            "installed_version": None if args.dry_run else report.installed_version,
+            "slot": None if args.dry_run else report.slot,
+            "upgrade_status": None if args.dry_run else report.upgrade_status,
+            "keyboard": plan.keyboard,
+            "registration": plan.registration.mode.value if plan.registration else None,
+            "vm_notes": [
+                {"name": n.name, "kind": n.kind, "message": n.message} for n in report.vm_notes
+            ],
+            "steps_done": list(report.steps_done),
+            "reboot": isinstance(finish, FinishAnswer) and finish.reboot,
+            "answers_recorded": str(record_to) if record_to is not None else None,
+        }
+    )
     return 0
 
 

@@ -19,3 +19,22 @@ def one_line(text: str) -> str:
         return text
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def wrap_hanging(line: str, width: int, hang: int = 0) -> list[str]:
+    """`line` broken at spaces to fit `width` columns; every continuation line starts at the
+    line's own indent plus `hang` columns, so it reads as part of the line above (a terminal's
+    own wrapping would start it at column 0). Words longer than the width are not split."""
+    import textwrap
+
+    indent = len(line) - len(line.lstrip(" "))
+    if len(line) <= width:
+        return [line]
+    return textwrap.wrap(
+        line[indent:],
+        width=max(width, indent + hang + 10),
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + hang),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
