@@ -142,7 +142,7 @@ def result_text(path: Path, result: ProbeResult) -> str:
                 f"{human_size(part.size):>10}  {name:<16} {part.type}{flag}"
             )
     if isinstance(result, NoInstallation):
-        lines.append(f"no Engine installation ({result.reason})")
+        lines.append(f"no Engine installation: {result.reason}")
         return "\n".join(lines)
     slots = ", ".join(f"{s.value}: {v or 'empty'}" for s, v in result.slots.items())
     active = f"active slot {result.active_slot.value}" if result.active_slot else "one system slot"

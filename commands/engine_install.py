@@ -152,7 +152,10 @@ def check_record_path(path: Path, answers: Path | None = None) -> None:
             hint="e.g. --record-answers answers.toml",
         )
     if path.exists() and not path.is_file():
-        raise UserInputError(f"{path}: not a regular file; --record-answers needs a file name")
+        raise UserInputError(
+            f"{path}: not a regular file; --record-answers needs a file name",
+            hint="give the name of a new file, e.g. --record-answers answers.toml",
+        )
     if path.exists() or path.is_symlink():
         raise UserInputError(
             f"{path}: already exists; --record-answers never overwrites a file",
@@ -165,7 +168,10 @@ def check_record_path(path: Path, answers: Path | None = None) -> None:
             hint="create the directory first, or record elsewhere",
         )
     if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserInputError(f"{path}: not writable; cannot record the answers there")
+        raise UserInputError(
+            f"{path}: not writable; cannot record the answers there",
+            hint="record to a directory you may write to",
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -182,7 +188,8 @@ def _write_recorded(path: Path, model: InstallerModel) -> None:
     except OSError as exc:
         raise UserInputError(
             f"{path}: cannot write the recorded answers ({exc.strerror}); the install itself "
-            "is done"
+            "is done",
+            hint="the recorded answers were not saved; write the answer file by hand, see 'engine-install --help'",
         ) from None
 
 
@@ -204,7 +211,10 @@ def _print_report(report: InstallReport) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     if args.answers is not None and args.validate is not None:
-        raise UserInputError("--answers and --validate do not go together")
+        raise UserInputError(
+            "--answers and --validate do not go together",
+            hint="use --answers to install, or --validate to check the file only",
+        )
     if args.validate is not None:
         return _validate(args)
     if args.media is None or args.target is None:
@@ -238,7 +248,10 @@ def _interrupted(args: argparse.Namespace, installer: Installer) -> Interrupted:
     """What a Ctrl-C left on the target, from a fresh read-only probe once the engine ran."""
     finished = installer.report is not None
     if args.dry_run:
-        return Interrupted("interrupted; a dry run writes nothing to the target")
+        return Interrupted(
+            "interrupted; a dry run writes nothing to the target",
+            hint="run the command again without --dry-run to install",
+        )
     if not finished and installer.screen is not Screen.PROGRESS:
         return Interrupted(
             "interrupted before anything was written to the target",

@@ -171,7 +171,7 @@ def check_image(path: Path) -> int:
             image.seek(ISO_MAGIC_OFFSET)
             magic = image.read(5)
     except OSError as exc:
-        raise UserInputError(f"{path}: {exc.strerror}") from exc
+        raise UserInputError(f"{path}: {exc.strerror}", hint="check the ISO's permissions") from exc
     if magic != b"CD001":
         raise InvalidISO(
             f"{path} is not an ISO 9660 image (no CD001 at offset {ISO_MAGIC_OFFSET})",
@@ -431,7 +431,10 @@ def _interrupted(results: Sequence[TargetResult]) -> Interrupted:
         parts.append(f"{', '.join(unverified)} {'was' if len(unverified) == 1 else 'were'} "
                      "written completely but not verified")  # fmt: skip
     if not parts:
-        return Interrupted("interrupted after every target had finished")
+        return Interrupted(
+            "interrupted after every target had finished",
+            hint="the result above shows each target's status",
+        )
     hints = []
     if cut:
         hints.append(f"write {'it' if len(cut) == 1 else 'them'} again before use")
@@ -599,7 +602,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with display.progress:
             result = copier.verify()
     except (KeyboardInterrupt, WriteInterrupted):
-        raise Interrupted(f"verification of {target_path} stopped; nothing was changed") from None
+        raise Interrupted(
+            f"verification of {target_path} stopped; nothing was changed",
+            hint="run 'engine-media usb verify' again to check the stick",
+        ) from None
     if not result.ok:
         raise VerificationFailed(
             result.detail,

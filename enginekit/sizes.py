@@ -19,7 +19,9 @@ def parse_size(text: str) -> int:
         )
     value = int(match.group(1)) * _UNITS[match.group(2).upper()]
     if value <= 0:
-        raise UserInputError(f"size {text!r} must be more than zero")
+        raise UserInputError(
+            f"size {text!r} must be more than zero", hint="give a size above zero, e.g. 8G"
+        )
     return value
 
 

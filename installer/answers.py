@@ -266,11 +266,19 @@ def load_answers(path: Path) -> AnswerFile:
         with path.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise UserInputError(f"{path}: no such answer file") from None
+        raise UserInputError(
+            f"{path}: no such answer file", hint="check the path of the answer file"
+        ) from None
     except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory, not an answer file") from None
+        raise UserInputError(
+            f"{path}: is a directory, not an answer file",
+            hint="give the path of an answer file, e.g. --answers upgrade.toml",
+        ) from None
     except OSError as exc:
-        raise UserInputError(f"{path}: cannot read the answer file: {exc.strerror}") from None
+        raise UserInputError(
+            f"{path}: cannot read the answer file: {exc.strerror}",
+            hint="check the answer file's permissions",
+        ) from None
     return parse_answers(data, str(path))
 
 

@@ -410,7 +410,10 @@ class HybridIsoBuilder:
             if isinstance(exc, pycdlib.pycdlibexception.PyCdlibException):
                 raise InternalError(f"pycdlib refused the medium: {exc}") from exc
             if isinstance(exc, OSError):
-                raise HostError(f"cannot write {out}: {exc.strerror or exc}") from exc
+                raise HostError(
+                    f"cannot write {out}: {exc.strerror or exc}",
+                    hint="check the free space and permissions of the output's directory",
+                ) from exc
             raise
         return fd, partial
 
@@ -428,7 +431,9 @@ def check_output(out: Path) -> None:
     except FileNotFoundError:
         mode = None
     except OSError as exc:
-        raise UserInputError(f"output {out}: {exc.strerror or exc}") from exc
+        raise UserInputError(
+            f"output {out}: {exc.strerror or exc}", hint="give a writable output path for the ISO"
+        ) from exc
     if mode is not None and stat.S_ISDIR(mode):
         raise InvalidPayload(f"output {out} is a directory", hint="give a file name")
     if mode is not None and stat.S_ISBLK(mode):

@@ -525,7 +525,10 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
 def load_tree_manifest(root: Path) -> Manifest:
     """Parse `root/engine/manifest.json`, with `InvalidPayload` when there is none."""
     if not root.exists():
-        raise UserInputError(f"{root}: no such file or directory")
+        raise UserInputError(
+            f"{root}: no such file or directory",
+            hint="give the payload tree's top directory, the one holding engine/manifest.json",
+        )
     if not root.is_dir():
         raise InvalidPayload(f"{root}: not a directory", hint="give the payload tree's top")
     path = root / MANIFEST_PATH
