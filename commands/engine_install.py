@@ -189,7 +189,8 @@ def _write_recorded(path: Path, model: InstallerModel) -> None:
         raise UserInputError(
             f"{path}: cannot write the recorded answers ({exc.strerror}); the install itself "
             "is done",
-            hint="the recorded answers were not saved; write the answer file by hand, see 'engine-install --help'",
+            hint="the recorded answers were not saved; write the answer file by hand, "
+            "see 'engine-install --help'",
         ) from None
 
 

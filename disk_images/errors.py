@@ -36,19 +36,28 @@ class InvalidStateFile(UserInputError):
 class NotAnEngineInstallation(UserInputError):
     """An operation needs an Engine installation and the disk does not hold one."""
 
-    default_hint = "'engine-disk inspect DISK' shows what the disk holds; install Engine on it with engine-install"
+    default_hint = (
+        "'engine-disk inspect DISK' shows what the disk holds; install Engine "
+        "on it with engine-install"
+    )
 
 
 class PartitionFileError(UserInputError):
     """A file inside a partition cannot be read or written (missing, not a file, bad name)."""
 
-    default_hint = "the installation on the disk is damaged; 'engine-disk inspect DISK' shows what was found, engine-install can repair it"
+    default_hint = (
+        "the installation on the disk is damaged; 'engine-disk inspect DISK' "
+        "shows what was found, engine-install can repair it"
+    )
 
 
 class LoopDeviceError(HostError):
     """A loop device could not be attached, scanned or detached."""
 
-    default_hint = "loop devices need root and a free loop device; run as root, and see 'losetup --list' for devices in use"
+    default_hint = (
+        "loop devices need root and a free loop device; run as root, and see "
+        "'losetup --list' for devices in use"
+    )
 
 
 class MountError(HostError):

@@ -314,7 +314,8 @@ def read_ext4_files(
         except _NotEngine:
             raise UserInputError(
                 f"{image}: no ext4 filesystem at offset {offset}",
-                hint="the partition holds no ext4 filesystem; 'engine-disk inspect DISK' shows the partitions",
+                hint="the partition holds no ext4 filesystem; 'engine-disk inspect DISK' "
+                "shows the partitions",
             ) from None
     return contents
 

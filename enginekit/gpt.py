@@ -59,7 +59,10 @@ Target = StrPath | BinaryIO
 class InvalidPartitionTable(UserInputError):
     """The image cannot be read as a disk: missing, truncated, or its GPT is beyond repair."""
 
-    default_hint = "give the path of a readable disk image file; 'engine-disk inspect DISK' shows what it holds"
+    default_hint = (
+        "give the path of a readable disk image file; 'engine-disk inspect "
+        "DISK' shows what it holds"
+    )
 
 
 class InvalidPartitionLayout(UserInputError):
