@@ -112,7 +112,7 @@ def _validate(args: argparse.Namespace) -> int:
         if args.json:
             print_json({"answers": str(args.validate), "valid": True, "checked": "schema"})
             return 0
-        print(f"{args.validate}: valid for the schema; add --media and --target to check the run")
+        print(f"{args.validate}: valid (schema only; add --media and --target to check the run)")
         return 0
     if args.media is None or args.target is None:
         raise UserInputError(

@@ -38,3 +38,16 @@ def wrap_hanging(line: str, width: int, hang: int = 0) -> list[str]:
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def parenthesis_depth(text: str) -> int:
+    """How deeply parentheses nest in `text`: messages keep to 1, as `a (b (c))` is hard to
+    read on one line."""
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(0, depth - 1)
+    return deepest

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from enginekit.errors import EngineKitError, InternalError, UserInputError
+from enginekit.text import parenthesis_depth
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("enginekit", "media", "disk_images", "installer", "commands", "reference_builds")
@@ -136,24 +137,13 @@ def _literal_text(node: ast.expr) -> str | None:
     return None
 
 
-def nesting_depth(text: str) -> int:
-    depth = deepest = 0
-    for char in text:
-        if char == "(":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char == ")":
-            depth = max(0, depth - 1)
-    return deepest
-
-
 def test_no_message_or_hint_nests_parentheses() -> None:
     nested = []
     for where, name, call in _constructions():
         texts = [*call.args[:2], *(k.value for k in call.keywords if k.arg in ("hint", "message"))]
         for node in texts:
             text = _literal_text(node)
-            if text is not None and nesting_depth(text) > 1:
+            if text is not None and parenthesis_depth(text) > 1:
                 nested.append(f"{where}: {name}: {text}")
     assert nested == []
 
@@ -167,8 +157,8 @@ def test_an_error_without_a_hint_at_its_site_takes_its_class_hint() -> None:
 @pytest.mark.parametrize(
     ("text", "depth"), [("a (b) c", 1), ("a (b (c)) d", 2), ("(a) (b)", 1), ("none", 0)]
 )
-def test_nesting_depth(text: str, depth: int) -> None:
-    assert nesting_depth(text) == depth
+def test_parenthesis_depth(text: str, depth: int) -> None:
+    assert parenthesis_depth(text) == depth
 
 
 def test_a_state_file_that_is_not_json_reads_without_nested_parentheses() -> None:
@@ -178,7 +168,7 @@ def test_a_state_file_that_is_not_json_reads_without_nested_parentheses() -> Non
     with pytest.raises(InvalidStateFile) as caught:
         EngineState.from_json(b"not json", "storage:/engine/state.json")
     assert "not valid JSON" in caught.value.message
-    assert nesting_depth(caught.value.message) <= 1, caught.value.message
+    assert parenthesis_depth(caught.value.message) <= 1, caught.value.message
 
 
 def test_a_reason_shown_inside_a_message_is_not_put_in_parentheses(
@@ -197,4 +187,49 @@ def test_a_reason_shown_inside_a_message_is_not_put_in_parentheses(
     assert engine_disk.main(["inspect", str(disk)]) == 0
     out = capsys.readouterr().out
     assert "truncated image (" in out
-    assert all(nesting_depth(line) <= 1 for line in out.splitlines()), out
+    assert all(parenthesis_depth(line) <= 1 for line in out.splitlines()), out
+
+
+def test_on_a_narrow_terminal_wrapped_error_lines_keep_their_indent(tmp_path: Path) -> None:
+    """stderr on a 40-column terminal: each continuation line starts under the text it
+    continues, not at column 0 where the terminal's own wrapping would put it."""
+    import pty
+    import subprocess
+    import sys
+
+    missing = tmp_path / "a-directory-with-a-long-name" / "engine-installer-medium.iso"
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "commands.engine_media", "md5", "check", str(missing)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            env={**os.environ, "COLUMNS": "40"},
+            timeout=60,
+        )
+        os.close(follower)
+        follower = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child side is closed and everything was read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+        if follower != -1:
+            os.close(follower)
+    assert done.returncode == 2
+    lines = b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+    assert lines[0].startswith("error:") and len(lines) > 2, lines
+    assert all(len(line) <= 40 for line in lines if " " in line.strip()), lines
+    label = "error: "
+    for line in lines[1:]:
+        if line.startswith("hint: "):
+            label = "hint: "
+            continue
+        assert line.startswith(" " * len(label)) and line.strip(), lines
