@@ -79,26 +79,66 @@ INSTALL = (sys.executable, "-m", "commands.engine_install")
 INSTALL_ARGS = ("--media", "{ISO}", "--target", "{DISK}", "--answers", "{ANSWERS}")
 
 ARGUMENTS = (
-    PathArgument("media-build", "payload", Use.READS, (*MEDIA, "build", "--payload", "{P}", "-o", "{WORK}/out.iso")),
-    PathArgument("media-build", "output", Use.CREATES, (*MEDIA, "build", "--reference", "5.0.0", "-o", "{P}")),
+    PathArgument(
+        "media-build",
+        "payload",
+        Use.READS,
+        (*MEDIA, "build", "--payload", "{P}", "-o", "{WORK}/out.iso"),
+    ),
+    PathArgument(
+        "media-build", "output", Use.CREATES, (*MEDIA, "build", "--reference", "5.0.0", "-o", "{P}")
+    ),
     PathArgument("media-inspect", "iso", Use.READS, (*MEDIA, "inspect", "{P}")),
     PathArgument("media-verify", "iso", Use.READS, (*MEDIA, "verify", "{P}")),
-    PathArgument("media-md5-implant", "iso", Use.CHANGES, (*MEDIA, "md5", "implant", "--force", "{P}")),
+    PathArgument(
+        "media-md5-implant", "iso", Use.CHANGES, (*MEDIA, "md5", "implant", "--force", "{P}")
+    ),
     PathArgument("media-md5-check", "iso", Use.READS, (*MEDIA, "md5", "check", "{P}")),
     PathArgument("media-usb-list", "image", Use.READS, (*MEDIA, "usb", "list", "--image", "{P}")),
-    PathArgument("media-usb-write", "iso", Use.READS, (*MEDIA, "usb", "write", "--yes", "{P}", "{WORK}/stick.img")),
-    PathArgument("media-usb-write", "target", Use.CHANGES, (*MEDIA, "usb", "write", "--yes", "{ISO}", "{P}")),
-    PathArgument("media-usb-verify", "iso", Use.READS, (*MEDIA, "usb", "verify", "{P}", "{WORK}/stick.img")),
-    PathArgument("media-usb-verify", "target", Use.READS, (*MEDIA, "usb", "verify", "{ISO}", "{P}")),
+    PathArgument(
+        "media-usb-write",
+        "iso",
+        Use.READS,
+        (*MEDIA, "usb", "write", "--yes", "{P}", "{WORK}/stick.img"),
+    ),
+    PathArgument(
+        "media-usb-write", "target", Use.CHANGES, (*MEDIA, "usb", "write", "--yes", "{ISO}", "{P}")
+    ),
+    PathArgument(
+        "media-usb-verify", "iso", Use.READS, (*MEDIA, "usb", "verify", "{P}", "{WORK}/stick.img")
+    ),
+    PathArgument(
+        "media-usb-verify", "target", Use.READS, (*MEDIA, "usb", "verify", "{ISO}", "{P}")
+    ),
     PathArgument("disk-create", "disk", Use.CREATES, (*DISK, "create", "{P}", "--size", "64M")),
     PathArgument("disk-inspect", "disk", Use.READS, (*DISK, "inspect", "{P}")),
     PathArgument("disk-boot", "disk", Use.CHANGES, (*DISK, "boot", "{P}", "--timeout", "30")),
-    PathArgument("install", "media", Use.READS, (*INSTALL, "--media", "{P}", "--target", "{DISK}", "--answers", "{ANSWERS}")),
-    PathArgument("install", "target", Use.CHANGES, (*INSTALL, "--media", "{ISO}", "--target", "{P}", "--answers", "{ANSWERS}")),
-    PathArgument("install", "answers", Use.READS, (*INSTALL, "--media", "{ISO}", "--target", "{DISK}", "--answers", "{P}")),
+    PathArgument(
+        "install",
+        "media",
+        Use.READS,
+        (*INSTALL, "--media", "{P}", "--target", "{DISK}", "--answers", "{ANSWERS}"),
+    ),
+    PathArgument(
+        "install",
+        "target",
+        Use.CHANGES,
+        (*INSTALL, "--media", "{ISO}", "--target", "{P}", "--answers", "{ANSWERS}"),
+    ),
+    PathArgument(
+        "install",
+        "answers",
+        Use.READS,
+        (*INSTALL, "--media", "{ISO}", "--target", "{DISK}", "--answers", "{P}"),
+    ),
     PathArgument("install", "validate", Use.READS, (*INSTALL, "--validate", "{P}")),
-    PathArgument("install", "record-answers", Use.CREATES, (*INSTALL, *INSTALL_ARGS, "--record-answers", "{P}")),
-)  # fmt: skip
+    PathArgument(
+        "install",
+        "record-answers",
+        Use.CREATES,
+        (*INSTALL, *INSTALL_ARGS, "--record-answers", "{P}"),
+    ),
+)
 
 MATRIX = [
     pytest.param(argument, case, id=f"{argument.command}-{argument.argument}-{case}")
