@@ -538,7 +538,14 @@ def load_tree_manifest(root: Path) -> Manifest:
             hint="a payload tree needs engine/manifest.json; generate one with "
             "media.manifest.manifest_for_tree or use a reference payload",
         )
-    return parse_manifest(path.read_bytes(), source=str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidPayload(
+            f"{path}: cannot read it: {exc.strerror}",
+            hint="make the payload tree readable, or run as a user who may read it",
+        ) from None
+    return parse_manifest(data, source=str(path))
 
 
 def check_payload_tree(root: Path) -> Manifest:

@@ -7,8 +7,9 @@ exit status of 1-3, exactly one `error:` line naming the path and one `hint:` li
 traceback, no nested parentheses, and the file at the path as it was. A run that hangs (a FIFO
 opened for reading waits for a writer forever) fails at its timeout.
 
-The runs drop root with `setpriv` to the user nobody: root reads and writes through any mode
-bits, so only an unprivileged user meets the unreadable and unwritable cases for real.
+Each run keeps root but loses CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (`setpriv
+--bounding-set`): root reads and writes through any mode bits, and without those two it meets
+a mode-000 file and a read-only directory as any user does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,7 +31,7 @@ from enginekit.text import parenthesis_depth
 
 pytestmark = pytest.mark.root
 
-NOBODY = 65534
+DROP_DAC = ("setpriv", "--bounding-set=-dac_override,-dac_read_search", "--")
 TIMEOUT = 30  # seconds; a failing run takes a few, a FIFO waiting for a writer forever
 ANSWERS = '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[registration]\nmode = "standalone"\n'
 
@@ -149,7 +149,7 @@ MATRIX = [
 
 @dataclass(frozen=True)
 class Inputs:
-    """Valid values for the arguments not under test, readable by nobody."""
+    """Valid values for the arguments not under test."""
 
     iso: Path
     disk: Path
@@ -157,40 +157,30 @@ class Inputs:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inputs]:
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     from disk_images.image import MIB, create_image
     from reference_builds.media import reference_iso
 
-    # pytest's own temp dirs are private to root; nobody needs a way in.
-    top = Path(tempfile.mkdtemp(prefix="enginekit-paths-"))
-    top.chmod(0o755)
+    top = tmp_path_factory.mktemp("inputs")
     iso = top / "engine-5.0.0.iso"
     shutil.copyfile(reference_iso("5.0.0"), iso)
     disk = top / "blank.img"
     create_image(disk, 600 * MIB)
     answers = top / "fresh.toml"
     answers.write_text(ANSWERS)
-    for path in (iso, disk, answers):
-        path.chmod(0o644)
-    try:
-        yield Inputs(iso, disk, answers)
-    finally:
-        shutil.rmtree(top)
+    return Inputs(iso, disk, answers)
 
 
 @pytest.fixture
-def work() -> Iterator[Path]:
-    """A directory nobody may write in (for the files a run makes besides its output)."""
-    path = Path(tempfile.mkdtemp(prefix="enginekit-paths-work-"))
-    path.chmod(0o777)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path)
+def work(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    for path in tmp_path.rglob("*"):  # mode 000 and 555 directories, for the cleanup
+        if path.is_dir() and not path.is_symlink():
+            path.chmod(0o755)
 
 
 def _make(case: Case, use: Use, argument: PathArgument, work: Path, inputs: Inputs) -> Path:
-    """The path for `case`, made as root so that nobody cannot change it."""
+    """The path for `case`."""
     if case is Case.MISSING:
         # A new output in a directory that is not there; an input that is not there.
         return work / "no-such-dir" / "out" if use is Use.CREATES else work / "no-such-file"
@@ -206,17 +196,17 @@ def _make(case: Case, use: Use, argument: PathArgument, work: Path, inputs: Inpu
     if case is Case.DEV_NULL:
         return Path("/dev/null")
     if case is Case.UNREADABLE:
-        if argument.argument == "payload":
-            path = work / "secret-tree"
-            path.mkdir()
-            (path / "engine").mkdir()
-            path.chmod(0o000)
+        if argument.argument == "payload":  # a tree whose manifest may not be read
+            path = work / "tree"
+            (path / "engine").mkdir(parents=True)
+            (path / "engine" / "manifest.json").write_text("{}")
+            (path / "engine" / "manifest.json").chmod(0o000)
             return path
         path = work / "secret.bin"
         path.write_bytes(b"\x55" * 65536)
         path.chmod(0o000)
         return path
-    # UNWRITABLE: a new file in a directory nobody may not write, or a file it may only read.
+    # UNWRITABLE: a new file in a read-only directory, or a read-only file.
     if use is Use.CREATES:
         parent = work / "read-only-dir"
         parent.mkdir()
@@ -259,7 +249,7 @@ def test_a_bad_path_is_one_error_line_with_a_hint(
     env.pop("ENGINEKIT_DEBUG", None)
     try:
         done = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
+            [*DROP_DAC, *argv],
             cwd=Path(__file__).resolve().parents[1],
             env=env,
             stdin=subprocess.DEVNULL,
