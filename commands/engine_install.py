@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from enginekit.cli import ArgumentParser, add_common_options, add_json_option, print_json, run_main
+from enginekit.cli import (
+    ArgumentParser,
+    add_common_options,
+    add_json_option,
+    print_json,
+    print_wrapped,
+    run_main,
+)
 from enginekit.errors import EngineKitError, Interrupted, UserInputError
 from installer import answers as answer_files
 from installer import screens
@@ -207,7 +214,7 @@ def _text_progress(stream: TextIO) -> ProgressCallback:
 
 def _print_report(report: InstallReport) -> None:
     for line in screens.report_lines(report):
-        print(line)
+        print_wrapped(line)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -330,7 +337,7 @@ def _drive(
         found = installer.model.target.installation
         print(plan_text(report.plan, found.keyboard if found else None))
         for line in screens.plan_lines(installer.model):
-            print(f"  {line}")
+            print_wrapped(f"  {line}")
     else:
         _print_report(report)
     finish = installer.model.answer(Screen.FINISH)

@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from enginekit.errors import EngineKitError, InternalError, Interrupted, UserInputError
-from enginekit.text import wrap_hanging
+from enginekit.text import wrap_block, wrap_hanging
 
 # Whether this run's failures are also printed as JSON: set by run_main from the command line
 # before parsing, so even a usage error of a `--json` run gives a JSON object.
@@ -61,6 +61,16 @@ def add_json_option(parser: argparse.ArgumentParser, what: str) -> None:
 def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()
+
+
+def print_wrapped(text: str) -> None:
+    """Print `text` on stdout; on a terminal, long lines wrap with their indent kept
+    (`wrap_block`). A pipe or a file gets the lines as they are."""
+    if not sys.stdout.isatty():
+        print(text)
+        return
+    for line in wrap_block(text, shutil.get_terminal_size().columns):
+        print(line)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:

@@ -40,6 +40,16 @@ def wrap_hanging(line: str, width: int, hang: int = 0) -> list[str]:
     )
 
 
+def wrap_block(text: str, width: int) -> list[str]:
+    """Every line of `text` wrapped to `width`; an indented line (an item of a list) wraps
+    two columns further in than its own indent, so the item stays visibly one item."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        indented = line.startswith(" ")
+        lines += wrap_hanging(line, width, 2 if indented else 0) if line.strip() else [line]
+    return lines
+
+
 def parenthesis_depth(text: str) -> int:
     """How deeply parentheses nest in `text`: messages keep to 1, as `a (b (c))` is hard to
     read on one line."""
