@@ -128,7 +128,18 @@ def run_main(
 ) -> int:
     """Parse argv, call handler(args), and map any failure to one clear line and an exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    _json_errors.set("--json" in arguments)
+    token = _json_errors.set("--json" in arguments)
+    try:
+        return _parse_and_run(parser, handler, arguments)
+    finally:
+        _json_errors.reset(token)  # a later run in this process (a test) starts afresh
+
+
+def _parse_and_run(
+    parser: argparse.ArgumentParser,
+    handler: Callable[[argparse.Namespace], int],
+    arguments: list[str],
+) -> int:
     args = parser.parse_args(arguments)
     _json_errors.set(bool(getattr(args, "json", False)))
     debug = bool(getattr(args, "debug", False)) or os.environ.get("ENGINEKIT_DEBUG") == "1"

@@ -175,3 +175,28 @@ def test_install_prints_the_report(
     assert doc["target"] == str(disk) and doc["dry_run"] is False
     assert doc["slot"] in ("A", "B", "a", "b") and doc["upgrade_status"] is not None
     assert "%]" in err  # the progress lines went to stderr, not into the JSON
+
+
+@pytest.mark.parametrize(
+    ("raised", "status"),
+    [(KeyboardInterrupt(), 130), (ValueError("a bug"), 70)],
+    ids=["ctrl-c", "bug"],
+)
+def test_an_interrupt_or_a_bug_is_a_json_error_too(
+    raised: BaseException, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from enginekit.cli import ArgumentParser, run_main
+
+    parser = ArgumentParser(prog="t")
+    parser.add_argument("--json", action="store_true")
+
+    def handler(args: argparse.Namespace) -> int:
+        raise raised
+
+    assert run_main(parser, handler, ["--json"]) == status
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["exit_status"] == status and doc["hint"]
+    assert [line.split(":")[0] for line in err.splitlines()] == ["error", "hint"]
