@@ -101,6 +101,7 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         "image", type=Path, metavar="ISO", help="the ISO the stick was written from"
     )
     verify.add_argument("target", type=Path, metavar="TARGET", help="whole-disk device or file")
+    add_json_option(verify, "whether the target matches, and where it first differs")
     _debug_option(verify)
     verify.set_defaults(handler=cmd_verify)
 
@@ -606,11 +607,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"verification of {target_path} stopped; nothing was changed",
             hint="run 'engine-media usb verify' again to check the stick",
         ) from None
+    found = {
+        "iso": str(image),
+        "target": str(target_path),
+        "ok": result.ok,
+        "bytes_checked": result.bytes_checked,
+        "first_bad_offset": result.first_bad_offset,
+        "detail": result.detail,
+        "seconds": round(result.seconds, 2),
+    }
     if not result.ok:
         raise VerificationFailed(
             result.detail,
             hint=f"write it again: engine-media usb write {image} {target_path}",
-        )
+        ).with_result(found)
+    if args.json:
+        print_json(found)
+        return 0
     print(
         f"ok: {target_path} matches {image.name} "
         f"({human_size(image_size)} read back in {result.seconds:.1f} s)"

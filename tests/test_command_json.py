@@ -138,6 +138,21 @@ def test_usb_write_to_a_file_prints_each_target(
     assert err.count("error:") == 1
 
 
+def test_usb_verify_prints_where_the_target_differs(
+    iso: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stick = tmp_path / "stick.img"
+    shutil.copyfile(iso, stick)
+    status, doc, _ = _run(capsys, engine_media.main, "usb", "verify", iso, stick, "--json")
+    assert status == 0 and doc["ok"] is True and doc["bytes_checked"] == iso.stat().st_size
+    with open(stick, "r+b") as target:
+        target.seek(4096)
+        target.write(b"\xff" * 512)
+    status, doc, _ = _run(capsys, engine_media.main, "usb", "verify", iso, stick, "--json")
+    assert status == 1 and doc["ok"] is False and doc["first_bad_offset"] == 4096
+    assert doc["exit_status"] == 1 and doc["error"]
+
+
 def test_validate_prints_what_was_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
