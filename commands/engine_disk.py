@@ -12,8 +12,6 @@ the status becomes "Failed".
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from typing import Any
 from disk_images.boot import DiskBootResult, boot_installed_disk
 from disk_images.image import create_image
 from disk_images.probe import Installation, NoInstallation, ProbeResult, probe
-from enginekit.cli import ArgumentParser, add_common_options, run_main
+from enginekit.cli import ArgumentParser, add_common_options, add_json_option, print_json, run_main
 from enginekit.errors import EngineKitError
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
 from reference_builds.builds import REFERENCE_BUILDS, reference_build
@@ -72,7 +70,7 @@ def _add_create_and_inspect(
         "or why there is none. Never writes to the image and needs no root.",
     )
     inspect.add_argument("disk", type=Path, help="the disk image to inspect")
-    inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json_option(inspect, "the partitions and the installation found")
     _add_debug(inspect)
     inspect.set_defaults(handler=cmd_inspect)
 
@@ -145,7 +143,7 @@ def result_text(path: Path, result: ProbeResult) -> str:
                 f"{human_size(part.size):>10}  {name:<16} {part.type}{flag}"
             )
     if isinstance(result, NoInstallation):
-        lines.append(f"no Engine installation ({result.reason})")
+        lines.append(f"no Engine installation: {result.reason}")
         return "\n".join(lines)
     slots = ", ".join(f"{s.value}: {v or 'empty'}" for s, v in result.slots.items())
     active = f"active slot {result.active_slot.value}" if result.active_slot else "one system slot"
@@ -171,8 +169,7 @@ def result_text(path: Path, result: ProbeResult) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     result = probe(args.disk)
     if args.json:
-        json.dump(result_json(args.disk, result), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        print_json(result_json(args.disk, result))
     else:
         print(result_text(args.disk, result))
     return 0
@@ -234,17 +231,16 @@ def boot_text(result: DiskBootResult) -> str:
 
 def cmd_boot(args: argparse.Namespace) -> int:
     result = boot_installed_disk(args.disk, timeout=args.timeout)
-    if args.json:
-        json.dump(result.as_json(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
+    if not args.json:
         print(boot_text(result))
     if not result.ok:
         last = result.attempts[-1] if result.attempts else None
         raise BootFailed(
-            f"{args.disk}: no Engine booted ({last.failure if last else 'no attempt'})",
-            hint="the console lines above show where it stopped",
-        )
+            f"{args.disk}: no Engine booted: {last.failure if last else 'no attempt'}",
+            hint="the console lines of each attempt show where it stopped",
+        ).with_result(result.as_json())
+    if args.json:
+        print_json(result.as_json())
     return 0
 
 
@@ -266,7 +262,7 @@ def build_parser() -> ArgumentParser:
         "install or upgrade can start on it. Exit status 1 when no Engine booted.",
     )
     boot.add_argument("disk", type=Path, help="the disk image to boot")
-    boot.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json_option(boot, "every boot attempt and the resulting state")
     boot.add_argument(
         "--timeout",
         type=positive_seconds,

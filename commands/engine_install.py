@@ -13,8 +13,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
-from enginekit.cli import ArgumentParser, add_common_options, run_main
+from enginekit.cli import (
+    ArgumentParser,
+    add_common_options,
+    add_json_option,
+    print_json,
+    print_wrapped,
+    run_main,
+)
 from enginekit.errors import EngineKitError, Interrupted, UserInputError
 from enginekit.outputs import NewOutput, check_new_output, write_new_file
 from installer import answers as answer_files
@@ -71,7 +79,12 @@ def build_parser() -> ArgumentParser:
         "--record-answers",
         type=Path,
         metavar="OUT",
-        help="save an answer file that replays this run (the token is never saved)",
+        help="save an answer file that replays this run; the token is never saved",
+    )
+    add_json_option(
+        parser,
+        "the result: mode, versions, slot, upgrade status, VM notes; with --validate, "
+        "what was checked",
     )
     add_common_options(parser)
     return parser
@@ -104,6 +117,9 @@ def plan_text(plan: InstallPlan, disk_keyboard: str | None = None) -> str:
 def _validate(args: argparse.Namespace) -> int:
     answers = answer_files.load_answers(args.validate)
     if args.media is None and args.target is None:
+        if args.json:
+            print_json({"answers": str(args.validate), "valid": True, "checked": "schema"})
+            return 0
         print(f"{args.validate}: valid (schema only; add --media and --target to check the run)")
         return 0
     if args.media is None or args.target is None:
@@ -114,6 +130,17 @@ def _validate(args: argparse.Namespace) -> int:
     refuse_medium_as_target(args.target, args.media)
     model = InstallerModel(load_medium(args.media), load_target(args.target))
     answer_files.check_for_run(answers, model, decline_is_problem=True)
+    if args.json:
+        print_json(
+            {
+                "answers": str(args.validate),
+                "valid": True,
+                "checked": "run",
+                "medium": str(args.media),
+                "target": str(args.target),
+            }
+        )
+        return 0
     print(f"{args.validate}: valid for {args.media} on {args.target}")
     return 0
 
@@ -148,30 +175,35 @@ class _Recording:
             self.output = write_new_file(self.output, data, "the recorded answers")
         except OSError as exc:
             raise UserInputError(
-                f"{self.output.path}: cannot write the recorded answers ({exc.strerror}); "
-                "the install itself is done"
+                f"{self.output.path}: cannot write the recorded answers: {exc.strerror}; "
+                "the install itself is done",
+                hint="the recorded answers were not saved; write the answer file by hand, "
+                "see 'engine-install --help'",
             ) from None
 
 
-def _text_progress() -> ProgressCallback:
+def _text_progress(stream: TextIO) -> ProgressCallback:
     last: list[str] = []
 
     def progress(step: str, fraction: float) -> None:
         if not last or last[-1] != step:
             last.append(step)
-            print(f"[{fraction * 100:3.0f}%] {step}", flush=True)
+            print(f"[{fraction * 100:3.0f}%] {step}", file=stream, flush=True)
 
     return progress
 
 
 def _print_report(report: InstallReport) -> None:
     for line in screens.report_lines(report):
-        print(line)
+        print_wrapped(line)
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.answers is not None and args.validate is not None:
-        raise UserInputError("--answers and --validate do not go together")
+        raise UserInputError(
+            "--answers and --validate do not go together",
+            hint="use --answers to install, or --validate to check the file only",
+        )
     if args.validate is not None:
         return _validate(args)
     if args.media is None or args.target is None:
@@ -181,6 +213,11 @@ def _run(args: argparse.Namespace) -> int:
         )
     # Before the target is opened: probing the ISO as a disk would offer to erase it.
     refuse_medium_as_target(args.target, args.media)
+    if args.json and args.answers is None:
+        raise UserInputError(
+            "--json needs --answers FILE: the interactive screens use the terminal",
+            hint="give an answer file with --answers FILE, or leave out --json",
+        )
     # The record path and the answer file are checked before anything else is opened or shown.
     record_to: _Recording | None = None
     if args.record_answers is not None:
@@ -204,7 +241,10 @@ def _interrupted(args: argparse.Namespace, installer: Installer) -> Interrupted:
     """What a Ctrl-C left on the target, from a fresh read-only probe once the engine ran."""
     finished = installer.report is not None
     if args.dry_run:
-        return Interrupted("interrupted; a dry run writes nothing to the target")
+        return Interrupted(
+            "interrupted; a dry run writes nothing to the target",
+            hint="run the command again without --dry-run to install",
+        )
     if not finished and installer.screen is not Screen.PROGRESS:
         return Interrupted(
             "interrupted before anything was written to the target",
@@ -253,7 +293,8 @@ def _drive(
         # Written when the progress step ends (then again with the finish answer).
         installer.on_installed = record_to.write
     if answers is not None:
-        progress = _text_progress()
+        # With --json, stdout carries the one JSON object: the step lines go to stderr.
+        progress = _text_progress(sys.stderr if args.json else sys.stdout)
         report = installer.run_unattended(answers, progress)
         if report is None:
             raise UserInputError(
@@ -274,12 +315,14 @@ def _drive(
             # Quit or a declined licence: the screen said nothing was written. Exit 2 like a
             # declined licence in an answer file (1 is reserved for a failed check).
             return 2
+    if args.json:
+        return _print_report_json(args, installer, report, record_to)
     if args.dry_run:
         print("dry run: this is the plan; nothing was written to the target")
         found = installer.model.target.installation
         print(plan_text(report.plan, found.keyboard if found else None))
         for line in screens.plan_lines(installer.model):
-            print(f"  {line}")
+            print_wrapped(f"  {line}")
     else:
         _print_report(report)
     finish = installer.model.answer(Screen.FINISH)
@@ -288,6 +331,41 @@ def _drive(
     if record_to is not None and installer.screen is Screen.DONE:
         record_to.write(installer.model)
         print(f"answers recorded in {record_to.output.path} (the token is never recorded)")
+    return 0
+
+
+def _print_report_json(
+    args: argparse.Namespace,
+    installer: Installer,
+    report: InstallReport,
+    record_to: _Recording | None,
+) -> int:
+    """`--json`: the run's result; the token is never in it."""
+    plan = report.plan
+    if record_to is not None and installer.screen is Screen.DONE:
+        record_to.write(installer.model)
+    finish = installer.model.answer(Screen.FINISH)
+    print_json(
+        {
+            "medium": str(plan.medium),
+            "target": str(plan.target),
+            "dry_run": bool(args.dry_run),
+            "mode": plan.mode.value,
+            "target_version": plan.target_version,
+            "source_version": plan.source_version,
+            "installed_version": None if args.dry_run else report.installed_version,
+            "slot": None if args.dry_run else report.slot,
+            "upgrade_status": None if args.dry_run else report.upgrade_status,
+            "keyboard": plan.keyboard,
+            "registration": plan.registration.mode.value if plan.registration else None,
+            "vm_notes": [
+                {"name": n.name, "kind": n.kind, "message": n.message} for n in report.vm_notes
+            ],
+            "steps_done": list(report.steps_done),
+            "reboot": isinstance(finish, FinishAnswer) and finish.reboot,
+            "answers_recorded": str(record_to.output.path) if record_to is not None else None,
+        }
+    )
     return 0
 
 

@@ -9,23 +9,23 @@ a check fails, 2 for bad input (see enginekit.errors), 3 when the host lacks som
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-from enginekit.cli import ArgumentParser, run_main
+from enginekit.cli import ArgumentParser, add_json_option, print_json, run_main
 from enginekit.errors import UserInputError
 from enginekit.scratch import scratch_tree
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
 from enginekit.text import one_line
 from media.errors import VerificationFailed
+from reference_builds.builds import REFERENCE_BUILDS, reference_build
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -46,10 +46,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="log every command run and show tracebacks",
     )
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 @contextmanager
@@ -83,6 +79,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from media.iso_builder import HybridIsoBuilder, check_output
 
     out = Path(args.output)
+    if args.reference:
+        reference_build(args.reference)  # an unknown version before any other check
     # Before the (slow) reference payload is made; the build checks again.
     check_output(out, force=args.force, payload=Path(args.payload) if args.payload else None)
     with scratch_tree("payload") as tmp:
@@ -95,6 +93,17 @@ def _cmd_build(args: argparse.Namespace) -> int:
             payload = Path(args.payload)
         with _progress_bar(f"building {out.name}") as progress:
             result = HybridIsoBuilder(payload, progress=progress).build(out, force=args.force)
+    if args.json:
+        print_json(
+            {
+                "iso": str(result.path),
+                "version": result.version,
+                "volume_id": result.volume_id,
+                "size_bytes": result.size_bytes,
+                "seconds": round(result.seconds, 1),
+            }
+        )
+        return 0
     _console().print(
         f"built {result.path}: Engine {result.version}, volume {result.volume_id}, "
         f"{human_size(result.size_bytes)} in {result.seconds:.1f} s"
@@ -115,7 +124,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     usb = _usb_size(args.usb_size) if args.usb_size else None
     report = inspect_iso(Path(args.iso), usb)
     if args.json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return 0
     rows = [
         ("version", report.version or "(no manifest)"),
@@ -163,6 +172,9 @@ def _cmd_md5_implant(args: argparse.Namespace) -> int:
     _require_file(path)
     with _progress_bar("implanting MD5") as progress:
         md5 = implant(path, force=args.force, progress=progress)
+    if args.json:
+        print_json({"iso": str(path), "md5": md5, "implanted": True})
+        return 0
     _console().print(f"{path}: implanted MD5 {md5}")
     return 0
 
@@ -174,17 +186,27 @@ def _cmd_md5_check(args: argparse.Namespace) -> int:
     _require_file(path)
     with _progress_bar("checking MD5") as progress, _truncated_fails_verification():
         result = check(path, progress=progress)
+    found = {
+        "iso": str(path),
+        "status": str(result.status),
+        "expected": result.expected,
+        "actual": result.actual,
+        "first_bad_fragment": result.first_bad_fragment,
+    }
     if result.status is Md5Status.ABSENT:
         raise UserInputError(
             f"{path}: {describe(result)}",
             hint=f"embed one with 'engine-media md5 implant {path}'",
-        )
+        ).with_result(found)
     if result.status is Md5Status.FAIL:
         raise VerificationFailed(
             f"{path}: {describe(result)}",
-            hint="the image was changed or damaged after its checksum was implanted "
-            "(a bad download or copy); fetch or build it again",
-        )
+            hint="the image was changed or damaged after its checksum was implanted, "
+            "by a bad download or copy; fetch or build it again",
+        ).with_result(found)
+    if args.json:
+        print_json(found)
+        return 0
     _console().print(f"{path}: PASS: {describe(result)}")
     return 0
 
@@ -220,9 +242,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         progress = lambda text: _console(stderr=True).print(f"[dim]… {text}[/dim]")  # noqa: E731
     with _truncated_fails_verification():
         report = verify_iso(path, boot=args.boot, timeout=args.timeout, progress=progress)
-    if args.json:
-        _print_json(report.to_dict())
-    else:
+    if not args.json:
         for check in report.checks:
             mark = "[green]ok  [/green]" if check.ok else "[red]FAIL[/red]"
             _console().print(f"{mark} {check.name:<10} ", end="")
@@ -237,9 +257,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise VerificationFailed(
             f"{path}: verification failed: {'; '.join(report.failures())}",
             hint="the image is damaged or was changed since it was built; build or fetch it "
-            "again (the failed checks in the report say what does not hold)",
-        )
-    if not args.json:
+            "again; the failed checks in the report say what does not hold",
+        ).with_result(report.to_dict())
+    if args.json:
+        print_json(report.to_dict())
+    else:
         what = "all checks and boots hold" if args.boot else "all checks hold (no boot: --boot)"
         _console().print(f"{path}: Engine {report.version}: {what}", markup=False)
     return 0
@@ -261,8 +283,14 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
 
     build = sub.add_parser("build", help="build a hybrid installer ISO")
     source = build.add_mutually_exclusive_group(required=True)
-    source.add_argument("--reference", metavar="VERSION", help="a reference Engine (5.0.0...)")
-    source.add_argument("--payload", metavar="DIR", help="a payload tree with a manifest")
+    source.add_argument(
+        "--reference",
+        metavar="VERSION",
+        help=f"build the reference Engine VERSION: one of {', '.join(REFERENCE_BUILDS)}",
+    )
+    source.add_argument(
+        "--payload", metavar="DIR", help="build from a payload tree with engine/manifest.json"
+    )
     build.add_argument(
         "-o",
         "--output",
@@ -277,12 +305,13 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
         "or QEMU, never the payload or a file inside it, never through a symlink); the "
         "new ISO is built beside it and renamed over it only when complete",
     )
+    add_json_option(build, "what was built (path, version, volume id, size)")
     _common(build)
     build.set_defaults(handler=_cmd_build)
 
     inspect = sub.add_parser("inspect", help="show what an ISO is and what it fits on")
-    inspect.add_argument("iso", metavar="ISO")
-    inspect.add_argument("--json", action="store_true", help="machine-readable output")
+    inspect.add_argument("iso", metavar="ISO", help="the ISO image to inspect")
+    add_json_option(inspect, "the report")
     inspect.add_argument(
         "--usb-size",
         metavar="SIZE",
@@ -296,21 +325,23 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
         dest="md5_command", metavar="ACTION", parser_class=ArgumentParser, required=True
     )
     implant = md5_sub.add_parser("implant", help="embed the checksum (like implantisomd5)")
-    implant.add_argument("iso", metavar="ISO")
+    implant.add_argument("iso", metavar="ISO", help="the ISO image to implant the checksum in")
     implant.add_argument("--force", action="store_true", help="replace an existing checksum")
+    add_json_option(implant, "the ISO and the MD5 implanted")
     _common(implant)
     implant.set_defaults(handler=_cmd_md5_implant)
     check = md5_sub.add_parser("check", help="check the checksum (like checkisomd5)")
-    check.add_argument("iso", metavar="ISO")
+    check.add_argument("iso", metavar="ISO", help="the ISO image to check")
+    add_json_option(check, "the ISO, the status and the sums compared")
     _common(check)
     check.set_defaults(handler=_cmd_md5_check)
     _common(md5)
     md5.set_defaults(handler=None, subparser=md5)
 
     verify = sub.add_parser("verify", help="check everything; --boot also boots it 4 ways")
-    verify.add_argument("iso", metavar="ISO")
+    verify.add_argument("iso", metavar="ISO", help="the ISO image to verify")
     verify.add_argument("--boot", action="store_true", help="boot BIOS/UEFI from CD and disk")
-    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(verify, "every check and boot")
     verify.add_argument(
         "--timeout", type=float, default=90.0, metavar="SECONDS", help="per boot (default 90)"
     )

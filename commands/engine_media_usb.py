@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from enginekit.cli import print_error
-from enginekit.errors import Interrupted, UserInputError
+from enginekit.cli import add_json_option, print_error, print_json
+from enginekit.errors import EngineKitError, Interrupted, UserInputError
 from enginekit.identity import medium_relation
 from enginekit.process import require_tool, run
 from enginekit.sizes import human_size, parse_size
@@ -60,7 +60,7 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     listing = commands.add_parser(
         "list", help="list USB sticks and removable disks", description=_LIST_HELP
     )
-    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json_option(listing, "the disks")
     listing.add_argument(
         "--all", action="store_true", help="also show hidden disks and why each is hidden"
     )
@@ -91,14 +91,18 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="with --yes: allow disks above 64 GB (instead of typing the disk's name)",
     )
+    add_json_option(write, "each target's status, bytes written and timings")
     _debug_option(write)
     write.set_defaults(handler=cmd_write)
 
     verify = commands.add_parser(
         "verify", help="read a stick back and compare it with the ISO", description=_VERIFY_HELP
     )
-    verify.add_argument("image", type=Path, metavar="ISO")
-    verify.add_argument("target", type=Path, metavar="TARGET")
+    verify.add_argument(
+        "image", type=Path, metavar="ISO", help="the ISO the stick was written from"
+    )
+    verify.add_argument("target", type=Path, metavar="TARGET", help="whole-disk device or file")
+    add_json_option(verify, "whether the target matches, and where it first differs")
     _debug_option(verify)
     verify.set_defaults(handler=cmd_verify)
 
@@ -169,7 +173,7 @@ def check_image(path: Path) -> int:
             image.seek(ISO_MAGIC_OFFSET)
             magic = image.read(5)
     except OSError as exc:
-        raise UserInputError(f"{path}: {exc.strerror}") from exc
+        raise UserInputError(f"{path}: {exc.strerror}", hint="check the ISO's permissions") from exc
     if magic != b"CD001":
         raise InvalidISO(
             f"{path} is not an ISO 9660 image (no CD001 at offset {ISO_MAGIC_OFFSET})",
@@ -429,7 +433,10 @@ def _interrupted(results: Sequence[TargetResult]) -> Interrupted:
         parts.append(f"{', '.join(unverified)} {'was' if len(unverified) == 1 else 'were'} "
                      "written completely but not verified")  # fmt: skip
     if not parts:
-        return Interrupted("interrupted after every target had finished")
+        return Interrupted(
+            "interrupted after every target had finished",
+            hint="the result above shows each target's status",
+        )
     hints = []
     if cut:
         hints.append(f"write {'it' if len(cut) == 1 else 'them'} again before use")
@@ -455,12 +462,14 @@ def cmd_write(args: argparse.Namespace) -> int:
 
     refused: list[TargetResult] = []
     accepted: list[_Accepted] = []
+    errors: list[EngineKitError] = []
     for target in args.targets:
         verdict = _examine(target, image, image_size, options)
         if isinstance(verdict, _Accepted):
             accepted.append(verdict)
             continue
-        print_error(_refused(str(target), verdict))
+        errors.append(_refused(str(target), verdict))
+        print_error(errors[-1])
         refused.append(
             TargetResult(
                 str(target),
@@ -470,6 +479,8 @@ def cmd_write(args: argparse.Namespace) -> int:
             )
         )
     if not accepted:
+        if args.json:
+            print_json(_write_json(image, refused, errors, TargetRefused.exit_status))
         return TargetRefused.exit_status
     if args.yes:
         _show_targets(f"Writing {image.name} ({human_size(image_size)}) to:", accepted)
@@ -492,13 +503,61 @@ def cmd_write(args: argparse.Namespace) -> int:
         )
     order = {str(t): i for i, t in enumerate(args.targets)}
     results = sorted(refused + list(report.results), key=lambda r: order.get(r.target, 0))
-    _stdout().print(_result_table(results))
+    if not args.json:
+        _stdout().print(_result_table(results))
     if report.interrupted:
-        raise _interrupted(report.results)
+        raise _interrupted(report.results).with_result(_write_json(image, results, [], 130))
     for r in report.results:
         if not r.status.succeeded:
-            sys.stderr.write(f"error: {r.target}: {r.status}: {r.message}\n")
-    return 0 if not refused and report.all_succeeded else 1
+            errors.append(_write_failed(image, r))
+            print_error(errors[-1])
+    status = 0 if not refused and report.all_succeeded else 1
+    if args.json:
+        print_json(_write_json(image, results, errors, status))
+    return status
+
+
+def _write_failed(image: Path, result: TargetResult) -> EngineKitError:
+    """The error line of a target that was written but failed or did not verify."""
+    return VerificationFailed(
+        f"{result.target}: {result.status}: {result.message}",
+        hint=f"write it again: engine-media usb write {image} {result.target}; "
+        "a stick that fails twice is faulty",
+    )
+
+
+def _write_json(
+    image: Path, results: Sequence[TargetResult], errors: Sequence[EngineKitError], status: int
+) -> dict[str, object]:
+    """`usb write --json`: every target's outcome; with failures, the error keys of the
+    frame's JSON error object (the first error, and every error's line in `details`)."""
+    doc: dict[str, object] = {
+        "iso": str(image),
+        "targets": [
+            {
+                "target": r.target,
+                "status": str(r.status),
+                "ok": r.status.succeeded,
+                "image_size": r.image_size,
+                "bytes_written": r.bytes_written,
+                "write_seconds": round(r.write_seconds, 2),
+                "verify_seconds": round(r.verify_seconds, 2),
+                "first_bad_offset": r.first_bad_offset,
+                "message": r.message,
+            }
+            for r in results
+        ],
+        "ok": status == 0,
+    }
+    if errors:
+        first = errors[0]
+        doc |= {
+            "error": first.message if len(errors) == 1 else f"{len(errors)} targets failed",
+            "hint": first.hint,
+            "details": [e.message for e in errors] if len(errors) > 1 else list(first.details),
+            "exit_status": status,
+        }
+    return doc
 
 
 def _refused(target: str, refusals: tuple[policy.Refusal, ...]) -> TargetRefused:
@@ -545,12 +604,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
         with display.progress:
             result = copier.verify()
     except (KeyboardInterrupt, WriteInterrupted):
-        raise Interrupted(f"verification of {target_path} stopped; nothing was changed") from None
+        raise Interrupted(
+            f"verification of {target_path} stopped; nothing was changed",
+            hint="run 'engine-media usb verify' again to check the stick",
+        ) from None
+    found = {
+        "iso": str(image),
+        "target": str(target_path),
+        "ok": result.ok,
+        "bytes_checked": result.bytes_checked,
+        "first_bad_offset": result.first_bad_offset,
+        "detail": result.detail,
+        "seconds": round(result.seconds, 2),
+    }
     if not result.ok:
         raise VerificationFailed(
             result.detail,
             hint=f"write it again: engine-media usb write {image} {target_path}",
-        )
+        ).with_result(found)
+    if args.json:
+        print_json(found)
+        return 0
     print(
         f"ok: {target_path} matches {image.name} "
         f"({human_size(image_size)} read back in {result.seconds:.1f} s)"

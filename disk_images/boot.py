@@ -255,7 +255,7 @@ def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
     found = probe(path)
     if not isinstance(found, Installation):
         raise NotAnEngineInstallation(
-            f"{path}: no Engine installation to boot ({found.reason})",
+            f"{path}: no Engine installation to boot: {found.reason}",
             hint="install one first, e.g. engine-disk create DISK.img --engine 5.0.0",
         )
     if found.in_use_by:

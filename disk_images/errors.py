@@ -13,6 +13,10 @@ from enginekit.errors import EngineKitError, HostError, UserInputError
 class InvalidDiskImage(UserInputError):
     """The path is not a disk image we can use: missing, a directory, too small, truncated."""
 
+    default_hint = (
+        "give the path of a disk image file, e.g. one made with 'engine-disk create DISK --size 8G'"
+    )
+
 
 class InvalidStateFile(UserInputError):
     """An Engine file on the disk (engine-release, state.json, config.json, vm.json) is broken.
@@ -32,17 +36,34 @@ class InvalidStateFile(UserInputError):
 class NotAnEngineInstallation(UserInputError):
     """An operation needs an Engine installation and the disk does not hold one."""
 
+    default_hint = (
+        "'engine-disk inspect DISK' shows what the disk holds; install Engine "
+        "on it with engine-install"
+    )
+
 
 class PartitionFileError(UserInputError):
     """A file inside a partition cannot be read or written (missing, not a file, bad name)."""
+
+    default_hint = (
+        "the installation on the disk is damaged; 'engine-disk inspect DISK' "
+        "shows what was found, engine-install can repair it"
+    )
 
 
 class LoopDeviceError(HostError):
     """A loop device could not be attached, scanned or detached."""
 
+    default_hint = (
+        "loop devices need root and a free loop device; run as root, and see "
+        "'losetup --list' for devices in use"
+    )
+
 
 class MountError(HostError):
     """A filesystem could not be mounted or unmounted."""
+
+    default_hint = "mounting a disk image needs root and ext4 in the kernel; run as root"
 
 
 __all__ = [

@@ -23,7 +23,10 @@ FAT_LABEL_MAX = 11
 def make_ext4(target: Path, label: str, *, offset: int = 0, size: int | None = None) -> None:
     """mkfs.ext4 on `target` (a device, or an image with the filesystem at `offset`)."""
     if len(label.encode()) > EXT4_LABEL_MAX:
-        raise UserInputError(f"ext4 label {label!r} is longer than {EXT4_LABEL_MAX} bytes")
+        raise UserInputError(
+            f"ext4 label {label!r} is longer than {EXT4_LABEL_MAX} bytes",
+            hint="use a shorter label",
+        )
     mkfs = require_tool("mkfs.ext4", "e2fsprogs")
     argv: list[str] = [mkfs, "-q", "-F", "-L", label]
     # lazy init keeps mkfs on a multi-GiB sparse image fast and the image sparse
@@ -39,9 +42,15 @@ def make_ext4(target: Path, label: str, *, offset: int = 0, size: int | None = N
 def make_vfat(target: Path, label: str, *, offset: int = 0, size: int | None = None) -> None:
     """mkfs.vfat -F 32 on `target` (a device, or an image with the filesystem at `offset`)."""
     if len(label) > FAT_LABEL_MAX or label.upper() != label:
-        raise UserInputError(f"FAT label {label!r} must be at most 11 upper-case characters")
+        raise UserInputError(
+            f"FAT label {label!r} must be at most 11 upper-case characters",
+            hint="use a FAT label of at most 11 upper-case characters",
+        )
     if offset % SECTOR:
-        raise UserInputError(f"FAT offset {offset} is not a multiple of {SECTOR}")
+        raise UserInputError(
+            f"FAT offset {offset} is not a multiple of {SECTOR}",
+            hint="place the filesystem at a whole sector",
+        )
     mkfs = require_tool("mkfs.vfat", "dosfstools")
     argv: list[str] = [mkfs, "-F", "32", "-n", label]
     if size is not None and size < 1024 * MIB:

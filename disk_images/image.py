@@ -122,7 +122,10 @@ def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     if size < MIB:
-        raise UserInputError(f"{path}: a disk image must be at least 1 MiB (asked for {size} B)")
+        raise UserInputError(
+            f"{path}: a disk image must be at least 1 MiB, asked for {size} B",
+            hint="give a size of at least 1M, e.g. --size 8G",
+        )
     output = check_new_output(path, force=force)
     _sweep_partials(path)
     with ExitStack() as stack:
@@ -154,32 +157,53 @@ def create_image(path: Path, size: int, *, force: bool = False) -> Path:
 def _sfdisk_script(table: TableType, specs: Sequence[PartitionSpec]) -> str:
     lines = [f"label: {table.value}", "unit: sectors"]
     if table is TableType.MBR and len(specs) > 4:
-        raise UserInputError("an MBR partition table holds at most 4 primary partitions")
+        raise UserInputError(
+            "an MBR partition table holds at most 4 primary partitions",
+            hint="use a GPT table, or at most 4 partitions",
+        )
     cursor = MIB  # where a partition without an explicit start goes: after the previous one
     for index, spec in enumerate(specs, start=1):
         fields = []
         start = spec.start if spec.start is not None else cursor
         if start % MIB:
-            raise UserInputError(f"partition {index}: start {start} is not MiB-aligned")
+            raise UserInputError(
+                f"partition {index}: start {start} is not MiB-aligned",
+                hint="start partitions at a whole MiB",
+            )
         fields.append(f"start={start // SECTOR}")
         if spec.size is not None:
             cursor = start + -(-spec.size // MIB) * MIB
         if spec.size is not None:
             if spec.size <= 0 or spec.size % SECTOR:
-                raise UserInputError(f"partition {index}: size {spec.size} is not whole sectors")
+                raise UserInputError(
+                    f"partition {index}: size {spec.size} is not whole sectors",
+                    hint="give partition sizes in whole 512-byte sectors",
+                )
             fields.append(f"size={spec.size // SECTOR}")
         elif index != len(specs):
-            raise UserInputError(f"partition {index}: only the last partition may take the rest")
+            raise UserInputError(
+                f"partition {index}: only the last partition may take the rest",
+                hint="give every partition but the last a size",
+            )
         fields.append(f"type={spec.type}")
         if spec.name is not None:
             if table is not TableType.GPT:
-                raise UserInputError(f"partition {index}: MBR partitions have no name")
+                raise UserInputError(
+                    f"partition {index}: MBR partitions have no name",
+                    hint="leave out the name, or use a GPT table",
+                )
             if '"' in spec.name or "\n" in spec.name:
-                raise UserInputError(f"partition {index}: bad name {spec.name!r}")
+                raise UserInputError(
+                    f"partition {index}: bad name {spec.name!r}",
+                    hint="use a name without quotes or newlines",
+                )
             fields.append(f'name="{spec.name}"')
         if spec.bootable:
             if table is not TableType.MBR:
-                raise UserInputError(f"partition {index}: the boot flag exists only on MBR")
+                raise UserInputError(
+                    f"partition {index}: the boot flag exists only on MBR",
+                    hint="leave out the boot flag, or use an MBR table",
+                )
             fields.append("bootable")
         lines.append(", ".join(fields))
     return "\n".join(lines) + "\n"

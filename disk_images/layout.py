@@ -96,7 +96,10 @@ def partition_number(layout: DiskLayout, role: PartitionRole) -> int:
     for number, region in regions(layout).items():
         if region.role is role:
             return number
-    raise UserInputError(f"a {layout.value} installation has no {role.value} partition")
+    raise UserInputError(
+        f"a {layout.value} installation has no {role.value} partition",
+        hint="this layout has no such partition; see DESIGN.md for each layout's partitions",
+    )
 
 
 def table_type(layout: DiskLayout) -> TableType:

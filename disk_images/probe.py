@@ -314,7 +314,11 @@ def read_ext4_files(
         try:
             contents, _ = _Ext4Reader(image, offset, label, Path(workdir)).batch(paths, [])
         except _NotEngine:
-            raise UserInputError(f"{image}: no ext4 filesystem at offset {offset}") from None
+            raise UserInputError(
+                f"{image}: no ext4 filesystem at offset {offset}",
+                hint="the partition holds no ext4 filesystem; 'engine-disk inspect DISK' "
+                "shows the partitions",
+            ) from None
     return contents
 
 
@@ -342,22 +346,39 @@ def _open_image(path: Path) -> tuple[int, int]:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise UserInputError(f"{path}: no such file") from None
+        raise UserInputError(
+            f"{path}: no such file",
+            hint="check the path, or create an image with 'engine-disk create DISK --size 8G'",
+        ) from None
     except OSError as exc:
-        raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise UserInputError(
+            f"{path}: cannot read it ({exc.strerror})",
+            hint="check the file's permissions, or run as a user who may read it",
+        ) from None
     if stat.S_ISDIR(info.st_mode):
-        raise UserInputError(f"{path}: is a directory, not a disk image")
+        raise UserInputError(
+            f"{path}: is a directory, not a disk image", hint="give the path of a disk image file"
+        )
     if not stat.S_ISREG(info.st_mode):
-        raise UserInputError(f"{path}: is not a regular file (give a disk image file)")
+        raise UserInputError(
+            f"{path}: is not a regular file (give a disk image file)",
+            hint="give the path of a disk image file",
+        )
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOATIME)
     except PermissionError:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as exc:
-            raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+            raise UserInputError(
+                f"{path}: cannot read it ({exc.strerror})",
+                hint="check the file's permissions, or run as a user who may read it",
+            ) from None
     except OSError as exc:
-        raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise UserInputError(
+            f"{path}: cannot read it ({exc.strerror})",
+            hint="check the file's permissions, or run as a user who may read it",
+        ) from None
     return fd, info.st_size
 
 
@@ -383,7 +404,10 @@ def content_disk_id(path: Path, size: int) -> str:
         with open(path, "rb") as stream:
             digest.update(stream.read(CONTENT_ID_BYTES))
     except OSError as exc:
-        raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
+        raise UserInputError(
+            f"{path}: cannot read it ({exc.strerror})",
+            hint="check the file's permissions, or run as a user who may read it",
+        ) from None
     return f"data-{digest.hexdigest()[:12]}"
 
 
@@ -432,7 +456,7 @@ def _parse(kind: type, data: bytes, source: str) -> object:
         return kind.from_json(data, source)  # type: ignore[attr-defined]
     except InvalidStateFile as exc:
         raise _NotEngine(
-            NoInstallationKind.DAMAGED, f"damaged installation ({exc.message})"
+            NoInstallationKind.DAMAGED, f"damaged installation: {exc.message}"
         ) from None
 
 

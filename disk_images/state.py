@@ -59,11 +59,11 @@ class _Reader:
         try:
             value = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise InvalidStateFile(source, f"not valid JSON ({exc})") from None
+            raise InvalidStateFile(source, f"not valid JSON: {exc}") from None
         except RecursionError:
-            raise InvalidStateFile(source, "not valid JSON (nested too deeply)") from None
+            raise InvalidStateFile(source, "not valid JSON: nested too deeply") from None
         except ValueError as exc:  # e.g. an integer with more digits than Python converts
-            raise InvalidStateFile(source, f"not valid JSON ({exc})") from None
+            raise InvalidStateFile(source, f"not valid JSON: {exc}") from None
         self.obj = self.as_object(value, "")
         unknown = sorted(set(self.obj) - allowed)
         if unknown:
@@ -190,11 +190,17 @@ class EngineState:
 
     def __post_init__(self) -> None:
         if self.generation < 0:
-            raise UserInputError(f"generation must be >= 0, not {self.generation}")
+            raise UserInputError(
+                f"generation must be >= 0, not {self.generation}",
+                hint="give a generation of 0 or more",
+            )
         if self.previous_version is not None:
             _check_version(self.previous_version, "previous_version")
         if self.pending_slot is not None and self.pending_slot is self.active_slot:
-            raise UserInputError("pending_slot must differ from active_slot")
+            raise UserInputError(
+                "pending_slot must differ from active_slot",
+                hint="give a pending slot other than the active one",
+            )
 
     def to_json(self) -> bytes:
         return _dump(
@@ -244,9 +250,15 @@ class Registration:
     def __post_init__(self) -> None:
         if self.mode is RegistrationMode.SYNCHRONIZER:
             if not self.server or not self.token:
-                raise UserInputError("a Synchronizer registration needs a server and a token")
+                raise UserInputError(
+                    "a Synchronizer registration needs a server and a token",
+                    hint="give both the server and the token",
+                )
         elif self.server is not None or self.token is not None:
-            raise UserInputError("a standalone computer has no server or token")
+            raise UserInputError(
+                "a standalone computer has no server or token",
+                hint="leave out server and token, or register with a Synchronizer",
+            )
 
     @property
     def registered(self) -> bool:

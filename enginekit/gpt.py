@@ -59,9 +59,18 @@ Target = StrPath | BinaryIO
 class InvalidPartitionTable(UserInputError):
     """The image cannot be read as a disk: missing, truncated, or its GPT is beyond repair."""
 
+    default_hint = (
+        "give the path of a readable disk image file; 'engine-disk inspect "
+        "DISK' shows what it holds"
+    )
+
 
 class InvalidPartitionLayout(UserInputError):
     """`write_gpt()` was asked for a layout that cannot exist (overlap, out of the disk...)."""
+
+    default_hint = (
+        "the partitions asked for do not fit this disk; change the layout or the disk's size"
+    )
 
 
 class PartitionTableKind(StrEnum):

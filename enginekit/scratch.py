@@ -11,6 +11,7 @@ caller declared disposable (`scratch_tree`).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -23,6 +24,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from enginekit.errors import HostError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +187,27 @@ def create_owned_partial(directory: Path, prefix: str) -> tuple[int, Path]:
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     while True:
         path = Path(directory) / f"{prefix}{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(path, flags, 0o644)
+        try:
+            fd = os.open(path, flags, 0o644)
+        except FileExistsError:
+            continue  # the random name was taken: draw another
+        except (PermissionError, IsADirectoryError, NotADirectoryError, FileNotFoundError) as exc:
+            # The output's directory is the user's choice: one that is read-only, missing
+            # or not a directory is bad input, not a bug.
+            raise UserInputError(
+                f"{directory}: cannot create the output there: {exc.strerror}",
+                hint="write the output into a directory you may write to",
+            ) from None
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                raise HostError(
+                    f"{directory}: cannot create the output there: {exc.strerror}",
+                    hint="check the free space and the filesystem of the output's directory",
+                ) from None
+            raise UserInputError(
+                f"{directory}: cannot create the output there: {exc.strerror}",
+                hint="write the output into a directory on a writable filesystem",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             # A sweep may have locked and unlinked the new file before our flock: retry.

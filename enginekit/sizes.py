@@ -68,7 +68,10 @@ def parse_size(text: str, what: str = "size") -> int:
             hint="use a smaller unit (e.g. 1536M instead of 1.5001G)",
         )
     if value <= 0:
-        raise UserInputError(f"{what} {text.strip()!r} must be more than zero")
+        raise UserInputError(
+            f"{what} {text.strip()!r} must be more than zero",
+            hint="give a size above zero, e.g. 8G",
+        )
     return int(value)
 
 

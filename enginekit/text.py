@@ -19,3 +19,45 @@ def one_line(text: str) -> str:
         return text
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def wrap_hanging(line: str, width: int, hang: int = 0) -> list[str]:
+    """`line` broken at spaces to fit `width` columns; every continuation line starts at the
+    line's own indent plus `hang` columns, so it reads as part of the line above (a terminal's
+    own wrapping would start it at column 0). Words longer than the width are not split."""
+    import textwrap
+
+    indent = len(line) - len(line.lstrip(" "))
+    if len(line) <= width:
+        return [line]
+    return textwrap.wrap(
+        line[indent:],
+        width=max(width, indent + hang + 10),
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + hang),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def wrap_block(text: str, width: int) -> list[str]:
+    """Every line of `text` wrapped to `width`; an indented line (an item of a list) wraps
+    two columns further in than its own indent, so the item stays visibly one item."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        indented = line.startswith(" ")
+        lines += wrap_hanging(line, width, 2 if indented else 0) if line.strip() else [line]
+    return lines
+
+
+def parenthesis_depth(text: str) -> int:
+    """How deeply parentheses nest in `text`: messages keep to 1, as `a (b (c))` is hard to
+    read on one line."""
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(0, depth - 1)
+    return deepest

@@ -9,7 +9,9 @@ the file that replays an interactive run; the Synchronizer token is never writte
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,14 +265,30 @@ def parse_answers(data: bytes, source: str) -> AnswerFile:
 def load_answers(path: Path) -> AnswerFile:
     """Read and check the answer file at `path` (schema only; see `check_for_run`)."""
     try:
-        with path.open("rb") as stream:
+        # Non-blocking, then checked: a FIFO must not hang the run waiting for a writer, and
+        # a device (/dev/null, /dev/zero) is no answer file, not an empty one.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UserInputError(
+                    f"{path}: not a regular file, so not an answer file",
+                    hint="give the path of an answer file, e.g. --answers upgrade.toml",
+                )
             data = stream.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        raise UserInputError(f"{path}: no such answer file") from None
+        raise UserInputError(
+            f"{path}: no such answer file", hint="check the path of the answer file"
+        ) from None
     except IsADirectoryError:
-        raise UserInputError(f"{path}: is a directory, not an answer file") from None
+        raise UserInputError(
+            f"{path}: is a directory, not an answer file",
+            hint="give the path of an answer file, e.g. --answers upgrade.toml",
+        ) from None
     except OSError as exc:
-        raise UserInputError(f"{path}: cannot read the answer file: {exc.strerror}") from None
+        raise UserInputError(
+            f"{path}: cannot read the answer file: {exc.strerror}",
+            hint="check the answer file's permissions",
+        ) from None
     return parse_answers(data, str(path))
 
 

@@ -29,9 +29,17 @@ class VerificationFailed(UserInputError):
 class TargetRefused(UserInputError):
     """A USB write target was refused by a safety rule (system disk, mounted, too small...)."""
 
+    default_hint = (
+        "choose another target; 'engine-media usb list --all' shows every disk and why it is hidden"
+    )
+
 
 class DeviceError(HostError):
     """A block device failed underneath us (I/O error, vanished)."""
+
+    default_hint = (
+        "the device failed or was unplugged; check the stick and its cable, then write it again"
+    )
 
 
 __all__ = [

@@ -413,7 +413,10 @@ class HybridIsoBuilder:
             if isinstance(exc, pycdlib.pycdlibexception.PyCdlibException):
                 raise InternalError(f"pycdlib refused the medium: {exc}") from exc
             if isinstance(exc, OSError):
-                raise HostError(f"cannot write {out}: {exc.strerror or exc}") from exc
+                raise HostError(
+                    f"cannot write {out}: {exc.strerror or exc}",
+                    hint="check the free space and permissions of the output's directory",
+                ) from exc
             raise
         return fd, partial
 

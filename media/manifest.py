@@ -525,7 +525,10 @@ def write_manifest(root: Path, manifest: Manifest) -> Path:
 def load_tree_manifest(root: Path) -> Manifest:
     """Parse `root/engine/manifest.json`, with `InvalidPayload` when there is none."""
     if not root.exists():
-        raise UserInputError(f"{root}: no such file or directory")
+        raise UserInputError(
+            f"{root}: no such file or directory",
+            hint="give the payload tree's top directory, the one holding engine/manifest.json",
+        )
     if not root.is_dir():
         raise InvalidPayload(f"{root}: not a directory", hint="give the payload tree's top")
     path = root / MANIFEST_PATH
@@ -535,7 +538,14 @@ def load_tree_manifest(root: Path) -> Manifest:
             hint="a payload tree needs engine/manifest.json; generate one with "
             "media.manifest.manifest_for_tree or use a reference payload",
         )
-    return parse_manifest(path.read_bytes(), source=str(path))
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidPayload(
+            f"{path}: cannot read it: {exc.strerror}",
+            hint="make the payload tree readable, or run as a user who may read it",
+        ) from None
+    return parse_manifest(data, source=str(path))
 
 
 def check_payload_tree(root: Path) -> Manifest:

@@ -90,6 +90,12 @@ class MediumReader:
         path = Path(path)
         if not path.exists():
             raise UserInputError(f"{path}: no such file", hint="check the path of the medium")
+        if not (path.is_dir() or path.is_file() or path.is_block_device()):
+            # Refused before opening: a FIFO would block the open until a writer came.
+            raise UserInputError(
+                f"{path}: not an ISO file, a block device or a payload directory",
+                hint="give the path of an Engine installer ISO",
+            )
         reader: MediumReader = DirectoryMedium(path) if path.is_dir() else IsoMedium(path)
         try:
             reader._load_manifest()

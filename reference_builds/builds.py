@@ -33,5 +33,6 @@ def reference_build(version: str) -> ReferenceBuild:
     except KeyError:
         known = ", ".join(REFERENCE_BUILDS)
         raise UserInputError(
-            f"there is no reference Engine {version!r}", hint=f"choose one of {known}"
+            f"there is no reference Engine {version!r}; the reference builds are {known}",
+            hint=f"choose one of {known}",
         ) from None

@@ -103,7 +103,10 @@ def fetch_kernel() -> Kernel:
         run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
         debs = sorted(tmpdir.glob("*.deb"))
         if not debs:
-            raise HostError(f"apt-get download {package} produced no .deb")
+            raise HostError(
+                f"apt-get download {package} produced no .deb",
+                hint="check the apt sources; 'apt-get download' needs the package to be available",
+            )
         unpacked = tmpdir / "x"
         run(["dpkg-deb", "-x", debs[0], unpacked])
         vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))

@@ -58,7 +58,10 @@ def target_size(target: Path) -> int:
     if stat.S_ISBLK(st.st_mode):
         raise refuse_block_device(target)
     if not stat.S_ISREG(st.st_mode):
-        raise Refused(f"{target}: not a disk image file")
+        raise Refused(
+            f"{target}: not a disk image file",
+            hint="give the path of a disk image file, e.g. one made with 'engine-disk create'",
+        )
     return st.st_size
 
 

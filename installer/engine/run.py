@@ -105,7 +105,7 @@ def _guard(plan: InstallPlan, found: Installation | NoInstallation, medium: Medi
         if mode is InstallMode.FRESH:
             # The last guard against a silent wipe: the screens ask for a confirmed erase.
             raise Refused(
-                f"{plan.target}: holds data ({found.reason}); choose erase and confirm the disk id",
+                f"{plan.target}: holds data: {found.reason}; choose erase and confirm the disk id",
                 hint='answer file: [existing] action = "erase" and confirm_erase = "<disk id>"',
             )
         if mode is InstallMode.ERASE and not blank:

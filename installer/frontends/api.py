@@ -152,7 +152,10 @@ class Installer:
         current = self.view
         if current.default is None:
             options = ", ".join(c.value for c in current.choices)
-            raise UserInputError(f"the {self.screen.value} screen needs a choice: {options}")
+            raise UserInputError(
+                f"the {self.screen.value} screen needs a choice: {options}",
+                hint="choose one of the options listed",
+            )
         # The default's fields as shown (what was typed before Back); empty otherwise.
         fields = {f.name: f.default for f in current.fields.get(current.default, ())}
         return self.choose(current.default, **fields)

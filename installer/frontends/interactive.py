@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from enginekit.errors import Interrupted
+from enginekit.text import wrap_block
 from installer.frontends.api import Installer
 from installer.model import Screen
 from installer.plan import InstallReport
@@ -45,8 +46,10 @@ def _ask_field(prompt: str, secret: bool, default: str = "") -> str:
 def _show(console: Console, title: str, text: str) -> None:
     console.rule(title)
     if text:
+        # Wrapped here, not by rich: rich starts a wrapped line at column 0, so a long item
+        # of an indented list (a VM, a note) would run into the lines around it.
         # markup off: a licence text or a disk path may contain [brackets].
-        console.print(text, markup=False, highlight=False)
+        console.print("\n".join(wrap_block(text, console.width)), markup=False, highlight=False)
 
 
 def _install_with_bar(installer: Installer, console: Console) -> InstallReport:

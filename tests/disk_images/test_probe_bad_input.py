@@ -141,7 +141,7 @@ def test_foreign_or_broken_disk(
     assert result.reason.startswith(reason), result.reason
     status, out, err = _inspect(disk, capsys)
     assert status == 0 and err == ""
-    assert f"no Engine installation ({result.reason})" in out
+    assert f"no Engine installation: {result.reason}" in out
     assert file_hash(disk) == before
 
 

@@ -166,7 +166,7 @@ def test_damaged_gpt_with_vms_is_not_wiped(
         reboot=False,
         eula_accepted=True,
     )
-    with pytest.raises(Refused, match=r"holds data \(GPT header CRC mismatch.*\); choose erase"):
+    with pytest.raises(Refused, match=r"holds data: GPT header CRC mismatch.*; choose erase"):
         run_plan(plan)
     assert sha256(disk) == before
 
