@@ -78,15 +78,17 @@ class _NameTable:
 
     @staticmethod
     def _unique(candidate: str, taken: set[str], limit: int, split_ext: bool) -> str:
-        name = candidate
+        """`candidate`, cut to `limit` UTF-8 bytes and made unique among `taken` with a
+        numbered suffix; limits count bytes, as pycdlib checks Joliet names in UTF-8."""
+        name = _fit(candidate, limit, split_ext)
         counter = 1
         while name.upper() in taken:
             suffix = f"_{counter}" if limit < JOLIET_NAME_MAX else f"~{counter}"
             if split_ext and "." in candidate:
                 base, ext = candidate.rsplit(".", 1)
-                name = f"{base[: limit - len(suffix) - len(ext) - 1]}{suffix}.{ext}"
+                name = _fit(f"{base}.{ext}", limit, split_ext, suffix)
             else:
-                name = candidate[: limit - len(suffix)] + suffix
+                name = _cut(candidate, limit - len(suffix)) + suffix
             counter += 1
         taken.add(name.upper())
         return name
@@ -106,9 +108,27 @@ class _NameTable:
         return self._unique(f"{base}.{ext}", taken, 30, split_ext=True)
 
     def joliet_name(self, parent: str, name: str) -> str:
+        """The Joliet name: the Rock Ridge name, cut like genisoimage does when it is too long
+        (the extension kept), so Windows still sees the file; Rock Ridge keeps the full name."""
         taken = self._joliet.setdefault(parent, set())
-        clean = _JOLIET_BAD.sub("_", name)[:JOLIET_NAME_MAX]
-        return self._unique(clean, taken, JOLIET_NAME_MAX, split_ext=False)
+        clean = _JOLIET_BAD.sub("_", name)
+        return self._unique(clean, taken, JOLIET_NAME_MAX, split_ext=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest prefix of `text` whose UTF-8 form fits in `limit` bytes (whole characters)."""
+    return text.encode("utf-8", "surrogateescape")[: max(0, limit)].decode("utf-8", "ignore")
+
+
+def _fit(name: str, limit: int, split_ext: bool, suffix: str = "") -> str:
+    """`name` plus `suffix` in at most `limit` UTF-8 bytes, keeping a short extension whole."""
+    if not suffix and len(name.encode("utf-8", "surrogateescape")) <= limit:
+        return name
+    base, dot, ext = name.rpartition(".")
+    if split_ext and dot and base and len(ext.encode("utf-8")) + 1 + len(suffix) < limit // 2:
+        room = limit - len(ext.encode("utf-8")) - 1 - len(suffix)
+        return f"{_cut(base, room)}{suffix}.{ext}"
+    return _cut(name, limit - len(suffix)) + suffix
 
 
 def _walk_payload(root: Path) -> Iterator[tuple[PurePosixPath, Path, bool]]:
