@@ -32,6 +32,7 @@ from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
 from media.isomd5 import APPDATA_OFFSET, APPDATA_SIZE, SKIP_SECTORS, format_appdata
 from media.manifest import MANIFEST_PATH, Manifest
+from media.medium_content import content_problems
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,17 @@ class HybridIsoBuilder:
             if rel not in listed:
                 problems.append(f"{rel}: missing (an installer payload needs it)")
         self._fail_if(problems)
+        content = content_problems(manifest, self._read_payload_file)
+        if content:
+            raise InvalidPayload(
+                f"{self.payload}: " + "; ".join(content),
+                hint="the installer shows these files: fix them, then regenerate the manifest",
+            )
         return manifest
+
+    def _read_payload_file(self, rel: str) -> bytes | None:
+        full = self.payload / rel
+        return full.read_bytes() if full.is_file() and not full.is_symlink() else None
 
     def _fail_if(self, problems: list[str]) -> None:
         if problems:

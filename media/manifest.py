@@ -24,6 +24,7 @@ from enginekit.versions import DiskLayout, EngineVersion
 from media.errors import InvalidManifest, InvalidPayload
 
 MANIFEST_PATH = "engine/manifest.json"
+PRODUCT = "Engine"
 # The ISO builder adds this directory itself; payloads neither list nor carry it.
 BUILDER_DIR = "isolinux"
 CHUNK = 1024 * 1024
@@ -262,6 +263,8 @@ def parse_manifest(data: bytes, source: str = MANIFEST_PATH) -> Manifest:
     v.keys("", doc, _TOP_KEYS)
 
     product = v.string("product", doc["product"]) if "product" in doc else None
+    if product is not None and product != PRODUCT:
+        v.add("product", f"{product!r} is not {PRODUCT!r} (media for Engine only)")
     version = v.version("version", doc["version"]) if "version" in doc else None
     pv_drivers = v.version("pv_drivers", doc["pv_drivers"]) if "pv_drivers" in doc else None
 
@@ -479,7 +482,7 @@ def payload_files(root: Path) -> Iterator[str]:
 def manifest_for_tree(
     root: Path,
     *,
-    product: str = "Engine",
+    product: str = PRODUCT,
     version: str | EngineVersion,
     upgrade_from: Iterable[str | EngineVersion] = (),
     pv_drivers: str | EngineVersion,
