@@ -224,3 +224,21 @@ def test_a_single_reason_stays_inline(
     assert status == 2
     assert err.splitlines()[0].startswith("error: refusing /dev/sdzz: no such device or file")
     assert not any(line.startswith("  ") for line in err.splitlines())
+
+
+def test_usb_write_not_confirmed_has_a_hint(
+    make_iso: Callable[[int], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    stick = tmp_path / "stick.img"
+    with open(stick, "wb") as f:
+        f.truncate(iso.stat().st_size)
+    argv = ["usb", "write", str(iso), str(stick)]
+    status, _, err = run_engine_media(capsys, monkeypatch, argv, stdin="no\n")
+    assert status == 2
+    assert error_lines(err) == ["error: not confirmed; nothing was written"]
+    assert "hint: type 'yes' in full to erase the targets, or add --yes" in err.splitlines()
+    assert stick.stat().st_blocks == 0  # still sparse: nothing was written
