@@ -174,7 +174,7 @@ class HybridIsoBuilder:
         """Validate the payload against its manifest without hashing: every listed file is
         there with its size, nothing unlisted. The SHA-256 sums are checked while the image
         is written (one read of each file), and a mismatch fails the build."""
-        from media.manifest import load_tree_manifest, payload_files
+        from media.payload_tree import load_tree_manifest, payload_files
 
         if not self.payload.is_dir():
             what = "does not exist" if not self.payload.exists() else "is not a directory"

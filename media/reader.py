@@ -24,14 +24,8 @@ from pycdlib.pycdlibexception import PyCdlibException
 
 from enginekit.errors import UserInputError
 from media.errors import InvalidISO, InvalidManifest
-from media.manifest import (
-    CHUNK,
-    MANIFEST_PATH,
-    Manifest,
-    load_tree_manifest,
-    parse_manifest,
-    path_problem,
-)
+from media.manifest import MANIFEST_PATH, Manifest, parse_manifest, path_problem
+from media.payload_tree import CHUNK, load_tree_manifest
 
 # What pycdlib may raise on a file that is not (quite) an ISO: its own errors, and the
 # struct/OS/decoding errors that escape it on garbage or short reads.

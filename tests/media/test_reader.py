@@ -18,7 +18,8 @@ from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
 from enginekit.versions import DiskLayout
 from media.errors import InvalidISO, InvalidManifest, InvalidPayload
-from media.manifest import MANIFEST_PATH, Manifest, manifest_for_tree, write_manifest
+from media.manifest import MANIFEST_PATH, Manifest
+from media.payload_tree import manifest_for_tree, write_manifest
 from media.reader import DirectoryMedium, FileProblem, IsoMedium, MediumReader, Problem
 
 FILES = {
