@@ -134,6 +134,12 @@ def path_problem(path: str) -> str | None:
         return "contains a NUL byte"
     if _CONTROL.search(path):
         return "contains a control character"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        # A host name in another encoding (os.fsdecode keeps its bytes as surrogates): ISO 9660
+        # extensions and the manifest are UTF-8.
+        return "is not valid UTF-8"
     if path.startswith("/"):
         return "is absolute (paths are relative to the medium)"
     parts = path.split("/")

@@ -271,3 +271,19 @@ def test_second_implant_names_the_force_option(
     assert "already holds an isomd5sum checksum" in err
     (hint,) = [ln for ln in err.splitlines() if ln.startswith("hint:")]
     assert "add --force to overwrite it" in hint and "pass force" not in hint
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_at_build(
+    small_payload: SmallPayload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Latin-1 name from an old archive: one line naming it, not an encoding crash."""
+    payload = small_payload()
+    (payload / "extra").mkdir()
+    bad = os.path.join(os.fsencode(payload / "extra"), b"caf\xe9.txt")
+    with open(bad, "wb") as stream:
+        stream.write(b"menu\n")
+    status, line = _run_cli(["build", "--payload", str(payload), "-o", str(tmp_path / "o.iso")],
+                            capsys)  # fmt: skip
+    assert status == 2
+    assert line == f"error: {payload}: 'extra/caf\\udce9.txt' is not valid UTF-8"
+    assert not (tmp_path / "o.iso").exists()
