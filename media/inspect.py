@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import stat
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,12 +88,27 @@ class IsoReport:
 
 
 def check_iso_file(path: Path) -> int:
-    """Size of `path`, or one clear error if it is missing or not a regular file."""
-    if not path.exists():
-        raise UserInputError(f"{path}: no such file", hint="check the ISO's path")
-    if not path.is_file():
+    """Size of `path`, or one clear error if it is missing, not a regular file (a directory,
+    a FIFO that would block, a device) or not readable by us."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UserInputError(f"{path}: no such file", hint="check the ISO's path") from None
+    except OSError as exc:
+        raise UserInputError(
+            f"{path}: cannot look at it ({exc.strerror or exc})",
+            hint="check the path and the permissions of its directories",
+        ) from None
+    if not stat.S_ISREG(mode):
         raise UserInputError(f"{path}: not a regular file", hint="give the path of an ISO image")
-    return path.stat().st_size
+    try:
+        with open(path, "rb") as image:
+            return os.fstat(image.fileno()).st_size
+    except OSError as exc:
+        raise UserInputError(
+            f"{path}: cannot read it ({exc.strerror or exc})",
+            hint="make the file readable for this user (chmod a+r) or run as its owner",
+        ) from None
 
 
 # What pycdlib lets escape on damaged or foreign images besides its own errors.

@@ -33,6 +33,7 @@ from media.errors import InvalidPayload
 from media.iso_writer import ImageStreamer, MetadataCapture, StreamedFile, ZeroSource, coalesce
 from media.isomd5 import APPDATA_OFFSET, APPDATA_SIZE, SKIP_SECTORS, format_appdata
 from media.manifest import MANIFEST_PATH, Manifest
+from media.medium_content import content_problems
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,17 @@ class _NameTable:
 
     @staticmethod
     def _unique(candidate: str, taken: set[str], limit: int, split_ext: bool) -> str:
-        name = candidate
+        """`candidate`, cut to `limit` UTF-8 bytes and made unique among `taken` with a
+        numbered suffix; limits count bytes, as pycdlib checks Joliet names in UTF-8."""
+        name = _fit(candidate, limit, split_ext)
         counter = 1
         while name.upper() in taken:
             suffix = f"_{counter}" if limit < JOLIET_NAME_MAX else f"~{counter}"
             if split_ext and "." in candidate:
                 base, ext = candidate.rsplit(".", 1)
-                name = f"{base[: limit - len(suffix) - len(ext) - 1]}{suffix}.{ext}"
+                name = _fit(f"{base}.{ext}", limit, split_ext, suffix)
             else:
-                name = candidate[: limit - len(suffix)] + suffix
+                name = _cut(candidate, limit - len(suffix)) + suffix
             counter += 1
         taken.add(name.upper())
         return name
@@ -107,9 +110,27 @@ class _NameTable:
         return self._unique(f"{base}.{ext}", taken, 30, split_ext=True)
 
     def joliet_name(self, parent: str, name: str) -> str:
+        """The Joliet name: the Rock Ridge name, cut like genisoimage does when it is too long
+        (the extension kept), so Windows still sees the file; Rock Ridge keeps the full name."""
         taken = self._joliet.setdefault(parent, set())
-        clean = _JOLIET_BAD.sub("_", name)[:JOLIET_NAME_MAX]
-        return self._unique(clean, taken, JOLIET_NAME_MAX, split_ext=False)
+        clean = _JOLIET_BAD.sub("_", name)
+        return self._unique(clean, taken, JOLIET_NAME_MAX, split_ext=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest prefix of `text` whose UTF-8 form fits in `limit` bytes (whole characters)."""
+    return text.encode("utf-8", "surrogateescape")[: max(0, limit)].decode("utf-8", "ignore")
+
+
+def _fit(name: str, limit: int, split_ext: bool, suffix: str = "") -> str:
+    """`name` plus `suffix` in at most `limit` UTF-8 bytes, keeping a short extension whole."""
+    if not suffix and len(name.encode("utf-8", "surrogateescape")) <= limit:
+        return name
+    base, dot, ext = name.rpartition(".")
+    if split_ext and dot and base and len(ext.encode("utf-8")) + 1 + len(suffix) < limit // 2:
+        room = limit - len(ext.encode("utf-8")) - 1 - len(suffix)
+        return f"{_cut(base, room)}{suffix}.{ext}"
+    return _cut(name, limit - len(suffix)) + suffix
 
 
 def _walk_payload(root: Path) -> Iterator[tuple[PurePosixPath, Path, bool]]:
@@ -154,7 +175,7 @@ class HybridIsoBuilder:
         """Validate the payload against its manifest without hashing: every listed file is
         there with its size, nothing unlisted. The SHA-256 sums are checked while the image
         is written (one read of each file), and a mismatch fails the build."""
-        from media.manifest import load_tree_manifest, payload_files
+        from media.payload_tree import load_tree_manifest, payload_files
 
         if not self.payload.is_dir():
             what = "does not exist" if not self.payload.exists() else "is not a directory"
@@ -186,7 +207,17 @@ class HybridIsoBuilder:
             if rel not in listed:
                 problems.append(f"{rel}: missing (an installer payload needs it)")
         self._fail_if(problems)
+        content = content_problems(manifest, self._read_payload_file)
+        if content:
+            raise InvalidPayload(
+                f"{self.payload}: " + "; ".join(content),
+                hint="the installer shows these files: fix them, then regenerate the manifest",
+            )
         return manifest
+
+    def _read_payload_file(self, rel: str) -> bytes | None:
+        full = self.payload / rel
+        return full.read_bytes() if full.is_file() and not full.is_symlink() else None
 
     def _fail_if(self, problems: list[str]) -> None:
         if problems:

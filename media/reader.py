@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,14 +24,8 @@ from pycdlib.pycdlibexception import PyCdlibException
 
 from enginekit.errors import UserInputError
 from media.errors import InvalidISO, InvalidManifest
-from media.manifest import (
-    CHUNK,
-    MANIFEST_PATH,
-    Manifest,
-    load_tree_manifest,
-    parse_manifest,
-    path_problem,
-)
+from media.manifest import MANIFEST_PATH, Manifest, parse_manifest, path_problem
+from media.payload_tree import CHUNK, load_tree_manifest
 
 # What pycdlib may raise on a file that is not (quite) an ISO: its own errors, and the
 # struct/OS/decoding errors that escape it on garbage or short reads.
@@ -48,6 +43,7 @@ _ISO_READ_ERRORS = (
 )
 
 Progress = Callable[[int], None]
+Extents = tuple[tuple[int, int], ...]  # (byte offset in the image, length) of each extent
 
 
 class Problem(enum.StrEnum):
@@ -270,7 +266,7 @@ class IsoMedium(MediumReader):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self._iso: Any = None
-        self._index: dict[str, tuple[str, int]] = {}  # relative path -> (ISO path, size)
+        self._index: dict[str, Extents] = {}  # relative path -> where its bytes are
         self.namespace = Namespace.ISO9660
 
     def _not_an_iso(self, detail: str) -> InvalidISO:
@@ -281,6 +277,13 @@ class IsoMedium(MediumReader):
 
     def _load_manifest(self) -> None:
         iso = pycdlib.PyCdlib()
+        mode = self.path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+            # Opening a FIFO would wait for a writer; a character device is no medium.
+            raise UserInputError(
+                f"{self.path}: not a regular file or block device",
+                hint="give an Engine installer ISO, its USB stick, or a payload directory",
+            )
         if not os.access(self.path, os.R_OK):
             raise UserInputError(
                 f"{self.path}: permission denied", hint="make the file readable or run as root"
@@ -313,15 +316,28 @@ class IsoMedium(MediumReader):
         data = self.read_bytes(MANIFEST_PATH)
         self._manifest = parse_manifest(data, source=f"{self.path}:/{MANIFEST_PATH}")
 
-    def _build_index(self) -> dict[str, tuple[str, int]]:
-        index: dict[str, tuple[str, int]] = {}
-        key = str(self.namespace)
-        for dirpath, _dirs, files in self._iso.walk(**{key: "/"}):
+    def _build_index(self) -> dict[str, Extents]:
+        # A file over 4 GiB has several directory records (multi-extent, ISO 9660 6.5.1); its
+        # bytes are all of their extents in order. pycdlib's Rock Ridge lookup finds only the
+        # last record of such a file, so Rock Ridge names are walked via the ISO 9660 tree,
+        # whose lookup starts at the first record.
+        index: dict[str, Extents] = {}
+        walk_key = "iso_path" if self.namespace is Namespace.ROCK_RIDGE else str(self.namespace)
+        for dirpath, _dirs, files in self._iso.walk(**{walk_key: "/"}):
             for name in files:
-                iso_path = dirpath.rstrip("/") + "/" + name
-                rel = "/".join(_plain_name(part, self.namespace) for part in iso_path.split("/"))
-                record = self._iso.get_record(**{key: iso_path})
-                index[rel.lstrip("/")] = (iso_path, int(record.get_data_length()))
+                walked = dirpath.rstrip("/") + "/" + name
+                record = self._iso.get_record(**{walk_key: walked})
+                if record.is_symlink():
+                    continue  # a medium carries plain files only; a link is no file on it
+                extents = tuple(
+                    (int(offset), int(length))
+                    for offset, length in self._iso.get_file_byte_extents(**{walk_key: walked})
+                )
+                if self.namespace is Namespace.ROCK_RIDGE:
+                    rel = self._iso.full_path_from_dirrecord(record, rockridge=True)
+                else:
+                    rel = "/".join(_plain_name(part, self.namespace) for part in walked.split("/"))
+                index[rel.lstrip("/")] = extents
         return index
 
     def close(self) -> None:
@@ -332,7 +348,7 @@ class IsoMedium(MediumReader):
             except _ISO_READ_ERRORS:
                 pass  # closing a half-read image must not hide the error that got us here
 
-    def _lookup(self, path: str) -> tuple[str, int] | None:
+    def _lookup(self, path: str) -> Extents | None:
         # Plain ISO 9660 names are upper case on disc, so the case the manifest uses is lost.
         if self.namespace is Namespace.ISO9660:
             path = path.lower()
@@ -340,7 +356,7 @@ class IsoMedium(MediumReader):
 
     def size(self, path: str) -> int | None:
         found = self._lookup(path)
-        return found[1] if found else None
+        return None if found is None else sum(length for _, length in found)
 
     def list_files(self) -> list[str]:
         return sorted(self._index)
@@ -349,16 +365,24 @@ class IsoMedium(MediumReader):
         found = self._lookup(path)
         if found is None:
             raise self._no_such_file(path)
-        iso_path, size = found
-        remaining = size
+        remaining = sum(length for _, length in found)
         try:
-            with self._iso.open_file_from_iso(**{str(self.namespace): iso_path}) as stream:
-                while remaining > 0:
-                    chunk = stream.read(min(CHUNK, remaining))
-                    if not chunk:
+            # Read the extents from the image itself: the bytes on the medium are what counts
+            # (isolinux.bin's boot-info-table included), and pycdlib's file objects cover only
+            # the first extent of a multi-extent file.
+            with self.path.open("rb") as image:
+                for offset, length in found:
+                    image.seek(offset)
+                    left = length
+                    while left > 0:
+                        chunk = image.read(min(CHUNK, left))
+                        if not chunk:
+                            break
+                        left -= len(chunk)
+                        remaining -= len(chunk)
+                        sink(chunk)
+                    if left:
                         break
-                    remaining -= len(chunk)
-                    sink(chunk)
         except _ISO_READ_ERRORS as exc:
             raise InvalidISO(
                 f"{self.path}: {path}: cannot read ({_short(exc)})",

@@ -25,6 +25,8 @@ from media.inspect import boot_entries, open_iso, volume_bytes
 from media.iso_builder import volume_id_for
 from media.isomd5 import Md5Status
 from media.isomd5 import check as md5_check
+from media.medium_content import content_problems
+from media.reader import MediumReader
 
 MARKER = re.compile(r"ENGINE INSTALLER BOOTED version=(\S+) firmware=(\S+)")
 FAILURE = re.compile(r"Kernel panic|No bootable device|Boot failed|not a bootable disk")
@@ -160,8 +162,6 @@ def _md5_check(path: Path) -> Check:
 
 
 def _manifest_checks(path: Path, volume_id: str) -> tuple[list[Check], str | None]:
-    from media.reader import MediumReader
-
     try:
         reader = MediumReader.open(path)
     except EngineKitError as exc:
@@ -174,16 +174,20 @@ def _manifest_checks(path: Path, volume_id: str) -> tuple[list[Check], str | Non
         manifest = reader.manifest
         version = str(manifest.version)
         expected_id = volume_id_for(version)
-        id_ok = volume_id == expected_id
+        found = [] if volume_id == expected_id else [
+            f"volume id is {volume_id!r}, expected {expected_id!r}"
+        ]  # fmt: skip
+        problems = reader.verify_files()
+        if not problems:  # a damaged file is reported once, under "files"
+            found += content_problems(manifest, lambda rel: _read_or_none(reader, rel))
         checks = [
             Check(
                 "manifest",
-                id_ok,
+                not found,
                 f"{manifest.product} {version}, {len(manifest.files)} files"
-                + ("" if id_ok else f"; volume id is {volume_id!r}, expected {expected_id!r}"),
+                + "".join(f"; {problem}" for problem in found),
             )
         ]
-        problems = reader.verify_files()
         total = sum(e.size for e in manifest.files)
         if problems:
             checks.append(Check("files", False, "; ".join(p.describe() for p in problems)))
@@ -192,6 +196,10 @@ def _manifest_checks(path: Path, volume_id: str) -> tuple[list[Check], str | Non
                 Check("files", True, f"{len(manifest.files)} files, {total} bytes, sha256 match")
             )
     return checks, version
+
+
+def _read_or_none(reader: MediumReader, rel: str) -> bytes | None:
+    return reader.read_bytes(rel) if reader.exists(rel) else None
 
 
 def boot_path(

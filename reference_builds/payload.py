@@ -14,7 +14,8 @@ import tarfile
 from pathlib import Path
 
 from enginekit.errors import UserInputError
-from media.manifest import Manifest, manifest_for_tree, write_manifest
+from media.manifest import Manifest
+from media.payload_tree import manifest_for_tree, write_manifest
 from reference_builds.builds import ReferenceBuild, reference_build
 from reference_builds.initramfs import engine_initramfs, installer_initramfs
 from reference_builds.kernel import Kernel, fetch_kernel

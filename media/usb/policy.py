@@ -184,13 +184,21 @@ def device_refusals(
             f"is larger than 64 GB ({device.size_bytes / 1000**3:.1f} GB): rarely a USB stick",
             "check it is the right disk; with --yes, add --allow-large to write it anyway",
         )
-    # Loop devices are file-backed: overwriting one is like overwriting its backing file.
-    if not (device.removable or device.bus in (Bus.USB, Bus.LOOP)) and not options.force:
-        refuse(
-            RefusalCode.NOT_REMOVABLE,
-            f"is not removable (an internal {device.bus} disk)",
-            "add --force if you really mean to erase this internal disk",
-        )
+    # What `usb list` hides as internal or virtual needs --force, loop devices included:
+    # writing one overwrites the file behind it, which may be anyone's disk image.
+    if not (device.removable or device.bus is Bus.USB) and not options.force:
+        if device.bus is Bus.LOOP:
+            refuse(
+                RefusalCode.NOT_REMOVABLE,
+                f"is a loop device ({device.describe()}), not a USB stick",
+                "add --force if you really mean to overwrite the file behind it",
+            )
+        else:
+            refuse(
+                RefusalCode.NOT_REMOVABLE,
+                f"is not removable (an internal {device.bus} disk)",
+                "add --force if you really mean to erase this internal disk",
+            )
     return tuple(found)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from media.manifest import manifest_for_tree, write_manifest
+from media.payload_tree import manifest_for_tree, write_manifest
 
 SmallPayload = Callable[..., Path]
 

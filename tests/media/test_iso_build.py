@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -26,7 +25,7 @@ from enginekit.errors import UserInputError
 from enginekit.process import run, run_text
 from media import iso_builder
 from media.errors import InvalidPayload
-from media.inspect import MEDIA_CAPACITY, inspect_iso
+from media.inspect import MEDIA_CAPACITY, fits_on, inspect_iso
 from media.iso_builder import HybridIsoBuilder, build_iso, volume_id_for
 from media.iso_writer import ImageStreamer, MetadataCapture, coalesce
 from media.manifest import parse_manifest
@@ -267,7 +266,10 @@ def test_random_payload_trees_round_trip(tmp_path_factory: pytest.TempPathFactor
 
 def test_capacities_are_the_guide_figures() -> None:
     assert MEDIA_CAPACITY == {"CD": 737_280_000, "DVD-5": 4_700_372_992, "DVD-9": 8_543_666_176}
-    assert json.dumps(MEDIA_CAPACITY)
+    # inspect reports each of them, plus the USB stick given with --usb-size.
+    assert fits_on(MEDIA_CAPACITY["CD"], None) == {
+        "CD": True, "DVD-5": True, "DVD-9": True, "USB": None
+    }  # fmt: skip
 
 
 def test_metadata_capture_skips_payload_regions_and_later_writes_win() -> None:
@@ -399,3 +401,33 @@ def test_a_killed_builds_partial_is_removed_by_the_next_build(
     assert not left.exists()
     assert live.exists() and other.exists()
     assert out.stat().st_size > 1024 * 1024
+
+
+def test_long_non_ascii_names_keep_their_full_rock_ridge_name(
+    small_payload: SmallPayload, tmp_path: Path
+) -> None:
+    """Joliet counts a name's length in bytes: a 40-character accented file name (80 bytes)
+    and a directory named likewise are cut for Joliet only, with the extension kept, and
+    xorriso extracts them under their full names."""
+    long_file = "extra/" + "é" * 40 + ".txt"
+    long_dir = "extra/" + "ü" * 30 + "-données/f.bin"
+    twins = {f"extra/{'ß' * 35}{n}.txt": n.encode() for n in "ab"}  # the same once cut
+    files = {long_file: b"file", long_dir: b"in a long directory", **twins}
+    out = tmp_path / "long-names.iso"
+    build_iso(small_payload(files), out)
+    with MediumReader.open(out) as reader:
+        assert {rel: reader.read_bytes(rel) for rel in files} == files
+    assert verify_iso(out).ok
+    iso = pycdlib.PyCdlib()
+    iso.open(str(out))
+    try:
+        joliet = [name for _, dirs, names in iso.walk(joliet_path="/") for name in dirs + names]
+    finally:
+        iso.close()
+    assert all(len(name.encode("utf-8")) <= 64 for name in joliet)
+    assert len({n for n in joliet if n.startswith("ß")}) == 2
+    assert any(n.startswith("é") and n.endswith(".txt") for n in joliet)
+    extracted = tmp_path / "x"
+    run(["xorriso", "-indev", out, "-osirrox", "on", "-extract", "/extra", extracted])
+    for rel, data in files.items():
+        assert (extracted / rel.removeprefix("extra/")).read_bytes() == data

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from commands.engine_media import main
 from enginekit.process import run
 from media import isomd5
 from media.errors import InvalidISO
@@ -362,3 +363,67 @@ def test_hybrid_iso_system_area_is_covered(tmp_path: Path) -> None:
     iso.write_bytes(data)
     assert isomd5.check(iso).status is Md5Status.FAIL
     assert tool_check(iso) != 0
+
+
+# --- every md5/verify failure has a hint, as the README promises ---------------------------
+
+
+def _one_error_and_hint(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[int, list[str]]:
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len([ln for ln in lines if ln.startswith("error:")]) == 1, err
+    hints = [ln for ln in lines if ln.startswith("hint: ")]
+    assert len(hints) == 1 and len(hints[0]) > len("hint: ") + 10, err
+    return status, lines
+
+
+def _flip_middle_byte(path: Path) -> None:
+    with open(path, "r+b") as fp:
+        fp.seek(path.stat().st_size // 2)
+        byte = fp.read(1)
+        fp.seek(-1, 1)
+        fp.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_md5_mismatch_and_verify_failure_have_hints(
+    reference_iso_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _flip_middle_byte(reference_iso_copy)
+    status, lines = _one_error_and_hint(["md5", "check", str(reference_iso_copy)], capsys)
+    assert status == 1
+    assert any("does not match" in ln for ln in lines)
+    assert any(ln.startswith("hint: ") and "fetch or build it again" in ln for ln in lines)
+
+    status, lines = _one_error_and_hint(["verify", str(reference_iso_copy)], capsys)
+    assert status == 1
+    assert any(ln.startswith(f"error: {reference_iso_copy}: verification failed") for ln in lines)
+
+
+def test_md5_absent_has_a_hint(
+    reference_iso_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open(reference_iso_copy, "r+b") as fp:
+        fp.seek(16 * 2048 + 883)
+        fp.write(b" " * 512)
+    status, lines = _one_error_and_hint(["md5", "check", str(reference_iso_copy)], capsys)
+    assert status == 2
+    assert f"hint: embed one with 'engine-media md5 implant {reference_iso_copy}'" in lines
+
+
+@pytest.mark.parametrize("size", [100, 40_000, 200_000])
+def test_md5_implant_of_a_non_iso_has_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: int
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_bytes(b"# not an ISO\n" * (size // 13))
+    before = readme.read_bytes()
+    for action in ("implant", "check"):
+        status, lines = _one_error_and_hint(["md5", action, str(readme)], capsys)
+        assert status == 2
+        assert any("not an ISO 9660 image" in ln for ln in lines)
+        assert "hint: give the path of an .iso file or of a device holding one" in lines
+    assert readme.read_bytes() == before

@@ -16,16 +16,8 @@ from hypothesis import strategies as st
 
 from enginekit.versions import DiskLayout, EngineVersion
 from media.errors import InvalidManifest, InvalidPayload
-from media.manifest import (
-    MANIFEST_PATH,
-    FileEntry,
-    ManifestErrors,
-    SystemPayload,
-    check_payload_tree,
-    manifest_for_tree,
-    parse_manifest,
-    write_manifest,
-)
+from media.manifest import MANIFEST_PATH, FileEntry, ManifestErrors, SystemPayload, parse_manifest
+from media.payload_tree import check_payload_tree, manifest_for_tree, write_manifest
 
 SHA = "0" * 64
 

@@ -3,17 +3,23 @@ a non-zero exit status, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import stat
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pycdlib
 import pytest
 
 from commands.engine_media import main
+from enginekit.errors import UserInputError
 from enginekit.process import run
+from media.reader import MediumReader
 
 from .conftest import SmallPayload
 
@@ -134,6 +140,75 @@ def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
         assert line == f"error: {missing}: no such file"
 
 
+@contextlib.contextmanager
+def _searchable_by_everyone(path: Path) -> Iterator[None]:
+    """Let other users reach `path` (o+x on each ancestor that lacks it), restored after."""
+    changed = []
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            changed.append((parent, mode))
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+    try:
+        yield
+    finally:
+        for parent, mode in reversed(changed):
+            parent.chmod(stat.S_IMODE(mode))
+
+
+@pytest.mark.root
+def test_an_iso_the_user_cannot_read(reference_iso_copy: Path) -> None:
+    """A 0600 root file, read as nobody: one error line naming the file, exit 2."""
+    reference_iso_copy.chmod(0o600)
+    script = Path(sys.executable).with_name("engine-media")
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    with _searchable_by_everyone(reference_iso_copy.parent):
+        for command in (["inspect"], ["inspect", "--json"], ["verify"], ["md5", "check"]):
+            proc = run([*nobody, script, *command, reference_iso_copy], check=False, timeout=60)
+            err = proc.stderr.decode()
+            errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+            assert proc.returncode == 2 and len(errors) == 1, (command, err)
+            assert errors[0].startswith(f"error: {reference_iso_copy}: "), command
+            assert "ermission denied" in errors[0] and "\nhint: " in err, command
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "/dev/null"])
+def test_not_a_regular_file(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Never opened: a FIFO would block the read until someone writes to it."""
+    target = {"directory": tmp_path, "fifo": tmp_path / "pipe.iso", "/dev/null": None}[kind]
+    if kind == "fifo":
+        os.mkfifo(tmp_path / "pipe.iso")
+    target = target or Path("/dev/null")
+    for command in (["inspect"], ["verify"], ["md5", "check"]):
+        status, line = _run_cli([*command, str(target)], capsys)
+        assert (status, line) == (2, f"error: {target}: not a regular file"), command
+
+
+def test_the_reader_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    """The installer opens its medium with MediumReader: a FIFO must be refused, not read
+    (that would wait for a writer forever)."""
+    fifo = tmp_path / "pipe.iso"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            MediumReader.open(fifo).close()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=open_it, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():
+        # Unblock the reader (open a writer end and close it) so the thread can finish.
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join()
+        pytest.fail("MediumReader.open blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], UserInputError)
+    assert outcome[0].message == f"{fifo}: not a regular file or block device"
+
+
 def test_payload_directory_without_manifest(
     small_payload: SmallPayload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -196,3 +271,19 @@ def test_second_implant_names_the_force_option(
     assert "already holds an isomd5sum checksum" in err
     (hint,) = [ln for ln in err.splitlines() if ln.startswith("hint:")]
     assert "add --force to overwrite it" in hint and "pass force" not in hint
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_at_build(
+    small_payload: SmallPayload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Latin-1 name from an old archive: one line naming it, not an encoding crash."""
+    payload = small_payload()
+    (payload / "extra").mkdir()
+    bad = os.path.join(os.fsencode(payload / "extra"), b"caf\xe9.txt")
+    with open(bad, "wb") as stream:
+        stream.write(b"menu\n")
+    status, line = _run_cli(["build", "--payload", str(payload), "-o", str(tmp_path / "o.iso")],
+                            capsys)  # fmt: skip
+    assert status == 2
+    assert line == f"error: {payload}: 'extra/caf\\udce9.txt' is not valid UTF-8"
+    assert not (tmp_path / "o.iso").exists()

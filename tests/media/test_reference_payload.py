@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from enginekit.errors import UserInputError
-from media.manifest import MANIFEST_PATH, check_payload_tree, parse_manifest
+from media.manifest import MANIFEST_PATH, parse_manifest
+from media.payload_tree import check_payload_tree
 from reference_builds.builds import REFERENCE_BUILDS
 from reference_builds.kernel import Kernel
 from reference_builds.payload import write_reference_payload

@@ -165,7 +165,7 @@ _EXTRA_FILES = 40
 
 def write_tiny_payload(root: Path, version: str = "5.0.0") -> Path:
     """A payload tree with a fake kernel and initrd: it builds and verifies, it does not boot."""
-    from media.manifest import manifest_for_tree, write_manifest
+    from media.payload_tree import manifest_for_tree, write_manifest
 
     files = {
         "boot/vmlinuz": b"not a kernel\n",

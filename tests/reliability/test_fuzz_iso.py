@@ -1,18 +1,24 @@
-"""Fuzzing `engine-media` with damaged installer media (issue 6, "inputs that cannot break us").
+"""Fuzzing `engine-media` with damaged installer media: damage must be found, not just survived.
 
 A small hybrid ISO is built once by our own builder; every hypothesis example copies it and
 damages one structure in place: a field or bytes of the primary or Joliet volume descriptor
 (volume size, root record, path table locations, block size), the El Torito boot record and
 boot catalog, directory records (including the manifest's extent and length), the path
-tables, the hybrid MBR/GPT system area, the embedded isomd5 fields, or the manifest JSON
-itself (structured changes and nasty documents: deep nesting, huge numbers, bad UTF-8...).
-Then `engine-media inspect`, `verify` (no boots) and `md5 check` run on the copy, in-process
-and (for a few examples) as the real console script. Each must exit 0 or print one clear
-`error:` line, never a traceback or an internal error, never hang, and never write the file.
+tables, the hybrid MBR/GPT system area, the embedded isomd5 fields, a payload file's data, the
+manifest JSON itself (structured changes and nasty documents: deep nesting, huge numbers, bad
+UTF-8...), or the padding after the checksummed part. Then `engine-media inspect`, `verify`
+(no boots) and `md5 check` run on the copy, in-process and (for a few examples) as the real
+console script. Each must exit 0 or print one clear `error:` line, never a traceback or an
+internal error, never hang, and never write the file. And each mutation is classified by
+where it lands (`Landing`): `verify` must fail (exit 1, or 2 for a file no longer an ISO) on
+every mutation that changes a byte inside a structure it checks; only a mutation that changes
+nothing, or lands in a region proven unchecked (named by the mutation), may pass.
 """
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 import shutil
 import struct
@@ -51,6 +57,31 @@ ISOMD5_AREA = 883  # the PVD's application-use area, where isomd5sum keeps its f
 COMMANDS = (("inspect",), ("inspect", "--json"), ("verify",), ("md5", "check"))
 
 
+class Landing(enum.StrEnum):
+    """Where a mutation lands, and so what `verify` must say about it."""
+
+    PAYLOAD = "payload file"  # the files check and the embedded MD5 cover it
+    MANIFEST = "manifest"  # the manifest check and the MD5
+    SYSTEM_AREA = "MBR/GPT"  # the hybrid check (primary and backup GPT) and the MD5
+    CHECKSUM = "isomd5 sums"  # the stored MD5 and fragment sums
+    STRUCTURE = "ISO 9660 structure"  # descriptors, directories, path tables, boot catalog
+    CUT = "truncation"
+    CHECKSUM_TEXT = "isomd5 labels"  # the text around them, parsed leniently (as checkisomd5)
+    # Proven unchecked: after the MD5'd part (isomd5sum skips the last 15 sectors) and
+    # outside the backup GPT's CRC'd header and entries. Nothing reads these bytes.
+    UNCHECKED = "unchecked padding"
+
+    def verify_statuses(self) -> tuple[int, ...]:
+        """The exit statuses `verify` may give when this mutation changed a byte."""
+        if self is Landing.UNCHECKED:
+            return (0,)
+        if self is Landing.CHECKSUM_TEXT:
+            return (0, 1)
+        if self in (Landing.STRUCTURE, Landing.CUT):
+            return (1, 2)  # 2: the damage makes it no ISO 9660 image at all
+        return (1,)
+
+
 @dataclass(frozen=True)
 class Field:
     """A numeric on-disk field: `width` bytes at `offset`, little, big or both-endian."""
@@ -59,6 +90,7 @@ class Field:
     offset: int
     width: int
     endian: str  # "le" | "be" | "both" (ISO 9660 7.2.3/7.3.3: LE copy then BE copy)
+    landing: Landing = Landing.STRUCTURE
 
     def encode(self, value: int) -> list[tuple[int, bytes]]:
         value %= 1 << (8 * self.width)
@@ -76,6 +108,7 @@ class Region:
     name: str
     start: int
     length: int
+    landing: Landing = Landing.STRUCTURE
 
 
 @dataclass(frozen=True)
@@ -88,6 +121,28 @@ class IsoMap:
     regions: tuple[Region, ...] = field(repr=False)
     manifest: Region = field(repr=False)
     manifest_doc: dict[str, Any] = field(repr=False)
+
+    def landing_at(self, offset: int) -> Landing:
+        """The landing of the smallest mapped region holding byte `offset`; a byte outside
+        every region is still inside the MD5'd part, so damage there must fail as well."""
+        holding = [r for r in self.regions if r.start <= offset < r.start + r.length]
+        if not holding:
+            return Landing.STRUCTURE
+        return min(holding, key=lambda r: r.length).landing
+
+    def landing_of(self, mutation: Mutation, pristine: bytes) -> Landing | None:
+        """Where the bytes the mutation changes land (the strictest landing when they span
+        several); None when it changes nothing."""
+        if mutation.truncate_to is not None and mutation.truncate_to < len(pristine):
+            return Landing.CUT
+        changed = {
+            self.landing_at(offset + i)
+            for offset, data in mutation.patch
+            for i, byte in enumerate(data)
+            if offset + i < len(pristine) and pristine[offset + i] != byte
+        }
+        # Members are declared strictest first.
+        return min(changed, key=list(Landing).index) if changed else None
 
 
 def _le32(data: bytes, offset: int) -> int:
@@ -121,6 +176,44 @@ def _descriptor_fields(prefix: str, base: int) -> list[Field]:
     ]
 
 
+def _isomd5_regions(data: bytes, start: int) -> list[Region]:
+    """The isomd5sum field: the MD5 and fragment sums (checked: damage there must fail), the
+    labels, status flag and trailer around them (read leniently, by checkisomd5 as by us:
+    damage there may pass, or fail when a label no longer parses), and the spaces after the
+    text, which the MD5 reads as spaces whatever they are and no reader parses."""
+    field = data[start : start + 512]
+    text = len(field.rstrip(b" "))
+    regions = [Region("isomd5_text", start, text, Landing.CHECKSUM_TEXT)]
+    for label, width in ((b"ISO MD5SUM = ", 32), (b"FRAGMENT SUMS = ", 60)):
+        at = field.index(label) + len(label)
+        regions.append(Region(f"isomd5_{label.decode().split()[0].lower()}_value",
+                              start + at, width, Landing.CHECKSUM))  # fmt: skip
+    regions.append(Region("isomd5_padding", start + text, 512 - text, Landing.UNCHECKED))
+    return regions
+
+
+def _tail_regions(data: bytes) -> list[Region]:
+    """The last 15 sectors, which isomd5sum leaves out of its MD5: the padding before the
+    backup GPT (unchecked), the backup entries and header (checked by their CRCs), and the
+    rest of the header's sector after the CRC'd bytes (unchecked)."""
+    hashed = _le32(data, PVD_SECTOR * SECTOR + 80) * SECTOR - 15 * SECTOR
+    backup_lba = struct.unpack_from("<Q", data, 512 + 32)[0]
+    header_size = _le32(data, backup_lba * 512 + 12)
+    entries_lba = struct.unpack_from("<Q", data, backup_lba * 512 + 72)[0]
+    entries_end = entries_lba * 512 + _le32(data, backup_lba * 512 + 80) * _le32(
+        data, backup_lba * 512 + 84
+    )
+    assert hashed <= entries_lba * 512 and entries_end <= backup_lba * 512
+    return [
+        Region("tail.padding", hashed, entries_lba * 512 - hashed, Landing.UNCHECKED),
+        Region("tail.backup_gpt_entries", entries_lba * 512, entries_end - entries_lba * 512,
+               Landing.SYSTEM_AREA),
+        Region("tail.backup_gpt_header", backup_lba * 512, header_size, Landing.SYSTEM_AREA),
+        Region("tail.backup_gpt_header_reserved", backup_lba * 512 + header_size,
+               512 - header_size, Landing.UNCHECKED),
+    ]  # fmt: skip
+
+
 def map_iso(path: Path) -> IsoMap:
     data = path.read_bytes()
     sectors = _descriptor_sectors(data)
@@ -138,10 +231,10 @@ def map_iso(path: Path) -> IsoMap:
         Field("catalog.section.entries", catalog + 64 + 2, 2, "le"),
         Field("catalog.uefi.sector_count", catalog + 96 + 6, 2, "le"),
         Field("catalog.uefi.load_rba", catalog + 96 + 8, 4, "le"),
-        Field("mbr.partition1.start", 446 + 8, 4, "le"),
-        Field("mbr.partition1.sectors", 446 + 12, 4, "le"),
-        Field("gpt.header.entries_lba", 512 + 72, 8, "le"),
-        Field("gpt.header.entry_count", 512 + 80, 4, "le"),
+        Field("mbr.partition1.start", 446 + 8, 4, "le", Landing.SYSTEM_AREA),
+        Field("mbr.partition1.sectors", 446 + 12, 4, "le", Landing.SYSTEM_AREA),
+        Field("gpt.header.entries_lba", 512 + 72, 8, "le", Landing.SYSTEM_AREA),
+        Field("gpt.header.entry_count", 512 + 80, 4, "le", Landing.SYSTEM_AREA),
     ]
 
     iso = pycdlib.PyCdlib()
@@ -149,8 +242,16 @@ def map_iso(path: Path) -> IsoMap:
     try:
         manifest_rec = iso.get_record(rr_path="/engine/manifest.json")
         manifest = Region(
-            "manifest", manifest_rec.extent_location() * SECTOR, manifest_rec.get_data_length()
+            "manifest",
+            manifest_rec.extent_location() * SECTOR,
+            manifest_rec.get_data_length(),
+            Landing.MANIFEST,
         )
+        payload = [
+            Region(f"file {rel}", offset, length, Landing.PAYLOAD)
+            for rel in (f["path"] for f in _manifest_doc(data, manifest)["files"])
+            for offset, length in iso.get_file_byte_extents(rr_path="/" + rel)
+        ]
         dirs = {
             name: iso.get_record(**{kind: dpath})
             for name, kind, dpath in (
@@ -164,16 +265,18 @@ def map_iso(path: Path) -> IsoMap:
     finally:
         iso.close()
     regions = [
-        Region("system_area", 0, 4096),
+        Region("system_area", 0, 4096, Landing.SYSTEM_AREA),
         Region("pvd", pvd, SECTOR),
         Region("boot_record", boot, SECTOR),
         Region("joliet_svd", svd, SECTOR),
         Region("terminator", sectors["terminator"] * SECTOR, SECTOR),
         Region("boot_catalog", catalog, 128),
-        Region("isomd5_fields", pvd + ISOMD5_AREA, 512),
+        *_isomd5_regions(data, pvd + ISOMD5_AREA),
         Region("l_path_table", _le32(data, pvd + 140) * SECTOR, 128),
         Region("m_path_table", struct.unpack_from(">I", data, pvd + 148)[0] * SECTOR, 128),
         manifest,
+        *payload,
+        *_tail_regions(data),
     ]
     for name, record in dirs.items():
         start = record.extent_location() * SECTOR
@@ -190,8 +293,18 @@ def map_iso(path: Path) -> IsoMap:
             fields.append(Field(f"{name}.manifest.extent", hit, 4, "both"))
             fields.append(Field(f"{name}.manifest.data_length", hit + 8, 4, "both"))
             fields.append(Field(f"{name}.manifest.record_length", hit - 2, 1, "le"))
-    doc = json.loads(data[manifest.start : manifest.start + manifest.length])
+    doc = _manifest_doc(data, manifest)
     return IsoMap(len(data), tuple(fields), tuple(regions), manifest, doc)
+
+
+def _manifest_doc(data: bytes, manifest: Region) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(data[manifest.start : manifest.start + manifest.length])
+    return doc
+
+
+@functools.cache
+def pristine_bytes(iso: Path) -> bytes:
+    return iso.read_bytes()
 
 
 @pytest.fixture(scope="module")
@@ -324,14 +437,24 @@ def dry_run_target(tmp_path: Path) -> DryRunTarget:
 
 
 def judge_medium(
-    iso: Path, target: DryRunTarget, capsys: pytest.CaptureFixture[str]
+    iso: Path,
+    target: DryRunTarget,
+    capsys: pytest.CaptureFixture[str],
+    landing: Landing | None = None,
 ) -> list[CliOutcome]:
     """Every engine-media command, then the installer's dry run with `iso` as its medium:
-    clean outcomes only, and neither the medium nor the target disk is written."""
+    clean outcomes only, and neither the medium nor the target disk is written. With the
+    `landing` of a mutation that changed bytes, `verify` must also give the status that
+    landing calls for (damage inside a checked structure fails it)."""
     before = (file_sha256(iso), sparse_digest(target.disk))
     outcomes = []
     for command in COMMANDS:
         outcomes.append(run_in_process("engine-media", engine_media, [*command, iso], capsys))
+    if landing is not None:
+        verify = outcomes[COMMANDS.index(("verify",))]
+        assert verify.status in landing.verify_statuses(), (
+            f"verify on damage in the {landing}:\n{verify.describe()}"
+        )
     dry_run = ["--media", iso, "--target", target.disk, "--answers", target.answers, "--dry-run"]
     outcomes.append(run_in_process("engine-install", engine_install, dry_run, capsys))
     for outcome in outcomes:
@@ -371,7 +494,8 @@ def test_damaged_iso_in_process(
 ) -> None:
     mutation = data.draw(mutations(iso_map), label="mutation")
     target = _mutated_copy(tiny_iso, tmp_path, mutation)
-    judge_medium(target, dry_run_target, capsys)
+    landing = iso_map.landing_of(mutation, pristine_bytes(tiny_iso))
+    judge_medium(target, dry_run_target, capsys, landing)
     shutil.rmtree(target.parent)
 
 
@@ -409,7 +533,10 @@ def test_every_nasty_manifest(
         f"manifest replaced by {nasty[:40]!r}",
         ((iso_map.manifest.start, nasty[:capacity].ljust(capacity, b" ")),),
     )
-    judge_medium(_mutated_copy(tiny_iso, tmp_path, mutation), dry_run_target, capsys)
+    target = _mutated_copy(tiny_iso, tmp_path, mutation)
+    judge_medium(
+        target, dry_run_target, capsys, iso_map.landing_of(mutation, pristine_bytes(tiny_iso))
+    )
 
 
 # Damage that hypothesis found to escape as an internal error somewhere, kept as fixed cases.
@@ -444,4 +571,32 @@ def test_known_damage(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     mutation = KNOWN_DAMAGE[name](iso_map)
-    judge_medium(_mutated_copy(tiny_iso, tmp_path, mutation), dry_run_target, capsys)
+    target = _mutated_copy(tiny_iso, tmp_path, mutation)
+    judge_medium(
+        target, dry_run_target, capsys, iso_map.landing_of(mutation, pristine_bytes(tiny_iso))
+    )
+
+
+def test_one_flipped_byte_in_each_region_meets_its_landing(
+    tiny_iso: Path, iso_map: IsoMap, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every mapped region, deterministically: a flipped byte in its middle fails `verify`
+    where a check covers it, and passes only in the regions mapped as unchecked (which proves
+    nothing reads them: the MD5 skips them and no CRC covers them)."""
+    pristine = tiny_iso.read_bytes()
+    for region in iso_map.regions:
+        offset = region.start + region.length // 2
+        flipped = bytes([pristine[offset] ^ 0xFF])
+        mutation = Mutation(f"{region.name}: byte {offset} flipped",
+                            ((offset, flipped),))  # fmt: skip
+        landing = iso_map.landing_of(mutation, pristine)
+        assert landing is not None
+        target = _mutated_copy(tiny_iso, tmp_path, mutation)
+        outcome = run_in_process("engine-media", engine_media, ["verify", target], capsys)
+        assert_clean_outcome(outcome)
+        assert outcome.status in landing.verify_statuses(), (
+            f"{mutation.what} ({landing}):\n{outcome.describe()}"
+        )
+        shutil.rmtree(target.parent)
+    landings = {region.landing for region in iso_map.regions}
+    assert landings >= set(Landing) - {Landing.CUT}, "a kind of region is not mapped"

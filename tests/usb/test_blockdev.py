@@ -6,11 +6,13 @@ BLKROGET, O_DIRECT, BLKFLSBUF/BLKRRPART. Each refusal must be one clear line.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +41,7 @@ def test_write_to_a_loop_device_clears_the_stale_backup_table(
     # An old stick: every byte set, as if a bigger image with a backup GPT had been there.
     stick = loop_device(size, fill=b"\xa5" * 4096)
     status, out, err = run_engine_media(
-        capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(stick)]
+        capsys, monkeypatch, ["usb", "write", "--force", "--yes", str(iso), str(stick)]
     )
     assert status == 0, err
     assert "ok" in out
@@ -74,7 +76,9 @@ def test_too_small_and_read_only_devices_are_refused(
     small = loop_device(4 * MiB)
     read_only = loop_device(16 * MiB, read_only=True)
     status, _, err = run_engine_media(
-        capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(small), str(read_only)]
+        capsys,
+        monkeypatch,
+        ["usb", "write", "--force", "--yes", str(iso), str(small), str(read_only)],
     )
     assert status == 2
     lines = error_lines(err)
@@ -102,7 +106,7 @@ def test_a_device_with_a_mounted_partition_needs_unmount(
     run(["mount", partition, mountpoint])
     try:
         status, _, err = run_engine_media(
-            capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(stick)]
+            capsys, monkeypatch, ["usb", "write", "--force", "--yes", str(iso), str(stick)]
         )
         assert status == 2
         assert error_lines(err) == [
@@ -111,14 +115,16 @@ def test_a_device_with_a_mounted_partition_needs_unmount(
         assert "--unmount" in err
 
         status, _, err = run_engine_media(
-            capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(partition)]
+            capsys, monkeypatch, ["usb", "write", "--force", "--yes", str(iso), str(partition)]
         )
         assert status == 2
         # One error line for the partition, its reasons indented (partition first).
         assert f"error: refusing {partition}: 2 reasons\n  is a partition" in err
 
         status, out, err = run_engine_media(
-            capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
+            capsys,
+            monkeypatch,
+            ["usb", "write", "--force", "--yes", "--unmount", str(iso), str(stick)],
         )
         assert status == 0, err
     finally:
@@ -160,11 +166,12 @@ def test_concurrent_write_one_too_small_one_good(
     with open(good, "rb") as device:
         assert device.read(len(image)) == image
 
-    # ... and through the command: a result table, exit status 1.
+    # ... and through the command: a result table, exit status 2 (a target was refused).
     status, out, err = run_engine_media(
-        capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(good), str(small)]
+        capsys, monkeypatch, ["usb", "write", "--force", "--yes", str(iso), str(good), str(small)]
     )
-    assert status == 1
+    assert status == 2
+    assert f"written: {good}; refused: {small}" in err
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("/dev/")}
     assert " ok " in rows[str(good)] and " refused " in rows[str(small)]
 
@@ -192,7 +199,9 @@ def test_a_device_holding_the_image_is_refused(
         iso = mountpoint / "engine.iso"
         iso.write_bytes(make_iso(1 * MiB).read_bytes())
         status, _, err = run_engine_media(
-            capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
+            capsys,
+            monkeypatch,
+            ["usb", "write", "--force", "--yes", "--unmount", str(iso), str(stick)],
         )
         assert status == 2
         assert error_lines(err) == [f"error: refusing {stick}: holds the image file being written"]
@@ -209,7 +218,7 @@ def test_disks_above_64_gb_need_their_name_typed(
 ) -> None:
     iso = make_iso(1 * MiB)
     big = loop_device(70 * 1000**3)  # sparse: only what is written takes space
-    argv = ["usb", "write", str(iso), str(big)]
+    argv = ["usb", "write", "--force", str(iso), str(big)]
 
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\nsdb\n"))
     assert main(argv) == 2
@@ -267,7 +276,7 @@ def test_a_loop_device_over_the_image_is_refused(
     with attached_loop(iso) as loop:
         for image in (iso, link):
             status, _, err = run_engine_media(
-                capsys, monkeypatch, ["usb", "write", "--yes", str(image), str(loop)]
+                capsys, monkeypatch, ["usb", "write", "--force", "--yes", str(image), str(loop)]
             )
             assert status == 2, err
             assert error_lines(err) == [
@@ -291,7 +300,7 @@ def test_a_file_attached_as_a_mounted_loop_device_is_refused(
     mountpoint = tmp_path / "mnt"
     mountpoint.mkdir()
     with attached_loop(stick) as loop:
-        argv = ["usb", "write", "--yes", str(iso), str(stick)]
+        argv = ["usb", "write", "--force", "--yes", str(iso), str(stick)]
         status, _, err = run_engine_media(capsys, monkeypatch, argv)
         assert status == 2, err
         assert error_lines(err) == [f"error: refusing {stick}: in use by {loop}"]
@@ -318,7 +327,7 @@ def test_with_yes_a_disk_above_64_gb_needs_allow_large(
 ) -> None:
     iso = make_iso(1 * MiB)
     big = loop_device(70 * 1000**3)  # sparse
-    argv = ["usb", "write", "--yes", str(iso), str(big)]
+    argv = ["usb", "write", "--force", "--yes", str(iso), str(big)]
     status, _, err = run_engine_media(capsys, monkeypatch, argv)
     assert status == 2, err
     (line,) = error_lines(err)
@@ -327,7 +336,7 @@ def test_with_yes_a_disk_above_64_gb_needs_allow_large(
     with open(big, "rb") as device:
         assert device.read(4096) == bytes(4096)
 
-    argv = ["usb", "write", "--yes", "--allow-large", str(iso), str(big)]
+    argv = ["usb", "write", "--force", "--yes", "--allow-large", str(iso), str(big)]
     status, _, err = run_engine_media(capsys, monkeypatch, argv)
     assert status == 0, err
     # Even without a question, the target is named before it is written.
@@ -341,8 +350,8 @@ def test_with_yes_a_disk_above_64_gb_needs_allow_large(
 def test_a_stick_swapped_after_the_checks_is_refused(
     tmp_path: Path, make_iso: Callable[[int], Path]
 ) -> None:
-    from commands.engine_media_usb import _Accepted, _examine
     from media.usb.policy import WriteOptions
+    from media.usb.targets import AcceptedTarget, examine_target
 
     iso = make_iso(1 * MiB)
     first, second = tmp_path / "first.img", tmp_path / "second.img"
@@ -350,8 +359,8 @@ def test_a_stick_swapped_after_the_checks_is_refused(
         with open(backing, "wb") as f:
             f.truncate(8 * MiB)
     with attached_loop(first) as node:
-        verdict = _examine(node, iso, iso.stat().st_size, WriteOptions())
-        assert isinstance(verdict, _Accepted) and verdict.identity
+        verdict = examine_target(node, iso, iso.stat().st_size, WriteOptions(force=True))
+        assert isinstance(verdict, AcceptedTarget) and verdict.identity
     # The same node now shows another medium (as when a stick is pulled and another one
     # takes its name): the kernel gives it a new diskseq.
     losetup = require_tool("losetup", "mount")
@@ -367,3 +376,84 @@ def test_a_stick_swapped_after_the_checks_is_refused(
     assert result.status is TargetStatus.REFUSED
     assert "is no longer the disk that was checked" in result.message
     assert second.read_bytes() == bytes(8 * MiB)
+
+
+def test_a_loop_device_needs_force(
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`usb list` hides loop devices (virtual), so `usb write` takes one only with --force."""
+    iso = make_iso(1 * MiB)
+    stick = loop_device(8 * MiB)
+    argv = ["usb", "write", "--yes", str(iso), str(stick)]
+    status, _, err = run_engine_media(capsys, monkeypatch, argv)
+    assert status == 2
+    (line,) = error_lines(err)
+    assert line.startswith(f"error: refusing {stick}: is a loop device (loop: ")
+    assert "hint: add --force if you really mean to overwrite the file behind it" in err
+    with open(stick, "rb") as device:
+        assert device.read() == bytes(8 * MiB)
+
+
+def test_two_names_of_one_device_are_one_target(
+    tmp_path: Path,
+    loop_device: LoopFactory,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """/dev/loopN, a symbolic link to it (as /dev/disk/by-id/... is) and a second device
+    node with its number: one target, examined, shown and written once."""
+    iso = make_iso(1 * MiB)
+    stick = loop_device(8 * MiB)
+    link = tmp_path / "by-id-link"
+    link.symlink_to(stick)
+    node = tmp_path / "same-node"
+    os.mknod(node, 0o600 | stat.S_IFBLK, os.stat(stick).st_rdev)
+    argv = ["usb", "write", "--force", "--yes", str(iso), str(stick), str(link), str(node)]
+    status, out, err = run_engine_media(capsys, monkeypatch, argv)
+    assert status == 0, err
+    assert len([ln for ln in err.splitlines() if ln.startswith(f"  {stick}  ")]) == 1
+    assert f"{link} is the same target as {stick}: it is written once" in err
+    assert f"{node} is the same target as {stick}: it is written once" in err
+    rows = [ln.split()[0] for ln in out.splitlines() if ln.startswith("/")]
+    assert rows == [str(stick)]
+
+
+def test_several_reasons_make_one_error_line(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A read-only loop device with its filesystem mounted: one `error:` line, the reasons
+    indented below it, and the hint of the most fundamental reason (the first)."""
+    iso = make_iso(1 * MiB)
+    backing = tmp_path / "fs.img"
+    with open(backing, "wb") as f:
+        f.truncate(16 * MiB)
+    run([require_tool("mkfs.ext4", "e2fsprogs"), "-q", "-F", backing])
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    with attached_loop(backing, read_only=True) as stick, mounted(stick, mountpoint):
+        argv = ["usb", "write", "--yes", str(iso), str(stick)]
+        status, _, err = run_engine_media(capsys, monkeypatch, argv)
+    assert status == 2
+    lines = err.splitlines()
+    assert error_lines(err) == [f"error: refusing {stick}: 3 reasons"]
+    details = [line.strip() for line in lines if line.startswith("  ")]
+    assert details[0] == f"has mounted partitions ({stick} on {mountpoint})"
+    assert details[1:] == ["is read-only", f"is a loop device (loop: {backing}), not a USB stick"]
+    hints = [line for line in lines if line.startswith("hint:")]
+    assert hints == ["hint: close files on the stick and add --unmount to unmount them first"]
+
+
+@contextlib.contextmanager
+def mounted(device: Path, mountpoint: Path) -> Iterator[None]:
+    run([require_tool("mount", "mount"), "-o", "ro", device, mountpoint])
+    try:
+        yield
+    finally:
+        run([require_tool("umount", "mount"), mountpoint])

@@ -8,6 +8,7 @@ the first bad block, and `usb list --json`.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,7 +59,8 @@ def test_refusals_are_one_line_each_and_create_nothing(
     argv = ["usb", "write", "--yes", str(iso), str(sdzz), str(iso), str(tmp_path), "/dev/null"]
     argv.append(str(good))
     status, out, err = run_engine_media(capsys, monkeypatch, argv)
-    assert status == 1  # the good target was written, the others refused
+    assert status == 2  # refusals exit 2, also when another target was written
+    assert f"written: {good}; refused: /dev/sdzz, {iso}, {tmp_path}, /dev/null" in err
     assert not sdzz.exists()
     assert good.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
     assert error_lines(err) == [
@@ -182,3 +184,61 @@ def test_a_file_smaller_than_the_image_is_refused(
     assert line.startswith(f"error: refusing {small}: is smaller than the image")
     assert f"hint: create it at the stick's size first (e.g. truncate -s 8G {small})" in err
     assert small.read_bytes() == bytes(1 * MiB)
+
+
+def test_two_names_of_one_file_are_one_target(
+    tmp_path: Path,
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A symbolic link, a hard link and `./x` for `x` name the same file: it is examined,
+    shown and written once, and the other names are said to be the same target."""
+    iso = make_iso(2 * MiB)
+    stick = tmp_path / "stick.img"
+    stick.write_bytes(bytes(4 * MiB))
+    (tmp_path / "link.img").symlink_to(stick)
+    os.link(stick, tmp_path / "hard.img")
+    monkeypatch.chdir(tmp_path)
+    names = ["stick.img", "./stick.img", str(tmp_path / "link.img"), "hard.img"]
+    argv = ["usb", "write", "--yes", str(iso), *names]
+    status, out, err = run_engine_media(capsys, monkeypatch, argv)
+    assert status == 0, err
+    assert [ln for ln in err.splitlines() if ln.startswith("  ")] == [
+        "  stick.img  regular file, 4.0 MiB (0.0 GB)"
+    ]
+    for other in names[1:]:
+        assert f"{Path(other)} is the same target as stick.img: it is written once" in err
+    assert [ln.split()[0] for ln in out.splitlines() if "img" in ln] == ["stick.img"]
+    assert stick.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
+
+
+def test_a_single_reason_stays_inline(
+    make_iso: Callable[[int], Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    argv = ["usb", "write", "--yes", str(iso), "/dev/sdzz"]
+    status, _, err = run_engine_media(capsys, monkeypatch, argv)
+    assert status == 2
+    assert err.splitlines()[0].startswith("error: refusing /dev/sdzz: no such device or file")
+    assert not any(line.startswith("  ") for line in err.splitlines())
+
+
+def test_usb_write_not_confirmed_has_a_hint(
+    make_iso: Callable[[int], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    iso = make_iso(1 * MiB)
+    stick = tmp_path / "stick.img"
+    with open(stick, "wb") as f:
+        f.truncate(iso.stat().st_size)
+    argv = ["usb", "write", str(iso), str(stick)]
+    status, _, err = run_engine_media(capsys, monkeypatch, argv, stdin="no\n")
+    assert status == 2
+    assert error_lines(err) == ["error: not confirmed; nothing was written"]
+    assert "hint: type 'yes' in full to erase the targets, or add --yes" in err.splitlines()
+    assert stick.stat().st_blocks == 0  # still sparse: nothing was written

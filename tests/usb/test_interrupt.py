@@ -83,7 +83,7 @@ def test_sigint_on_a_regular_file(
     with open(target, "wb") as f:
         f.truncate(32 * MiB)
     status, err = _interrupt_write(
-        [*usb_cli, "usb", "write", "--yes", str(iso), str(target)],
+        [*usb_cli, "usb", "write", "--force", "--yes", str(iso), str(target)],
         lambda: target.stat().st_blocks * 512,
         monkeypatch,
     )
@@ -102,7 +102,7 @@ def test_sigint_on_a_loop_device(
     stick = loop_device(32 * MiB)
     before = _written_to_loop(stick)  # the counters outlive earlier uses of this loop device
     status, err = _interrupt_write(
-        [*usb_cli, "usb", "write", "--yes", str(iso), str(stick)],
+        [*usb_cli, "usb", "write", "--force", "--yes", str(iso), str(stick)],
         lambda: _written_to_loop(stick) - before,
         monkeypatch,
     )
@@ -112,11 +112,11 @@ def test_sigint_on_a_loop_device(
 
 def test_ctrl_c_message_tells_cut_sticks_from_unverified_ones() -> None:
     """A stick stopped during read-back was fully written: say so, and how to check it."""
-    from commands.engine_media_usb import _interrupted
+    from media.usb.write_flow import interrupted_error
     from media.usb.writer import TargetResult, TargetStatus
 
     size = 48 << 20
-    error = _interrupted(
+    error = interrupted_error(
         [
             TargetResult("/dev/sdb", TargetStatus.INCOMPLETE, size, bytes_written=size // 2),
             TargetResult("/dev/sdc", TargetStatus.NOT_VERIFIED, size, bytes_written=size),

@@ -215,10 +215,16 @@ def test_mounted_refusal_names_the_partition_and_offers_unmount(recorded: Record
     assert "--unmount" in refusal.hint
 
 
-def test_loop_devices_need_no_force_but_are_hidden_from_the_list() -> None:
+def test_loop_devices_are_hidden_from_the_list_and_need_force() -> None:
+    """`usb list` hides a loop device, so writing one takes --force like an internal disk:
+    it overwrites the file behind it."""
     loop = BlockDeviceInfo("/dev/loop3", "loop: /tmp/x", "", "", 2 * GB, Bus.LOOP, False, False)
-    assert device_refusals(loop, ISO_SIZE, WriteOptions()) == ()
     assert hidden_reasons(loop) == ("virtual device (loop)",)
+    (refusal,) = device_refusals(loop, ISO_SIZE, WriteOptions())
+    assert refusal.code is R.NOT_REMOVABLE
+    assert refusal.line() == "refusing /dev/loop3: is a loop device (loop: /tmp/x), not a USB stick"
+    assert "--force" in refusal.hint
+    assert device_refusals(loop, ISO_SIZE, WriteOptions(force=True)) == ()
 
 
 def test_a_loop_device_over_the_image_is_refused_without_exemption() -> None:

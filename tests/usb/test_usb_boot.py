@@ -38,7 +38,7 @@ def written_stick(
         input=b"label: gpt\nsize=16M, type=L\n",
     )
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
-    status = main(["usb", "write", "--yes", str(iso), str(stick)])
+    status = main(["usb", "write", "--force", "--yes", str(iso), str(stick)])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert " ok " in out
