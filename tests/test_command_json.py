@@ -129,12 +129,12 @@ def test_usb_write_to_a_file_prints_each_target(
     status, doc, err = _run(
         capsys, engine_media.main, "usb", "write", "--yes", iso, stick, refused, "--json"
     )
-    assert status == 1  # one target refused, one written
+    assert status == 2  # one target refused (exit 2 even though the other was written)
     by_target = {t["target"]: t for t in doc["targets"]}
     assert by_target[str(stick)]["status"] == "ok"
     assert by_target[str(stick)]["bytes_written"] == iso.stat().st_size
     assert by_target[str(refused)]["status"] == "refused"
-    assert doc["exit_status"] == 1 and str(refused) in doc["error"] and doc["hint"]
+    assert doc["exit_status"] == 2 and str(refused) in doc["error"] and doc["hint"]
     assert err.count("error:") == 1
 
 
