@@ -222,8 +222,14 @@ def boot_text(result: DiskBootResult) -> str:
         else:
             lines.append(f"boot {number}{entry}: failed: {attempt.failure}")
             lines.append(f"  console: {attempt.console_tail}")
-    if result.fell_back:
-        lines.append("the new slot did not boot; the old slot booted instead")
+    for spent, back in result.restored:
+        lines.append(
+            f"the boot stopped before the Engine ran: the try it spent was given back "
+            f"({spent} -> {back})"
+        )
+    if result.next_entry:
+        lines.append(f"the next boot starts {result.next_entry}")
+    lines += [f"warning: {warning}" for warning in result.warnings]
     if result.blessed:
         lines.append(f"first boot completed: {result.blessed} marked good")
     active = result.active_slot.value if result.active_slot else "-"
@@ -238,6 +244,16 @@ def cmd_boot(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print(boot_text(result))
+    if result.fell_back:
+        failed = result.failed_slot.value if result.failed_slot else "new"
+        booted = result.running
+        raise BootFailed(
+            f"{args.disk}: the new slot {failed} did not boot; slot "
+            f"{booted.slot if booted else '-'} (Engine {booted.version if booted else '-'}) "
+            "booted instead and the upgrade status is now Failed",
+            hint="the console lines above show where the new slot stopped; run the upgrade "
+            "again from the Engine medium",
+        )
     if not result.ok:
         last = result.attempts[-1] if result.attempts else None
         raise BootFailed(
@@ -260,9 +276,11 @@ def build_parser() -> ArgumentParser:
         "and wait for ENGINE RUNNING. Then complete the first boot: the booted entry is "
         "marked good and the upgrade status becomes Blank; if a newly installed slot fails, "
         "the disk is booted again at once, falls back to the old slot, and the status "
-        "becomes Failed. A boot that times out leaves the upgrade status as it was. Writes "
-        "to DISK (boot counting happens on its ESP) and holds a lock on it meanwhile, so no "
-        "install or upgrade can start on it. Exit status 1 when no Engine booted.",
+        "becomes Failed (exit status 1). A boot that times out or is interrupted leaves the "
+        "upgrade status as it was and gives back the try systemd-boot had counted. A disk "
+        "whose ESP cannot boot any entry is refused before QEMU starts. Writes to DISK (boot "
+        "counting happens on its ESP) and holds a lock on it meanwhile, so no install or "
+        "upgrade can start on it. Exit status 1 when no Engine booted.",
     )
     boot.add_argument("disk", type=Path, help="the disk image to boot")
     boot.add_argument("--json", action="store_true", help="print JSON instead of text")

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from disk_images.errors import InvalidStateFile
+from disk_images.esp_check import EspCheck, check_esp
 from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType
 from disk_images.layout import (
     CONFIG_PATH,
-    ESP_ENTRIES_DIR,
     RELEASE_PATH,
     STATE_PATH,
     VM_NAME,
@@ -95,6 +95,7 @@ class Installation:
     state: EngineState
     problems: tuple[str, ...] = ()  # VMs skipped because their vm.json is broken, etc.
     in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
+    esp: EspCheck | None = None  # GPT: what a boot needs from the ESP (None on MBR)
 
     @property
     def found(self) -> bool:
@@ -316,22 +317,6 @@ def read_ext4_files(
     return contents
 
 
-def _esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
-    mdir = require_tool("mdir", "mtools")
-    proc = run(
-        [mdir, "-i", f"{image}@@{offset}", "-b", f"::{ESP_ENTRIES_DIR}"],
-        env={"MTOOLS_SKIP_CHECK": "1"},
-        check=False,
-        timeout=30,
-    )
-    found = []
-    for line in (proc.stdout or b"").decode("utf-8", "replace").splitlines():
-        parsed = BootEntryName.parse(line.rsplit("/", 1)[-1])
-        if parsed is not None:
-            found.append(parsed)
-    return tuple(sorted(found, key=lambda e: e.file_name))
-
-
 # --- the probe ----------------------------------------------------------------------------------
 
 
@@ -520,9 +505,12 @@ def _probe_engine(
             )
 
     boot_entries: tuple[BootEntryName, ...] = ()
+    esp_check: EspCheck | None = None
     if layout is DiskLayout.GPT_AB:
         esp = table.by_number(partition_number(layout, PartitionRole.ESP))
-        boot_entries = _esp_entries(path, esp.start)
+        esp_check = check_esp(path, esp.start)
+        boot_entries = esp_check.entries
+        problems.extend(esp_check.problems)
 
     return Installation(
         disk_id=table.disk_id,
@@ -540,4 +528,5 @@ def _probe_engine(
         state=state,
         problems=tuple(problems),
         in_use_by=in_use,
+        esp=esp_check,
     )
