@@ -118,10 +118,12 @@ def result_json(path: Path, result: ProbeResult) -> dict[str, Any]:
             "boot_entries": [e.file_name for e in result.boot_entries],
         }
         doc["vms"] = [vm.as_json() for vm in result.vms]
+        doc["unreadable_vms"] = [vm.as_json() for vm in result.unreadable_vms]
         doc["problems"] = list(result.problems)
     else:
         doc["engine"] = None
         doc["vms"] = []
+        doc["unreadable_vms"] = []
         doc["reason"] = result.reason
         doc["reason_kind"] = result.kind.value
     return doc
@@ -156,12 +158,15 @@ def result_text(path: Path, result: ProbeResult) -> str:
         lines.append("install complete: no (first boot has not finished)")
     if result.boot_entries:
         lines.append("boot entries: " + ", ".join(e.file_name for e in result.boot_entries))
-    lines.append(f"VMs: {len(result.vms)}")
+    unreadable = f" (and {len(result.unreadable_vms)} unreadable)" if result.unreadable_vms else ""
+    lines.append(f"VMs: {len(result.vms)}{unreadable}")
     for vm in result.vms:
         lines.append(
             f"  {vm.name:<20} {vm.kind:<7} PV drivers {vm.pv_drivers:<8} "
             f"published for {vm.published_for:<8} {human_size(vm.size_bytes)}"
         )
+    for bad in result.unreadable_vms:
+        lines.append(f"  {bad.name:<20} unreadable: {bad.reason}")
     for problem in result.problems:
         lines.append(f"warning: {problem}")
     return "\n".join(lines)

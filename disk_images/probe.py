@@ -79,6 +79,18 @@ class VmInfo:
 
 
 @dataclass(frozen=True)
+class UnreadableVm:
+    """A directory under /vms that is not a usable VM, and why: shown wherever VMs are
+    counted, so that nothing an erase would destroy goes unmentioned."""
+
+    name: str
+    reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class Installation:
     disk_id: str
     layout: DiskLayout
@@ -96,6 +108,7 @@ class Installation:
     problems: tuple[str, ...] = ()  # VMs skipped because their vm.json is broken, etc.
     in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
     esp: EspCheck | None = None  # GPT: what a boot needs from the ESP (None on MBR)
+    unreadable_vms: tuple[UnreadableVm, ...] = ()  # also named in `problems`
 
     @property
     def found(self) -> bool:
@@ -472,9 +485,17 @@ def _probe_engine(
 
     problems: list[str] = []
     vms: list[VmInfo] = []
-    vm_names = sorted(
-        e.name for e in (listings.get(VMS_DIR) or []) if e.is_dir and VM_NAME.match(e.name)
-    )
+    unreadable: list[UnreadableVm] = []
+
+    def skip(name: str, reason: str) -> None:
+        unreadable.append(UnreadableVm(name, reason))
+        problems.append(f"storage:{VMS_DIR}/{name}: {reason}; VM skipped")
+
+    vm_dirs = sorted(e.name for e in (listings.get(VMS_DIR) or []) if e.is_dir)
+    for name in vm_dirs:
+        if not VM_NAME.match(name):
+            skip(name, "not a valid VM directory name")
+    vm_names = [name for name in vm_dirs if VM_NAME.match(name)]
     if vm_names:
         vm_files, vm_listings = storage.batch(
             [f"{VMS_DIR}/{n}/vm.json" for n in vm_names], [f"{VMS_DIR}/{n}" for n in vm_names]
@@ -483,11 +504,12 @@ def _probe_engine(
             source = f"storage:{VMS_DIR}/{name}/vm.json"
             data = vm_files[f"{VMS_DIR}/{name}/vm.json"]
             if data is None:
-                problems.append(f"{source}: missing; VM skipped")
+                skip(name, "vm.json is missing")
                 continue
             try:
                 record = VmRecord.from_json(data, source)
             except InvalidStateFile as exc:
+                unreadable.append(UnreadableVm(name, exc.message))
                 problems.append(f"{exc.message}; VM skipped")
                 continue
             disk_size = 0
@@ -529,4 +551,5 @@ def _probe_engine(
         problems=tuple(problems),
         in_use_by=in_use,
         esp=esp_check,
+        unreadable_vms=tuple(unreadable),
     )

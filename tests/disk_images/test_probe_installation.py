@@ -193,3 +193,32 @@ def test_session_format_slot_then_write(tmp_path: Path, installation_builder) ->
     result = probe(disk)
     assert isinstance(result, Installation)
     assert result.slots == {Slot.A: "4.5.0", Slot.B: "5.0.0"}
+
+
+def test_unreadable_vms_are_listed_with_the_reason(
+    tmp_path: Path, installation_builder, capsys
+) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB)
+    with open_installation(disk) as session:
+        session.storage.makedirs("/vms/my vm (old)")  # a name no VM record can have
+        session.storage.write_atomic("/vms/my vm (old)/disk.img", b"user data")
+        session.storage.makedirs("/vms/no-record")  # a VM directory without vm.json
+    result = probe(disk)
+    assert isinstance(result, Installation)
+    assert len(result.vms) == 3
+    assert [(vm.name, vm.reason) for vm in result.unreadable_vms] == [
+        ("my vm (old)", "not a valid VM directory name"),
+        ("no-record", "vm.json is missing"),
+    ]
+    assert cli.main(["inspect", str(disk)]) == 0
+    text = capsys.readouterr().out
+    assert "VMs: 3 (and 2 unreadable)" in text
+    assert "my vm (old)          unreadable: not a valid VM directory name" in text
+    assert "warning: storage:/vms/my vm (old): not a valid VM directory name; VM skipped" in text
+    assert cli.main(["inspect", str(disk), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["unreadable_vms"] == [
+        {"name": "my vm (old)", "reason": "not a valid VM directory name"},
+        {"name": "no-record", "reason": "vm.json is missing"},
+    ]
