@@ -5,8 +5,7 @@ mismatch, means "no installation": the probe does not fall back to the backup GP
 a backup's disk GUID is still the disk's id; a disk with no readable table at all is named
 `data-<hash of its size and first MiB>`); the ext4
 partitions are read by `debugfs -c` (read-only, "catastrophic" mode: no bitmaps loaded) on
-`image?offset=N`, with all reads of one round batched into a single debugfs process whose
-`dump` commands write into a private temp dir; the ESP's boot entries are listed with mtools
+`image?offset=N` (`disk_images.ext4_reader`); the ESP's boot entries are listed with mtools
 (`mdir -i image@@offset`). VM disks are never read: their apparent size comes from the
 directory listing. The image is only ever opened O_RDONLY and no tool is given a write flag.
 """
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from disk_images.errors import InvalidStateFile
 from disk_images.esp_check import EspCheck, check_esp
+from disk_images.ext4_reader import Ext4Reader, NoExt4Filesystem
 from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType
 from disk_images.layout import (
     CONFIG_PATH,
@@ -40,7 +40,6 @@ from disk_images.loop import loops_backed_by
 from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
 from enginekit import gpt
 from enginekit.errors import UserInputError
-from enginekit.process import require_tool, run
 from enginekit.scratch import scratch_tree
 from enginekit.versions import DiskLayout
 
@@ -226,110 +225,6 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
     return PartitionTable(table, found.disk_id, parts)
 
 
-# --- ext4 through debugfs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _DirEntry:
-    name: str
-    mode: int
-    size: int
-
-    @property
-    def is_dir(self) -> bool:
-        return stat.S_ISDIR(self.mode)
-
-
-class _Ext4Reader:
-    """Batched read-only access to one ext4 filesystem inside the image."""
-
-    def __init__(self, image: Path, offset: int, label: str, workdir: Path) -> None:
-        self.image = image
-        self.offset = offset
-        self.label = label
-        self.workdir = workdir
-        self._counter = 0
-
-    def batch(
-        self, files: list[str], dirs: list[str]
-    ) -> tuple[dict[str, bytes | None], dict[str, list[_DirEntry] | None]]:
-        """Read `files` (None when missing) and list `dirs` in one debugfs run."""
-        debugfs = require_tool("debugfs", "e2fsprogs")
-        commands = []
-        targets: dict[str, Path] = {}
-        for path in files:
-            self._counter += 1
-            target = self.workdir / f"{self.label}-{self._counter}"
-            targets[path] = target
-            commands.append(f'dump "{path}" "{target}"')
-        for path in dirs:
-            commands.append(f'ls -p "{path}"')
-        proc = run(
-            [debugfs, "-c", "-f", "-", f"{self.image}?offset={self.offset}"],
-            input=("\n".join(commands) + "\n").encode(),
-            check=False,
-            timeout=60,
-        )
-        stderr = (proc.stderr or b"").decode("utf-8", "replace")
-        if proc.returncode or "while trying to open" in stderr or "not open" in stderr:
-            raise _NotEngine(
-                NoInstallationKind.INCOMPLETE,
-                f"Engine partitions present but {self.label} holds no ext4 filesystem "
-                "(incomplete install)",
-            )
-        contents: dict[str, bytes | None] = {}
-        for path, target in targets.items():
-            contents[path] = target.read_bytes() if target.is_file() else None
-        listings = self._parse_listings((proc.stdout or b"").decode("utf-8", "replace"), dirs)
-        return contents, listings
-
-    @staticmethod
-    def _parse_listings(output: str, dirs: list[str]) -> dict[str, list[_DirEntry] | None]:
-        listings: dict[str, list[_DirEntry] | None] = {d: None for d in dirs}
-        current: str | None = None
-        for line in output.splitlines():
-            if line.startswith("debugfs: "):
-                command = line[len("debugfs: ") :]
-                current = None
-                if command.startswith("ls -p "):
-                    current = command[len("ls -p ") :].strip('"')
-                    listings[current] = None
-                continue
-            if current is None or not line.startswith("/"):
-                continue
-            # /inode/mode/uid/gid/name/size/  (the name cannot contain '/')
-            fields = line.split("/")
-            if len(fields) < 7:
-                continue
-            name = fields[5]
-            if name in (".", ".."):
-                entries = listings[current]
-                if entries is None:
-                    listings[current] = []
-                continue
-            entries = listings[current]
-            if entries is None:
-                entries = listings[current] = []
-            try:
-                entries.append(_DirEntry(name, int(fields[2], 8), int(fields[6] or 0)))
-            except ValueError:
-                continue
-        return listings
-
-
-def read_ext4_files(
-    image: Path, offset: int, paths: list[str], label: str = "partition"
-) -> dict[str, bytes | None]:
-    """Read files from the ext4 filesystem at `offset` of `image`, read-only, in one debugfs
-    run (None for a missing file). Raises UserInputError if there is no ext4 there."""
-    with scratch_tree("probe") as workdir:
-        try:
-            contents, _ = _Ext4Reader(image, offset, label, Path(workdir)).batch(paths, [])
-        except _NotEngine:
-            raise UserInputError(f"{image}: no ext4 filesystem at offset {offset}") from None
-    return contents
-
-
 # --- the probe ----------------------------------------------------------------------------------
 
 
@@ -401,7 +296,14 @@ def probe(path: Path) -> ProbeResult:
                     NoInstallationKind.FOREIGN, "foreign partition table (no Engine partitions)"
                 )
             with scratch_tree("probe") as workdir:
-                return _probe_engine(path, table, layout, Path(workdir), in_use)
+                try:
+                    return _probe_engine(path, table, layout, Path(workdir), in_use)
+                except NoExt4Filesystem as missing:
+                    raise _NotEngine(
+                        NoInstallationKind.INCOMPLETE,
+                        f"Engine partitions present but {missing.label} holds no ext4 "
+                        "filesystem (incomplete install)",
+                    ) from None
         finally:
             os.close(fd)
     except _NotEngine as stop:
@@ -438,9 +340,9 @@ def _probe_engine(
     workdir: Path,
     in_use: tuple[str, ...],
 ) -> Installation:
-    def reader(role: PartitionRole) -> _Ext4Reader:
+    def reader(role: PartitionRole) -> Ext4Reader:
         part = table.by_number(partition_number(layout, role))
-        return _Ext4Reader(path, part.start, role.value, workdir)
+        return Ext4Reader(path, part.start, role.value, workdir)
 
     storage = reader(PartitionRole.STORAGE)
     files, listings = storage.batch([STATE_PATH, CONFIG_PATH], [VMS_DIR])
@@ -464,7 +366,7 @@ def _probe_engine(
         role = PartitionRole.for_slot(slot)
         try:
             contents, _ = reader(role).batch([RELEASE_PATH], [])
-        except _NotEngine:
+        except NoExt4Filesystem:
             if slot is (state.active_slot or Slot.A):
                 raise
             continue  # an inactive slot that was never formatted is fine

@@ -10,6 +10,7 @@ import pytest
 
 from commands import engine_disk as cli
 from disk_images.errors import PartitionFileError
+from disk_images.ext4_reader import read_ext4_files
 from disk_images.filesystems import make_ext4, make_vfat
 from disk_images.image import (
     MIB,
@@ -21,7 +22,7 @@ from disk_images.image import (
     read_table,
 )
 from disk_images.partition_files import DirectoryFiles, FatFiles, PartitionFiles
-from disk_images.probe import read_ext4_files, read_partition_table
+from disk_images.probe import read_partition_table
 from enginekit.errors import UserInputError
 
 
