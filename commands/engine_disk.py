@@ -116,6 +116,8 @@ def result_json(path: Path, result: ProbeResult) -> dict[str, Any]:
             "slots": {slot.value: version for slot, version in result.slots.items()},
             "install_complete": result.install_complete,
             "boot_entries": [e.file_name for e in result.boot_entries],
+            "damage": list(result.damage),
+            "repairs": [{"repair": r.value, "description": r.description} for r in result.repairs],
         }
         doc["vms"] = [vm.as_json() for vm in result.vms]
         doc["unreadable_vms"] = [vm.as_json() for vm in result.unreadable_vms]
@@ -150,7 +152,12 @@ def result_text(path: Path, result: ProbeResult) -> str:
         return "\n".join(lines)
     slots = ", ".join(f"{s.value}: {v or 'empty'}" for s, v in result.slots.items())
     active = f"active slot {result.active_slot.value}" if result.active_slot else "one system slot"
-    lines.append(f"Engine {result.version} ({result.layout.value}), {active} ({slots})")
+    damaged = "damaged " if result.damage else ""
+    lines.append(f"{damaged}Engine {result.version} ({result.layout.value}), {active} ({slots})")
+    for damage in result.damage:
+        lines.append(f"damaged: {damage}")
+    for repair in result.repairs:
+        lines.append(f"repair: {repair.description} (engine-install offers it)")
     lines.append(f"upgrade status: {result.upgrade_status.label}")
     lines.append(f"registered with Synchronizer: {'yes' if result.registered else 'no'}")
     lines.append(f"keyboard: {result.keyboard or 'not set'}")

@@ -16,7 +16,7 @@ import enum
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from disk_images.errors import InvalidStateFile
@@ -77,6 +77,22 @@ class VmInfo:
         }
 
 
+class Repair(enum.StrEnum):
+    """A repair for damage the probe found on an otherwise readable Engine installation."""
+
+    REBUILD_BACKUP_GPT = "rebuild-backup-gpt"  # sgdisk -e: a new backup GPT at the disk's end
+    REWRITE_STATE = "rewrite-state"  # state.json rewritten from what the ESP and slots show
+
+    @property
+    def description(self) -> str:
+        if self is Repair.REBUILD_BACKUP_GPT:
+            return (
+                "give the image back the size its GPT describes and write a new backup GPT "
+                "at its end (sgdisk -e)"
+            )
+        return f"rewrite {STATE_PATH} from the boot entries and slots on the disk"
+
+
 @dataclass(frozen=True)
 class UnreadableVm:
     """A directory under /vms that is not a usable VM, and why: shown wherever VMs are
@@ -108,6 +124,10 @@ class Installation:
     in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
     esp: EspCheck | None = None  # GPT: what a boot needs from the ESP (None on MBR)
     unreadable_vms: tuple[UnreadableVm, ...] = ()  # also named in `problems`
+    # What is damaged (one sentence each) and the repairs that fix it; `state` is then what
+    # the disk shows when state.json itself is the damage. Empty on a sound installation.
+    damage: tuple[str, ...] = ()
+    repairs: tuple[Repair, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -174,7 +194,13 @@ def _gpt_reason(problems: tuple[str, ...]) -> str:
 def read_partition_table(fd: int, size: int) -> PartitionTable:
     """The MBR or GPT of an open image (parsed by `enginekit.gpt`), or a _NotEngine saying
     why there is none: blank, not partitioned, truncated, or a GPT with any problem at all
-    (a damaged primary is not silently replaced by the backup here: that is for a repair)."""
+    (a damaged primary is not silently replaced by the backup here: that is for a repair).
+    A GPT that lost only its backup is returned: the damage is the probe's to report."""
+    return _read_table(fd, size)[0]
+
+
+def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
+    """`read_partition_table` and the damage it tolerated (a lost backup GPT)."""
     if size < SECTOR:
         raise _NotEngine(
             NoInstallationKind.TRUNCATED, f"truncated image ({size} bytes, not even one sector)"
@@ -202,6 +228,21 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
         described = (found.header.alternate_lba + 1) * SECTOR
     for part in found.partitions:
         described = max(described, (part.end_lba + 1) * SECTOR)
+    parts_end = max(((p.end_lba + 1) * SECTOR for p in found.partitions), default=0)
+    if (
+        is_gpt
+        and not found.used_backup
+        and described > sectors * SECTOR
+        and parts_end <= sectors * SECTOR
+    ):
+        # Only the backup GPT is gone (the file was cut short after the last partition):
+        # the primary and every partition are intact, so this is a repairable installation.
+        damage = (
+            f"the backup GPT is missing: the GPT describes a disk of {described} bytes, the "
+            f"file has {size}",
+        )
+        parts = tuple(_info(p, True) for p in found.partitions)
+        return PartitionTable(TableType.GPT, found.disk_id, parts), damage
     if described > sectors * SECTOR:
         what = "the GPT" if is_gpt else "the partition table"
         raise _NotEngine(
@@ -222,7 +263,7 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
         # The header the partitions came from (the backup's when the primary is damaged)
         # still names the disk: that GUID is the id a person confirms an erase with.
         raise _NotEngine(NoInstallationKind.CORRUPT, reason, found.disk_id or None)
-    return PartitionTable(table, found.disk_id, parts)
+    return PartitionTable(table, found.disk_id, parts), ()
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -289,7 +330,7 @@ def probe(path: Path) -> ProbeResult:
     in_use = in_use_by(path)
     try:
         try:
-            table = read_partition_table(fd, size)
+            table, table_damage = _read_table(fd, size)
             layout = match_layout(table)
             if layout is None:
                 raise _NotEngine(
@@ -297,7 +338,14 @@ def probe(path: Path) -> ProbeResult:
                 )
             with scratch_tree("probe") as workdir:
                 try:
-                    return _probe_engine(path, table, layout, Path(workdir), in_use)
+                    found = _probe_engine(path, table, layout, Path(workdir), in_use)
+                    if not table_damage:
+                        return found
+                    return replace(
+                        found,
+                        damage=table_damage + found.damage,
+                        repairs=(Repair.REBUILD_BACKUP_GPT, *found.repairs),
+                    )
                 except NoExt4Filesystem as missing:
                     raise _NotEngine(
                         NoInstallationKind.INCOMPLETE,
@@ -352,8 +400,18 @@ def _probe_engine(
             NoInstallationKind.INCOMPLETE,
             f"Engine partitions present but storage has no {STATE_PATH} (incomplete install)",
         )
-    state = _parse(EngineState, state_data, f"storage:{STATE_PATH}")
-    assert isinstance(state, EngineState)
+    damage: list[str] = []
+    state: EngineState | None = None
+    try:
+        state = EngineState.from_json(state_data, f"storage:{STATE_PATH}")
+    except InvalidStateFile as exc:
+        damage.append(exc.message)
+    esp_check: EspCheck | None = None
+    if layout is DiskLayout.GPT_AB:
+        esp = table.by_number(partition_number(layout, PartitionRole.ESP))
+        esp_check = check_esp(path, esp.start)
+    if state is None:
+        state = _state_from_entries(esp_check.entries if esp_check else ())
     config: EngineConfig | None = None
     if files[CONFIG_PATH] is not None:
         parsed = _parse(EngineConfig, files[CONFIG_PATH] or b"", f"storage:{CONFIG_PATH}")
@@ -429,10 +487,7 @@ def _probe_engine(
             )
 
     boot_entries: tuple[BootEntryName, ...] = ()
-    esp_check: EspCheck | None = None
-    if layout is DiskLayout.GPT_AB:
-        esp = table.by_number(partition_number(layout, PartitionRole.ESP))
-        esp_check = check_esp(path, esp.start)
+    if esp_check is not None:
         boot_entries = esp_check.entries
         problems.extend(esp_check.problems)
 
@@ -454,4 +509,28 @@ def _probe_engine(
         in_use_by=in_use,
         esp=esp_check,
         unreadable_vms=tuple(unreadable),
+        damage=tuple(damage),
+        repairs=(Repair.REWRITE_STATE,) if damage else (),
     )
+
+
+def _state_from_entries(entries: tuple[BootEntryName, ...]) -> EngineState:
+    """The state a disk with an unreadable state.json shows: the newest entry systemd-boot
+    would boot is the active slot, or, while it still counts its first try, the pending one
+    (the upgrade waits for its first boot). No entries (MBR): one system slot, no upgrade."""
+    if not entries:
+        return EngineState(None, UpgradeStatus.BLANK, 0, install_complete=True)
+    order = sorted(entries, key=lambda e: (e.tries_left == 0, -e.generation, e.slot is Slot.A))
+    first = order[0]
+    generation = max(e.generation for e in entries)
+    if first.tries_left is not None and first.tries_done == 0:
+        older = next((e for e in order if e.slot is not first.slot), None)
+        if older is not None:
+            return EngineState(
+                older.slot,
+                UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
+                older.generation,
+                pending_slot=first.slot,
+                install_complete=True,
+            )
+    return EngineState(first.slot, UpgradeStatus.BLANK, generation, install_complete=True)

@@ -34,7 +34,7 @@ from installer.engine.fresh import fresh_install
 from installer.engine.migrate import migrate_mbr_to_gpt
 from installer.engine.payload import MediumRejected
 from installer.engine.refusals import Refused, check_target, check_upgrade, target_size
-from installer.engine.repair import repair_mbr
+from installer.engine.repair import repair_damage, repair_mbr
 from installer.engine.upgrade import refuse_mbr_upgrade, upgrade_in_place
 from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback, VmNote
 from media.reader import MediumReader
@@ -288,6 +288,9 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
         )
 
     assert installed is not None  # _guard refused UPGRADE/REPAIR without an installation
+    if installed.repairs:
+        # Damage the probe can repair goes first: the steps below need a sound disk.
+        repair_damage(plan.target, installed)
     if (
         plan.mode is InstallMode.UPGRADE
         and installed.layout is DiskLayout.MBR
