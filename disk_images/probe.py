@@ -22,7 +22,7 @@ from pathlib import Path
 from disk_images.errors import InvalidStateFile
 from disk_images.esp_check import EspCheck, check_esp
 from disk_images.ext4_reader import Ext4Reader, NoExt4Filesystem
-from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType
+from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType, partition_info
 from disk_images.layout import (
     CONFIG_PATH,
     RELEASE_PATH,
@@ -169,18 +169,6 @@ def _read_at(fd: int, offset: int, length: int) -> bytes:
     return os.pread(fd, length, offset)
 
 
-def _info(part: gpt.Partition, is_gpt: bool) -> PartitionInfo:
-    return PartitionInfo(
-        number=part.number,
-        start=part.start_bytes,
-        size=part.size_bytes,
-        type=part.type.upper() if is_gpt else part.type.lower(),
-        name=part.name if is_gpt else None,
-        uuid=part.part_guid.lower() if is_gpt and part.part_guid else None,
-        bootable=part.bootable,
-    )
-
-
 def _gpt_reason(problems: tuple[str, ...]) -> str:
     for problem in problems:
         if problem.startswith("primary GPT header: CRC mismatch"):
@@ -191,16 +179,11 @@ def _gpt_reason(problems: tuple[str, ...]) -> str:
     return f"corrupt GPT ({problems[0]})"
 
 
-def read_partition_table(fd: int, size: int) -> PartitionTable:
-    """The MBR or GPT of an open image (parsed by `enginekit.gpt`), or a _NotEngine saying
-    why there is none: blank, not partitioned, truncated, or a GPT with any problem at all
-    (a damaged primary is not silently replaced by the backup here: that is for a repair).
-    A GPT that lost only its backup is returned: the damage is the probe's to report."""
-    return _read_table(fd, size)[0]
-
-
 def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
-    """`read_partition_table` and the damage it tolerated (a lost backup GPT)."""
+    """The MBR or GPT of an open image (read by `enginekit.gpt`) and the damage it tolerated,
+    or a _NotEngine saying why there is none: blank, not partitioned, truncated, or a GPT with
+    any other problem (a damaged primary is not silently replaced by the backup here: that is
+    for a repair). A GPT that lost only its backup is returned with that damage."""
     if size < SECTOR:
         raise _NotEngine(
             NoInstallationKind.TRUNCATED, f"truncated image ({size} bytes, not even one sector)"
@@ -241,7 +224,7 @@ def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
             f"the backup GPT is missing: the GPT describes a disk of {described} bytes, the "
             f"file has {size}",
         )
-        parts = tuple(_info(p, True) for p in found.partitions)
+        parts = tuple(partition_info(p, True) for p in found.partitions)
         return PartitionTable(TableType.GPT, found.disk_id, parts), damage
     if described > sectors * SECTOR:
         what = "the GPT" if is_gpt else "the partition table"
@@ -250,7 +233,7 @@ def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
             f"truncated image ({what} describes a disk of {described} bytes, the file has {size})",
             found.disk_id or None,
         )
-    parts = tuple(_info(p, is_gpt) for p in found.partitions)
+    parts = tuple(partition_info(p, is_gpt) for p in found.partitions)
     table = TableType.GPT if is_gpt else TableType.MBR
     if is_gpt and found.problems:
         reason = _gpt_reason(found.problems)

@@ -15,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from disk_images.errors import InvalidDiskImage
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
+from disk_images.session import open_installation
 from enginekit.process import run
 from enginekit.versions import DiskLayout
 
@@ -90,3 +92,17 @@ def test_damaged_primary_gpt_is_named_by_the_backup_guid(
     assert isinstance(both, NoInstallation)
     assert both.disk_id is not None and both.disk_id.startswith("data-")
     assert len(both.disk_id) == len("data-") + 12
+
+
+def test_a_session_reads_the_table_the_probe_reads(
+    tmp_path: Path, installation_builder: Callable[..., Any]
+) -> None:
+    """One reader: a session refuses the damaged primary the probe calls corrupt, instead of
+    quietly using the backup as `sfdisk --json` would."""
+    disk = installation_builder(tmp_path / "engine.img", DiskLayout.GPT_AB, size=600 * 1024**2).path
+    _damage_primary_header(disk)
+    assert isinstance(probe(disk), NoInstallation)
+    with pytest.raises(InvalidDiskImage) as caught:
+        with open_installation(disk, writable=False):
+            pass
+    assert caught.value.message.startswith(f"{disk}: damaged partition table (")
