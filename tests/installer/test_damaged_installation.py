@@ -18,8 +18,11 @@ from disk_images.layout import STATE_PATH
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from enginekit.process import run
+from installer.frontends.api import Installer, load_medium, load_target
+from installer.model import Screen
+from reference_builds.disk import SAMPLE_VMS
 
-pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
+pytestmark = [pytest.mark.root]
 
 REPAIR_ANSWERS = '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[existing]\naction = "repair"\n'
 
@@ -48,6 +51,8 @@ def _repair_and_boot(
     assert "ENGINE RUNNING version=4.5.0" in capsys.readouterr().out
 
 
+@pytest.mark.qemu
+@pytest.mark.slow
 def test_lost_backup_gpt_is_damage_that_repair_fixes(
     engine_disk: Callable[..., Path],
     engine_medium: Callable[[str], Path],
@@ -72,6 +77,8 @@ def test_lost_backup_gpt_is_damage_that_repair_fixes(
     assert "No problems found" in verify
 
 
+@pytest.mark.qemu
+@pytest.mark.slow
 def test_corrupt_state_is_damage_that_repair_fixes(
     engine_disk: Callable[..., Path],
     engine_medium: Callable[[str], Path],
@@ -90,3 +97,31 @@ def test_corrupt_state_is_damage_that_repair_fixes(
     assert [r["repair"] for r in engine["repairs"]] == ["rewrite-state"]
     assert isinstance(doc["vms"], list) and len(doc["vms"]) == 4
     _repair_and_boot(disk, engine_medium("4.5.0"), tmp_path, capsys)
+
+
+def test_screen5_shows_the_damage_and_erase_names_every_vm(
+    engine_disk: Callable[..., Path], engine_medium: Callable[[str], Path]
+) -> None:
+    disk = engine_disk("4.5.0", size="1G")
+    os.truncate(disk, disk.stat().st_size - 1024 * 1024)
+    target = load_target(disk)
+    installer = Installer(
+        load_medium(engine_medium("5.0.0")),
+        target,
+        engine=lambda plan, progress: None,  # type: ignore[arg-type,return-value]
+    )
+    for choice in ("install", "next", "accept", "us"):
+        installer.choose(choice)
+    assert installer.screen is Screen.EXISTING
+    text = installer.view.text
+    assert "Damaged: the backup GPT is missing" in text
+    assert "Upgrade or repair first fixes it: give the image back the size" in text
+    assert "VMs: 4" in text
+    assert [c.value for c in installer.view.choices] == ["upgrade", "erase"]
+    assert target.disk_id is not None
+    installer.choose("erase", confirm_erase=target.disk_id)
+    installer.choose("standalone")
+    summary = installer.view.text
+    line = next(ln for ln in summary.splitlines() if ln.startswith("VMs deleted: "))
+    deleted = line.removeprefix("VMs deleted: ").rstrip(".").split(", ")
+    assert sorted(deleted) == sorted(vm.name for vm in SAMPLE_VMS)
