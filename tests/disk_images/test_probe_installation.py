@@ -65,7 +65,7 @@ def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, f
     ]  # our own table reader agrees with sfdisk
     assert file_hash(disk) == before
 
-    # the CLI's JSON carries the keys the issue names; the token never appears
+    # the CLI's JSON carries the installation's keys; the token never appears
     assert cli.main(["inspect", str(disk), "--json"]) == 0
 
 
