@@ -113,7 +113,7 @@ class DiskBootResult:
     failed_slot: Slot | None = None  # the pending slot that did not boot (with fell_back)
     restored: tuple[tuple[str, str], ...] = ()  # (spent name, name given back) per entry
     next_entry: str | None = None  # the entry systemd-boot starts next, when nothing booted
-    warnings: tuple[str, ...] = ()  # entries that cannot boot, found before the power-on
+    warnings: tuple[str, ...] = ()  # ESP problems found before the power-on, a slot switch
 
     @property
     def running(self) -> BootAttempt | None:
