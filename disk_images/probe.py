@@ -45,6 +45,7 @@ from enginekit.versions import DiskLayout
 
 EXT4_MAGIC_OFFSET = 1024 + 56
 EXT4_MAGIC = b"\x53\xef"
+BACKUP_GPT_REGION = 1024 * 1024  # the last MiB of an Engine GPT disk (DESIGN.md)
 
 
 class NoInstallationKind(enum.StrEnum):
@@ -212,14 +213,19 @@ def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
     for part in found.partitions:
         described = max(described, (part.end_lba + 1) * SECTOR)
     parts_end = max(((p.end_lba + 1) * SECTOR for p in found.partitions), default=0)
+    header = found.header
     if (
         is_gpt
+        and header is not None
         and not found.used_backup
-        and described > sectors * SECTOR
+        and sectors * SECTOR < described <= sectors * SECTOR + BACKUP_GPT_REGION
+        and header.alternate_lba == header.last_usable_lba + header.entry_array_sectors + 1
         and parts_end <= sectors * SECTOR
     ):
-        # Only the backup GPT is gone (the file was cut short after the last partition):
-        # the primary and every partition are intact, so this is a repairable installation.
+        # Only the backup GPT is gone (the file was cut short after the last partition, by
+        # no more than the region the layout keeps for the backup, and the primary header
+        # agrees with itself): the primary and every partition are intact, so this is a
+        # repairable installation.
         damage = (
             f"the backup GPT is missing: the GPT describes a disk of {described} bytes, the "
             f"file has {size}",
