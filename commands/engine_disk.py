@@ -115,12 +115,16 @@ def result_json(path: Path, result: ProbeResult) -> dict[str, Any]:
             "slots": {slot.value: version for slot, version in result.slots.items()},
             "install_complete": result.install_complete,
             "boot_entries": [e.file_name for e in result.boot_entries],
+            "damage": list(result.damage),
+            "repairs": [{"repair": r.value, "description": r.description} for r in result.repairs],
         }
         doc["vms"] = [vm.as_json() for vm in result.vms]
+        doc["unreadable_vms"] = [vm.as_json() for vm in result.unreadable_vms]
         doc["problems"] = list(result.problems)
     else:
         doc["engine"] = None
         doc["vms"] = []
+        doc["unreadable_vms"] = []
         doc["reason"] = result.reason
         doc["reason_kind"] = result.kind.value
     return doc
@@ -147,7 +151,12 @@ def result_text(path: Path, result: ProbeResult) -> str:
         return "\n".join(lines)
     slots = ", ".join(f"{s.value}: {v or 'empty'}" for s, v in result.slots.items())
     active = f"active slot {result.active_slot.value}" if result.active_slot else "one system slot"
-    lines.append(f"Engine {result.version} ({result.layout.value}), {active} ({slots})")
+    damaged = "damaged " if result.damage else ""
+    lines.append(f"{damaged}Engine {result.version} ({result.layout.value}), {active} ({slots})")
+    for damage in result.damage:
+        lines.append(f"damaged: {damage}")
+    for repair in result.repairs:
+        lines.append(f"repair: {repair.description} (engine-install offers it)")
     lines.append(f"upgrade status: {result.upgrade_status.label}")
     lines.append(f"registered with Synchronizer: {'yes' if result.registered else 'no'}")
     lines.append(f"keyboard: {result.keyboard or 'not set'}")
@@ -155,12 +164,15 @@ def result_text(path: Path, result: ProbeResult) -> str:
         lines.append("install complete: no (first boot has not finished)")
     if result.boot_entries:
         lines.append("boot entries: " + ", ".join(e.file_name for e in result.boot_entries))
-    lines.append(f"VMs: {len(result.vms)}")
+    unreadable = f" (and {len(result.unreadable_vms)} unreadable)" if result.unreadable_vms else ""
+    lines.append(f"VMs: {len(result.vms)}{unreadable}")
     for vm in result.vms:
         lines.append(
             f"  {vm.name:<20} {vm.kind:<7} PV drivers {vm.pv_drivers:<8} "
             f"published for {vm.published_for:<8} {human_size(vm.size_bytes)}"
         )
+    for bad in result.unreadable_vms:
+        lines.append(f"  {bad.name:<20} unreadable: {bad.reason}")
     for problem in result.problems:
         lines.append(f"warning: {problem}")
     return "\n".join(lines)
@@ -220,8 +232,14 @@ def boot_text(result: DiskBootResult) -> str:
         else:
             lines.append(f"boot {number}{entry}: failed: {attempt.failure}")
             lines.append(f"  console: {attempt.console_tail}")
-    if result.fell_back:
-        lines.append("the new slot did not boot; the old slot booted instead")
+    for spent, back in result.restored:
+        lines.append(
+            f"the boot stopped before the Engine ran: the try it spent was given back "
+            f"({spent} -> {back})"
+        )
+    if result.next_entry:
+        lines.append(f"the next boot starts {result.next_entry}")
+    lines += [f"warning: {warning}" for warning in result.warnings]
     if result.blessed:
         lines.append(f"first boot completed: {result.blessed} marked good")
     active = result.active_slot.value if result.active_slot else "-"
@@ -233,6 +251,16 @@ def cmd_boot(args: argparse.Namespace) -> int:
     result = boot_installed_disk(args.disk, timeout=args.timeout)
     if not args.json:
         print(boot_text(result))
+    if result.fell_back:
+        failed = result.failed_slot.value if result.failed_slot else "new"
+        booted = result.running
+        raise BootFailed(
+            f"{args.disk}: the new slot {failed} did not boot; slot "
+            f"{booted.slot if booted else '-'} (Engine {booted.version if booted else '-'}) "
+            "booted instead and the upgrade status is now Failed",
+            hint="the console lines above show where the new slot stopped; run the upgrade "
+            "again from the Engine medium",
+        )
     if not result.ok:
         last = result.attempts[-1] if result.attempts else None
         raise BootFailed(
@@ -257,9 +285,11 @@ def build_parser() -> ArgumentParser:
         "and wait for ENGINE RUNNING. Then complete the first boot: the booted entry is "
         "marked good and the upgrade status becomes Blank; if a newly installed slot fails, "
         "the disk is booted again at once, falls back to the old slot, and the status "
-        "becomes Failed. A boot that times out leaves the upgrade status as it was. Writes "
-        "to DISK (boot counting happens on its ESP) and holds a lock on it meanwhile, so no "
-        "install or upgrade can start on it. Exit status 1 when no Engine booted.",
+        "becomes Failed (exit status 1). A boot that times out or is interrupted leaves the "
+        "upgrade status as it was and gives back the try systemd-boot had counted. A disk "
+        "whose ESP cannot boot any entry is refused before QEMU starts. Writes to DISK (boot "
+        "counting happens on its ESP) and holds a lock on it meanwhile, so no install or "
+        "upgrade can start on it. Exit status 1 when no Engine booted.",
     )
     boot.add_argument("disk", type=Path, help="the disk image to boot")
     add_json_option(boot, "every boot attempt and the resulting state")

@@ -9,23 +9,39 @@ active one and the upgrade status becomes Blank. If a pending slot does not boot
 booted again right away (same call) so systemd-boot falls back to the old slot, and the status
 becomes "Failed".
 
+A boot that was stopped before the Engine ran (its --timeout ran out, or Ctrl-C) proves nothing
+about the new slot, so the try systemd-boot counted for it is given back: the entry is renamed
+to the name it had before the power-on. The seam `ENGINEKIT_BOOT_STOP_AFTER_COUNT=timeout` (or
+`=interrupt`) stops a boot at the moment systemd-boot has counted its try, as a timeout (or a
+Ctrl-C) there would; the tests use it instead of a short clock.
+
 This module also owns the boot entry names, `engine-<generation>-<slot>[+<tries>-<done>].conf`,
 and the order systemd-boot gives them, because both the install engine and this module need them.
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage, NotAnEngineInstallation
-from disk_images.layout import ESP_ENTRIES_DIR, STATE_PATH, BootEntryName, Slot
+from disk_images.esp_check import esp_entries
+from disk_images.layout import (
+    ESP_ENTRIES_DIR,
+    STATE_PATH,
+    BootEntryName,
+    PartitionRole,
+    Slot,
+    partition_number,
+)
 from disk_images.lock import disk_lock
 from disk_images.probe import Installation, probe
 from disk_images.session import InstallationSession, open_installation
 from disk_images.state import EngineState, UpgradeStatus
+from enginekit.errors import EngineKitError
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
 from enginekit.versions import DiskLayout
 
@@ -46,6 +62,13 @@ FAIL_LINES = re.compile(
     r"ENGINE BOOT FAILED|Kernel panic|No bootable device|Boot failed|not found\. Press"
 )
 MAX_ATTEMPTS = 3
+STOP_SEAM = "ENGINEKIT_BOOT_STOP_AFTER_COUNT"
+
+
+class BootInterrupted(EngineKitError):
+    """Ctrl-C during a boot; the message says what became of the try the boot had spent."""
+
+    exit_status = 130
 
 
 @dataclass(frozen=True)
@@ -59,6 +82,7 @@ class BootAttempt:
     failure: str | None  # None when ENGINE RUNNING was printed
     seconds: float
     console_tail: str
+    stopped: bool = False  # ended by the timeout (or the stop seam), not by the guest
 
     @property
     def running(self) -> bool:
@@ -86,6 +110,10 @@ class DiskBootResult:
     active_slot: Slot | None
     blessed: str | None  # the entry renamed from `+t-d` to plain, if any
     fell_back: bool  # a pending slot failed and the old one booted instead
+    failed_slot: Slot | None = None  # the pending slot that did not boot (with fell_back)
+    restored: tuple[tuple[str, str], ...] = ()  # (spent name, name given back) per entry
+    next_entry: str | None = None  # the entry systemd-boot starts next, when nothing booted
+    warnings: tuple[str, ...] = ()  # ESP problems found before the power-on, a slot switch
 
     @property
     def running(self) -> BootAttempt | None:
@@ -110,6 +138,10 @@ class DiskBootResult:
             "active_slot": self.active_slot.value if self.active_slot else None,
             "blessed": self.blessed,
             "fell_back": self.fell_back,
+            "failed_slot": self.failed_slot.value if self.failed_slot else None,
+            "restored": [{"spent": a, "restored": b} for a, b in self.restored],
+            "next_entry": self.next_entry,
+            "warnings": list(self.warnings),
         }
 
 
@@ -121,43 +153,85 @@ def _entries(session: InstallationSession) -> list[BootEntryName]:
     return [e for e in found if e is not None]
 
 
-def _read_entries(path: Path, layout: DiskLayout) -> list[BootEntryName]:
-    if layout is not DiskLayout.GPT_AB:
-        return []
-    with open_installation(path, writable=False, layout=layout) as session:
-        return _entries(session)
+def _esp_offset(found: Installation) -> int | None:
+    if found.layout is not DiskLayout.GPT_AB:
+        return None
+    number = partition_number(found.layout, PartitionRole.ESP)
+    return next(p.start for p in found.partitions if p.number == number)
+
+
+def _read_entries(path: Path, esp_offset: int | None) -> list[BootEntryName]:
+    """The ESP's entries as they are on the image now (read-only, mtools; none on MBR)."""
+    return [] if esp_offset is None else list(esp_entries(path, esp_offset))
+
+
+def _counted(before: list[BootEntryName], after: list[BootEntryName]) -> list[BootEntryName]:
+    """Entries systemd-boot renamed during a boot: new names of counting entries."""
+    return [e for e in after if e not in before and e.tries_left is not None]
+
+
+def _stop_seam(
+    path: Path, esp_offset: int | None, before: list[BootEntryName], fired: list[bool]
+) -> Callable[[], bool] | None:
+    """The `ENGINEKIT_BOOT_STOP_AFTER_COUNT` seam: stop once systemd-boot counted a try."""
+    mode = os.environ.get(STOP_SEAM, "")
+    if not mode or esp_offset is None:
+        return None
+    if mode not in ("timeout", "interrupt"):
+        raise InvalidDiskImage(f"{STOP_SEAM}={mode!r}: use 'timeout' or 'interrupt'")
+
+    def counted() -> bool:
+        if not _counted(before, _read_entries(path, esp_offset)):
+            return False
+        fired.append(True)
+        if mode == "interrupt":
+            raise KeyboardInterrupt
+        return True
+
+    return counted
+
+
+def _booted_entry(
+    before: list[BootEntryName], after: list[BootEntryName], slot: Slot | None
+) -> str | None:
+    """The entry this boot really used: the one systemd-boot counted, else the first entry
+    for the slot that came up (or, when nothing came up, the first in systemd-boot's order)."""
+    counted = _counted(before, after)
+    if counted:
+        return counted[0].file_name
+    order = boot_order(before)
+    if slot is not None:
+        order = [e for e in order if e.slot is slot] or order
+    return order[0].file_name if order else None
 
 
 def _one_boot(
-    path: Path, firmware: Firmware, timeout: float, before: list[BootEntryName]
-) -> BootAttempt:
+    path: Path, firmware: Firmware, timeout: float, esp_offset: int | None
+) -> tuple[BootAttempt, list[BootEntryName]]:
+    """Power the disk on once; returns the attempt and the ESP's entries after it."""
+    before = _read_entries(path, esp_offset)
     spec = BootSpec(firmware=firmware, drives=(Drive(path, DriveKind.DISK, snapshot=False),))
-    result = boot(spec, RUNNING, timeout=timeout, fail=FAIL_LINES)
-    entry = None
-    expected = boot_order(before)
-    if expected:
-        # systemd-boot booted the first entry in its order (renaming it if it counts tries).
-        entry = expected[0].file_name
-        if expected[0].tries_left is not None:
-            entry = BootEntryName(
-                expected[0].generation,
-                expected[0].slot,
-                max(0, expected[0].tries_left - 1),
-                (expected[0].tries_done or 0) + 1,
-            ).file_name
+    fired: list[bool] = []
+    stop = _stop_seam(path, esp_offset, before, fired)
+    result = boot(spec, RUNNING, timeout=timeout, fail=FAIL_LINES, stop=stop)
+    after = _read_entries(path, esp_offset)
     match = RUNNING.search(result.matched or "")
     if match:
-        return BootAttempt(
+        slot = Slot(match.group(2))
+        attempt = BootAttempt(
             version=match.group(1),
-            slot=Slot(match.group(2)),
+            slot=slot,
             vms=int(match.group(3)),
-            entry=entry,
+            entry=_booted_entry(before, after, slot),
             failure=None,
             seconds=result.seconds,
             console_tail=result.tail(),
         )
+        return attempt, after
     failed = FAILED.search(result.output)
-    if failed:
+    if fired:
+        failure = f"stopped once systemd-boot had counted the try ({STOP_SEAM})"
+    elif failed:
         failure = f"ENGINE BOOT FAILED reason={failed.group(1)}"
     elif result.timed_out:
         failure = f"no ENGINE RUNNING line within {timeout:g} s"
@@ -165,7 +239,48 @@ def _one_boot(
         failure = "kernel panic"
     else:
         failure = "the machine stopped without printing ENGINE RUNNING"
-    return BootAttempt(None, None, None, entry, failure, result.seconds, result.tail())
+    entry = _booted_entry(before, after, None)
+    attempt = BootAttempt(
+        None, None, None, entry, failure, result.seconds, result.tail(), result.timed_out
+    )
+    return attempt, after
+
+
+def _give_back_tries(
+    path: Path, layout: DiskLayout, before: list[BootEntryName], after: list[BootEntryName]
+) -> tuple[tuple[str, str], ...]:
+    """Rename every entry a stopped boot counted back to its name before the power-on."""
+    pairs = []
+    for spent in _counted(before, after):
+        for old in before:
+            if (old.generation, old.slot) == (spent.generation, spent.slot) and old not in after:
+                pairs.append((spent, old))
+    if pairs:
+        with open_installation(path, writable=True, layout=layout) as session:
+            for spent, old in pairs:
+                session.esp.rename(spent.path, old.path)
+    return tuple((spent.file_name, old.file_name) for spent, old in pairs)
+
+
+def _next_entry(path: Path, esp_offset: int | None) -> str | None:
+    order = boot_order(_read_entries(path, esp_offset))
+    return order[0].file_name if order else None
+
+
+def _interrupted_text(
+    path: Path, number: int, restored: tuple[tuple[str, str], ...], next_entry: str | None
+) -> str:
+    what = f"{path}: interrupted during boot {number}; "
+    if restored:
+        what += "the try it had spent was given back (" + ", ".join(
+            f"{spent} -> {back}" for spent, back in restored
+        )
+        what += ")"
+    else:
+        what += "no try had been spent"
+    if next_entry:
+        what += f"; the next boot starts {next_entry}"
+    return what
 
 
 def _complete_first_boot(
@@ -264,21 +379,51 @@ def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
             hint="close whatever has it attached and try again",
         )
     layout = found.layout
+    warnings: list[str] = []
+    if found.esp is not None:
+        if not found.esp.can_boot:
+            raise InvalidDiskImage(
+                f"{path}: cannot boot: {'; '.join(found.esp.problems)}",
+                hint="repair the installation from the Engine medium (engine-install)",
+            )
+        warnings.extend(found.esp.problems)
+    esp_offset = _esp_offset(found)
     firmware = Firmware.UEFI if layout is DiskLayout.GPT_AB else Firmware.BIOS
     attempts: list[BootAttempt] = []
-    while len(attempts) < MAX_ATTEMPTS:
-        before = _read_entries(path, layout)
-        attempt = _one_boot(path, firmware, timeout, before)
-        attempts.append(attempt)
-        if attempt.running:
-            break
-        after = _read_entries(path, layout)
-        if layout is not DiskLayout.GPT_AB or after == before:
-            break  # nothing changed on the ESP: the next boot would fail the same way
+    restored: tuple[tuple[str, str], ...] = ()
+    before: list[BootEntryName] = []
+    try:
+        while len(attempts) < MAX_ATTEMPTS:
+            before = _read_entries(path, esp_offset)
+            attempt, after = _one_boot(path, firmware, timeout, esp_offset)
+            attempts.append(attempt)
+            if attempt.running:
+                break
+            if attempt.stopped:
+                # Stopped before the Engine ran: the new slot was not proven bad.
+                restored = _give_back_tries(path, layout, before, after)
+                break
+            if layout is not DiskLayout.GPT_AB or after == before:
+                break  # nothing changed on the ESP: the next boot would fail the same way
+    except KeyboardInterrupt:
+        given = _give_back_tries(path, layout, before, _read_entries(path, esp_offset))
+        text = _interrupted_text(path, len(attempts) + 1, given, _next_entry(path, esp_offset))
+        raise BootInterrupted(text) from None
     running = next((a for a in attempts if a.running), None)
     with open_installation(path, writable=True, layout=layout) as session:
         state, blessed, fell_back = _complete_first_boot(
             session, running.slot if running else None, layout
+        )
+    if (
+        running is not None
+        and not fell_back
+        and found.active_slot is not None
+        and found.state.pending_slot is None
+        and running.slot is not found.active_slot
+    ):
+        warnings.append(
+            f"slot {found.active_slot.value} did not boot; slot {state.active_slot} booted "
+            "instead and is now the active slot"
         )
     return DiskBootResult(
         path=path,
@@ -288,4 +433,8 @@ def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
         active_slot=state.active_slot,
         blessed=blessed,
         fell_back=fell_back,
+        failed_slot=found.state.pending_slot if fell_back else None,
+        restored=restored,
+        next_entry=None if running else _next_entry(path, esp_offset),
+        warnings=tuple(warnings),
     )

@@ -1,14 +1,14 @@
 """Create sparse raw disk images and partition them from a declarative list of partitions.
 
 Partitioning is done by util-linux `sfdisk` with scripted input, which works on a plain image
-file without root; the table is read back with `sfdisk --json`. Sizes and offsets are bytes
-(use `enginekit.sizes.parse_size` for `8G`); everything is aligned to 1 MiB.
+file without root; the table is read back by `enginekit.gpt`, the project's one reader. Sizes
+and offsets are bytes (use `enginekit.sizes.parse_size` for `8G`); everything is aligned to
+1 MiB.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage
 from disk_images.lock import disk_lock
+from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.outputs import check_new_output, publish
 from enginekit.process import require_tool, run
@@ -61,7 +62,7 @@ class PartitionSpec:
 
 @dataclass(frozen=True)
 class PartitionInfo:
-    """A partition as found on a disk (by sfdisk --json or by the probe's own table reader)."""
+    """A partition as `enginekit.gpt` found it on a disk, in the units disk_images uses."""
 
     number: int
     start: int  # bytes
@@ -232,42 +233,40 @@ def partition_image(
     return read_table(path)
 
 
+def partition_info(part: gpt.Partition, is_gpt: bool) -> PartitionInfo:
+    """The disk_images view of one partition `enginekit.gpt` read."""
+    return PartitionInfo(
+        number=part.number,
+        start=part.start_bytes,
+        size=part.size_bytes,
+        type=part.type.upper() if is_gpt else part.type.lower(),
+        name=part.name if is_gpt else None,
+        uuid=part.part_guid.lower() if is_gpt and part.part_guid else None,
+        bootable=part.bootable,
+    )
+
+
+def table_view(found: gpt.PartitionTable) -> PartitionTable | None:
+    """The disk_images view of a table `enginekit.gpt` read (None when there is none)."""
+    if found.kind is gpt.PartitionTableKind.NONE:
+        return None
+    is_gpt = found.kind is gpt.PartitionTableKind.GPT
+    parts = tuple(partition_info(p, is_gpt) for p in found.partitions)
+    return PartitionTable(TableType.GPT if is_gpt else TableType.MBR, found.disk_id, parts)
+
+
 def read_table(path: Path) -> PartitionTable:
-    """The partition table of `path` as sfdisk reports it (needs a valid table)."""
-    sfdisk = require_tool("sfdisk", "fdisk")
-    proc = run([sfdisk, "--json", str(path)], check=False)
-    if proc.returncode != 0:
+    """The partition table of `path`, read by `enginekit.gpt` (needs a sound table)."""
+    try:
+        found = gpt.read_partition_table(path)
+    except gpt.InvalidPartitionTable as exc:
+        raise InvalidDiskImage(f"{path}: no readable partition table ({exc.message})") from None
+    table = table_view(found)
+    if table is None:
+        raise InvalidDiskImage(f"{path}: no partition table")
+    if found.problems:
         raise InvalidDiskImage(
-            f"{path}: no readable partition table",
-            hint=(proc.stderr or b"").decode("utf-8", "replace").strip() or None,
+            f"{path}: damaged partition table ({found.problems[0]})",
+            hint="engine-disk inspect shows what is damaged and the repair",
         )
-    data = json.loads(proc.stdout)["partitiontable"]
-    sector = int(data.get("sectorsize", SECTOR))
-    table = TableType.GPT if data["label"] == "gpt" else TableType.MBR
-    parts = []
-    for entry in data.get("partitions", []):
-        node = str(entry["node"])
-        # sfdisk names nodes path+N (or path+pN when path ends in a digit)
-        digits = ""
-        for ch in reversed(node):
-            if not ch.isdigit():
-                break
-            digits = ch + digits
-        type_text = str(entry["type"])
-        parts.append(
-            PartitionInfo(
-                number=int(digits),
-                start=int(entry["start"]) * sector,
-                size=int(entry["size"]) * sector,
-                type=type_text.upper() if table is TableType.GPT else type_text.lower().zfill(2),
-                name=entry.get("name") if table is TableType.GPT else None,
-                uuid=str(entry["uuid"]).lower() if "uuid" in entry else None,
-                bootable=bool(entry.get("bootable", False)),
-            )
-        )
-    label_id = str(data.get("id", ""))
-    if table is TableType.GPT:
-        disk_id = label_id.lower()
-    else:
-        disk_id = "mbr-" + label_id.lower().removeprefix("0x").zfill(8)
-    return PartitionTable(table, disk_id, tuple(parts))
+    return table

@@ -5,8 +5,7 @@ mismatch, means "no installation": the probe does not fall back to the backup GP
 a backup's disk GUID is still the disk's id; a disk with no readable table at all is named
 `data-<hash of its size and first MiB>`); the ext4
 partitions are read by `debugfs -c` (read-only, "catastrophic" mode: no bitmaps loaded) on
-`image?offset=N`, with all reads of one round batched into a single debugfs process whose
-`dump` commands write into a private temp dir; the ESP's boot entries are listed with mtools
+`image?offset=N` (`disk_images.ext4_reader`); the ESP's boot entries are listed with mtools
 (`mdir -i image@@offset`). VM disks are never read: their apparent size comes from the
 directory listing. The image is only ever opened O_RDONLY and no tool is given a write flag.
 """
@@ -17,14 +16,15 @@ import enum
 import hashlib
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from disk_images.errors import InvalidStateFile
-from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType
+from disk_images.esp_check import EspCheck, check_esp
+from disk_images.ext4_reader import Ext4Reader, NoExt4Filesystem
+from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType, partition_info
 from disk_images.layout import (
     CONFIG_PATH,
-    ESP_ENTRIES_DIR,
     RELEASE_PATH,
     STATE_PATH,
     VM_NAME,
@@ -40,13 +40,12 @@ from disk_images.loop import loops_backed_by
 from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
 from enginekit import gpt
 from enginekit.errors import UserInputError
-from enginekit.process import require_tool, run
 from enginekit.scratch import scratch_tree
-from enginekit.tool_paths import plain_name
 from enginekit.versions import DiskLayout
 
 EXT4_MAGIC_OFFSET = 1024 + 56
 EXT4_MAGIC = b"\x53\xef"
+BACKUP_GPT_REGION = 1024 * 1024  # the last MiB of an Engine GPT disk (DESIGN.md)
 
 
 class NoInstallationKind(enum.StrEnum):
@@ -79,6 +78,34 @@ class VmInfo:
         }
 
 
+class Repair(enum.StrEnum):
+    """A repair for damage the probe found on an otherwise readable Engine installation."""
+
+    REBUILD_BACKUP_GPT = "rebuild-backup-gpt"  # sgdisk -e: a new backup GPT at the disk's end
+    REWRITE_STATE = "rewrite-state"  # state.json rewritten from what the ESP and slots show
+
+    @property
+    def description(self) -> str:
+        if self is Repair.REBUILD_BACKUP_GPT:
+            return (
+                "give the image back the size its GPT describes and write a new backup GPT "
+                "at its end (sgdisk -e)"
+            )
+        return f"rewrite {STATE_PATH} from the boot entries and slots on the disk"
+
+
+@dataclass(frozen=True)
+class UnreadableVm:
+    """A directory under /vms that is not a usable VM, and why: shown wherever VMs are
+    counted, so that nothing an erase would destroy goes unmentioned."""
+
+    name: str
+    reason: str
+
+    def as_json(self) -> dict[str, object]:
+        return {"name": self.name, "reason": self.reason}
+
+
 @dataclass(frozen=True)
 class Installation:
     disk_id: str
@@ -96,6 +123,12 @@ class Installation:
     state: EngineState
     problems: tuple[str, ...] = ()  # VMs skipped because their vm.json is broken, etc.
     in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
+    esp: EspCheck | None = None  # GPT: what a boot needs from the ESP (None on MBR)
+    unreadable_vms: tuple[UnreadableVm, ...] = ()  # also named in `problems`
+    # What is damaged (one sentence each) and the repairs that fix it; `state` is then what
+    # the disk shows when state.json itself is the damage. Empty on a sound installation.
+    damage: tuple[str, ...] = ()
+    repairs: tuple[Repair, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -137,18 +170,6 @@ def _read_at(fd: int, offset: int, length: int) -> bytes:
     return os.pread(fd, length, offset)
 
 
-def _info(part: gpt.Partition, is_gpt: bool) -> PartitionInfo:
-    return PartitionInfo(
-        number=part.number,
-        start=part.start_bytes,
-        size=part.size_bytes,
-        type=part.type.upper() if is_gpt else part.type.lower(),
-        name=part.name if is_gpt else None,
-        uuid=part.part_guid.lower() if is_gpt and part.part_guid else None,
-        bootable=part.bootable,
-    )
-
-
 def _gpt_reason(problems: tuple[str, ...]) -> str:
     for problem in problems:
         if problem.startswith("primary GPT header: CRC mismatch"):
@@ -159,10 +180,11 @@ def _gpt_reason(problems: tuple[str, ...]) -> str:
     return f"corrupt GPT ({problems[0]})"
 
 
-def read_partition_table(fd: int, size: int) -> PartitionTable:
-    """The MBR or GPT of an open image (parsed by `enginekit.gpt`), or a _NotEngine saying
-    why there is none: blank, not partitioned, truncated, or a GPT with any problem at all
-    (a damaged primary is not silently replaced by the backup here: that is for a repair)."""
+def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
+    """The MBR or GPT of an open image (read by `enginekit.gpt`) and the damage it tolerated,
+    or a _NotEngine saying why there is none: blank, not partitioned, truncated, or a GPT with
+    any other problem (a damaged primary is not silently replaced by the backup here: that is
+    for a repair). A GPT that lost only its backup is returned with that damage."""
     if size < SECTOR:
         raise _NotEngine(
             NoInstallationKind.TRUNCATED, f"truncated image ({size} bytes, not even one sector)"
@@ -190,6 +212,26 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
         described = (found.header.alternate_lba + 1) * SECTOR
     for part in found.partitions:
         described = max(described, (part.end_lba + 1) * SECTOR)
+    parts_end = max(((p.end_lba + 1) * SECTOR for p in found.partitions), default=0)
+    header = found.header
+    if (
+        is_gpt
+        and header is not None
+        and not found.used_backup
+        and sectors * SECTOR < described <= sectors * SECTOR + BACKUP_GPT_REGION
+        and header.alternate_lba == header.last_usable_lba + header.entry_array_sectors + 1
+        and parts_end <= sectors * SECTOR
+    ):
+        # Only the backup GPT is gone (the file was cut short after the last partition, by
+        # no more than the region the layout keeps for the backup, and the primary header
+        # agrees with itself): the primary and every partition are intact, so this is a
+        # repairable installation.
+        damage = (
+            f"the backup GPT is missing: the GPT describes a disk of {described} bytes, the "
+            f"file has {size}",
+        )
+        parts = tuple(partition_info(p, True) for p in found.partitions)
+        return PartitionTable(TableType.GPT, found.disk_id, parts), damage
     if described > sectors * SECTOR:
         what = "the GPT" if is_gpt else "the partition table"
         raise _NotEngine(
@@ -197,7 +239,7 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
             f"truncated image ({what} describes a disk of {described} bytes, the file has {size})",
             found.disk_id or None,
         )
-    parts = tuple(_info(p, is_gpt) for p in found.partitions)
+    parts = tuple(partition_info(p, is_gpt) for p in found.partitions)
     table = TableType.GPT if is_gpt else TableType.MBR
     if is_gpt and found.problems:
         reason = _gpt_reason(found.problems)
@@ -210,133 +252,7 @@ def read_partition_table(fd: int, size: int) -> PartitionTable:
         # The header the partitions came from (the backup's when the primary is damaged)
         # still names the disk: that GUID is the id a person confirms an erase with.
         raise _NotEngine(NoInstallationKind.CORRUPT, reason, found.disk_id or None)
-    return PartitionTable(table, found.disk_id, parts)
-
-
-# --- ext4 through debugfs -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _DirEntry:
-    name: str
-    mode: int
-    size: int
-
-    @property
-    def is_dir(self) -> bool:
-        return stat.S_ISDIR(self.mode)
-
-
-class _Ext4Reader:
-    """Batched read-only access to one ext4 filesystem inside the image."""
-
-    def __init__(self, image: Path, offset: int, label: str, workdir: Path) -> None:
-        self.image = image
-        self.offset = offset
-        self.label = label
-        self.workdir = workdir
-        self._counter = 0
-
-    def batch(
-        self, files: list[str], dirs: list[str]
-    ) -> tuple[dict[str, bytes | None], dict[str, list[_DirEntry] | None]]:
-        """Read `files` (None when missing) and list `dirs` in one debugfs run."""
-        debugfs = require_tool("debugfs", "e2fsprogs")
-        commands = []
-        targets: dict[str, Path] = {}
-        for path in files:
-            self._counter += 1
-            target = self.workdir / f"{self.label}-{self._counter}"
-            targets[path] = target
-            commands.append(f'dump "{path}" "{target}"')
-        for path in dirs:
-            commands.append(f'ls -p "{path}"')
-        with plain_name(self.image) as image:  # a `?` in the name is e2fsprogs syntax
-            proc = run(
-                [debugfs, "-c", "-f", "-", f"{image}?offset={self.offset}"],
-                input=("\n".join(commands) + "\n").encode(),
-                check=False,
-                timeout=60,
-            )
-        stderr = (proc.stderr or b"").decode("utf-8", "replace")
-        if proc.returncode or "while trying to open" in stderr or "not open" in stderr:
-            raise _NotEngine(
-                NoInstallationKind.INCOMPLETE,
-                f"Engine partitions present but {self.label} holds no ext4 filesystem "
-                "(incomplete install)",
-            )
-        contents: dict[str, bytes | None] = {}
-        for path, target in targets.items():
-            contents[path] = target.read_bytes() if target.is_file() else None
-        listings = self._parse_listings((proc.stdout or b"").decode("utf-8", "replace"), dirs)
-        return contents, listings
-
-    @staticmethod
-    def _parse_listings(output: str, dirs: list[str]) -> dict[str, list[_DirEntry] | None]:
-        listings: dict[str, list[_DirEntry] | None] = {d: None for d in dirs}
-        current: str | None = None
-        for line in output.splitlines():
-            if line.startswith("debugfs: "):
-                command = line[len("debugfs: ") :]
-                current = None
-                if command.startswith("ls -p "):
-                    current = command[len("ls -p ") :].strip('"')
-                    listings[current] = None
-                continue
-            if current is None or not line.startswith("/"):
-                continue
-            # /inode/mode/uid/gid/name/size/  (the name cannot contain '/')
-            fields = line.split("/")
-            if len(fields) < 7:
-                continue
-            name = fields[5]
-            if name in (".", ".."):
-                entries = listings[current]
-                if entries is None:
-                    listings[current] = []
-                continue
-            entries = listings[current]
-            if entries is None:
-                entries = listings[current] = []
-            try:
-                entries.append(_DirEntry(name, int(fields[2], 8), int(fields[6] or 0)))
-            except ValueError:
-                continue
-        return listings
-
-
-def read_ext4_files(
-    image: Path, offset: int, paths: list[str], label: str = "partition"
-) -> dict[str, bytes | None]:
-    """Read files from the ext4 filesystem at `offset` of `image`, read-only, in one debugfs
-    run (None for a missing file). Raises UserInputError if there is no ext4 there."""
-    with scratch_tree("probe") as workdir:
-        try:
-            contents, _ = _Ext4Reader(image, offset, label, Path(workdir)).batch(paths, [])
-        except _NotEngine:
-            raise UserInputError(
-                f"{image}: no ext4 filesystem at offset {offset}",
-                hint="the partition holds no ext4 filesystem; 'engine-disk inspect DISK' "
-                "shows the partitions",
-            ) from None
-    return contents
-
-
-def _esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
-    mdir = require_tool("mdir", "mtools")
-    with plain_name(image) as name:  # `@@` in the name is mtools syntax
-        proc = run(
-            [mdir, "-i", f"{name}@@{offset}", "-b", f"::{ESP_ENTRIES_DIR}"],
-            env={"MTOOLS_SKIP_CHECK": "1"},
-            check=False,
-            timeout=30,
-        )
-    found = []
-    for line in (proc.stdout or b"").decode("utf-8", "replace").splitlines():
-        parsed = BootEntryName.parse(line.rsplit("/", 1)[-1])
-        if parsed is not None:
-            found.append(parsed)
-    return tuple(sorted(found, key=lambda e: e.file_name))
+    return PartitionTable(table, found.disk_id, parts), ()
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -423,14 +339,28 @@ def probe(path: Path) -> ProbeResult:
     in_use = in_use_by(path)
     try:
         try:
-            table = read_partition_table(fd, size)
+            table, table_damage = _read_table(fd, size)
             layout = match_layout(table)
             if layout is None:
                 raise _NotEngine(
                     NoInstallationKind.FOREIGN, "foreign partition table (no Engine partitions)"
                 )
             with scratch_tree("probe") as workdir:
-                return _probe_engine(path, table, layout, Path(workdir), in_use)
+                try:
+                    found = _probe_engine(path, table, layout, Path(workdir), in_use)
+                    if not table_damage:
+                        return found
+                    return replace(
+                        found,
+                        damage=table_damage + found.damage,
+                        repairs=(Repair.REBUILD_BACKUP_GPT, *found.repairs),
+                    )
+                except NoExt4Filesystem as missing:
+                    raise _NotEngine(
+                        NoInstallationKind.INCOMPLETE,
+                        f"Engine partitions present but {missing.label} holds no ext4 "
+                        "filesystem (incomplete install)",
+                    ) from None
         finally:
             os.close(fd)
     except _NotEngine as stop:
@@ -467,9 +397,9 @@ def _probe_engine(
     workdir: Path,
     in_use: tuple[str, ...],
 ) -> Installation:
-    def reader(role: PartitionRole) -> _Ext4Reader:
+    def reader(role: PartitionRole) -> Ext4Reader:
         part = table.by_number(partition_number(layout, role))
-        return _Ext4Reader(path, part.start, role.value, workdir)
+        return Ext4Reader(path, part.start, role.value, workdir)
 
     storage = reader(PartitionRole.STORAGE)
     files, listings = storage.batch([STATE_PATH, CONFIG_PATH], [VMS_DIR])
@@ -479,8 +409,18 @@ def _probe_engine(
             NoInstallationKind.INCOMPLETE,
             f"Engine partitions present but storage has no {STATE_PATH} (incomplete install)",
         )
-    state = _parse(EngineState, state_data, f"storage:{STATE_PATH}")
-    assert isinstance(state, EngineState)
+    damage: list[str] = []
+    state: EngineState | None = None
+    try:
+        state = EngineState.from_json(state_data, f"storage:{STATE_PATH}")
+    except InvalidStateFile as exc:
+        damage.append(exc.message)
+    esp_check: EspCheck | None = None
+    if layout is DiskLayout.GPT_AB:
+        esp = table.by_number(partition_number(layout, PartitionRole.ESP))
+        esp_check = check_esp(path, esp.start)
+    if state is None:
+        state = _state_from_entries(esp_check.entries if esp_check else ())
     config: EngineConfig | None = None
     if files[CONFIG_PATH] is not None:
         parsed = _parse(EngineConfig, files[CONFIG_PATH] or b"", f"storage:{CONFIG_PATH}")
@@ -493,7 +433,7 @@ def _probe_engine(
         role = PartitionRole.for_slot(slot)
         try:
             contents, _ = reader(role).batch([RELEASE_PATH], [])
-        except _NotEngine:
+        except NoExt4Filesystem:
             if slot is (state.active_slot or Slot.A):
                 raise
             continue  # an inactive slot that was never formatted is fine
@@ -514,9 +454,17 @@ def _probe_engine(
 
     problems: list[str] = []
     vms: list[VmInfo] = []
-    vm_names = sorted(
-        e.name for e in (listings.get(VMS_DIR) or []) if e.is_dir and VM_NAME.match(e.name)
-    )
+    unreadable: list[UnreadableVm] = []
+
+    def skip(name: str, reason: str) -> None:
+        unreadable.append(UnreadableVm(name, reason))
+        problems.append(f"storage:{VMS_DIR}/{name}: {reason}; VM skipped")
+
+    vm_dirs = sorted(e.name for e in (listings.get(VMS_DIR) or []) if e.is_dir)
+    for name in vm_dirs:
+        if not VM_NAME.match(name):
+            skip(name, "not a valid VM directory name")
+    vm_names = [name for name in vm_dirs if VM_NAME.match(name)]
     if vm_names:
         vm_files, vm_listings = storage.batch(
             [f"{VMS_DIR}/{n}/vm.json" for n in vm_names], [f"{VMS_DIR}/{n}" for n in vm_names]
@@ -525,11 +473,12 @@ def _probe_engine(
             source = f"storage:{VMS_DIR}/{name}/vm.json"
             data = vm_files[f"{VMS_DIR}/{name}/vm.json"]
             if data is None:
-                problems.append(f"{source}: missing; VM skipped")
+                skip(name, "vm.json is missing")
                 continue
             try:
                 record = VmRecord.from_json(data, source)
             except InvalidStateFile as exc:
+                unreadable.append(UnreadableVm(name, exc.message))
                 problems.append(f"{exc.message}; VM skipped")
                 continue
             disk_size = 0
@@ -547,9 +496,9 @@ def _probe_engine(
             )
 
     boot_entries: tuple[BootEntryName, ...] = ()
-    if layout is DiskLayout.GPT_AB:
-        esp = table.by_number(partition_number(layout, PartitionRole.ESP))
-        boot_entries = _esp_entries(path, esp.start)
+    if esp_check is not None:
+        boot_entries = esp_check.entries
+        problems.extend(esp_check.problems)
 
     return Installation(
         disk_id=table.disk_id,
@@ -567,4 +516,30 @@ def _probe_engine(
         state=state,
         problems=tuple(problems),
         in_use_by=in_use,
+        esp=esp_check,
+        unreadable_vms=tuple(unreadable),
+        damage=tuple(damage),
+        repairs=(Repair.REWRITE_STATE,) if damage else (),
     )
+
+
+def _state_from_entries(entries: tuple[BootEntryName, ...]) -> EngineState:
+    """The state a disk with an unreadable state.json shows: the newest entry systemd-boot
+    would boot is the active slot, or, while it still counts its first try, the pending one
+    (the upgrade waits for its first boot). No entries (MBR): one system slot, no upgrade."""
+    if not entries:
+        return EngineState(None, UpgradeStatus.BLANK, 0, install_complete=True)
+    order = sorted(entries, key=lambda e: (e.tries_left == 0, -e.generation, e.slot is Slot.A))
+    first = order[0]
+    generation = max(e.generation for e in entries)
+    if first.tries_left is not None and first.tries_done == 0:
+        older = next((e for e in order if e.slot is not first.slot), None)
+        if older is not None:
+            return EngineState(
+                older.slot,
+                UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
+                older.generation,
+                pending_slot=first.slot,
+                install_complete=True,
+            )
+    return EngineState(first.slot, UpgradeStatus.BLANK, generation, install_complete=True)

@@ -24,6 +24,7 @@ import signal
 import stat
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -259,12 +260,17 @@ class QemuMachine:
             return ""
 
     def wait_for(
-        self, pattern: re.Pattern[str], timeout: float, fail: re.Pattern[str] | None = None
+        self,
+        pattern: re.Pattern[str],
+        timeout: float,
+        fail: re.Pattern[str] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> tuple[str | None, bool, bool]:
         """Wait until a console line matches `pattern`, the guest stops, or `timeout` passes.
 
         Returns (matched line or None, powered_off, timed_out). A line matching `fail`
-        (e.g. a kernel panic) ends the wait early with no match.
+        (e.g. a kernel panic) ends the wait early with no match; `stop` returning True ends
+        it as the timeout does (the caller's seam for "stop the machine at this point").
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -280,7 +286,7 @@ class QemuMachine:
                     if pattern.search(line):
                         return line.strip(), True, False
                 return None, True, False
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or (stop is not None and stop()):
                 return None, False, True
             time.sleep(0.1)
 
@@ -314,13 +320,14 @@ def boot(
     pattern: str | re.Pattern[str],
     timeout: float = 120.0,
     fail: str | re.Pattern[str] | None = r"Kernel panic|No bootable device|Boot failed",
+    stop: Callable[[], bool] | None = None,
 ) -> BootResult:
     """Boot `spec` and wait for a console line matching `pattern`. Never raises on a failed
     boot: the result says what happened; raising is the caller's choice."""
     want = re.compile(pattern) if isinstance(pattern, str) else pattern
     bad = re.compile(fail) if isinstance(fail, str) else fail
     with QemuMachine(spec) as machine:
-        matched, powered_off, timed_out = machine.wait_for(want, timeout, bad)
+        matched, powered_off, timed_out = machine.wait_for(want, timeout, bad, stop)
         if matched is not None and not powered_off:
             # Give the guest a moment to power off by itself; we kill it otherwise.
             powered_off = machine.wait_exit(10.0)

@@ -94,6 +94,11 @@ class InstalledEngine:
     install_complete: bool = True
     registration_mode: str | None = None
     registration_server: str | None = None
+    # What the probe found damaged and will be repaired first (empty on a sound disk), and
+    # the VM directories it could not read ("name: reason"): an erase destroys them too.
+    damage: tuple[str, ...] = ()
+    repairs: tuple[str, ...] = ()
+    unreadable_vms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

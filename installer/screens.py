@@ -166,6 +166,10 @@ def _describe_installation(model: InstallerModel) -> str:
         f"({found.layout.value}, active slot {found.active_slot or '-'}, "
         f"upgrade status: {found.upgrade_status or 'Blank'})",
     ]
+    for damage in found.damage:
+        lines.append(f"Damaged: {damage}")
+    for repair in found.repairs:
+        lines.append(f"Upgrade or repair first fixes it: {repair}.")
     if found.upgrade_status == "Installed (Reboot Required)":
         lines.append(
             "An upgrade is installed and waits for a restart; upgrading again rewrites it."
@@ -184,6 +188,8 @@ def _describe_installation(model: InstallerModel) -> str:
             f"  {vm.name}: {vm.kind}, PV drivers {vm.pv_drivers}, "
             f"published for {vm.published_for}, {human_size(vm.size_bytes)}"
         )
+    for bad in found.unreadable_vms:
+        lines.append(f"  {bad} (cannot be read)")
     upgrade_refusal = model.decision.refused.get(InstallMode.UPGRADE)
     if upgrade_refusal and InstallMode.REPAIR not in model.decision.allowed:
         lines.append(f"Upgrade is not possible: {upgrade_refusal}.")
@@ -238,6 +244,10 @@ def plan_lines(model: InstallerModel) -> list[str]:
             f"Delete Engine {found.version if found else '?'} and its {vms} VMs on disk "
             f"{target.disk_id}, then install Engine {model.medium.version}."
         )
+        if found is not None and (found.vms or found.unreadable_vms):
+            names = [vm.name for vm in found.vms]
+            names += [f"{bad.split(':', 1)[0]} (unreadable)" for bad in found.unreadable_vms]
+            lines.append(f"VMs deleted: {', '.join(names)}.")
     else:
         assert found is not None
         slot = {"A": "B", "B": "A"}.get(found.active_slot or "", "the system partition")

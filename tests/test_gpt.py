@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +284,9 @@ def _rewrite_entry(image: Path, index: int, start: int, end: int) -> None:
             array[index * 128 + 32 : index * 128 + 48] = start.to_bytes(8, "little") + end.to_bytes(
                 8, "little"
             )
-            header[88:92] = gpt.zlib.crc32(array).to_bytes(4, "little")
+            header[88:92] = zlib.crc32(array).to_bytes(4, "little")
             header[16:20] = b"\0\0\0\0"
-            header[16:20] = gpt.zlib.crc32(header[:92]).to_bytes(4, "little")
+            header[16:20] = zlib.crc32(header[:92]).to_bytes(4, "little")
             handle.seek(entries_lba * 512)
             handle.write(array)
             handle.seek(header_lba * 512)
@@ -509,6 +510,7 @@ gpt.write_gpt(
     [NewPartition(34, 2047, gpt.BIOS_BOOT_TYPE), NewPartition(2048, 4000, name="root")],
 )
 _SOUND_BYTES = _SOUND.getvalue()
+_SOUND_TABLE = gpt.read_partition_table(io.BytesIO(_SOUND_BYTES))
 _METADATA = list(range(0, 34 * 512)) + list(range(len(_SOUND_BYTES) - 33 * 512, len(_SOUND_BYTES)))
 
 
@@ -532,7 +534,9 @@ def test_damaged_tables_never_crash(damage: list[tuple[int, int]], cut: int | No
     except InvalidPartitionTable as exc:
         assert "\n" not in exc.message
     else:
-        assert table.kind in PartitionTableKind
+        # Damage is either reported or harmless: a GPT read without a problem is the sound one.
+        if table.kind is PartitionTableKind.GPT and not table.problems:
+            assert table.partitions == _SOUND_TABLE.partitions
     try:
         problems = gpt.validate_gpt(disk)
     except InvalidPartitionTable:

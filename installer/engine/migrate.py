@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -41,7 +40,16 @@ from disk_images.partition_files import DirectoryFiles, FatFiles
 from disk_images.session import open_installation
 from disk_images.state import EngineState, UpgradeStatus
 from enginekit.errors import InternalError
-from enginekit.gpt import ESP_TYPE, LINUX_FS_TYPE, SECTOR_SIZE, NewPartition, write_gpt
+from enginekit.gpt import (
+    ESP_TYPE,
+    LINUX_FS_TYPE,
+    MBR_SIGNATURE,
+    MBR_TABLE_OFFSET,
+    SECTOR_SIZE,
+    NewPartition,
+    build_gpt,
+    protective_mbr_entry,
+)
 from enginekit.versions import DiskLayout
 from installer.engine import bootloader
 from installer.engine.checkpoints import Checkpoint, StepTracker
@@ -59,9 +67,6 @@ from installer.engine.upgrade import SlotSwitch, update_shared_vms
 from installer.plan import InstallPlan
 
 log = logging.getLogger(__name__)
-
-GPT_ARRAY_SECTORS = 32  # 128 entries of 128 bytes
-MBR_TABLE_OFFSET = 446
 
 
 def _gpt_partitions(disk_size: int) -> list[NewPartition]:
@@ -90,24 +95,14 @@ def switched_to_gpt(target: Path) -> bool:
 
 def switch_to_gpt(target: Path, disk_size: int) -> None:
     """The point of no return, in two ordered, fsynced writes (see the module docstring)."""
-    with tempfile.TemporaryDirectory(prefix="enginekit-gpt-") as tmp:
-        # Lay the GPT out on a sparse scratch image of the same size, then copy its sectors.
-        scratch = Path(tmp) / "gpt.img"
-        with open(scratch, "wb") as handle:
-            handle.truncate(disk_size)
-        write_gpt(scratch, disk_size, _gpt_partitions(disk_size))
-        sectors = disk_size // SECTOR_SIZE
-        copies = [
-            (1, 1 + GPT_ARRAY_SECTORS),  # primary header + entry array
-            (sectors - 1 - GPT_ARRAY_SECTORS, GPT_ARRAY_SECTORS + 1),  # backup array + header
-        ]
-        with open(scratch, "rb") as gpt:
-            blocks = []
-            for lba, count in copies:
-                gpt.seek(lba * SECTOR_SIZE)
-                blocks.append((lba, gpt.read(count * SECTOR_SIZE)))
-            gpt.seek(0)
-            protective = gpt.read(SECTOR_SIZE)
+    image = build_gpt(disk_size, _gpt_partitions(disk_size))
+    primary = image.primary_header.ljust(SECTOR_SIZE, b"\0")
+    backup = image.backup_header.ljust(SECTOR_SIZE, b"\0")
+    blocks = [
+        (1, primary + image.entry_array),  # primary header + entry array
+        (image.backup_array_lba, image.entry_array + backup),  # backup array + header
+    ]
+    protective = protective_mbr_entry(disk_size // SECTOR_SIZE).to_bytes().ljust(64, b"\0")
     fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
     try:
         for lba, data in blocks:
@@ -115,7 +110,7 @@ def switch_to_gpt(target: Path, disk_size: int) -> None:
         os.fsync(fd)
         current = os.pread(fd, SECTOR_SIZE, 0)
         # Boot code and disk signature stay; only the table (and its 0x55AA) changes.
-        lba0 = current[:MBR_TABLE_OFFSET] + protective[MBR_TABLE_OFFSET:]
+        lba0 = current[:MBR_TABLE_OFFSET] + protective + MBR_SIGNATURE
         os.pwrite(fd, lba0, 0)
         os.fsync(fd)
     finally:

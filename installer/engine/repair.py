@@ -6,12 +6,23 @@ damaged, and the next boot tries the rewritten slot with the usual fallback. The
 disk has one system partition, so its files, kernel and extlinux are rewritten in place (each
 file atomically; a kill during `extlinux --install` may need another repair); storage is
 untouched.
+
+Before either, `repair_damage` fixes what the probe found damaged on an otherwise readable
+installation: a disk image cut short after its last partition gets its size back (sparse, no
+data changes) and a new backup GPT from the primary (`sgdisk -e`); an unreadable state.json
+is rewritten with the state the disk shows (the probe's `Installation.state`).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from disk_images.layout import MBR_EXTLINUX_CONF, PartitionRole
+from disk_images.probe import Installation, Repair
 from disk_images.session import open_installation
+from enginekit import gpt
+from enginekit.process import require_tool, run
 from enginekit.versions import DiskLayout
 from installer.engine import bootloader
 from installer.engine.checkpoints import Checkpoint, StepTracker
@@ -32,3 +43,23 @@ def repair_mbr(plan: InstallPlan, image: SystemImage, tracker: StepTracker) -> N
         system.write_atomic(MBR_EXTLINUX_CONF, bootloader.extlinux_conf(image.version))
         install_extlinux(session.mountpoint(PartitionRole.SYSTEM_A) / "boot" / "extlinux")
     write_mbr_boot_code(plan.target)
+
+
+def repair_damage(target: Path, installed: Installation) -> None:
+    """Carry out `installed.repairs` on `target`, the partition table first."""
+    for repair in installed.repairs:
+        if repair is Repair.REBUILD_BACKUP_GPT:
+            _rebuild_backup_gpt(target)
+        elif repair is Repair.REWRITE_STATE:
+            with open_installation(target, writable=True, layout=installed.layout) as session:
+                session.write_state(installed.state)
+
+
+def _rebuild_backup_gpt(target: Path) -> None:
+    with open(target, "rb") as stream:
+        table = gpt.read_partition_table(stream)
+    assert table.header is not None and not table.used_backup  # what the probe checked
+    described = (table.header.alternate_lba + 1) * gpt.SECTOR_SIZE
+    if os.stat(target).st_size < described:
+        os.truncate(target, described)  # a sparse tail: the backup GPT's place comes back
+    run([require_tool("sgdisk", "gdisk"), "-e", str(target)])

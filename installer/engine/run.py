@@ -40,7 +40,7 @@ from installer.engine.refusals import (
     refuse_medium_as_target,
     target_size,
 )
-from installer.engine.repair import repair_mbr
+from installer.engine.repair import repair_damage, repair_mbr
 from installer.engine.upgrade import refuse_mbr_upgrade, upgrade_in_place
 from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback, VmNote
 from media.reader import MediumReader
@@ -296,6 +296,9 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
         )
 
     assert installed is not None  # _guard refused UPGRADE/REPAIR without an installation
+    if installed.repairs:
+        # Damage the probe can repair goes first: the steps below need a sound disk.
+        repair_damage(plan.target, installed)
     if (
         plan.mode is InstallMode.UPGRADE
         and installed.layout is DiskLayout.MBR

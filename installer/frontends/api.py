@@ -281,6 +281,11 @@ def target_info_from(found: Any, path: Path, size_bytes: int) -> TargetInfo:
             install_complete=bool(_attr(found, "install_complete", True)),
             registration_mode=str(_attr(registration, "mode")) if registration else None,
             registration_server=_attr(registration, "server") if registration else None,
+            damage=tuple(str(d) for d in _attr(found, "damage", ())),
+            repairs=tuple(str(r.description) for r in _attr(found, "repairs", ())),
+            unreadable_vms=tuple(
+                f"{bad.name}: {bad.reason}" for bad in _attr(found, "unreadable_vms", ())
+            ),
         ),
     )
 

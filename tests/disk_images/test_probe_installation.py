@@ -13,7 +13,7 @@ import pytest
 from commands import engine_disk as cli
 from disk_images.image import read_table
 from disk_images.layout import STATE_PATH, Slot
-from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
+from disk_images.probe import Installation, NoInstallation, NoInstallationKind, Repair, probe
 from disk_images.session import open_installation
 from disk_images.state import Registration, RegistrationMode, UpgradeStatus
 from enginekit.process import run, which
@@ -65,7 +65,7 @@ def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, f
     ]  # our own table reader agrees with sfdisk
     assert file_hash(disk) == before
 
-    # the CLI's JSON carries the keys the issue names; the token never appears
+    # the CLI's JSON carries the installation's keys; the token never appears
     assert cli.main(["inspect", str(disk), "--json"]) == 0
 
 
@@ -116,16 +116,27 @@ def test_mbr_installation_probes_back(tmp_path: Path, installation_builder, file
     assert file_hash(disk) == before
 
 
-def test_damaged_state_is_reported_not_raised(tmp_path: Path, installation_builder) -> None:
+def test_corrupt_state_is_a_damaged_installation_with_its_vms(
+    tmp_path: Path, installation_builder, capsys
+) -> None:
     disk = tmp_path / "engine.img"
-    installation_builder(disk, DiskLayout.GPT_AB, vms=())
+    built = installation_builder(disk, DiskLayout.GPT_AB)
     with open_installation(disk) as session:
         session.storage.write_atomic(STATE_PATH, b'{"active_slot": "C"}')
     result = probe(disk)
-    assert isinstance(result, NoInstallation)
-    assert result.kind is NoInstallationKind.DAMAGED
-    assert "storage:/engine/state.json" in result.reason
-    assert result.layout is DiskLayout.GPT_AB
+    assert isinstance(result, Installation)
+    assert len(result.damage) == 1 and "storage:/engine/state.json" in result.damage[0]
+    assert result.repairs == (Repair.REWRITE_STATE,)
+    # What the disk shows instead: the newest entry's slot is active, no upgrade pending.
+    assert result.active_slot is Slot.A and result.state.pending_slot is None
+    assert result.state.generation == 2 and result.version == "4.5.0"
+    assert {vm.name for vm in result.vms} == set(built.vms)
+    assert cli.main(["inspect", str(disk)]) == 0
+    text = capsys.readouterr().out
+    assert "damaged Engine 4.5.0 (gpt-ab), active slot A" in text
+    assert "damaged: storage:/engine/state.json" in text
+    assert "repair: rewrite /engine/state.json from the boot entries and slots" in text
+    assert "VMs: 3" in text
 
 
 def test_incomplete_install_without_release(tmp_path: Path, installation_builder) -> None:
@@ -193,3 +204,32 @@ def test_session_format_slot_then_write(tmp_path: Path, installation_builder) ->
     result = probe(disk)
     assert isinstance(result, Installation)
     assert result.slots == {Slot.A: "4.5.0", Slot.B: "5.0.0"}
+
+
+def test_unreadable_vms_are_listed_with_the_reason(
+    tmp_path: Path, installation_builder, capsys
+) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB)
+    with open_installation(disk) as session:
+        session.storage.makedirs("/vms/my vm (old)")  # a name no VM record can have
+        session.storage.write_atomic("/vms/my vm (old)/disk.img", b"user data")
+        session.storage.makedirs("/vms/no-record")  # a VM directory without vm.json
+    result = probe(disk)
+    assert isinstance(result, Installation)
+    assert len(result.vms) == 3
+    assert [(vm.name, vm.reason) for vm in result.unreadable_vms] == [
+        ("my vm (old)", "not a valid VM directory name"),
+        ("no-record", "vm.json is missing"),
+    ]
+    assert cli.main(["inspect", str(disk)]) == 0
+    text = capsys.readouterr().out
+    assert "VMs: 3 (and 2 unreadable)" in text
+    assert "my vm (old)          unreadable: not a valid VM directory name" in text
+    assert "warning: storage:/vms/my vm (old): not a valid VM directory name; VM skipped" in text
+    assert cli.main(["inspect", str(disk), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["unreadable_vms"] == [
+        {"name": "my vm (old)", "reason": "not a valid VM directory name"},
+        {"name": "no-record", "reason": "vm.json is missing"},
+    ]

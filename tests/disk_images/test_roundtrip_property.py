@@ -12,12 +12,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from disk_images.ext4_reader import read_ext4_files
 from disk_images.filesystems import make_ext4, make_vfat
 from disk_images.image import MIB, PartitionSpec, TableType, create_image, partition_image
 from disk_images.loop import LoopDevice
 from disk_images.mount import MountStack
 from disk_images.partition_files import DirectoryFiles, FatFiles
-from disk_images.probe import NoInstallation, NoInstallationKind, probe, read_ext4_files
+from disk_images.probe import NoInstallation, NoInstallationKind, probe
 
 pytestmark = pytest.mark.root
 

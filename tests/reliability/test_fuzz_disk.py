@@ -108,7 +108,7 @@ def disk_factory(engine_disk: Callable[..., Path]) -> Callable[[], Path]:
 
 @pytest.fixture
 def disk_map(disk_factory: Callable[[], Path]) -> DiskMap:
-    from disk_images.probe import read_ext4_files
+    from disk_images.ext4_reader import read_ext4_files
 
     image = disk_factory()
     found = probe(image)

@@ -1,15 +1,19 @@
-"""Review fixes B1/B2: a disk image in use is never replaced or changed by a second writer.
+"""A disk image in use is never replaced or changed by a second writer.
 
 `engine-disk create --force` refuses an image attached to a loop device, locked by another
 EngineKit process or open in QEMU; it never follows a symbolic link; it builds under
 `<name>.enginekit-partial.<pid>.<random>` and renames only on success, so a killed build
 leaves the old image intact (and its partial is swept by the next create).
 `open_installation(writable=True)` holds an exclusive lock: a second writer in another
-process gets one clear line. All with real processes, real loop devices and a real QEMU.
+process gets one clear line, and so does every failure of the lock itself (no POSIX locks
+on the filesystem; an exclusive lock asked for inside this process's own shared one). All with
+real processes, real loop devices and a real QEMU.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import signal
@@ -25,7 +29,7 @@ import pytest
 from commands import engine_disk as cli
 from disk_images.errors import InvalidDiskImage
 from disk_images.image import MIB, PARTIAL_MARK, create_image
-from disk_images.lock import disk_lock, held_by_enginekit, held_by_qemu
+from disk_images.lock import _HELD, DiskInUse, disk_lock, held_by_enginekit, held_by_qemu
 from disk_images.loop import LoopDevice
 from disk_images.probe import in_use_by
 from disk_images.session import open_installation
@@ -279,3 +283,47 @@ def test_lock_on_an_unopenable_image_is_one_clear_error(tmp_path: Path) -> None:
             pass
     assert caught.value.hint is not None
     assert _intact(disk)
+
+
+def _image(tmp_path: Path) -> Path:
+    path = tmp_path / "disk.img"
+    create_image(path, 4 * MIB)
+    return path
+
+
+def test_enolck_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ENOLCK cannot be provoked on the local filesystems tests run on (it comes from NFS
+    # without a lock manager and some FUSE mounts), so the one lock call answers it here.
+    path = _image(tmp_path)
+    real = fcntl.fcntl
+
+    def no_locks(fd: int, cmd: int, arg: Any = 0) -> Any:
+        if cmd in (fcntl.F_OFD_SETLK, fcntl.F_OFD_GETLK):
+            raise OSError(errno.ENOLCK, "No locks available")
+        return real(fd, cmd, arg)
+
+    monkeypatch.setattr(fcntl, "fcntl", no_locks)
+    for exclusive in (True, False):
+        with pytest.raises(InvalidDiskImage) as caught:
+            with disk_lock(path, exclusive=exclusive):
+                pass
+        assert not isinstance(caught.value, DiskInUse)
+        assert caught.value.message == f"{path}: cannot lock the disk image (No locks available)"
+        assert caught.value.hint is not None and "local filesystem" in caught.value.hint
+    for check in (held_by_enginekit, held_by_qemu):
+        with pytest.raises(InvalidDiskImage, match="cannot lock the disk image"):
+            check(path)
+    assert not _HELD
+
+
+def test_exclusive_inside_own_shared_lock_says_so(tmp_path: Path) -> None:
+    path = _image(tmp_path)
+    with disk_lock(path, exclusive=False):
+        with pytest.raises(DiskInUse) as caught:
+            with disk_lock(path, exclusive=True):
+                pass
+    assert "is in use read-only by this same process" in caught.value.message
+    assert "another EngineKit process" not in caught.value.message
+    assert not _HELD
+    with disk_lock(path, exclusive=True):  # and the shared lock is gone
+        pass
