@@ -37,7 +37,14 @@ from disk_images.layout import (
 )
 from disk_images.lock import held_by_enginekit, held_by_qemu
 from disk_images.loop import loops_backed_by
-from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
+from disk_images.state import (
+    EngineConfig,
+    EngineRelease,
+    EngineState,
+    Registration,
+    UpgradeStatus,
+    VmRecord,
+)
 from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
@@ -95,6 +102,7 @@ class Installation:
     state: EngineState
     problems: tuple[str, ...] = ()  # VMs skipped because their vm.json is broken, etc.
     in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
+    registration: Registration | None = None  # config.json's; None when there is none
 
     @property
     def found(self) -> bool:
@@ -540,4 +548,5 @@ def _probe_engine(
         state=state,
         problems=tuple(problems),
         in_use_by=in_use,
+        registration=config.registration if config else None,
     )

@@ -283,7 +283,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
             plan=plan,
             installed_version=image.version,
             slot=slot.value if slot else None,
-            upgrade_status=UpgradeStatus.BLANK.value,
+            upgrade_status=UpgradeStatus.BLANK,
             steps_done=tracker.done,
         )
 
@@ -300,7 +300,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
             plan=plan,
             installed_version=image.version,
             slot=switch.new_slot.value,
-            upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value,
+            upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
             vm_notes=_notes(installed, image),
             steps_done=tracker.done,
         )
@@ -313,7 +313,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
             plan=plan,
             installed_version=image.version,
             slot=None,
-            upgrade_status=UpgradeStatus.BLANK.value,
+            upgrade_status=UpgradeStatus.BLANK,
             steps_done=tracker.done,
         )
 
@@ -327,7 +327,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
         plan=plan,
         installed_version=image.version,
         slot=switch.new_slot.value,
-        upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value,
+        upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
         vm_notes=notes,
         steps_done=tracker.done,
     )

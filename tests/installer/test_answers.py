@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from disk_images.layout import Slot
+from disk_images.state import Registration, UpgradeStatus
 from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout
 from installer import answers
@@ -37,7 +39,14 @@ def model(version: str | None) -> InstallerModel:
             Path("/d.img"),
             1 << 30,
             DISK_ID,
-            InstalledEngine(version, DiskLayout.GPT_AB, "A", "", False, "us"),
+            InstalledEngine(
+                version,
+                DiskLayout.GPT_AB,
+                Slot.A,
+                UpgradeStatus.BLANK,
+                Registration(RegistrationMode.STANDALONE),
+                "us",
+            ),
         )
     return InstallerModel(MEDIUM, target)
 
@@ -220,8 +229,7 @@ def test_huge_strings_are_cut_short_and_refused() -> None:
 def test_huge_file_is_refused_before_parsing() -> None:
     problems = problems_of(b"#" * (answers.MAX_FILE_BYTES + 1))
     assert problems == (
-        f"is {answers.MAX_FILE_BYTES + 1} bytes; an answer file has at most "
-        f"{answers.MAX_FILE_BYTES}",
+        f"is larger than {answers.MAX_FILE_BYTES} bytes, the most an answer file may have",
     )
 
 
