@@ -368,3 +368,26 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
 @given(st.text())
 def test_recorded_strings_round_trip(value: str) -> None:
     assert tomllib.loads(f"k = {answers._toml_string(value)}")["k"] == value
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a BOM; it is not part of the TOML."""
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbf[eula]\r\naccept = true\r\n")
+    assert load_answers(path).eula_accept is True
+
+
+def test_a_bad_byte_after_a_byte_order_mark_names_its_offset_in_the_file() -> None:
+    assert problems_of(b"\xef\xbb\xbf[eula]\n\xff") == (
+        "is not UTF-8 text (byte 0xff at offset 10)",
+    )
+
+
+def test_a_file_over_the_limit_reports_the_limit_not_a_wrong_size(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    path.write_bytes(b"#" * (3 * answers.MAX_FILE_BYTES))
+    with pytest.raises(AnswerFileError) as caught:
+        load_answers(path)
+    assert caught.value.problems == (
+        f"is larger than {answers.MAX_FILE_BYTES} bytes, the most an answer file may have",
+    )
