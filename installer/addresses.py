@@ -141,5 +141,7 @@ def unreachable(address: ServerAddress, timeout: float = CONNECT_TIMEOUT_SECONDS
             return None
     except TimeoutError:
         return f"no answer within {timeout:g} s"
+    except socket.gaierror as exc:
+        return f"the name {address.host} does not resolve: {exc.strerror}"
     except OSError as exc:
         return exc.strerror or str(exc)

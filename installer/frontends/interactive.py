@@ -3,7 +3,9 @@
 It only renders `installer.screens.View`s and hands the choices back to the controller
 (`installer.frontends.api.Installer`); Back and Quit are extra choices where the step list
 allows them. The progress screen is a rich progress bar fed by the engine's progress
-callback. Ctrl-C before the summary is confirmed ends the run with nothing written.
+callback. Ctrl-C before the summary is confirmed ends the run with nothing written. The one
+check that needs the network, whether the Synchronizer server answers, is made here, before
+the token is asked for.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from enginekit.errors import Interrupted
+from installer.addresses import parse_server, server_problem, unreachable
 from installer.frontends.api import Installer
 from installer.model import Screen
 from installer.plan import InstallReport
+from installer.validators import short
 
 BACK = "__back__"
 QUIT = "__quit__"
@@ -40,6 +44,42 @@ def _ask_field(prompt: str, secret: bool, default: str = "") -> str:
     if secret:
         return str(questionary.password(prompt, qmark=">").unsafe_ask())
     return str(questionary.text(prompt, default=default, qmark=">").unsafe_ask())
+
+
+CHANGE_SERVER = "change"
+KEEP_SERVER = "keep"
+
+
+def _ask_server(console: Console, prompt: str, default: str) -> str:
+    """The Synchronizer server, checked before the token is asked for: a malformed address
+    is asked again; one that does not answer (a TCP connect with a short timeout) is said
+    plainly, and the user changes it or goes on with it (it may be reachable only later)."""
+    server = default
+    while True:
+        server = _ask_field(prompt, False, server)
+        problem = server_problem(server)
+        if problem is not None:
+            console.print(f"! server {short(server)}: {problem}", markup=False, style="bold red")
+            continue
+        address = parse_server(server)
+        why = unreachable(address)
+        if why is None:
+            return server
+        console.print(
+            f"! The Synchronizer server {address.display} could not be reached ({why}).",
+            markup=False,
+            style="bold red",
+        )
+        choice = _ask_choice(
+            [
+                questionary.Choice(title="Change the server", value=CHANGE_SERVER),
+                questionary.Choice(title="Use it anyway", value=KEEP_SERVER),
+            ],
+            "Server not reachable",
+            CHANGE_SERVER,
+        )
+        if choice == KEEP_SERVER:
+            return server
 
 
 def _show(console: Console, title: str, text: str) -> None:
@@ -106,10 +146,12 @@ def _one_screen(installer: Installer, console: Console) -> None:
     elif value == QUIT:
         installer.quit()
     else:
-        fields = {
-            field.name: _ask_field(field.prompt, field.secret, field.default)
-            for field in view.fields.get(value, ())
-        }
+        fields: dict[str, str] = {}
+        for field in view.fields.get(value, ()):
+            if field.name == "server":
+                fields[field.name] = _ask_server(console, field.prompt, field.default)
+            else:
+                fields[field.name] = _ask_field(field.prompt, field.secret, field.default)
         installer.choose(value, **fields)
     if installer.screen is view.screen and installer.message:
         console.print(f"! {installer.message}", markup=False, style="bold red")
