@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
+from disk_images.state import UpgradeStatus
 from enginekit.cli import (
     ArgumentParser,
     add_common_options,
@@ -29,6 +30,7 @@ from installer import answers as answer_files
 from installer import screens
 from installer.engine.refusals import refuse_medium_as_target
 from installer.frontends.api import Installer, load_medium, load_target
+from installer.frontends.unattended import drive
 from installer.model import FinishAnswer, InstallerModel, MediumInfo, Screen, TargetInfo
 from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback
 
@@ -252,19 +254,20 @@ def _interrupted(args: argparse.Namespace, installer: Installer) -> Interrupted:
         )
     what = _MODE_WORDS.get(installer.model.mode, "install")
     try:
-        found = load_target(args.target).installation
+        now = load_target(args.target)
     except (KeyboardInterrupt, EngineKitError) as exc:
         return Interrupted(
             f"interrupted {'after' if finished else 'during'} the {what}; the disk could not be "
             f"checked afterwards ({getattr(exc, 'message', 'interrupted again')})",
             hint=f"see what was left with: engine-disk inspect {args.target}",
         )
+    found = now.installation
     installed = found is not None and (
-        found.upgrade_status == "Installed (Reboot Required)"
+        found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
         or (found.version == installer.model.medium.version and found.install_complete)
     )
     if found is not None and (finished or installed):
-        status = found.upgrade_status or "ready"
+        status = found.upgrade_status.value or "ready"
         return Interrupted(
             f"interrupted after the {what} finished: Engine {installer.model.medium.version} "
             f"is installed ({status})",
@@ -274,8 +277,16 @@ def _interrupted(args: argparse.Namespace, installer: Installer) -> Interrupted:
         slot = f" (slot {found.active_slot})" if found.active_slot else ""
         return Interrupted(
             f"interrupted during the {what}: the disk still boots Engine {found.version}{slot}, "
-            f"status {found.upgrade_status or 'Blank'}",
+            f"status {found.upgrade_status.label}",
             hint=f"run the same {what} again to complete it",
+        )
+    before = installer.model.target
+    if before.installation is None and not before.holds_data and not now.holds_data:
+        # Blank before and blank now (the medium was still being verified, say): the engine
+        # never wrote; nothing needs erasing.
+        return Interrupted(
+            f"interrupted during the {what}, before anything was written: the disk is still blank",
+            hint="run engine-install again when you are ready",
         )
     return Interrupted(
         f"interrupted during the {what}: the disk holds no complete Engine installation",
@@ -295,7 +306,7 @@ def _drive(
     if answers is not None:
         # With --json, stdout carries the one JSON object: the step lines go to stderr.
         progress = _text_progress(sys.stderr if args.json else sys.stdout)
-        report = installer.run_unattended(answers, progress)
+        report = drive(installer, answers, progress)
         if report is None:
             raise UserInputError(
                 f"{args.answers}: eula.accept is false: the licence was not accepted; "
@@ -323,7 +334,8 @@ def _drive(
         print(plan_text(report.plan, found.keyboard if found else None))
         for line in screens.plan_lines(installer.model):
             print_wrapped(f"  {line}")
-    else:
+    elif answers is not None:
+        # The interactive finish screen has shown the report already; once is enough.
         _print_report(report)
     finish = installer.model.answer(Screen.FINISH)
     if isinstance(finish, FinishAnswer) and finish.reboot:

@@ -37,7 +37,14 @@ from disk_images.layout import (
 )
 from disk_images.lock import held_by_enginekit, held_by_qemu
 from disk_images.loop import loops_backed_by
-from disk_images.state import EngineConfig, EngineRelease, EngineState, UpgradeStatus, VmRecord
+from disk_images.state import (
+    EngineConfig,
+    EngineRelease,
+    EngineState,
+    Registration,
+    UpgradeStatus,
+    VmRecord,
+)
 from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.scratch import scratch_tree
@@ -123,6 +130,7 @@ class Installation:
     state: EngineState
     problems: tuple[str, ...] = ()  # VMs skipped because their vm.json is broken, etc.
     in_use_by: tuple[str, ...] = ()  # loop devices the image is attached to right now
+    registration: Registration | None = None  # config.json's; None when there is none
     esp: EspCheck | None = None  # GPT: what a boot needs from the ESP (None on MBR)
     unreadable_vms: tuple[UnreadableVm, ...] = ()  # also named in `problems`
     # What is damaged (one sentence each) and the repairs that fix it; `state` is then what
@@ -516,6 +524,7 @@ def _probe_engine(
         state=state,
         problems=tuple(problems),
         in_use_by=in_use,
+        registration=config.registration if config else None,
         esp=esp_check,
         unreadable_vms=tuple(unreadable),
         damage=tuple(damage),

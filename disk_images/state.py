@@ -16,6 +16,7 @@ from typing import Any
 from disk_images.errors import InvalidStateFile
 from disk_images.layout import VM_NAME, Slot
 from enginekit.errors import UserInputError
+from enginekit.secret import Secret
 from enginekit.versions import EngineVersion
 
 
@@ -241,15 +242,16 @@ class EngineState:
 
 @dataclass(frozen=True)
 class Registration:
-    """How the computer is managed. The token is a secret: it never appears in repr()."""
+    """How the computer is managed; the one definition the installer's plans use too. The
+    token is a `Secret`: it never appears in repr() or str()."""
 
     mode: RegistrationMode
     server: str | None = None
-    token: str | None = field(default=None, repr=False)
+    token: Secret | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.mode is RegistrationMode.SYNCHRONIZER:
-            if not self.server or not self.token:
+            if not self.server or self.token is None or not self.token.reveal():
                 raise UserInputError(
                     "a Synchronizer registration needs a server and a token",
                     hint="give both the server and the token",
@@ -278,10 +280,11 @@ class EngineConfig:
 
     def to_json(self) -> bytes:
         reg = self.registration
+        token = reg.token.reveal() if reg.token is not None else None
         return _dump(
             {
                 "keyboard": self.keyboard,
-                "registration": {"mode": reg.mode.value, "server": reg.server, "token": reg.token},
+                "registration": {"mode": reg.mode.value, "server": reg.server, "token": token},
             }
         )
 
@@ -301,7 +304,7 @@ class EngineConfig:
         server = r.opt_string("server", reg_obj, "registration.")
         token = r.opt_string("token", reg_obj, "registration.")
         try:
-            registration = Registration(mode, server, token)
+            registration = Registration(mode, server, Secret(token) if token is not None else None)
         except UserInputError as exc:
             raise InvalidStateFile(source, exc.message) from None
         return cls(keyboard=keyboard, registration=registration)

@@ -3,7 +3,9 @@
 Messages quote names and values that an attacker or a damaged disk controls. A newline in
 such a value would turn one `error:` line into two (or fake a second one); an escape
 sequence could repaint the terminal; a lone surrogate from a JSON `\\ud800` escape cannot be
-encoded at all. `one_line()` escapes all three.
+encoded at all. `one_line()` escapes all three. `display_text()` is its twin for text that
+is meant to span lines (a licence): newlines and tabs stay, everything else that could steer
+the terminal is escaped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,28 @@ def one_line(text: str) -> str:
         return text
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+# Everything a terminal may act on, bar newline and tab: C0 (ESC included, so no CSI/OSC
+# sequence survives), DEL, C1 (\x9b is a one-byte CSI), and the bidi controls that reorder
+# what is shown (a right-to-left override makes text read differently than it is).
+_UNSAFE_DISPLAY = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def display_text(text: str) -> str:
+    """Multi-line untrusted `text` safe to show in a terminal: newline and tab kept (CRLF read
+    as a newline), every other control character, escape sequence introducer and bidi
+    control shown as `\\x1b`/`\\u202e`, lone surrogates as `\\ud800`."""
+    text = text.replace("\r\n", "\n")
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _UNSAFE_DISPLAY.sub(lambda m: _escaped(m.group(0)), text)
 
 
 def wrap_hanging(line: str, width: int, hang: int = 0) -> list[str]:

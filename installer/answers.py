@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from enginekit.errors import UserInputError
-from installer import rules, screens
+from installer import rules, validators
 from installer.model import (
     EulaAnswer,
     ExistingAnswer,
@@ -86,7 +86,7 @@ _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
 def _key(key: str) -> str:
     """A key as TOML would write it in a path, cut short if someone sent a huge one."""
-    return key if _BARE_KEY.match(key) else screens.short(key)
+    return key if _BARE_KEY.match(key) else validators.short(key)
 
 
 def _type_name(value: object) -> str:
@@ -157,7 +157,7 @@ def _check_values(
             layout = None
         elif not _LAYOUT.match(layout):
             problems.append(
-                f"keyboard.layout: {screens.short(layout)} is not a layout name "
+                f"keyboard.layout: {validators.short(layout)} is not a layout name "
                 "(lower-case letters, digits, - and _)"
             )
             layout = None
@@ -171,7 +171,7 @@ def _check_values(
             action = InstallMode(raw_action)
         else:
             problems.append(
-                f"existing.action: {screens.short(raw_action)} is not an action; choose one of "
+                f"existing.action: {validators.short(raw_action)} is not an action; choose one of "
                 + ", ".join(a.value for a in _ACTIONS)
             )
     elif "existing" in values and not _given(document, "existing", "action"):
@@ -199,7 +199,7 @@ def _check_values(
     if raw_mode is not None:
         if raw_mode in tuple(RegistrationMode):
             mode = RegistrationMode(raw_mode)
-            for key, problem in screens.registration_problems(mode, server, token):
+            for key, problem in validators.registration_problems(mode, server, token):
                 if (
                     problem.startswith("is needed")
                     and _given(document, "registration", key)
@@ -209,7 +209,7 @@ def _check_values(
                 problems.append(f"registration.{key}: {problem}")
         else:
             problems.append(
-                f"registration.mode: {screens.short(raw_mode)} is not a registration mode; "
+                f"registration.mode: {validators.short(raw_mode)} is not a registration mode; "
                 "choose one of " + ", ".join(m.value for m in RegistrationMode)
             )
     elif "registration" in values and not _given(document, "registration", "mode"):
@@ -235,15 +235,23 @@ def _check_values(
 def parse_answers(data: bytes, source: str) -> AnswerFile:
     """Check `data` (the bytes of an answer file named `source`) against the whole schema."""
     if len(data) > MAX_FILE_BYTES:
+        # `data` may be only the first MAX_FILE_BYTES + 1 bytes (load_answers reads no more),
+        # so say what is known: it is over the limit.
         raise AnswerFileError(
-            source, [f"is {len(data)} bytes; an answer file has at most {MAX_FILE_BYTES}"]
+            source,
+            [f"is larger than {MAX_FILE_BYTES} bytes, the most an answer file may have"],
+            hint="an answer file is a few lines of TOML; check that this is the right file",
         )
     try:
-        text = data.decode("utf-8")
+        # utf-8-sig: a byte order mark (Notepad writes one) is not part of the TOML.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise AnswerFileError(
             source,
-            [f"is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"],
+            [
+                f"is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{exc.start + len(data) - len(exc.object)})"
+            ],
             hint="save the answer file as UTF-8",
         ) from None
     try:
@@ -329,7 +337,7 @@ def check_for_run(
             if reason is not None:
                 problems.append(f"existing.action: {reason}")
             elif answers.confirm_erase is not None:
-                problem = screens.existing_problem(model, mode, answers.confirm_erase)
+                problem = validators.existing_problem(model, mode, answers.confirm_erase)
                 if problem:
                     problems.append(f"existing.confirm_erase: {problem}")
     elif found is None:
@@ -350,14 +358,14 @@ def check_for_run(
             if reason is not None:
                 refusal = rules.InstallRefused(reason, hint=model.decision.hints.get(mode))
             elif answers.action is InstallMode.ERASE and answers.confirm_erase is not None:
-                problem = screens.existing_problem(model, mode, answers.confirm_erase)
+                problem = validators.existing_problem(model, mode, answers.confirm_erase)
                 if problem:
                     problems.append(f"existing.confirm_erase: {problem}")
     if answers.keyboard is None:
         if mode in (InstallMode.FRESH, InstallMode.ERASE):
             missing.append("keyboard.layout")
     else:
-        problem = screens.layout_problem(model.medium.keyboards, answers.keyboard)
+        problem = validators.layout_problem(model.medium.keyboards, answers.keyboard)
         if problem:
             problems.append(f"keyboard.layout: {problem}")
     if answers.registration_mode is None and mode in (InstallMode.FRESH, InstallMode.ERASE):

@@ -14,17 +14,13 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from disk_images.layout import Slot
+from disk_images.state import Registration, RegistrationMode, UpgradeStatus
 from enginekit.errors import InternalError
+from enginekit.secret import Secret
 from enginekit.versions import DiskLayout
 from installer import rules
-from installer.plan import (
-    InstallMode,
-    InstallPlan,
-    InstallReport,
-    Registration,
-    RegistrationMode,
-    Secret,
-)
+from installer.plan import InstallMode, InstallPlan, InstallReport
 
 
 class Screen(enum.StrEnum):
@@ -86,19 +82,21 @@ class InstalledEngine:
 
     version: str
     layout: DiskLayout
-    active_slot: str | None
-    upgrade_status: str
-    registered: bool
+    active_slot: Slot | None
+    upgrade_status: UpgradeStatus
+    registration: Registration | None  # None: the disk has no config.json
     keyboard: str | None
     vms: tuple[VmSummary, ...] = ()
     install_complete: bool = True
-    registration_mode: str | None = None
-    registration_server: str | None = None
     # What the probe found damaged and will be repaired first (empty on a sound disk), and
     # the VM directories it could not read ("name: reason"): an erase destroys them too.
     damage: tuple[str, ...] = ()
     repairs: tuple[str, ...] = ()
     unreadable_vms: tuple[str, ...] = ()
+
+    @property
+    def registered(self) -> bool:
+        return self.registration is not None and self.registration.registered
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,7 @@ class ExistingAnswer:
 class RegistrationAnswer:
     """keep=True (upgrade/repair only): leave the disk's registration as it is."""
 
-    mode: str | None = None  # RegistrationMode value
+    mode: str | None = None  # a RegistrationMode value (the screen refuses anything else)
     server: str | None = None
     token: Secret | None = None
     keep: bool = False

@@ -2,8 +2,9 @@
 
 The screens (and every front end) only ever produce an `InstallPlan`; the engine
 (`installer.engine.run_plan`) is the only code that writes to a disk, and it reports back an
-`InstallReport`. Secrets (the Synchronizer token) travel as `Secret`, whose str/repr never
-show the value, so they cannot leak into logs, reports or recorded answers by accident.
+`InstallReport`. The registration is `disk_images.state.Registration` (one definition for the
+disk and the plan; re-exported here), whose token is an `enginekit.secret.Secret`: its
+str/repr never show the value, so it cannot leak into logs, reports or recorded answers.
 """
 
 from __future__ import annotations
@@ -13,29 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
-class Secret:
-    """A string that does not print itself. Use `.reveal()` where the value is really needed."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def __str__(self) -> str:
-        return "***"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+from disk_images.state import Registration as Registration
+from disk_images.state import RegistrationMode as RegistrationMode
+from disk_images.state import UpgradeStatus
+from enginekit.secret import Secret as Secret
 
 
 class InstallMode(enum.StrEnum):
@@ -43,18 +25,6 @@ class InstallMode(enum.StrEnum):
     ERASE = "erase"  # Engine found, user chose to delete it and reinstall
     UPGRADE = "upgrade"  # Engine found, older version: new Engine into the inactive slot
     REPAIR = "repair"  # Engine found, same version: reinstall the inactive slot, keep data
-
-
-class RegistrationMode(enum.StrEnum):
-    SYNCHRONIZER = "synchronizer"
-    STANDALONE = "standalone"
-
-
-@dataclass(frozen=True)
-class Registration:
-    mode: RegistrationMode
-    server: str | None = None
-    token: Secret | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +61,7 @@ class InstallReport:
     plan: InstallPlan
     installed_version: str
     slot: str | None  # the slot written (None for MBR)
-    upgrade_status: str  # as UpgradeStatus value
+    upgrade_status: UpgradeStatus
     vm_notes: tuple[VmNote, ...] = field(default_factory=tuple)
     steps_done: tuple[str, ...] = field(default_factory=tuple)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from disk_images.state import VmKind
 from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout, EngineVersion
 from installer.plan import InstallMode, VmNote
@@ -203,12 +204,12 @@ def vm_note(vm: VmLike, target_version: str, target_pv_drivers: str) -> VmNote:
         )
     elif vm.pv_drivers == target_pv_drivers:
         message = f"{vm.kind} VM: PV drivers are already at {target_pv_drivers}"
-    elif vm.kind == "shared":
+    elif vm.kind == VmKind.SHARED:
         message = (
             f"shared VM: Engine updates its PV drivers from {vm.pv_drivers} to "
             f"{target_pv_drivers} automatically"
         )
-    elif vm.kind in ("custom", "local"):
+    elif vm.kind in (VmKind.CUSTOM, VmKind.LOCAL):
         message = (
             f"{vm.kind} VM: upgrade its PV drivers from {vm.pv_drivers} to "
             f"{target_pv_drivers} by hand (upgrade guide, step 5)"

@@ -3,16 +3,16 @@
 `view(model)` returns the text and the choices of the current screen; `handle(model, answer)`
 returns an `Outcome` (forward / back / repeat / exit, the answer to keep, a line for the user).
 Nothing here does I/O: front ends render views and collect answers, the model moves, and the
-engine alone writes. The small validators are shared with the answer-file checks so an
-unattended run and an interactive one refuse the same things with the same words.
+engine alone writes. The small validators live below this module and the answer-file checks
+(`installer.validators`), so both refuse the same things with the same words.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from disk_images.state import RegistrationMode, UpgradeStatus
 from enginekit.errors import InternalError
 from enginekit.sizes import human_size
 from installer import rules, steps
@@ -32,17 +32,8 @@ from installer.model import (
     SummaryAnswer,
     WelcomeAnswer,
 )
-from installer.plan import InstallMode, InstallReport, RegistrationMode, Secret
-
-MAX_SERVER_LENGTH = 253 + 6 + 8  # a DNS name, a port, a scheme
-MAX_TOKEN_LENGTH = 4096
-
-# host, host:port, or http(s)://host[:port][/path]; no spaces, no credentials in the URL.
-_SERVER = re.compile(
-    r"^(?:https?://)?"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-    r"(?::\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?$"
-)
+from installer.plan import InstallMode, InstallReport, Secret
+from installer.validators import existing_problem, layout_problem, registration_problems, short
 
 
 @dataclass(frozen=True)
@@ -73,81 +64,6 @@ class View:
     fields: Mapping[str, tuple[Field, ...]]  # choice value -> the fields it needs
 
 
-# ---- validators shared with installer.answers ------------------------------------------------
-
-
-def short(value: object, limit: int = 40) -> str:
-    """repr() of a user's value, cut short so a huge string cannot flood an error line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
-
-
-def layout_problem(model_keyboards: tuple[str, ...], layout: str) -> str | None:
-    if layout in model_keyboards:
-        return None
-    return f"{short(layout)} is not a known layout; choose one of {', '.join(model_keyboards)}"
-
-
-def existing_problem(model: InstallerModel, action: InstallMode, confirm: str | None) -> str | None:
-    """Why this existing-installation answer cannot be carried out (None: it can)."""
-    refusal = model.decision.refusal(action)
-    if refusal is not None:
-        return refusal
-    if action is InstallMode.ERASE and confirm != model.target.disk_id:
-        return (
-            f"to erase, confirm with the disk id {model.target.disk_id!r} "
-            f"(got {short(confirm) if confirm is not None else 'nothing'})"
-        )
-    return None
-
-
-def server_problem(server: str) -> str | None:
-    if len(server) > MAX_SERVER_LENGTH:
-        return f"too long ({len(server)} characters; at most {MAX_SERVER_LENGTH})"
-    if not _SERVER.match(server):
-        return f"{short(server)} is not a host name, host:port or http(s) URL"
-    return None
-
-
-def token_problem(token: str) -> str | None:
-    # Never echo the token: this line may end up in a log.
-    if not token:
-        return "is empty"
-    if len(token) > MAX_TOKEN_LENGTH:
-        return f"too long ({len(token)} characters; at most {MAX_TOKEN_LENGTH})"
-    if any(c.isspace() or not c.isprintable() for c in token):
-        return "may not contain spaces or control characters"
-    return None
-
-
-def registration_problems(
-    mode: str, server: str | None, token: str | None
-) -> list[tuple[str, str]]:
-    """(key, problem) for a registration answer; empty when it is fine."""
-    problems: list[tuple[str, str]] = []
-    if mode == RegistrationMode.SYNCHRONIZER:
-        if server == "":
-            problems.append(("server", 'is empty; a server is needed with mode = "synchronizer"'))
-        elif server is None:
-            problems.append(("server", 'is needed with mode = "synchronizer"'))
-        else:
-            problem = server_problem(server)
-            if problem:
-                problems.append(("server", problem))
-        if token is None:
-            problems.append(("token", 'is needed with mode = "synchronizer"'))
-        else:
-            problem = token_problem(token)
-            if problem:
-                problems.append(("token", problem))
-    elif mode == RegistrationMode.STANDALONE:
-        if server is not None:
-            problems.append(("server", 'only goes with mode = "synchronizer"'))
-        if token is not None:
-            problems.append(("token", 'only goes with mode = "synchronizer"'))
-    return problems
-
-
 # ---- views -----------------------------------------------------------------------------------
 
 
@@ -164,21 +80,21 @@ def _describe_installation(model: InstallerModel) -> str:
     lines = [
         f"Found Engine {found.version} on disk {model.target.disk_id} "
         f"({found.layout.value}, active slot {found.active_slot or '-'}, "
-        f"upgrade status: {found.upgrade_status or 'Blank'})",
+        f"upgrade status: {found.upgrade_status.label})",
     ]
     for damage in found.damage:
         lines.append(f"Damaged: {damage}")
     for repair in found.repairs:
         lines.append(f"Upgrade or repair first fixes it: {repair}.")
-    if found.upgrade_status == "Installed (Reboot Required)":
+    if found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED:
         lines.append(
             "An upgrade is installed and waits for a restart; upgrading again rewrites it."
         )
     if not found.install_complete:
         lines.append("The installation did not finish; erase or repair it.")
-    if found.registered:
-        server = f" ({found.registration_server})" if found.registration_server else ""
-        lines.append(f"Registered with Synchronizer{server}")
+    if found.registration is not None and found.registration.registered:
+        server = found.registration.server
+        lines.append(f"Registered with Synchronizer{f' ({server})' if server else ''}")
     else:
         lines.append("Standalone (not registered with Synchronizer)")
     lines.append(f"Keyboard: {found.keyboard or 'not set'}")
@@ -220,6 +136,21 @@ def _registration_choices(model: InstallerModel) -> tuple[Choice, ...]:
     return tuple(choices)
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _new_system_place(model: InstallerModel) -> str:
+    """Where an upgrade or repair writes the new system, as the summary says it."""
+    found = model.target.installation
+    assert found is not None
+    if found.active_slot is not None:
+        return f"slot {found.active_slot.other}"
+    if model.decision.layout_change:
+        return "the new slot B (the old system stays in slot A as the fallback)"
+    return "the system partition, in place"
+
+
 def plan_lines(model: InstallerModel) -> list[str]:
     """The summary of what confirming will do, as lines of text."""
     mode = model.mode
@@ -239,9 +170,9 @@ def plan_lines(model: InstallerModel) -> list[str]:
         )
         lines.append("Everything on this disk will be lost.")
     elif mode is InstallMode.ERASE:
-        vms = len(found.vms) if found else 0
+        vms = _count(len(found.vms) if found else 0, "VM")
         lines.append(
-            f"Delete Engine {found.version if found else '?'} and its {vms} VMs on disk "
+            f"Delete Engine {found.version if found else '?'} and its {vms} on disk "
             f"{target.disk_id}, then install Engine {model.medium.version}."
         )
         if found is not None and (found.vms or found.unreadable_vms):
@@ -250,11 +181,10 @@ def plan_lines(model: InstallerModel) -> list[str]:
             lines.append(f"VMs deleted: {', '.join(names)}.")
     else:
         assert found is not None
-        slot = {"A": "B", "B": "A"}.get(found.active_slot or "", "the system partition")
         verb = "Upgrade" if mode is InstallMode.UPGRADE else "Repair"
         lines.append(
             f"{verb} Engine {found.version} to {model.medium.version}: the new system goes "
-            f"into slot {slot}; VM disks are not touched."
+            f"into {_new_system_place(model)}; VM disks are not touched."
         )
         if model.decision.layout_change:
             old, new = model.decision.layout_change
@@ -291,7 +221,7 @@ def report_lines(report: InstallReport) -> list[str]:
     if report.slot:
         lines[0] += f" in slot {report.slot}"
     lines[0] += "."
-    lines.append(f"Upgrade status: {report.upgrade_status or 'Blank'}")
+    lines.append(f"Upgrade status: {report.upgrade_status.label}")
     for note in report.vm_notes:
         lines.append(f"  {note.name}: {note.message}")
     return lines

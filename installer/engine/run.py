@@ -3,9 +3,11 @@
 Everything that can refuse a plan runs before the first byte is written, in this order: the
 EULA, the target (writable, large enough, not in use), the medium (opens, matches the plan's
 version, every manifest file passes its size and SHA-256, no payload path escapes its
-partition), the disk (the probe agrees with the plan), the rules. From before the probe to
-the last write the run holds the target's disk lock exclusively (`hold_target`), so what the
-guard saw is what the engine writes to: no second install or boot can slip in between.
+partition), the disk (the probe agrees with the plan), the rules, the fit (the payload fits
+the slots and the ESP) and readability (every partition the run touches can be read). From
+before the probe to the last write the run holds the target's disk lock exclusively
+(`hold_target`), so what the guard saw is what the engine writes to: no second install or
+boot can slip in between.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from installer.engine.common import SystemImage
 from installer.engine.fresh import fresh_install
 from installer.engine.migrate import migrate_mbr_to_gpt
 from installer.engine.payload import MediumRejected
+from installer.engine.preflight import check_fit, check_readable
 from installer.engine.refusals import (
     Refused,
     check_target,
@@ -202,8 +205,9 @@ def _in_use_hint(holders: tuple[str, ...]) -> str:
 
 def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> CheckedPlan:
     """Every refusal `run_plan` can make, and nothing that writes: the EULA, the target, the
-    medium's verification, the probe and the guard. The real engine runs it first; the dry
-    run runs it alone, so a dry run refuses exactly what the real run would."""
+    medium's verification, the probe, the guard, and whether the payload fits the disk's
+    slots and ESP and every partition the run touches can be read. The real engine runs it
+    first; the dry run runs it alone, so a dry run refuses exactly what the real run would."""
     if not plan.eula_accepted:
         raise Refused(
             "the end-user licence agreement was not accepted; nothing was written",
@@ -219,6 +223,10 @@ def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> Checked
         tracker.reach(Checkpoint.PROBE)
         found = probe(plan.target)
         _guard(plan, found, medium)
+        # What the disk can hold and whether what the run touches can be read: known now,
+        # so refused now, not after slot B was emptied or the disk wiped.
+        check_fit(plan, image, layout, disk_size, _installed(found))
+        check_readable(plan, image, layout, _installed(found))
     return CheckedPlan(disk_size, image, layout, found)
 
 
@@ -291,7 +299,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
             plan=plan,
             installed_version=image.version,
             slot=slot.value if slot else None,
-            upgrade_status=UpgradeStatus.BLANK.value,
+            upgrade_status=UpgradeStatus.BLANK,
             steps_done=tracker.done,
         )
 
@@ -311,7 +319,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
             plan=plan,
             installed_version=image.version,
             slot=switch.new_slot.value,
-            upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value,
+            upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
             vm_notes=_notes(installed, image),
             steps_done=tracker.done,
         )
@@ -324,7 +332,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
             plan=plan,
             installed_version=image.version,
             slot=None,
-            upgrade_status=UpgradeStatus.BLANK.value,
+            upgrade_status=UpgradeStatus.BLANK,
             steps_done=tracker.done,
         )
 
@@ -338,7 +346,7 @@ def _run_locked(plan: InstallPlan, progress: ProgressCallback | None) -> Install
         plan=plan,
         installed_version=image.version,
         slot=switch.new_slot.value,
-        upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value,
+        upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
         vm_notes=notes,
         steps_done=tracker.done,
     )

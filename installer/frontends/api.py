@@ -14,13 +14,15 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from disk_images.probe import NoInstallation, NoInstallationKind, ProbeResult, VmInfo
+from disk_images.state import Registration, UpgradeStatus
 from enginekit.errors import InternalError, UserInputError
-from enginekit.versions import DiskLayout
+from enginekit.text import display_text, one_line
 from installer import rules, screens
-from installer.answers import AnswerFile
 from installer.model import (
     Answer,
     InstalledEngine,
@@ -31,7 +33,10 @@ from installer.model import (
     TargetInfo,
     VmSummary,
 )
-from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback
+from installer.plan import InstallMode, InstallPlan, InstallReport, ProgressCallback, VmNote
+
+if TYPE_CHECKING:
+    from media.reader import MediumReader
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +64,14 @@ class DryRunEngine:
         dry_run_check(plan)
         self.plans.append(plan)
         progress("dry run: checks passed", 1.0)
-        notes: tuple[Any, ...] = ()
+        notes: tuple[VmNote, ...] = ()
         if plan.mode in (InstallMode.UPGRADE, InstallMode.REPAIR):
             notes = rules.vm_notes(self._vms, plan.target_version, self._pv_drivers)
         return InstallReport(
             plan=plan,
             installed_version=plan.target_version,
             slot=None,
-            upgrade_status="",
+            upgrade_status=UpgradeStatus.BLANK,
             vm_notes=notes,
             steps_done=("dry run: checks passed",),
         )
@@ -178,24 +183,14 @@ class Installer:
             self.on_installed(self.model)
         return report
 
-    def run_unattended(
-        self, answers: AnswerFile, progress: ProgressCallback | None = None
-    ) -> InstallReport | None:
-        """Drive every screen from `answers`; None if the answers end the run early."""
-        from installer.frontends.unattended import drive
-
-        return drive(self, answers, progress)
-
 
 # ---- the adapter from the medium reader and the disk probe -----------------------------------
 
 
-def _attr(obj: object, name: str, default: Any = None) -> Any:
-    return getattr(obj, name, default)
-
-
-def medium_info_from(reader: Any, path: Path) -> MediumInfo:
-    """MediumInfo from an open `media.reader.MediumReader`."""
+def medium_info_from(reader: MediumReader, path: Path) -> MediumInfo:
+    """MediumInfo from an open medium. Text the medium supplies (the licence, keyboard names
+    and codes) is made safe to show (`enginekit.text.display_text`): a medium may carry
+    escape sequences that would repaint or retitle the terminal."""
     manifest = reader.manifest
     try:
         eula_text = reader.read_bytes(manifest.eula).decode("utf-8", errors="replace")
@@ -206,7 +201,7 @@ def medium_info_from(reader: Any, path: Path) -> MediumInfo:
     try:
         loaded = json.loads(reader.read_bytes("engine/keyboards.json"))
         if isinstance(loaded, dict):
-            names = {str(k): str(v) for k, v in loaded.items()}
+            names = {one_line(str(k)): one_line(str(v)) for k, v in loaded.items()}
     except Exception as exc:  # noqa: BLE001 - names are a nicety; codes are enough
         log.debug("no keyboard names on %s: %s", path, exc)
     return MediumInfo(
@@ -214,10 +209,10 @@ def medium_info_from(reader: Any, path: Path) -> MediumInfo:
         version=str(manifest.version),
         upgrade_from=tuple(str(v) for v in manifest.upgrade_from),
         pv_drivers=str(manifest.pv_drivers),
-        layout=DiskLayout(str(manifest.layout)),
-        keyboards=tuple(manifest.keyboards),
+        layout=manifest.layout,
+        keyboards=tuple(one_line(k) for k in manifest.keyboards),
         keyboard_names=names,
-        eula_text=eula_text,
+        eula_text=display_text(eula_text),
     )
 
 
@@ -236,55 +231,54 @@ def _size_of(path: Path) -> int:
         os.close(fd)
 
 
-def target_info_from(found: Any, path: Path, size_bytes: int) -> TargetInfo:
-    """TargetInfo from what `disk_images.probe.probe` returned."""
-    version = _attr(found, "version")
-    if version is None:  # NoInstallation
-        kind = _attr(found, "kind")
-        # Anything but a blank disk holds data: the screens offer only a confirmed erase.
-        holds_data = str(getattr(kind, "value", kind)) != "blank"
-        # The probe names every disk that holds data (`data-<12 hex>` from its content when
-        # no table is readable); a blank disk has no id and needs no confirmation.
-        disk_id = _attr(found, "disk_id")
+def _vm_summary(vm: VmInfo) -> VmSummary:
+    return VmSummary(
+        name=one_line(vm.name),
+        kind=vm.kind,
+        pv_drivers=vm.pv_drivers,
+        published_for=vm.published_for,
+        size_bytes=vm.size_bytes,
+    )
+
+
+def _shown_registration(registration: Registration | None) -> Registration | None:
+    """The disk's registration with its server made safe to show (it comes from the disk)."""
+    if registration is None or registration.server is None:
+        return registration
+    return replace(registration, server=one_line(registration.server))
+
+
+def target_info_from(found: ProbeResult, path: Path, size_bytes: int) -> TargetInfo:
+    """TargetInfo from what `disk_images.probe.probe` returned, field by typed field."""
+    if isinstance(found, NoInstallation):
         return TargetInfo(
             path=path,
             size_bytes=size_bytes,
-            disk_id=disk_id,
+            # The probe names every disk that holds data (`data-<12 hex>` from its content
+            # when no table is readable); a blank disk has no id and needs no confirmation.
+            disk_id=found.disk_id,
             installation=None,
-            not_found_reason=str(_attr(found, "reason", "")),
-            holds_data=holds_data,
+            not_found_reason=found.reason,
+            # Anything but a blank disk holds data: the screens offer only a confirmed erase.
+            holds_data=found.kind is not NoInstallationKind.BLANK,
         )
-    vms = tuple(
-        VmSummary(
-            name=str(vm.name),
-            kind=str(vm.kind),
-            pv_drivers=str(vm.pv_drivers),
-            published_for=str(vm.published_for),
-            size_bytes=int(_attr(vm, "size_bytes", 0) or 0),
-        )
-        for vm in _attr(found, "vms", ())
-    )
-    registration = _attr(found, "registration")
-    status = _attr(found, "upgrade_status", "")
     return TargetInfo(
         path=path,
         size_bytes=size_bytes,
-        disk_id=_attr(found, "disk_id"),
+        disk_id=found.disk_id,
         installation=InstalledEngine(
-            version=str(version),
-            layout=DiskLayout(str(_attr(found, "layout", DiskLayout.GPT_AB))),
-            active_slot=(str(_attr(found, "active_slot")) if _attr(found, "active_slot") else None),
-            upgrade_status=str(getattr(status, "value", status) or ""),
-            registered=bool(_attr(found, "registered", False)),
-            keyboard=_attr(found, "keyboard"),
-            vms=vms,
-            install_complete=bool(_attr(found, "install_complete", True)),
-            registration_mode=str(_attr(registration, "mode")) if registration else None,
-            registration_server=_attr(registration, "server") if registration else None,
-            damage=tuple(str(d) for d in _attr(found, "damage", ())),
-            repairs=tuple(str(r.description) for r in _attr(found, "repairs", ())),
+            version=found.version,
+            layout=found.layout,
+            active_slot=found.active_slot,
+            upgrade_status=found.upgrade_status,
+            registration=_shown_registration(found.registration),
+            keyboard=one_line(found.keyboard) if found.keyboard is not None else None,
+            vms=tuple(_vm_summary(vm) for vm in found.vms),
+            install_complete=found.install_complete,
+            damage=tuple(display_text(d) for d in found.damage),
+            repairs=tuple(r.description for r in found.repairs),
             unreadable_vms=tuple(
-                f"{bad.name}: {bad.reason}" for bad in _attr(found, "unreadable_vms", ())
+                f"{one_line(bad.name)}: {bad.reason}" for bad in found.unreadable_vms
             ),
         ),
     )

@@ -3,7 +3,9 @@
 It only renders `installer.screens.View`s and hands the choices back to the controller
 (`installer.frontends.api.Installer`); Back and Quit are extra choices where the step list
 allows them. The progress screen is a rich progress bar fed by the engine's progress
-callback. Ctrl-C before the summary is confirmed ends the run with nothing written.
+callback. Ctrl-C before the summary is confirmed ends the run with nothing written. The one
+check that needs the network, whether the Synchronizer server answers, is made here, before
+the token is asked for.
 """
 
 from __future__ import annotations
@@ -16,16 +18,38 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from enginekit.errors import Interrupted
+from enginekit.interrupts import PendingInterrupt, deferred_interrupt
 from enginekit.text import wrap_block
+from installer.addresses import parse_server, server_problem, unreachable
 from installer.frontends.api import Installer
 from installer.model import Screen
 from installer.plan import InstallReport
+from installer.validators import short
 
 BACK = "__back__"
 QUIT = "__quit__"
 
 
-def _ask_choice(view_choices: list[questionary.Choice], message: str, default: str | None) -> str:
+def _ask(question: questionary.Question, held: PendingInterrupt) -> object:
+    """Ask `question`; a Ctrl-C held back while the screen was drawn ends it at once, as a
+    Ctrl-C at the prompt would."""
+    app = question.application
+
+    def end_if_interrupted() -> None:
+        if held.pending:
+            app.exit(exception=KeyboardInterrupt, style="class:aborting")
+
+    # Runs once the prompt has its own SIGINT handler: nothing falls between the two.
+    app.pre_run_callables.append(end_if_interrupted)
+    return question.unsafe_ask()
+
+
+def _ask_choice(
+    view_choices: list[questionary.Choice],
+    message: str,
+    default: str | None,
+    held: PendingInterrupt,
+) -> str:
     values = [c.value for c in view_choices]
     question = questionary.select(
         message,
@@ -33,14 +57,50 @@ def _ask_choice(view_choices: list[questionary.Choice], message: str, default: s
         default=default if default in values else None,
         qmark=">",
     )
-    answer = question.unsafe_ask()
-    return str(answer)
+    return str(_ask(question, held))
 
 
-def _ask_field(prompt: str, secret: bool, default: str = "") -> str:
+def _ask_field(prompt: str, secret: bool, default: str, held: PendingInterrupt) -> str:
     if secret:
-        return str(questionary.password(prompt, qmark=">").unsafe_ask())
-    return str(questionary.text(prompt, default=default, qmark=">").unsafe_ask())
+        return str(_ask(questionary.password(prompt, qmark=">"), held))
+    return str(_ask(questionary.text(prompt, default=default, qmark=">"), held))
+
+
+CHANGE_SERVER = "change"
+KEEP_SERVER = "keep"
+
+
+def _ask_server(console: Console, prompt: str, default: str, held: PendingInterrupt) -> str:
+    """The Synchronizer server, checked before the token is asked for: a malformed address
+    is asked again; one that does not answer (a TCP connect with a short timeout) is said
+    plainly, and the user changes it or goes on with it (it may be reachable only later)."""
+    server = default
+    while True:
+        server = _ask_field(prompt, False, server, held)
+        problem = server_problem(server)
+        if problem is not None:
+            console.print(f"! server {short(server)}: {problem}", markup=False, style="bold red")
+            continue
+        address = parse_server(server)
+        why = unreachable(address)
+        if why is None:
+            return server
+        console.print(
+            f"! The Synchronizer server {address.display} could not be reached ({why}).",
+            markup=False,
+            style="bold red",
+        )
+        choice = _ask_choice(
+            [
+                questionary.Choice(title="Change the server", value=CHANGE_SERVER),
+                questionary.Choice(title="Use it anyway", value=KEEP_SERVER),
+            ],
+            "Server not reachable",
+            CHANGE_SERVER,
+            held,
+        )
+        if choice == KEEP_SERVER:
+            return server
 
 
 def _show(console: Console, title: str, text: str) -> None:
@@ -66,7 +126,11 @@ def _install_with_bar(installer: Installer, console: Console) -> InstallReport:
             bar.update(task, completed=max(0.0, min(fraction, 1.0)) * 100.0, description=step)
 
         report = installer.install(progress)
-        bar.update(task, completed=100.0, description="done")
+        # From here to the next prompt a Ctrl-C is held back and raised at a clean point: the
+        # bar's teardown and the finish screen must not swallow it.
+        with deferred_interrupt():
+            bar.update(task, completed=100.0, description="done")
+            bar.stop()
     return report
 
 
@@ -96,6 +160,14 @@ def run_interactive(installer: Installer, stream: TextIO | None = None) -> Insta
 
 
 def _one_screen(installer: Installer, console: Console) -> None:
+    """One screen, with Ctrl-C held back wherever its prompts do not handle it themselves
+    (while it is drawn, while a prompt starts): raised when the screen ends, or by the next
+    prompt as soon as it runs, and never lost."""
+    with deferred_interrupt() as held:
+        _show_and_ask(installer, console, held)
+
+
+def _show_and_ask(installer: Installer, console: Console, held: PendingInterrupt) -> None:
     view = installer.view
     _show(console, view.title, view.text)
     choices = [questionary.Choice(title=c.label, value=c.value) for c in view.choices]
@@ -103,16 +175,18 @@ def _one_screen(installer: Installer, console: Console) -> None:
         choices.append(questionary.Choice(title="< Back", value=BACK))
     if view.can_quit:
         choices.append(questionary.Choice(title="Quit (nothing is written)", value=QUIT))
-    value = _ask_choice(choices, view.title, view.default)
+    value = _ask_choice(choices, view.title, view.default, held)
     if value == BACK:
         installer.back()
     elif value == QUIT:
         installer.quit()
     else:
-        fields = {
-            field.name: _ask_field(field.prompt, field.secret, field.default)
-            for field in view.fields.get(value, ())
-        }
+        fields: dict[str, str] = {}
+        for field in view.fields.get(value, ()):
+            if field.name == "server":
+                fields[field.name] = _ask_server(console, field.prompt, field.default, held)
+            else:
+                fields[field.name] = _ask_field(field.prompt, field.secret, field.default, held)
         installer.choose(value, **fields)
     if installer.screen is view.screen and installer.message:
         console.print(f"! {installer.message}", markup=False, style="bold red")

@@ -12,7 +12,7 @@ from enginekit.errors import InternalError, UserInputError
 from installer.answers import AnswerFile, check_for_run
 from installer.model import Screen
 from installer.plan import InstallMode, InstallReport, ProgressCallback
-from installer.screens import registration_problems
+from installer.validators import registration_problems
 
 if TYPE_CHECKING:
     from installer.frontends.api import Installer

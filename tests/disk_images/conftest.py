@@ -37,6 +37,7 @@ from disk_images.state import (
     VmKind,
     VmRecord,
 )
+from enginekit.secret import Secret
 from enginekit.versions import DiskLayout
 
 
@@ -74,7 +75,7 @@ def build_installation(
 ) -> BuiltInstallation:
     """A synthetic Engine installation on a new image at `path`."""
     registration = registration or Registration(
-        RegistrationMode.SYNCHRONIZER, "sync.example.com", "s3cret-token"
+        RegistrationMode.SYNCHRONIZER, "sync.example.com", Secret("s3cret-token")
     )
     create_image(path, size)
     table = partition_image(

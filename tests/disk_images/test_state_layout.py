@@ -26,6 +26,7 @@ from disk_images.state import (
     VmRecord,
 )
 from enginekit.errors import UserInputError
+from enginekit.secret import Secret
 from enginekit.versions import DiskLayout
 
 
@@ -49,7 +50,9 @@ def test_upgrade_status_values_are_what_synchronizer_shows() -> None:
         EngineState(Slot.A, UpgradeStatus.FAILED, 7, Slot.B, "4.5.0", True),
         EngineState(None),
         EngineConfig("de", Registration(RegistrationMode.STANDALONE)),
-        EngineConfig("us", Registration(RegistrationMode.SYNCHRONIZER, "sync.lan", "t0ken")),
+        EngineConfig(
+            "us", Registration(RegistrationMode.SYNCHRONIZER, "sync.lan", Secret("t0ken"))
+        ),
         VmRecord("win-10_x.y", VmKind.LOCAL, "4.5.0", "4.0.0"),
     ],
 )
@@ -61,7 +64,9 @@ def test_state_files_round_trip(value: object) -> None:
 
 
 def test_token_never_in_repr() -> None:
-    config = EngineConfig("us", Registration(RegistrationMode.SYNCHRONIZER, "sync", "hunter2"))
+    config = EngineConfig(
+        "us", Registration(RegistrationMode.SYNCHRONIZER, "sync", Secret("hunter2"))
+    )
     assert "hunter2" not in repr(config)
     assert "hunter2" not in str(config)
     assert config.registered

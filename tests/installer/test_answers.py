@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from disk_images.layout import Slot
+from disk_images.state import Registration, UpgradeStatus
 from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout
 from installer import answers
@@ -37,7 +39,14 @@ def model(version: str | None) -> InstallerModel:
             Path("/d.img"),
             1 << 30,
             DISK_ID,
-            InstalledEngine(version, DiskLayout.GPT_AB, "A", "", False, "us"),
+            InstalledEngine(
+                version,
+                DiskLayout.GPT_AB,
+                Slot.A,
+                UpgradeStatus.BLANK,
+                Registration(RegistrationMode.STANDALONE),
+                "us",
+            ),
         )
     return InstallerModel(MEDIUM, target)
 
@@ -220,8 +229,7 @@ def test_huge_strings_are_cut_short_and_refused() -> None:
 def test_huge_file_is_refused_before_parsing() -> None:
     problems = problems_of(b"#" * (answers.MAX_FILE_BYTES + 1))
     assert problems == (
-        f"is {answers.MAX_FILE_BYTES + 1} bytes; an answer file has at most "
-        f"{answers.MAX_FILE_BYTES}",
+        f"is larger than {answers.MAX_FILE_BYTES} bytes, the most an answer file may have",
     )
 
 
@@ -360,3 +368,26 @@ def test_fuzz_arbitrary_bytes(data: bytes) -> None:
 @given(st.text())
 def test_recorded_strings_round_trip(value: str) -> None:
     assert tomllib.loads(f"k = {answers._toml_string(value)}")["k"] == value
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a BOM; it is not part of the TOML."""
+    path = tmp_path / "notepad.toml"
+    path.write_bytes(b"\xef\xbb\xbf[eula]\r\naccept = true\r\n")
+    assert load_answers(path).eula_accept is True
+
+
+def test_a_bad_byte_after_a_byte_order_mark_names_its_offset_in_the_file() -> None:
+    assert problems_of(b"\xef\xbb\xbf[eula]\n\xff") == (
+        "is not UTF-8 text (byte 0xff at offset 10)",
+    )
+
+
+def test_a_file_over_the_limit_reports_the_limit_not_a_wrong_size(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    path.write_bytes(b"#" * (3 * answers.MAX_FILE_BYTES))
+    with pytest.raises(AnswerFileError) as caught:
+        load_answers(path)
+    assert caught.value.problems == (
+        f"is larger than {answers.MAX_FILE_BYTES} bytes, the most an answer file may have",
+    )

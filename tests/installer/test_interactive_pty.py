@@ -196,6 +196,7 @@ def test_token_typed_in_the_terminal_is_never_shown(tmp_path: Path, iso: Path, b
     term.answer("Quit (nothing is written)", ENTER)  # keyboard: us
     term.answer("Standalone (not registered)", ENTER)  # synchronizer is first
     term.answer("Synchronizer server", "sync.example.com" + ENTER)
+    term.answer("Use it anyway", DOWN + ENTER)  # no such host here: the check says so
     term.answer("Registration token", token + ENTER)
     term.expect("Registration: Synchronizer sync.example.com")
     term.answer("Install now", ENTER)
@@ -223,11 +224,13 @@ def test_back_from_the_summary_keeps_the_registration(
     term.answer("Upgrade Engine 4.5.0 to 5.0.0 (keeps VMs)", ENTER)
     term.answer("Standalone (not registered)", DOWN + ENTER)  # keep, synchronizer, standalone
     term.answer("Synchronizer server", "sync.example.com" + ENTER)
+    term.answer("Use it anyway", DOWN + ENTER)  # no such host here: the check says so
     term.answer("Registration token", "tok-1" + ENTER)
     term.expect("Registration: Synchronizer sync.example.com")
     term.answer("Install now", DOWN + ENTER)  # < Back
     term.answer("Standalone (not registered)", ENTER)  # the pointer is on synchronizer
     term.answer("Synchronizer server", ENTER)  # sync.example.com is filled in
+    term.answer("Use it anyway", DOWN + ENTER)
     term.answer("Enter keeps the one typed before", ENTER)
     term.expect("Registration: Synchronizer sync.example.com")
     term.answer("Install now", ENTER)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from disk_images.layout import Slot
+from disk_images.state import Registration, UpgradeStatus
 from enginekit.errors import InternalError, UserInputError
 from enginekit.versions import DiskLayout
 from installer import answers, screens, steps
@@ -22,6 +24,7 @@ from installer.frontends.api import (
     load_target,
     select_engine,
 )
+from installer.frontends.unattended import drive
 from installer.model import (
     EulaAnswer,
     InstalledEngine,
@@ -73,12 +76,15 @@ def target(version: str | None = None, keyboard: str = "uk", registered: bool = 
         InstalledEngine(
             version=version,
             layout=layout,
-            active_slot="A" if layout is DiskLayout.GPT_AB else None,
-            upgrade_status="",
-            registered=registered,
+            active_slot=Slot.A if layout is DiskLayout.GPT_AB else None,
+            upgrade_status=UpgradeStatus.BLANK,
+            registration=Registration(
+                RegistrationMode.SYNCHRONIZER, "sync.example.com", Secret("t0ken")
+            )
+            if registered
+            else Registration(RegistrationMode.STANDALONE),
             keyboard=keyboard,
             vms=VMS,
-            registration_server="sync.example.com" if registered else None,
         ),
     )
 
@@ -95,7 +101,9 @@ class RecordingEngine:
         for i, step in enumerate(("partition", "write system", "bootloader")):
             progress(step, (i + 1) / 3)
             self.steps.append((step, (i + 1) / 3))
-        return InstallReport(plan, plan.target_version, "B", "Installed (Reboot Required)")
+        return InstallReport(
+            plan, plan.target_version, "B", UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+        )
 
 
 def start(
@@ -449,7 +457,7 @@ def test_record_replays_the_same_run(tmp_path: Path) -> None:
         text.replace('# token = "..."', 'token = "s3cret-token"').encode(), "replay.toml"
     )
     again, engine2 = start(target_info=target("4.5.0"))
-    report = again.run_unattended(replay_file)
+    report = drive(again, replay_file)
     assert report is not None
     # The interactive run asks about the reboot after installing; the replay knows it up front.
     assert engine2.plans == [dataclasses.replace(plan, reboot=True)]
@@ -464,14 +472,15 @@ def test_record_of_upgrade_replays_without_edits() -> None:
         inst.next()
     plan = finish(inst, engine)
     again, engine2 = start(target_info=target("4.5.0"))
-    again.run_unattended(answers.parse_answers(answers.record(inst.model).encode(), "r.toml"))
+    drive(again, answers.parse_answers(answers.record(inst.model).encode(), "r.toml"))
     assert engine2.plans == [plan]
 
 
 def test_unattended_declined_eula_returns_none() -> None:
     inst, engine = start()
-    result = inst.run_unattended(
-        answers.parse_answers(b"[eula]\naccept = false\n[existing]\naction = 'upgrade'\n", "a")
+    result = drive(
+        inst,
+        answers.parse_answers(b"[eula]\naccept = false\n[existing]\naction = 'upgrade'\n", "a"),
     )
     assert result is None and inst.screen is Screen.ABORTED and engine.plans == []
 
@@ -483,12 +492,13 @@ def test_select_engine_is_the_one_seam(tmp_path: Path, iso: Path, blank: Path) -
     # The dry run makes all the engine's read-only checks (check_plan), so it needs a real
     # medium and a real disk; it writes nothing.
     inst2 = Installer(load_medium(iso), load_target(blank), dry_run=True)
-    inst2.run_unattended(
+    drive(
+        inst2,
         answers.parse_answers(
             b"[eula]\naccept = true\n[keyboard]\nlayout = 'us'\n"
             b"[registration]\nmode = 'standalone'\n",
             "a",
-        )
+        ),
     )
     assert inst2.report is not None
     assert inst2.report.steps_done == ("dry run: checks passed",)

@@ -19,6 +19,8 @@ from hypothesis.stateful import (
     rule,
 )
 
+from disk_images.layout import Slot
+from disk_images.state import Registration, RegistrationMode, UpgradeStatus
 from enginekit.versions import DiskLayout
 from installer import steps
 from installer.frontends.api import Installer
@@ -47,9 +49,9 @@ def make_target(version: str | None) -> TargetInfo:
         InstalledEngine(
             version,
             DiskLayout.MBR if version == "4.0.0" else DiskLayout.GPT_AB,
-            "A",
-            "",
-            False,
+            Slot.A,
+            UpgradeStatus.BLANK,
+            Registration(RegistrationMode.STANDALONE),
             "us",
             (VmSummary("v", "custom", version, version),),
         ),
@@ -71,7 +73,9 @@ class NavigationMachine(RuleBasedStateMachine):
         assert plan.eula_accepted
         self.engine_calls.append(plan)
         progress("write", 1.0)
-        return InstallReport(plan, plan.target_version, "B", "Installed (Reboot Required)")
+        return InstallReport(
+            plan, plan.target_version, "B", UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+        )
 
     @initialize(version=st.sampled_from([None, "4.0.0", "4.5.0", "5.0.0"]))
     def start(self, version: str | None) -> None:

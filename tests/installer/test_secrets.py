@@ -13,6 +13,7 @@ from enginekit.process import run
 from installer import answers
 from installer.answers import AnswerFileError, parse_answers
 from installer.frontends.api import Installer, load_medium, load_target
+from installer.frontends.unattended import drive
 
 TOKEN = "CANARY-t0ken-5f3a9c"
 
@@ -73,7 +74,7 @@ def test_model_plan_and_report_hide_the_token(tmp_path: Path, iso: Path, blank: 
     parsed = parse_answers(answer_file(tmp_path).read_bytes(), "a.toml")
     assert TOKEN not in repr(parsed) and TOKEN not in str(parsed)
     installer = Installer(load_medium(iso), load_target(blank), dry_run=True)
-    report = installer.run_unattended(parsed)
+    report = drive(installer, parsed)
     assert report is not None
     plan = report.plan
     assert plan.registration is not None and plan.registration.token is not None

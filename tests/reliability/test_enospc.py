@@ -1,5 +1,6 @@
 """A full disk during an upgrade (issue 6): the upgrade fails with one clear error, the old
 Engine still boots, no VM byte changes, and once space is freed the same upgrade completes.
+A full ESP is refused before the first write (check_plan knows its free space).
 
 A reference 4.5.0 disk has one of its partitions filled to the last byte before the upgrade
 to 5.0.0: the ESP (FAT, through mtools: the new slot's kernel and initrd no longer fit) or the
@@ -153,9 +154,9 @@ def test_full_partition_during_upgrade(
     found = probe(image)
     if not (isinstance(found, Installation) and found.version == "4.5.0"):
         problems.append(f"after the failed upgrade the probe finds {found}")
-    elif region == "esp" and found.upgrade_status is not UpgradeStatus.FAILED:
-        # A full storage partition cannot even take the "Failed" mark; a full ESP can.
-        problems.append(f"status after the failed upgrade: {found.upgrade_status!r}")
+    elif region == "esp" and found.upgrade_status is not UpgradeStatus.BLANK:
+        # A full ESP is known before the first write: refused then, the status untouched.
+        problems.append(f"status after the refused upgrade: {found.upgrade_status!r}")
     booted = boot(image)
     if booted.status != 0 or "ENGINE RUNNING version=4.5.0" not in booted.out:
         problems.append(f"the old Engine did not boot:\n{booted.describe()}")
