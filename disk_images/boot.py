@@ -408,7 +408,9 @@ def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
     except KeyboardInterrupt:
         given = _give_back_tries(path, layout, before, _read_entries(path, esp_offset))
         text = _interrupted_text(path, len(attempts) + 1, given, _next_entry(path, esp_offset))
-        raise BootInterrupted(text) from None
+        raise BootInterrupted(
+            text, hint=f"boot it again to finish the first boot: engine-disk boot {path}"
+        ) from None
     running = next((a for a in attempts if a.running), None)
     with open_installation(path, writable=True, layout=layout) as session:
         state, blessed, fell_back = _complete_first_boot(

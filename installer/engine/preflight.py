@@ -79,7 +79,10 @@ def _partition(found: Installation, role: PartitionRole) -> PartitionInfo:
     for part in found.partitions:
         if part.number == number:
             return part
-    raise Refused(f"the disk has no partition {number} ({role.value})")
+    raise Refused(
+        f"the disk has no partition {number} ({role.value})",
+        hint="'engine-disk inspect DISK' shows what the disk holds",
+    )
 
 
 def _fits(

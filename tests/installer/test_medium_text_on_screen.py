@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from enginekit.text import display_text
 from installer.frontends.api import Installer, load_medium
 from installer.model import Screen, TargetInfo
-from media.manifest import load_tree_manifest, manifest_for_tree, write_manifest
+from media.payload_tree import load_tree_manifest, manifest_for_tree, write_manifest
 from reference_builds.payload import write_reference_payload
 
 CLEAR = "\x1b[2J"

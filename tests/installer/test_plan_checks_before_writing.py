@@ -16,7 +16,7 @@ from disk_images.layout import ESP_REGION
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from enginekit.process import run
-from media.manifest import load_tree_manifest, manifest_for_tree, write_manifest
+from media.payload_tree import load_tree_manifest, manifest_for_tree, write_manifest
 from reference_builds.payload import write_reference_payload
 from reference_builds.pytest_plugin import EngineDiskFactory, sparse_digest
 
