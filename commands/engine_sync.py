@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from enginekit.cli import ArgumentParser, add_common_options, run_main
-from enginekit.errors import UserInputError
+from enginekit.errors import EngineKitError, UserInputError
 from sync_server.client import SERVER_ENV, TOKEN_ENV, SyncClient
 
 
@@ -67,7 +67,25 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise UserInputError(f"{args.iso}: no such file", hint="give the path of an Engine ISO")
     with _client(args) as client:
         task = client.upload("/api/v1/imports", args.iso)
-    return _emit(args, task, [_task_line(task) + " (engine-sync tasks shows its progress)"])
+        if not args.wait:
+            return _emit(args, task, [_task_line(task) + " (engine-sync tasks shows its progress)"])
+        while not _finished(task):
+            task = client.get(f"/api/v1/tasks/{task['id']}?wait=60")
+    _emit(args, task, [_task_line(task)])
+    if task["state"] == "failed":
+        raise ImportFailed(
+            f"{args.iso}: the import failed: {task['error']}",
+            hint="check the ISO with engine-media verify",
+        )
+    return 0 if task["state"] == "succeeded" else 1
+
+
+class ImportFailed(EngineKitError):
+    """The server's import task failed (the ISO is not a sound kit): exit status 1."""
+
+
+def _finished(task: dict[str, Any]) -> bool:
+    return task["state"] in ("succeeded", "failed", "cancelled")
 
 
 def cmd_kits(args: argparse.Namespace) -> int:
@@ -177,6 +195,7 @@ def build_parser() -> ArgumentParser:
     )
     imp = command("import", "import an Engine ISO as an Engine Update kit", cmd_import)
     imp.add_argument("iso", type=Path)
+    imp.add_argument("--wait", action="store_true", help="wait for the import task to finish")
     command("kits", "list the Software Library", cmd_kits)
     command("tasks", "list the background tasks", cmd_tasks)
     task = command("task", "act on one task", None)

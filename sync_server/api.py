@@ -266,7 +266,11 @@ def build_app(state: ServerState) -> FastAPI:
             return [task_doc(t) for t in session.scalars(select(Task).order_by(Task.id))]
 
     @app.get("/api/v1/tasks/{task_id}", response_model=TaskDoc)
-    def get_task(task_id: int, caller: Admin, request: Request) -> TaskDoc:
+    def get_task(task_id: int, caller: Admin, request: Request, wait: float = 0.0) -> TaskDoc:
+        """The task; with `wait`, answer once it has finished or `wait` seconds (at most
+        300) have passed."""
+        if wait > 0:
+            state.runner.wait_finished(task_id, min(wait, 300.0))
         with _session(request) as session:
             task = session.get(Task, task_id)
             if task is None:

@@ -80,7 +80,12 @@ def serve(options: ServeOptions) -> None:
         # One line that scripts (and the tests) read to learn the address.
         sys.stdout.write(f"listening on http://{host}:{port} (admin token in {token_file})\n")
         sys.stdout.flush()
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it
+            # caught: that is a clean stop, not an interruption.
+            pass
     finally:
         watcher.stop()
         runner.shutdown()

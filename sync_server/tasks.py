@@ -30,6 +30,7 @@ class TaskRunner:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync-task")
         self._cancel: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
+        self._ended = threading.Condition()
         self._fail_leftovers()
 
     def _fail_leftovers(self) -> None:
@@ -68,7 +69,21 @@ class TaskRunner:
             event = self._cancel.get(task_id)
         if event is not None:
             event.set()
+        with self._ended:
+            self._ended.notify_all()
         return True
+
+    def state_of(self, task_id: int) -> TaskState | None:
+        with self._db.sessions() as session:
+            task = session.get(Task, task_id)
+            return TaskState(task.state) if task is not None else None
+
+    def wait_finished(self, task_id: int, timeout: float) -> None:
+        """Block until the task has finished, or `timeout` seconds passed."""
+        with self._ended:
+            self._ended.wait_for(
+                lambda: (state := self.state_of(task_id)) is None or state.finished, timeout
+            )
 
     def shutdown(self) -> None:
         with self._lock:
@@ -126,6 +141,8 @@ class TaskRunner:
             with self._lock:
                 self._cancel.pop(task_id, None)
             cleanup(succeeded)
+            with self._ended:
+                self._ended.notify_all()
 
     def _record_kit(self, task_id: int, kit: ImportedKit) -> None:
         with self._db.sessions.begin() as session:
