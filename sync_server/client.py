@@ -113,21 +113,25 @@ class SyncClient:
             timeout=None,
         )
 
-    def download(self, path: str, dest: Path) -> None:
-        """Append the rest of `path` to `dest`, resuming from its size with HTTP Range."""
+    def download(self, path: str, dest: Path) -> int:
+        """Append the rest of `path` to `dest`, resuming from its size with HTTP Range;
+        returns the number of bytes received."""
         have = dest.stat().st_size if dest.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
         try:
             with self._http.stream("GET", path, headers=headers, timeout=None) as response:
                 if response.status_code == 416:
-                    return  # nothing left to fetch: the sha256 check decides
+                    return 0  # nothing left to fetch: the sha256 check decides
                 if not response.is_success:
                     response.read()
                     self._check(response)
                 mode = "ab" if response.status_code == 206 else "wb"
+                received = 0
                 with dest.open(mode) as out:
                     for chunk in response.iter_bytes(CHUNK):
                         out.write(chunk)
+                        received += len(chunk)
+                return received
         except httpx.HTTPError as exc:
             raise ServerUnreachable(
                 f"{self.server}: the download broke off ({type(exc).__name__}); "
