@@ -78,8 +78,11 @@ def test_tokens_never_appear_in_clear_in_the_log_or_database(sync_server) -> Non
 def test_agent_with_a_wrong_token_changes_nothing_on_the_disk(
     sync_server, tmp_path: Path, capsys
 ) -> None:
-    disk = registered_disk(tmp_path / "pc.img", sync_server.url, "a-token-the-server-never-made")
+    token = "a-token-the-server-never-made"
+    disk = registered_disk(tmp_path / "pc.img", sync_server.url, token)
     before = sparse_digest(disk)
     assert agent("--once", "--cache", str(tmp_path / "cache"), str(disk)) == 2
-    assert "server refused (401)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "server refused (401)" in captured.out
+    assert token not in captured.out + captured.err
     assert sparse_digest(disk) == before
