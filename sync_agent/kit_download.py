@@ -1,10 +1,13 @@
 """Fetch an assigned kit into the agent's cache: resumable (HTTP Range into
 `<sha256>.partial`), checked against the kit's size and SHA-256 before it is renamed to
 `<sha256>.iso`. A partial that turns out wrong is removed, so the next try starts clean.
+Computers sharing a cache (several disks in one agent, or several agents) take turns per kit
+through an flock on `<sha256>.lock`: the second finds the first one's finished file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from pathlib import Path
@@ -30,6 +33,12 @@ def file_sha256(path: Path) -> str:
 
 def fetch_kit(client: SyncClient, offer: UpdateOffer, cache: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{offer.sha256}.lock").open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        return _fetch_locked(client, offer, cache)
+
+
+def _fetch_locked(client: SyncClient, offer: UpdateOffer, cache: Path) -> Path:
     final = cache / f"{offer.sha256}.iso"
     if final.is_file() and final.stat().st_size == offer.size:
         return final
