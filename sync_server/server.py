@@ -65,8 +65,12 @@ def serve(options: ServeOptions) -> None:
     if data.exists() and not data.is_dir():
         raise UserInputError(f"--data {data}: not a directory")
     sock = bind(options.host, options.port)
-    data.mkdir(parents=True, exist_ok=True)
-    db = open_database(options.database or sqlite_url(data))
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        db = open_database(options.database or sqlite_url(data))
+    except BaseException:
+        sock.close()
+        raise
     runner = TaskRunner(db, data / "kits")
     state = ServerState(data, db, runner, checkin_interval=options.checkin_interval)
     (data / "FileImport").mkdir(exist_ok=True)

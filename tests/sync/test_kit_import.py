@@ -39,6 +39,9 @@ def test_import_makes_a_kit_with_the_manifest_and_sha256(
     stored = sync_server.data / "kits" / f"engine-5.0.0-{kit['sha256'][:12]}.iso"
     assert stored.read_bytes() == iso.read_bytes()
     assert kit["size"] == iso.stat().st_size
+    status, _, err = sync_cli("task", "cancel", "1")
+    assert status == 2
+    assert err.splitlines()[0] == "error: server refused (409): task 1 has already finished"
 
 
 def test_damaged_iso_is_a_failed_task_and_no_kit(

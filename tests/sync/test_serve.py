@@ -25,3 +25,12 @@ def test_openapi_document_lists_the_api(sync_server) -> None:
     doc = httpx.get(f"{sync_server.url}/openapi.json").json()
     for path in ("/api/v1/checkin", "/api/v1/kits/{kit_id}/assignments", "/api/v1/tasks"):
         assert path in doc["paths"]
+
+
+def test_database_that_cannot_be_used_names_it_without_its_password(tmp_path: Path, capsys) -> None:
+    url = "postgresql+psycopg://sync:s3cret-pw@127.0.0.1:1/sync"
+    argv = ["serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--database", url]
+    assert engine_sync.main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: --database postgresql+psycopg://sync:***@127.0.0.1:1/sync")
+    assert "s3cret-pw" not in err
