@@ -22,7 +22,7 @@ from pathlib import Path
 
 from disk_images.boot import boot_installed_disk
 from disk_images.lock import DiskInUse
-from disk_images.probe import Installation
+from disk_images.probe import Installation, in_use_by
 from disk_images.state import UpgradeStatus
 from enginekit.errors import EngineKitError
 from sync_agent.install import install_kit
@@ -153,8 +153,11 @@ class ComputerAgent:
         except DiskInUse:
             raise
         except EngineKitError as exc:
-            if "in use" in exc.message:
-                raise DiskInUse(exc.message) from None
+            holders = in_use_by(self.disk)
+            if holders:
+                # Someone took the disk between our look and the engine's lock: not a
+                # failed upgrade; the next cycle tries again.
+                raise DiskInUse(f"{self.disk}: in use by {', '.join(holders)}") from None
             self._report(client, offer, UpgradeStatus.FAILED, exc.message)
             return CycleResult.FAILED
         self._report(
