@@ -77,7 +77,9 @@ def serve(options: ServeOptions) -> None:
     token_file = ensure_admin_token(data, db)
     watcher = FileImportWatcher(state, options.scan_interval)
     host, port = sock.getsockname()[:2]
-    config = uvicorn.Config(build_app(state), log_level="info", access_log=True)
+    # log_config=None: uvicorn's loggers (access log included) go through ours, to stderr;
+    # stdout carries only the "listening on" and "stopped" lines.
+    config = uvicorn.Config(build_app(state), log_config=None, access_log=True)
     server = uvicorn.Server(config)
     watcher.start()
     try:

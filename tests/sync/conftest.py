@@ -38,7 +38,9 @@ def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
     log = tmp_path / "server.log"
     with log.open("wb") as log_file:
         proc = spawn(
-            [sys.executable, "-m", "commands.engine_sync", "serve", "--data", data]
+            # --debug: the most the server ever logs (its access log included) goes to the
+            # log file, so the token tests see all of it.
+            [sys.executable, "-m", "commands.engine_sync", "serve", "--debug", "--data", data]
             + ["--listen", "127.0.0.1:0"],
             stderr=log_file.fileno(),
         )

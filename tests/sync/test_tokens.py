@@ -3,6 +3,7 @@ another computer, and no token is ever in clear in the server's log or database.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,9 @@ def test_tokens_never_appear_in_clear_in_the_log_or_database(sync_server) -> Non
     with sync_server.client("wrong-" + token) as client, pytest.raises(ApiRefused):
         client.post("/api/v1/checkin", {"version": "4.5.0"})
     stored = b"".join(p.read_bytes() for p in sync_server.data.glob("sync.db*"))
-    stored += sync_server.log.read_bytes()
+    log = sync_server.log.read_bytes()
+    assert b'"POST /api/v1/checkin HTTP/1.1" 401' in log  # the access log is there
+    stored += log
     for secret in (token, sync_server.admin_token):
         assert secret.encode() not in stored
     assert oct((sync_server.data / "admin-token").stat().st_mode & 0o777) == "0o600"
@@ -76,13 +79,15 @@ def test_tokens_never_appear_in_clear_in_the_log_or_database(sync_server) -> Non
 
 @pytest.mark.root
 def test_agent_with_a_wrong_token_changes_nothing_on_the_disk(
-    sync_server, tmp_path: Path, capsys
+    sync_server, tmp_path: Path, capsys, caplog
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     token = "a-token-the-server-never-made"
     disk = registered_disk(tmp_path / "pc.img", sync_server.url, token)
     before = sparse_digest(disk)
     assert agent("--once", "--cache", str(tmp_path / "cache"), str(disk)) == 2
     captured = capsys.readouterr()
     assert "server refused (401)" in captured.out
-    assert token not in captured.out + captured.err
+    assert token not in captured.out + captured.err + caplog.text
+    assert "POST" in caplog.text  # the client's requests were logged, without the token
     assert sparse_digest(disk) == before
