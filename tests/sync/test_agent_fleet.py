@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from enginekit.process import spawn
+from sync_agent.daemon import AgentOptions, CycleResult, run_agents
 
 from .conftest import agent, import_kit, registered_disk
 
@@ -70,3 +72,21 @@ def test_a_disk_in_use_is_reported_and_retried(
     assert agent("--once", "--cache", str(tmp_path / "cache"), str(disk)) == 0
     capsys.readouterr()
     assert len(json.loads(sync_cli("computers", "--json")[1])) == 1
+
+
+def test_without_once_the_agent_checks_in_again_until_stopped(
+    sync_server, sync_cli, tmp_path: Path
+) -> None:
+    disk = _registered(sync_cli, sync_server, tmp_path, "pc")
+    stop = threading.Event()
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if sum("checked in as computer" in ln for ln in lines) == 3:
+            stop.set()
+
+    options = AgentOptions(cache=tmp_path / "cache")
+    results = run_agents([disk], options, say, once=False, interval=0.01, stop=stop)
+    assert results == [CycleResult.OK]
+    assert sum("checked in as computer 1" in ln for ln in lines) == 3
