@@ -1,6 +1,7 @@
 """Bearer tokens: random secrets handed out once and stored only as their SHA-256.
 
-A token is 32 random bytes, URL-safe base64. The database keeps `token_digest(token)`; a
+A token is 32 random bytes as 64 hex digits (never starting with "-", so `--token T` always
+parses). The database keeps `token_digest(token)`; a
 presented token is hashed and looked up, then compared with `hmac.compare_digest`, so neither
 the database nor a log ever holds a token in clear.
 """
@@ -21,7 +22,7 @@ class TokenRole(enum.StrEnum):
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    return secrets.token_hex(TOKEN_BYTES)
 
 
 def token_digest(token: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from reference_builds.pytest_plugin import sparse_digest
 from sync_server.client import ApiRefused
+from sync_server.tokens import new_token
 
 from .conftest import agent, import_kit, registered_disk
 
@@ -91,3 +92,10 @@ def test_agent_with_a_wrong_token_changes_nothing_on_the_disk(
     assert token not in captured.out + captured.err + caplog.text
     assert "POST" in caplog.text  # the client's requests were logged, without the token
     assert sparse_digest(disk) == before
+
+
+def test_tokens_work_as_option_values() -> None:
+    # A token is passed as `--token T`; one starting with "-" would read as an option.
+    tokens = [new_token() for _ in range(200)]
+    assert all(len(t) == 64 and t[0] != "-" for t in tokens)
+    assert len(set(tokens)) == 200
