@@ -20,7 +20,7 @@ from disk_images.boot import DiskBootResult, boot_installed_disk
 from disk_images.image import create_image
 from disk_images.probe import Installation, NoInstallation, ProbeResult, probe
 from enginekit.cli import ArgumentParser, add_common_options, add_json_option, print_json, run_main
-from enginekit.errors import EngineKitError
+from enginekit.errors import EngineKitError, UserInputError
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
 from reference_builds.builds import REFERENCE_BUILDS, reference_build
 
@@ -60,6 +60,16 @@ def _add_create_and_inspect(
     create.add_argument(
         "--no-vms", action="store_true", help="with --engine: do not add the sample VMs"
     )
+    create.add_argument(
+        "--synchronizer",
+        metavar="URL",
+        help="with --engine: register the computer with this Synchronizer (engine-sync serve)",
+    )
+    create.add_argument(
+        "--token",
+        metavar="T",
+        help="with --synchronizer: the computer's token (engine-sync token create)",
+    )
     _add_debug(create)
     create.set_defaults(handler=cmd_create)
 
@@ -86,6 +96,14 @@ def _add_debug(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_create(args: argparse.Namespace) -> int:
+    if (args.synchronizer is None) != (args.token is None):
+        raise UserInputError(
+            "--synchronizer and --token go together", hint="give both, e.g. from engine-sync"
+        )
+    if args.synchronizer is not None and args.engine is None:
+        raise UserInputError(
+            "--synchronizer registers an Engine installation; it needs --engine VERSION"
+        )
     if args.engine is not None:
         return _create_reference(args)
     size = parse_size(args.size, "--size")
@@ -210,11 +228,28 @@ def _create_reference(args: argparse.Namespace) -> int:
 
     reference_build(args.engine)  # one clear line for an unknown version
     size = parse_size(args.size, "--size")
-    create_reference_disk(args.disk, args.engine, size, force=args.force, with_vms=not args.no_vms)
+    registered = ""
+    if args.synchronizer is not None:
+        from reference_builds.registered_disk import create_registered_disk
+
+        create_registered_disk(
+            args.disk,
+            args.engine,
+            size,
+            args.synchronizer,
+            args.token,
+            force=args.force,
+            with_vms=not args.no_vms,
+        )
+        registered = f", registered with {args.synchronizer}"
+    else:
+        create_reference_disk(
+            args.disk, args.engine, size, force=args.force, with_vms=not args.no_vms
+        )
     vms = "no VMs" if args.no_vms else "4 sample VMs (2 shared, 1 custom, 1 local)"
     print(
         f"created {args.disk}: {human_size(size)} sparse disk image with a reference "
-        f"Engine {args.engine} installation and {vms}"
+        f"Engine {args.engine} installation and {vms}{registered}"
     )
     return 0
 
@@ -301,7 +336,67 @@ def build_parser() -> ArgumentParser:
     )
     _add_debug(boot)
     boot.set_defaults(handler=cmd_boot)
+    _add_agent(subparsers)
     return parser
+
+
+def _add_agent(
+    subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
+) -> None:
+    agent = subparsers.add_parser(
+        "agent",
+        help="play each registered Engine's update daemon: check in, install assigned kits",
+        description="For each DISK registered with a Synchronizer: check in (version, slots, "
+        "upgrade status, VMs); when a kit is assigned, download it (resumable, sha256 "
+        "checked), install it into the inactive slot through the installer's upgrade engine "
+        "and report Installed (Reboot Required); with --reboot, boot the disk and report "
+        "Blank or Failed. A refused token changes nothing on the disk. Disks run side by side "
+        "(at most --jobs at a time). Exit status: 0 all fine, 1 an upgrade failed or a disk "
+        "was in use, 2 a token was refused or a disk is not registered.",
+    )
+    agent.add_argument("disks", type=Path, nargs="+", metavar="DISK")
+    agent.add_argument("--once", action="store_true", help="one check-in per disk, then exit")
+    agent.add_argument(
+        "--interval",
+        type=positive_seconds,
+        metavar="S",
+        help="seconds between check-ins (default: what the server asks for)",
+    )
+    agent.add_argument("--reboot", action="store_true", help="boot the disk after installing")
+    agent.add_argument("--jobs", type=int, default=2, help="disks at a time (default 2)")
+    agent.add_argument(
+        "--cache", type=Path, help="download cache (default $ENGINEKIT_CACHE/agent-kits)"
+    )
+    agent.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=DEFAULT_BOOT_TIMEOUT,
+        help=f"seconds to wait for each boot (default {DEFAULT_BOOT_TIMEOUT:.0f})",
+    )
+    _add_debug(agent)
+    agent.set_defaults(handler=cmd_agent)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from enginekit.cache import cache_dir
+    from sync_agent.daemon import AgentOptions, CycleResult, run_agents
+
+    if args.jobs < 1:
+        raise UserInputError(f"--jobs {args.jobs}: must be at least 1")
+    options = AgentOptions(
+        cache=args.cache or cache_dir("agent-kits"), reboot=args.reboot, boot_timeout=args.timeout
+    )
+    results = run_agents(
+        args.disks,
+        options,
+        lambda line: print(line, flush=True),
+        once=args.once,
+        interval=args.interval,
+        jobs=args.jobs,
+    )
+    if CycleResult.REFUSED in results:
+        return 2
+    return 1 if any(r is not CycleResult.OK for r in results) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

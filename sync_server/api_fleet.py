@@ -1,0 +1,238 @@
+"""The fleet API: computer tokens, computers, assignments (checked against the upgrade graph)
+and the computer's own side: check-in and status reports.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import select
+
+from disk_images.state import UpgradeStatus
+from sync_server import upgrade_graph
+from sync_server.api_common import (
+    ACTIVE,
+    REPORTABLE,
+    Admin,
+    ApiError,
+    Caller,
+    active_assignment,
+    assignment_doc,
+    computer_doc,
+    db_session,
+    kit_or_404,
+    reconcile,
+    server_state,
+    token_doc,
+)
+from sync_server.models import Assignment, Computer, Kit, Token, utc_now
+from sync_server.schemas import (
+    AssignmentDoc,
+    AssignRequest,
+    CheckinRequest,
+    CheckinResponse,
+    ComputerDoc,
+    NewTokenDoc,
+    StatusReport,
+    TokenDoc,
+    TokenRequest,
+    UpdateOffer,
+)
+from sync_server.tokens import TokenRole, new_token, token_digest
+
+router = APIRouter()
+
+
+@router.post("/api/v1/tokens", response_model=NewTokenDoc, status_code=201)
+def create_token(body: TokenRequest, caller: Admin, request: Request) -> NewTokenDoc:
+    """A computer enrolment token; it binds to the first computer that checks in with it."""
+    token = new_token()
+    with db_session(request) as session, session.begin():
+        row = Token(name=body.name, role=TokenRole.COMPUTER.value, digest=token_digest(token))
+        session.add(row)
+        session.flush()
+        doc = token_doc(row)
+    return NewTokenDoc(**doc.model_dump(), token=token)
+
+
+@router.get("/api/v1/tokens", response_model=list[TokenDoc])
+def list_tokens(caller: Admin, request: Request) -> list[TokenDoc]:
+    with db_session(request) as session:
+        return [token_doc(t) for t in session.scalars(select(Token).order_by(Token.id))]
+
+
+@router.post("/api/v1/tokens/{token_id}/revoke", response_model=TokenDoc)
+def revoke_token(token_id: int, caller: Admin, request: Request) -> TokenDoc:
+    with db_session(request) as session, session.begin():
+        row = session.get(Token, token_id)
+        if row is None:
+            raise ApiError(404, f"no token {token_id}")
+        if row.role == TokenRole.ADMIN:
+            raise ApiError(409, "the admin token cannot be revoked through the API")
+        row.revoked_at = row.revoked_at or utc_now()
+        return token_doc(row)
+
+
+@router.get("/api/v1/computers", response_model=list[ComputerDoc])
+def list_computers(caller: Admin, request: Request) -> list[ComputerDoc]:
+    with db_session(request) as session:
+        computers = session.scalars(select(Computer).order_by(Computer.id))
+        return [computer_doc(session, c) for c in computers]
+
+
+@router.get("/api/v1/computers/{computer_id}", response_model=ComputerDoc)
+def get_computer(computer_id: int, caller: Caller, request: Request) -> ComputerDoc:
+    if not caller.may_see_computer(computer_id):
+        raise ApiError(403, "a computer token may read only its own computer")
+    with db_session(request) as session:
+        computer = session.get(Computer, computer_id)
+        if computer is None:
+            raise ApiError(404, f"no computer {computer_id}")
+        return computer_doc(session, computer)
+
+
+# --- assignments --------------------------------------------------------------------
+
+
+@router.get("/api/v1/kits/{kit_id}/assignments", response_model=list[AssignmentDoc])
+def kit_assignments(kit_id: int, caller: Admin, request: Request) -> list[AssignmentDoc]:
+    """The kit's "Computers" tab: the Upgrade column per computer."""
+    with db_session(request) as session:
+        kit = kit_or_404(session, kit_id)
+        rows = session.scalars(select(Assignment).where(Assignment.kit_id == kit_id))
+        return [assignment_doc(a, kit) for a in rows]
+
+
+@router.post("/api/v1/kits/{kit_id}/assignments", response_model=list[AssignmentDoc])
+def assign(
+    kit_id: int, body: AssignRequest, caller: Admin, request: Request
+) -> list[AssignmentDoc]:
+    """Assign the kit to computers, all or none: a computer whose running version is not
+    on the kit's upgrade path (a barrier, a downgrade, the same version) refuses the lot."""
+    with db_session(request) as session, session.begin():
+        kit = kit_or_404(session, kit_id)
+        graph = [(k.version, k.upgrade_from_versions) for k in session.scalars(select(Kit))]
+        problems: list[str] = []
+        chosen: list[Computer] = []
+        for computer_id in dict.fromkeys(body.computers):
+            computer = session.get(Computer, computer_id)
+            if computer is None:
+                problems.append(f"computer {computer_id}: no such computer")
+                continue
+            decision = upgrade_graph.decide(
+                computer.running_version, kit.version, kit.upgrade_from_versions, graph
+            )
+            active = active_assignment(session, computer.id)
+            if not decision.allowed:
+                problems.append(f"computer {computer.id} ({computer.name}): {decision.reason}")
+            elif active is not None and active.kit_id != kit.id:
+                problems.append(
+                    f"computer {computer.id} ({computer.name}): another kit is assigned "
+                    f"(status {UpgradeStatus(active.status).label})"
+                )
+            else:
+                chosen.append(computer)
+        if problems:
+            raise ApiError(
+                409,
+                f"Engine {kit.version} was assigned to no computer: {len(problems)} refused",
+                hint="assign the barrier kit first, or leave those computers out",
+                details=tuple(problems),
+            )
+        docs = []
+        for computer in chosen:
+            row = session.scalars(
+                select(Assignment).where(
+                    Assignment.kit_id == kit.id, Assignment.computer_id == computer.id
+                )
+            ).first()
+            if row is None:
+                row = Assignment(kit_id=kit.id, computer_id=computer.id, status="")
+                session.add(row)
+            if row.status not in (s.value for s in ACTIVE):
+                row.status, row.detail = UpgradeStatus.PENDING.value, ""
+                row.updated_at = utc_now()
+            session.flush()
+            docs.append(assignment_doc(row, kit))
+        return docs
+
+
+# --- the computer's side ------------------------------------------------------------
+
+
+@router.post("/api/v1/checkin", response_model=CheckinResponse)
+def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinResponse:
+    """A computer reports what it runs; the answer names an assigned kit, if any."""
+    if caller.role is not TokenRole.COMPUTER:
+        raise ApiError(403, "check-in needs a computer token (engine-sync token create)")
+    try:
+        engine_status = UpgradeStatus(body.upgrade_status)
+    except ValueError:
+        raise ApiError(422, f"unknown upgrade status {body.upgrade_status!r}") from None
+    with db_session(request) as session, session.begin():
+        token = session.get(Token, caller.token_id)
+        assert token is not None
+        computer = session.get(Computer, token.computer_id) if token.computer_id else None
+        if computer is None:
+            computer = Computer(
+                name=token.name or body.disk_id or "computer", running_version=body.version
+            )
+            session.add(computer)
+            session.flush()
+            token.computer_id = computer.id
+        computer.disk_id = body.disk_id
+        computer.running_version = body.version
+        computer.active_slot = body.active_slot
+        computer.slots = dict(body.slots)
+        computer.engine_status = engine_status.value
+        computer.vms = {"vms": [vm.model_dump() for vm in body.vms]}
+        computer.last_contact = utc_now()
+        offer = None
+        assignment = active_assignment(session, computer.id)
+        if assignment is not None:
+            reconcile(session, computer, assignment)
+            if assignment.status == UpgradeStatus.PENDING:
+                assignment.status = UpgradeStatus.SIGNALLED.value
+                assignment.updated_at = utc_now()
+            if assignment.status in (
+                UpgradeStatus.SIGNALLED,
+                UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
+            ):
+                kit = session.get(Kit, assignment.kit_id)
+                assert kit is not None
+                offer = UpdateOffer(
+                    assignment_id=assignment.id,
+                    kit_id=kit.id,
+                    version=kit.version,
+                    size=kit.size,
+                    sha256=kit.sha256,
+                    status=assignment.status,
+                    download=f"/api/v1/kits/{kit.id}/file",
+                )
+        return CheckinResponse(
+            computer_id=computer.id,
+            checkin_interval=server_state(request).checkin_interval,
+            update=offer,
+        )
+
+
+@router.post("/api/v1/assignments/{assignment_id}/status", response_model=AssignmentDoc)
+def report_status(
+    assignment_id: int, body: StatusReport, caller: Caller, request: Request
+) -> AssignmentDoc:
+    """The computer reports how its upgrade went (Installed, Failed with why, Blank)."""
+    with db_session(request) as session, session.begin():
+        row = session.get(Assignment, assignment_id)
+        if row is None or not (
+            caller.role is TokenRole.COMPUTER and row.computer_id == caller.computer_id
+        ):
+            raise ApiError(403, "a computer may report only its own assignments")
+        try:
+            status = UpgradeStatus(body.status)
+        except ValueError:
+            raise ApiError(422, f"unknown upgrade status {body.status!r}") from None
+        if status not in REPORTABLE:
+            raise ApiError(422, f"a computer cannot report {status.label!r}")
+        row.status, row.detail, row.updated_at = status.value, body.detail, utc_now()
+        kit = session.get(Kit, row.kit_id)
+        assert kit is not None
+        return assignment_doc(row, kit)

@@ -1,0 +1,129 @@
+"""The server's database schema as SQLAlchemy 2 typed mappings; Alembic migrations in
+`sync_server/migrations` create and evolve the same tables.
+
+Kits are the Software Library, computers are the Engines that checked in, assignments are the
+Upgrade column per (kit, computer), tasks are the background jobs (imports now; downloads to
+remote servers and backups later), tokens are the bearer credentials (digests only).
+`assignments.rollout_id` is reserved for staged rollouts.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps in UTC on every database: SQLite hands them back without a zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON}
+
+
+class TaskState(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+class TaskKind(enum.StrEnum):
+    IMPORT_KIT = "import-kit"
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # TokenRole value
+    digest: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    computer_id: Mapped[int | None] = mapped_column(ForeignKey("computers.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Computer(Base):
+    __tablename__ = "computers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    disk_id: Mapped[str | None] = mapped_column(String(100), default=None)
+    running_version: Mapped[str] = mapped_column(String(20))
+    active_slot: Mapped[str | None] = mapped_column(String(1), default=None)
+    slots: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    engine_status: Mapped[str] = mapped_column(String(40), default="")  # as the disk says
+    vms: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"vms": [...]}
+    first_contact: Mapped[datetime] = mapped_column(default=utc_now)
+    last_contact: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Kit(Base):
+    __tablename__ = "kits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), default="Engine Update")
+    version: Mapped[str] = mapped_column(String(20), unique=True)
+    upgrade_from: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"versions": [...]}
+    layout: Mapped[str] = mapped_column(String(20))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(200))
+    imported_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    @property
+    def upgrade_from_versions(self) -> list[str]:
+        return [str(v) for v in self.upgrade_from.get("versions", [])]
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("kit_id", "computer_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kit_id: Mapped[int] = mapped_column(ForeignKey("kits.id"))
+    computer_id: Mapped[int] = mapped_column(ForeignKey("computers.id"))
+    status: Mapped[str] = mapped_column(String(40))  # disk_images.state.UpgradeStatus value
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    rollout_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))  # TaskKind value
+    state: Mapped[str] = mapped_column(String(20), default=TaskState.QUEUED.value)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    source: Mapped[str] = mapped_column(String(500), default="")
+    error: Mapped[str | None] = mapped_column(String(1000), default=None)
+    kit_id: Mapped[int | None] = mapped_column(ForeignKey("kits.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

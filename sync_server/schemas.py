@@ -1,0 +1,125 @@
+"""The JSON documents of the API (pydantic models); FastAPI derives `/openapi.json` from them.
+
+Field names are the API's contract with `engine-sync` and the agent: add fields, never rename.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDoc(BaseModel):
+    error: str
+    hint: str | None = None
+    details: list[str] = Field(default_factory=list)
+
+
+class KitDoc(BaseModel):
+    id: int
+    kind: str
+    version: str
+    upgrade_from: list[str]
+    layout: str
+    size: int
+    sha256: str
+    imported_at: datetime
+
+
+class TaskDoc(BaseModel):
+    id: int
+    kind: str
+    state: str
+    progress: float
+    source: str
+    error: str | None
+    kit_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TokenRequest(BaseModel):
+    name: str = Field(default="", max_length=200)
+
+
+class TokenDoc(BaseModel):
+    id: int
+    name: str
+    role: str
+    computer_id: int | None
+    created_at: datetime
+    revoked: bool
+
+
+class NewTokenDoc(TokenDoc):
+    token: str  # shown once; the server keeps only its SHA-256
+
+
+class VmDoc(BaseModel):
+    name: str
+    kind: str
+    pv_drivers: str
+    published_for: str
+
+
+class AssignmentDoc(BaseModel):
+    id: int
+    kit_id: int
+    kit_version: str
+    computer_id: int
+    status: str  # disk_images.state.UpgradeStatus value ("" is Blank)
+    status_label: str
+    detail: str
+    updated_at: datetime
+
+
+class ComputerDoc(BaseModel):
+    id: int
+    name: str
+    disk_id: str | None
+    running_version: str
+    active_slot: str | None
+    slots: dict[str, str | None]
+    engine_status: str
+    vms: list[VmDoc]
+    first_contact: datetime
+    last_contact: datetime
+    assignments: list[AssignmentDoc]
+
+
+class AssignRequest(BaseModel):
+    computers: list[int] = Field(min_length=1)
+
+
+class CheckinRequest(BaseModel):
+    disk_id: str | None = None
+    version: str
+    active_slot: str | None = None
+    slots: dict[str, str | None] = Field(default_factory=dict)
+    upgrade_status: str = ""
+    vms: list[VmDoc] = Field(default_factory=list)
+
+
+class UpdateOffer(BaseModel):
+    """An assigned kit, as the computer sees it at check-in."""
+
+    assignment_id: int
+    kit_id: int
+    version: str
+    size: int
+    sha256: str
+    status: str
+    download: str  # path of the kit file on this server (HTTP Range supported)
+
+
+class CheckinResponse(BaseModel):
+    computer_id: int
+    checkin_interval: float
+    update: UpdateOffer | None
+
+
+class StatusReport(BaseModel):
+    status: str
+    detail: str = Field(default="", max_length=500)

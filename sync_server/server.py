@@ -1,0 +1,101 @@
+"""`engine-sync serve`: open (and migrate) the database, make sure the admin token exists,
+bind the listening socket ourselves (so a port in use is one clear line, and port 0 works),
+then run the API under uvicorn until SIGINT or SIGTERM, and shut the task pool down cleanly.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from enginekit.errors import HostError, UserInputError
+from sync_server.api import build_app
+from sync_server.database import open_database, sqlite_url
+from sync_server.state import FileImportWatcher, ServerState, ensure_admin_token
+from sync_server.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8470
+    database: str | None = None
+    scan_interval: float = 10.0
+    checkin_interval: float = 60.0
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise UserInputError(
+            f"--listen {text!r}: not HOST:PORT", hint="e.g. --listen 127.0.0.1:8470"
+        )
+    return host.strip("[]"), int(port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserInputError(
+                f"--listen {host}:{port}: the port is already in use",
+                hint="stop the other server, or choose another port with --listen",
+            ) from None
+        raise HostError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def serve(options: ServeOptions) -> None:
+    data = options.data_dir
+    if data.exists() and not data.is_dir():
+        raise UserInputError(f"--data {data}: not a directory")
+    sock = bind(options.host, options.port)
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        db = open_database(options.database or sqlite_url(data))
+    except BaseException:
+        sock.close()
+        raise
+    runner = TaskRunner(db, data / "kits")
+    state = ServerState(data, db, runner, checkin_interval=options.checkin_interval)
+    (data / "FileImport").mkdir(exist_ok=True)
+    token_file = ensure_admin_token(data, db)
+    watcher = FileImportWatcher(state, options.scan_interval)
+    host, port = sock.getsockname()[:2]
+    # log_config=None: uvicorn's loggers (access log included) go through ours, to stderr;
+    # stdout carries only the "listening on" and "stopped" lines.
+    config = uvicorn.Config(build_app(state), log_config=None, access_log=True)
+    server = uvicorn.Server(config)
+    watcher.start()
+    try:
+        # One line that scripts (and the tests) read to learn the address.
+        sys.stdout.write(f"listening on http://{host}:{port} (admin token in {token_file})\n")
+        sys.stdout.flush()
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it
+            # caught: that is a clean stop, not an interruption.
+            pass
+    finally:
+        watcher.stop()
+        runner.shutdown()
+        db.close()
+        sock.close()
+        sys.stdout.write("stopped\n")
+        sys.stdout.flush()

@@ -1,0 +1,25 @@
+"""The database: the Alembic migrations build exactly the schema the models describe, and
+SQLite runs in WAL mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from sync_server.database import open_database, sqlite_url
+from sync_server.models import Base
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    db = open_database(sqlite_url(tmp_path))
+    try:
+        with db.engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            mode = connection.execute(text("PRAGMA journal_mode")).scalar()
+    finally:
+        db.close()
+    assert diff == []
+    assert mode == "wal"

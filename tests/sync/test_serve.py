@@ -1,0 +1,36 @@
+"""`engine-sync serve`: a port in use is one error line (exit 2) and leaves no data directory;
+the API is documented at /openapi.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from commands import engine_sync
+
+
+def test_port_in_use_is_one_error_line(sync_server, tmp_path: Path, capsys) -> None:
+    listen = sync_server.url.removeprefix("http://")
+    data = tmp_path / "second"
+    status = engine_sync.main(["serve", "--data", str(data), "--listen", listen])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.splitlines()[0] == f"error: --listen {listen}: the port is already in use"
+    assert err.splitlines()[1].startswith("hint: ")
+    assert not data.exists()
+
+
+def test_openapi_document_lists_the_api(sync_server) -> None:
+    doc = httpx.get(f"{sync_server.url}/openapi.json").json()
+    for path in ("/api/v1/checkin", "/api/v1/kits/{kit_id}/assignments", "/api/v1/tasks"):
+        assert path in doc["paths"]
+
+
+def test_database_that_cannot_be_used_names_it_without_its_password(tmp_path: Path, capsys) -> None:
+    url = "postgresql+psycopg://sync:s3cret-pw@127.0.0.1:1/sync"
+    argv = ["serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--database", url]
+    assert engine_sync.main(argv) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: --database postgresql+psycopg://sync:***@127.0.0.1:1/sync")
+    assert "s3cret-pw" not in err
