@@ -102,7 +102,8 @@ def cmd_create(args: argparse.Namespace) -> int:
         )
     if args.synchronizer is not None and args.engine is None:
         raise UserInputError(
-            "--synchronizer registers an Engine installation; it needs --engine VERSION"
+            "--synchronizer registers an Engine installation; it needs --engine VERSION",
+            hint="e.g. engine-disk create DISK --engine 4.5.0 --synchronizer URL --token T",
         )
     if args.engine is not None:
         return _create_reference(args)
@@ -382,7 +383,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from sync_agent.daemon import AgentOptions, CycleResult, run_agents
 
     if args.jobs < 1:
-        raise UserInputError(f"--jobs {args.jobs}: must be at least 1")
+        raise UserInputError(
+            f"--jobs {args.jobs}: must be at least 1", hint="e.g. --jobs 4 for four disks at once"
+        )
     options = AgentOptions(
         cache=args.cache or cache_dir("agent-kits"), reboot=args.reboot, boot_timeout=args.timeout
     )

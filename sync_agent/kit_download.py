@@ -52,6 +52,7 @@ def _fetch_locked(client: SyncClient, offer: UpdateOffer, cache: Path) -> Path:
         raise KitDownloadFailed(
             f"the Engine {offer.version} kit downloaded does not match the server's sha256 "
             f"({size} of {offer.size} bytes)",
+            hint="the partial download was removed; the next check-in downloads it again",
         )
     os.replace(partial, final)
     return final

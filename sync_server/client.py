@@ -135,5 +135,6 @@ class SyncClient:
         except httpx.HTTPError as exc:
             raise ServerUnreachable(
                 f"{self.server}: the download broke off ({type(exc).__name__}); "
-                "it resumes at the next check-in"
+                "it resumes at the next check-in",
+                hint="check the link to the server; nothing needs to be done by hand",
             ) from None

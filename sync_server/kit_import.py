@@ -51,7 +51,9 @@ class ImportControl:
 
     def checkpoint(self, fraction: float) -> None:
         if self.cancelled():
-            raise ImportCancelled("the import was cancelled")
+            raise ImportCancelled(
+                "the import was cancelled", hint="import the ISO again to make the kit"
+            )
         self.progress(fraction)
 
 
@@ -75,7 +77,10 @@ def import_kit(
 ) -> ImportedKit:
     """Copy, verify and publish `source` into `kits_dir`; see the module docstring."""
     if not source.is_file():
-        raise KitRejected(f"{source.name}: no such file to import")
+        raise KitRejected(
+            f"{source.name}: no such file to import",
+            hint="give the path of an Engine installer ISO, or drop it into DIR/FileImport",
+        )
     kits_dir.mkdir(parents=True, exist_ok=True)
     partial = kits_dir / f".import-{os.getpid()}-{os.urandom(4).hex()}.partial"
     try:
@@ -93,7 +98,10 @@ def import_kit(
         control.checkpoint(0.95)
         version = str(manifest.version)
         if manifest.product != "Engine":
-            raise KitRejected(f"{source.name}: the medium is {manifest.product!r}, not Engine")
+            raise KitRejected(
+                f"{source.name}: the medium is {manifest.product!r}, not Engine",
+                hint="import an Engine installer ISO as an Engine Update kit",
+            )
         if version in known_versions():
             raise KitRejected(
                 f"{source.name}: Engine {version} is already in the Software Library",

@@ -55,7 +55,10 @@ def bind(host: str, port: int) -> socket.socket:
                 f"--listen {host}:{port}: the port is already in use",
                 hint="stop the other server, or choose another port with --listen",
             ) from None
-        raise HostError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        raise HostError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="choose an address of this machine and a free port with --listen HOST:PORT",
+        ) from None
     sock.listen(128)
     return sock
 
@@ -63,7 +66,9 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(options: ServeOptions) -> None:
     data = options.data_dir
     if data.exists() and not data.is_dir():
-        raise UserInputError(f"--data {data}: not a directory")
+        raise UserInputError(
+            f"--data {data}: not a directory", hint="give a directory for the server's data"
+        )
     sock = bind(options.host, options.port)
     try:
         data.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,16 @@ from enginekit.errors import EngineKitError, InternalError, UserInputError
 from enginekit.text import parenthesis_depth
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("enginekit", "media", "disk_images", "installer", "commands", "reference_builds")
+PACKAGES = (
+    "enginekit",
+    "media",
+    "disk_images",
+    "installer",
+    "commands",
+    "reference_builds",
+    "sync_server",
+    "sync_agent",
+)
 
 
 @dataclass(frozen=True)
