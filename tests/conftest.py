@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -70,10 +70,47 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if reason:
             reasons.append(reason)
     if reasons:
-        message = "; ".join(reasons)
-        if os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1":
-            pytest.fail(f"capability missing where it is required: {message}")
-        pytest.skip(message)
+        pytest.skip("; ".join(reasons))
+
+
+# --- ENGINEKIT_REQUIRE_ALL=1: a skip is a failure ----------------------------------------------
+# Every way a test can be skipped ends in a report whose outcome is "skipped": a marker probe
+# above, a fixture, a module-level skipif, `pytest.importorskip`, a skip while collecting a
+# module. Where every capability is required (CI), these two hooks turn each such report into
+# a failure that names the reason, so a missing tool can never pass as a green run.
+
+
+def _require_all() -> bool:
+    return os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1"
+
+
+def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _as_required_failure(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if _require_all() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped where ENGINEKIT_REQUIRE_ALL=1 requires it to run: {_skip_reason(report)}"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _as_required_failure(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report() -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _as_required_failure(report)
+    return report
 
 
 def _loops_backed_under(directory: Path) -> list[str]:

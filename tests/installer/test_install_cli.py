@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from enginekit.process import run
+from reference_builds.disk import create_reference_disk
 
 
 def engine_install(*args: object) -> tuple[int, str, str]:
@@ -139,9 +140,8 @@ def test_declined_eula_writes_nothing(tmp_path: Path, iso: Path, blank: Path) ->
 def test_refusal_is_one_line_and_disk_unchanged(
     tmp_path: Path, iso: Path, installed: str, expected: str
 ) -> None:
-    reference_disk = pytest.importorskip("reference_builds.disk")
     disk = tmp_path / f"engine-{installed}.img"
-    reference_disk.create_reference_disk(disk, installed, 1 << 30)
+    create_reference_disk(disk, installed, 1 << 30)
     answers = tmp_path / "a.toml"
     answers.write_text('[eula]\naccept = true\n[existing]\naction = "upgrade"\n')
     before = sha256(disk)
@@ -153,9 +153,6 @@ def test_refusal_is_one_line_and_disk_unchanged(
 
 
 def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> None:
-    engine = pytest.importorskip("installer.engine")
-    if not hasattr(engine, "run_plan"):
-        pytest.skip("the install engine (installer.engine.run_plan) has not landed")
     small = tmp_path / "small.img"
     with small.open("wb") as stream:
         stream.truncate(64 << 20)
@@ -173,11 +170,10 @@ def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> N
 @pytest.mark.root
 @pytest.mark.slow
 def test_erase_needs_the_disk_id_that_inspect_shows(tmp_path: Path, iso: Path) -> None:
-    reference_disk = pytest.importorskip("reference_builds.disk")
     from disk_images.probe import Installation, probe
 
     disk = tmp_path / "engine-4.0.0.img"
-    reference_disk.create_reference_disk(disk, "4.0.0", 1 << 30)
+    create_reference_disk(disk, "4.0.0", 1 << 30)
     found = probe(disk)
     assert isinstance(found, Installation) and found.disk_id.startswith("mbr-")
     answers = tmp_path / "a.toml"
