@@ -4,7 +4,6 @@ a non-zero exit status, never a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from commands.engine_media import main
 from enginekit.process import run
 
-from .conftest import SmallPayload
+from .conftest import BlockNode, SmallPayload
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -163,15 +162,17 @@ def test_changed_payload_file_is_refused_at_build(
     shutil.rmtree(tree)
 
 
+@pytest.mark.root
 def test_build_and_implant_refuse_a_block_device(
-    small_payload: SmallPayload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_payload: SmallPayload,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    block_node: BlockNode,
 ) -> None:
     from enginekit.errors import UserInputError
     from media import isomd5
 
-    # A scratch node in tmp_path, never a real /dev/loopN.
-    node = tmp_path / "fakeblk"
-    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    node = block_node.path
     status, line = _run_cli(["build", "--payload", str(small_payload()), "-o", str(node)], capsys)
     assert status == 2
     assert line == (
@@ -183,7 +184,8 @@ def test_build_and_implant_refuse_a_block_device(
     assert status == 2 and str(node) in line
     with pytest.raises(UserInputError, match="is a block device; to write a stick use"):
         isomd5.implant(node)
-    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(7, 200)
+    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == block_node.rdev
+    assert block_node.backing.read_bytes() == bytes(1 << 20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fakeblk", "payload0"]
 
 
