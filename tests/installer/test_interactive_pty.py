@@ -100,7 +100,7 @@ def test_fresh_dry_run_with_back_and_a_progress_bar(tmp_path: Path, iso: Path, b
 
 
 def test_ctrl_c_at_the_finish_prompt_still_records(tmp_path: Path, iso: Path, blank: Path) -> None:
-    """R5: the answers are recorded when the progress step ends, not only at a clean exit."""
+    """The answers are recorded when the progress step ends, not only at a clean exit."""
     recorded = tmp_path / "recorded.toml"
     term = Terminal(
         tmp_path, "--media", iso, "--target", blank, "--dry-run", "--record-answers", recorded

@@ -1,4 +1,4 @@
-"""Every bad input from issue 2, through the CLI: one clear `error:` line naming the problem,
+"""Every bad input, through the CLI: one clear `error:` line naming the problem,
 a non-zero exit status, never a traceback."""
 
 from __future__ import annotations

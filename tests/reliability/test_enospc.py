@@ -1,4 +1,4 @@
-"""A full disk during an upgrade (issue 6): the upgrade fails with one clear error, the old
+"""A full disk during an upgrade: the upgrade fails with one clear error, the old
 Engine still boots, no VM byte changes, and once space is freed the same upgrade completes.
 
 A reference 4.5.0 disk has one of its partitions filled to the last byte before the upgrade

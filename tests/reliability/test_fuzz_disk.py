@@ -1,4 +1,4 @@
-"""Fuzzing the disk probe and the commands built on it with damaged Engine disks (issue 6).
+"""Fuzzing the disk probe and the commands built on it with damaged Engine disks.
 
 Every hypothesis example takes a sparse copy of a real reference 4.5.0 disk (made by the
 installer through the pytest plugin) and damages one thing: a field or bytes of the primary

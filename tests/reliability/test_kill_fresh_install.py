@@ -1,4 +1,4 @@
-"""A fresh install killed midway (issue 6): SIGKILL at every install checkpoint and at random
+"""A fresh install killed midway: SIGKILL at every install checkpoint and at random
 moments in between, then nothing may be left attached, and running the installer again must
 either complete the install or say clearly that the disk holds an incomplete install and
 offer erase (and the erase then completes it).

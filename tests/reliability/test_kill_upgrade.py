@@ -1,4 +1,4 @@
-"""Upgrades and installs that survive SIGKILL at every step (issue 6).
+"""Upgrades and installs that survive SIGKILL at every step.
 
 The unattended upgrade (`engine-install --answers`) runs as a separate process and is killed
 with SIGKILL at every checkpoint (`ENGINEKIT_CRASH_AT`, the process kills itself the moment it

@@ -1,7 +1,7 @@
-"""New-user finding: a Ctrl-C during or after an install said only "everything this command
-had set up was released", not what the disk was left with. Now the CLI probes the target
-(read-only) and says it. The Ctrl-C arrives through the test seam ENGINEKIT_INTERRUPT_AT,
-which raises KeyboardInterrupt at a checkpoint of the real engine on a real 4.5.0 disk.
+"""A Ctrl-C during or after an install says what the disk was left with: the CLI probes the
+target (read-only) and says it, not only that what the command had set up was released. The
+Ctrl-C arrives through the test seam ENGINEKIT_INTERRUPT_AT, which raises KeyboardInterrupt at
+a checkpoint of the real engine on a real 4.5.0 disk.
 """
 
 from __future__ import annotations

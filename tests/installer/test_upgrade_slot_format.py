@@ -1,4 +1,4 @@
-"""Review finding D1: the upgrade formats the new slot through `InstallationSession.format()`,
+"""The upgrade formats the new slot through `InstallationSession.format()`,
 which refuses a partition whose files the session has open, instead of running mkfs on the
 partition device behind the session's back. A real 4.5.0 disk and the real 5.0.0 medium.
 """

@@ -1,6 +1,8 @@
-"""Review finding R2: `--dry-run` refuses everything the real run refuses before writing (the
+"""`engine-install --dry-run`: it refuses everything the real run refuses before writing (the
 engine's `check_plan`: target, medium verification, probe, in-use and incomplete-install
-guards), not only the target checks. Real medium payloads, real loop devices, the real CLI.
+guards, not only the target checks), and its text says once that nothing was written and
+names the kept keyboard layout the way the plan does. Real medium payloads, real loop devices,
+the real CLI.
 """
 
 from __future__ import annotations
@@ -15,16 +17,42 @@ from enginekit.process import run
 from reference_builds.payload import write_reference_payload
 from reference_builds.pytest_plugin import sparse_digest
 
-pytestmark = [pytest.mark.root]
+UPGRADE = '[eula]\naccept = true\n[existing]\naction = "upgrade"\n'
+FRESH = '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[registration]\nmode = "standalone"\n'
 
-FRESH = """\
-[eula]
-accept = true
-[keyboard]
-layout = "us"
-[registration]
-mode = "standalone"
-"""
+
+def dry_run(tmp_path: Path, iso: Path, disk: Path, text: str) -> str:
+    answers = tmp_path / "answers.toml"
+    answers.write_text(text)
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install",
+             "--media", str(iso), "--target", str(disk),
+         "--answers", str(answers), "--dry-run"],
+        check=False,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+def test_fresh_dry_run_says_nothing_was_written_once(
+    tmp_path: Path, iso: Path, blank: Path
+) -> None:
+    out = dry_run(tmp_path, iso, blank, FRESH)
+    assert out.count("nothing was written") == 1 and "nothing written" not in out, out
+
+
+@pytest.mark.root
+def test_upgrade_plan_names_the_kept_keyboard_consistently(
+    tmp_path: Path, iso: Path, engine_disk
+) -> None:  # type: ignore[no-untyped-def]
+    disk = engine_disk("4.5.0", size="2G", with_vms=False)
+    out = dry_run(tmp_path, iso, disk, UPGRADE)
+    assert "keep what the disk has" not in out.split("registration:")[0], out
+    plan_line = next(line for line in out.splitlines() if line.startswith("keyboard: "))
+    layout = plan_line.removeprefix("keyboard: ").removesuffix(" (kept from the disk)")
+    assert plan_line.endswith("(kept from the disk)"), out
+    assert f"Keyboard: {layout} (kept from the disk)" in out, out
 
 
 def engine_install(*args: object) -> tuple[int, str, str]:
@@ -48,6 +76,7 @@ def both_runs(medium: Path, disk: Path, answers: Path) -> tuple[str, str]:
     return dry_err.splitlines()[0], real_err.splitlines()[0]
 
 
+@pytest.mark.root
 def test_dry_run_verifies_the_medium(tmp_path: Path, kernel, blank: Path) -> None:  # type: ignore[no-untyped-def]
     payload = tmp_path / "payload"
     write_reference_payload("5.0.0", payload, kernel)
@@ -62,6 +91,7 @@ def test_dry_run_verifies_the_medium(tmp_path: Path, kernel, blank: Path) -> Non
     assert "fails verification" in dry and "system/initrd.img" in dry
 
 
+@pytest.mark.root
 def test_dry_run_refuses_a_disk_in_use(tmp_path: Path, iso: Path, blank: Path) -> None:
     answers = tmp_path / "fresh.toml"
     answers.write_text(FRESH)

@@ -1,4 +1,4 @@
-"""Review fix: `engine-install` holds the target's disk lock from before its probe to its last
+"""`engine-install` holds the target's disk lock from before its probe to its last
 write, so two installs started together on one image cannot both pass the guard.
 
 Two real `engine-install` processes race on one blank image: exactly one installs, the other
