@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -283,9 +284,9 @@ def _rewrite_entry(image: Path, index: int, start: int, end: int) -> None:
             array[index * 128 + 32 : index * 128 + 48] = start.to_bytes(8, "little") + end.to_bytes(
                 8, "little"
             )
-            header[88:92] = gpt.zlib.crc32(array).to_bytes(4, "little")
+            header[88:92] = zlib.crc32(array).to_bytes(4, "little")
             header[16:20] = b"\0\0\0\0"
-            header[16:20] = gpt.zlib.crc32(header[:92]).to_bytes(4, "little")
+            header[16:20] = zlib.crc32(header[:92]).to_bytes(4, "little")
             handle.seek(entries_lba * 512)
             handle.write(array)
             handle.seek(header_lba * 512)
@@ -419,9 +420,9 @@ def test_agrees_with_sgdisk_on_xorriso_hybrid_iso(tmp_path: Path) -> None:
         handle.truncate(1440 * 1024)
     iso = tmp_path / "hybrid.iso"
     run(
-        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx]
-        + ["-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
-    )
+        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx,
+         "-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
+    )  # fmt: skip
     problems = gpt.validate_gpt(iso)
     theirs = sgdisk_verify(iso)
     assert "partitions 1 and 2 overlap" in " ".join(problems)

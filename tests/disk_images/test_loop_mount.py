@@ -8,6 +8,7 @@ import signal
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,8 @@ from disk_images.partition_files import DirectoryFiles
 from disk_images.session import open_installation
 from enginekit.process import run_text, spawn
 from enginekit.versions import DiskLayout
+
+from .conftest import InstallationBuilder
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -101,7 +104,9 @@ def test_mount_stack_releases_in_reverse_order(
     assert not any(p.name.startswith("enginekit-mnt-") for p in tmp_path.iterdir())
 
 
-def test_session_releases_on_exception(tmp_path: Path, installation_builder) -> None:
+def test_session_releases_on_exception(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
     with pytest.raises(KeyboardInterrupt):
@@ -115,7 +120,9 @@ def test_session_releases_on_exception(tmp_path: Path, installation_builder) -> 
     assert _loops_for(disk) == []
 
 
-def test_read_only_session_refuses_writes(tmp_path: Path, installation_builder, file_hash) -> None:
+def test_read_only_session_refuses_writes(
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
     before = file_hash(disk)
@@ -170,7 +177,7 @@ def _host_state(tmp_path: Path, disk: Path) -> tuple[list[str], list[str], list[
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_killed_holder_leaves_nothing_behind(
-    tmp_path: Path, installation_builder, signum: int
+    tmp_path: Path, installation_builder: InstallationBuilder, signum: int
 ) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
@@ -210,7 +217,9 @@ def test_killed_holder_leaves_nothing_behind(
     assert backing_file(Path(device)) != str(disk)
 
 
-def test_writable_open_refused_while_attached(tmp_path: Path, installation_builder) -> None:
+def test_writable_open_refused_while_attached(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     from disk_images.errors import InvalidDiskImage
 
     disk = tmp_path / "engine.img"

@@ -18,6 +18,8 @@ from disk_images.session import open_installation
 from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout
 
+from .conftest import InstallationBuilder
+
 
 def _inspect(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     status = cli.main(["inspect", str(path)])
@@ -129,7 +131,7 @@ CASES: dict[str, tuple[Callable[[Path], None], NoInstallationKind, str]] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_foreign_or_broken_disk(
-    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], file_hash
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], file_hash: Callable[[Path], str]
 ) -> None:
     make, kind, reason = CASES[case]
     disk = tmp_path / f"{case}.img"
@@ -170,7 +172,10 @@ def test_special_file(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.root
 def test_disk_in_use_by_a_mount(
-    tmp_path: Path, installation_builder, capsys: pytest.CaptureFixture[str], file_hash
+    tmp_path: Path,
+    installation_builder: InstallationBuilder,
+    capsys: pytest.CaptureFixture[str],
+    file_hash: Callable[[Path], str],
 ) -> None:
     disk = tmp_path / "busy.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
@@ -188,7 +193,7 @@ def test_disk_in_use_by_a_mount(
 
 @pytest.mark.root
 def test_disk_in_use_by_a_writable_mount_is_untouched_by_probe(
-    tmp_path: Path, installation_builder, file_hash
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
 ) -> None:
     """While mounted read-write the kernel owns the file; the probe still adds no write."""
     disk = tmp_path / "busy.img"

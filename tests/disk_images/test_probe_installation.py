@@ -6,6 +6,7 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from disk_images.session import open_installation
 from disk_images.state import Registration, RegistrationMode, UpgradeStatus
 from enginekit.process import run, which
 from enginekit.versions import DiskLayout
+
+from .conftest import InstallationBuilder
 
 pytestmark = pytest.mark.root
 
@@ -40,7 +43,9 @@ def _assert_matches(result: object, built: object) -> None:
     assert result.problems == ()
 
 
-def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, file_hash) -> None:
+def test_gpt_ab_installation_probes_back(
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
+) -> None:
     disk = tmp_path / "engine.img"
     built = installation_builder(
         disk,
@@ -69,7 +74,9 @@ def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, f
     assert cli.main(["inspect", str(disk), "--json"]) == 0
 
 
-def test_inspect_json_keys_and_no_token(tmp_path: Path, installation_builder, capsys) -> None:
+def test_inspect_json_keys_and_no_token(
+    tmp_path: Path, installation_builder: InstallationBuilder, capsys: pytest.CaptureFixture[str]
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, upgrade_status=UpgradeStatus.SIGNALLED)
     assert cli.main(["inspect", str(disk), "--json"]) == 0
@@ -93,7 +100,9 @@ def test_inspect_json_keys_and_no_token(tmp_path: Path, installation_builder, ca
     assert "s3cret-token" not in text
 
 
-def test_mbr_installation_probes_back(tmp_path: Path, installation_builder, file_hash) -> None:
+def test_mbr_installation_probes_back(
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
+) -> None:
     disk = tmp_path / "engine40.img"
     built = installation_builder(
         disk,
@@ -116,7 +125,9 @@ def test_mbr_installation_probes_back(tmp_path: Path, installation_builder, file
     assert file_hash(disk) == before
 
 
-def test_damaged_state_is_reported_not_raised(tmp_path: Path, installation_builder) -> None:
+def test_damaged_state_is_reported_not_raised(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
     with open_installation(disk) as session:
@@ -128,7 +139,9 @@ def test_damaged_state_is_reported_not_raised(tmp_path: Path, installation_build
     assert result.layout is DiskLayout.GPT_AB
 
 
-def test_incomplete_install_without_release(tmp_path: Path, installation_builder) -> None:
+def test_incomplete_install_without_release(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
     with open_installation(disk) as session:
@@ -139,7 +152,7 @@ def test_incomplete_install_without_release(tmp_path: Path, installation_builder
     assert "no engine-release" in result.reason
 
 
-def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
+def test_probe_needs_no_root(tmp_path: Path, installation_builder: InstallationBuilder) -> None:
     """The probe runs as user nobody on a world-readable image and finds the installation."""
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
@@ -178,7 +191,9 @@ def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
     assert engine["boot_entries"] == ["engine-2-a+3.conf"]  # mtools read the ESP too
 
 
-def test_session_format_slot_then_write(tmp_path: Path, installation_builder) -> None:
+def test_session_format_slot_then_write(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=(), other_slot_version="4.0.0")
     from disk_images.layout import PartitionRole

@@ -14,8 +14,9 @@ import pytest
 
 from disk_images.loop import LoopDevice
 from enginekit.process import run
+from reference_builds.kernel import Kernel
 from reference_builds.payload import write_reference_payload
-from reference_builds.pytest_plugin import sparse_digest
+from reference_builds.pytest_plugin import EngineDiskFactory, sparse_digest
 
 UPGRADE = '[eula]\naccept = true\n[existing]\naction = "upgrade"\n'
 FRESH = '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[registration]\nmode = "standalone"\n'
@@ -44,8 +45,8 @@ def test_fresh_dry_run_says_nothing_was_written_once(
 
 @pytest.mark.root
 def test_upgrade_plan_names_the_kept_keyboard_consistently(
-    tmp_path: Path, iso: Path, engine_disk
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
+) -> None:
     disk = engine_disk("4.5.0", size="2G", with_vms=False)
     out = dry_run(tmp_path, iso, disk, UPGRADE)
     assert "keep what the disk has" not in out.split("registration:")[0], out
@@ -77,7 +78,7 @@ def both_runs(medium: Path, disk: Path, answers: Path) -> tuple[str, str]:
 
 
 @pytest.mark.root
-def test_dry_run_verifies_the_medium(tmp_path: Path, kernel, blank: Path) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_verifies_the_medium(tmp_path: Path, kernel: Kernel, blank: Path) -> None:
     payload = tmp_path / "payload"
     write_reference_payload("5.0.0", payload, kernel)
     initrd = payload / "system" / "initrd.img"

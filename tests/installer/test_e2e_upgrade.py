@@ -16,7 +16,7 @@ from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from reference_builds.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, vm_disk_digests
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 
@@ -39,8 +39,11 @@ def _installation(disk: Path) -> Installation:
 
 
 def test_unattended_upgrade_then_first_boot(
-    tmp_path: Path, engine_disk, engine_medium, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     disk = engine_disk("4.5.0", size="2G")
     vm_before = vm_disk_digests(disk)
     answers = tmp_path / "answers.toml"
@@ -72,7 +75,9 @@ def test_unattended_upgrade_then_first_boot(
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_new_slot_that_does_not_boot_falls_back(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_new_slot_that_does_not_boot_falls_back(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="2G")
     vm_before = vm_disk_digests(disk)
     plan = InstallPlan(
@@ -96,7 +101,9 @@ def test_new_slot_that_does_not_boot_falls_back(engine_disk, engine_medium) -> N
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_migrated_4_0_disk_boots_4_5(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_migrated_4_0_disk_boots_4_5(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G")
     vm_before = vm_disk_digests(disk)
     plan = InstallPlan(

@@ -25,6 +25,7 @@ from installer.plan import (
     RegistrationMode,
     Secret,
 )
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory
 
 pytestmark = [pytest.mark.root]
 GIB = 1024**3
@@ -41,7 +42,7 @@ def _fresh(medium: Path, disk: Path, version: str, **kw: object) -> InstallPlan:
     )
 
 
-def test_fresh_gpt_install(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_fresh_gpt_install(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     disk = create_image(tmp_path / "disk.img", GIB)
     seen: list[tuple[str, float]] = []
     token = "tok-" + "s3cr3t" * 4
@@ -78,7 +79,7 @@ def test_fresh_gpt_install(tmp_path: Path, engine_medium) -> None:  # type: igno
         assert session.slot(Slot.A).exists("/usr/lib/engine/engined")
 
 
-def test_fresh_mbr_install(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_fresh_mbr_install(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     disk = create_image(tmp_path / "disk.img", GIB)
     report = run_plan(_fresh(engine_medium("4.0.0"), disk, "4.0.0"))
     assert report.slot is None
@@ -95,8 +96,8 @@ def test_fresh_mbr_install(tmp_path: Path, engine_medium) -> None:  # type: igno
         assert system.exists("/boot/vmlinuz") and system.exists("/boot/initrd.img")
 
 
-def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(  # type: ignore[no-untyped-def]
-    tmp_path: Path, engine_medium
+def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(
+    tmp_path: Path, engine_medium: EngineMediumFactory
 ) -> None:
     disk = create_image(tmp_path / "disk.img", GIB)
     # what a run killed after partitioning leaves behind
@@ -119,7 +120,9 @@ def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(  # type: ignor
     assert isinstance(found, Installation) and found.version == "4.5.0"
 
 
-def test_erase_reinstalls_and_drops_vms(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_erase_reinstalls_and_drops_vms(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G")
     before = probe(disk)
     assert isinstance(before, Installation) and len(before.vms) == 4

@@ -19,7 +19,7 @@ from installer.engine import run_plan
 from installer.engine.checkpoints import UPGRADE_STEPS
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode, Secret
 from reference_builds.disk import SampleVm, add_sample_vms
-from reference_builds.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, vm_disk_digests
 
 pytestmark = [pytest.mark.root]
 MIB = 1024 * 1024
@@ -42,7 +42,9 @@ def _installation(disk: Path) -> Installation:
     return found
 
 
-def test_upgrade_4_5_to_5_0(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_4_5_to_5_0(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G")
     vm_before = vm_disk_digests(disk)
     assert len(vm_before) == 4
@@ -78,7 +80,9 @@ def test_upgrade_4_5_to_5_0(engine_disk, engine_medium) -> None:  # type: ignore
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_upgrade_keeps_or_changes_settings_as_planned(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_keeps_or_changes_settings_as_planned(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     registration = Registration(RegistrationMode.SYNCHRONIZER, "sync.example", Secret("t0ken"))
     plan = _plan(
@@ -94,7 +98,9 @@ def test_upgrade_keeps_or_changes_settings_as_planned(engine_disk, engine_medium
     assert found.keyboard == "fr" and found.registered
 
 
-def test_vm_published_for_a_newer_engine_is_reported(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_vm_published_for_a_newer_engine_is_reported(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     with open_installation(disk) as session:
         session.write_vm(VmRecord("future-shared", VmKind.SHARED, "5.5.0", "5.5.0"))
@@ -106,7 +112,9 @@ def test_vm_published_for_a_newer_engine_is_reported(engine_disk, engine_medium)
     assert pv == {"future-shared": "5.5.0", "office-shared": "5.0.0"}
 
 
-def test_repair_same_version_keeps_data(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_repair_same_version_keeps_data(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("5.0.0", size="1G")
     vm_before = vm_disk_digests(disk)
     with open_installation(disk) as session:
@@ -122,7 +130,9 @@ def test_repair_same_version_keeps_data(engine_disk, engine_medium) -> None:  # 
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_repair_mbr_in_place(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_repair_mbr_in_place(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G")
     with open_installation(disk) as session:
         session.system.remove("/usr/lib/engine/engined")
@@ -132,7 +142,9 @@ def test_repair_mbr_in_place(engine_disk, engine_medium) -> None:  # type: ignor
     assert len(_installation(disk).vms) == 4
 
 
-def test_migrate_4_0_mbr_to_4_5_gpt_in_place(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_4_0_mbr_to_4_5_gpt_in_place(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G")
     vm_before = vm_disk_digests(disk)
     slot_a = (65 * MIB, 128 * MIB)
@@ -164,8 +176,10 @@ def _region_digest(disk: Path, start: int, size: int) -> str:
 
 
 def test_failed_upgrade_is_recorded_and_switches_nothing(
-    engine_disk, engine_medium, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import installer.engine.upgrade as upgrade
 
     disk = engine_disk("4.5.0", size="1G", with_vms=False)

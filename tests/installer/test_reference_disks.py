@@ -19,12 +19,13 @@ from reference_builds.disk import (
     VM_DISK_APPARENT,
     sample_vm_bytes,
 )
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 pytestmark = [pytest.mark.root]
 
 
 @pytest.mark.parametrize("version", sorted(REFERENCE_BUILDS))
-def test_reference_disk(version: str, engine_disk) -> None:  # type: ignore[no-untyped-def]
+def test_reference_disk(version: str, engine_disk: EngineDiskFactory) -> None:
     disk = engine_disk(version, size="1G")
     found = probe(disk)
     assert isinstance(found, Installation)

@@ -349,9 +349,9 @@ def test_hybrid_iso_system_area_is_covered(tmp_path: Path) -> None:
     (tree / "data.bin").write_bytes(os.urandom(512 * 1024))
     iso = tmp_path / "hybrid.iso"
     run(
-        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx]
-        + ["-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
-    )
+        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx,
+         "-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
+    )  # fmt: skip
     theirs = copy(iso, "theirs.iso")
     run(["implantisomd5", theirs])
     isomd5.implant(iso)
