@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from disk_images.errors import MountError
+from disk_images.errors import MountError, PartitionFileError
 from disk_images.filesystems import make_ext4
 from disk_images.image import MIB, PartitionSpec, TableType, create_image, partition_image
 from disk_images.layout import PartitionRole, Slot
@@ -128,9 +128,9 @@ def test_read_only_session_refuses_writes(
     before = file_hash(disk)
     with open_installation(disk, writable=False) as session:
         assert session.read_state() is not None
-        with pytest.raises(Exception, match="read-only|Read-only"):
+        with pytest.raises(PartitionFileError, match="storage:/x: Read-only file system"):
             session.storage.write_atomic("/x", b"no")
-        with pytest.raises(Exception, match="read-only"):
+        with pytest.raises(PartitionFileError, match="the partition is open read-only"):
             session.esp.write_atomic("/x", b"no")
         assert session.esp.read("/loader/loader.conf").startswith(b"default")
     assert file_hash(disk) == before

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from commands import engine_disk as cli
+from disk_images.errors import NotAnEngineInstallation
 from disk_images.image import read_table
 from disk_images.layout import STATE_PATH, Slot
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
@@ -203,7 +204,7 @@ def test_session_format_slot_then_write(
         session.format(PartitionRole.SYSTEM_B)  # wipes the old 4.0.0 slot
         assert session.read_release(Slot.B) is None
         session.write_release(Slot.B, EngineRelease("5.0.0", Slot.B, "5.0.0"))
-        with pytest.raises(Exception, match="in use in this session"):
+        with pytest.raises(NotAnEngineInstallation, match="in use in this session"):
             session.format(PartitionRole.SYSTEM_B)
     result = probe(disk)
     assert isinstance(result, Installation)

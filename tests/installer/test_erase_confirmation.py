@@ -188,7 +188,7 @@ def test_damaged_gpt_with_vms_is_not_wiped(
     assert sha256(disk) == before
     # The confirmed erase goes through.
     erase.write_text(ERASE.format(disk_id=found.disk_id))
-    status, out, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
+    status, _, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
     assert status == 0, err
     after = probe(disk)
     assert not isinstance(after, NoInstallation) and after.version == "5.0.0"

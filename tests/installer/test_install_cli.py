@@ -87,6 +87,7 @@ def test_dry_run_refuses_what_the_real_run_would(tmp_path: Path, iso: Path) -> N
         "--media", iso, "--target", small, "--answers", answers, "--dry-run"
     )
     assert status == 2 and "too small" in err.splitlines()[0]
+    assert out == ""
 
 
 def test_dry_run_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
@@ -104,7 +105,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
 
 def test_no_terminal_is_an_error_not_a_hanging_prompt(iso: Path, blank: Path) -> None:
     status, out, err = engine_install("--media", iso, "--target", blank)
-    assert status == 2
+    assert status == 2 and out == ""
     assert err.splitlines() == [
         "error: the interactive installer needs a terminal",
         "hint: run it in a terminal, or give an answer file with --answers FILE",
@@ -146,7 +147,7 @@ def test_refusal_is_one_line_and_disk_unchanged(
     answers.write_text('[eula]\naccept = true\n[existing]\naction = "upgrade"\n')
     before = sha256(disk)
     status, out, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
-    assert status == 2
+    assert status == 2 and out == ""
     assert err.splitlines()[0].startswith("error: ") and expected in err.splitlines()[0]
     assert len(err.splitlines()) == 2 and err.splitlines()[1].startswith("hint: ")
     assert sha256(disk) == before

@@ -193,7 +193,7 @@ def test_keep_registration_is_refused_on_a_fresh_install() -> None:
 
 
 def test_eula_takes_only_its_choices() -> None:
-    inst, engine = start()
+    inst, _ = start()
     inst.next()
     inst.next()
     inst.choose("yes")

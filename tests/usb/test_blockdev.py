@@ -116,7 +116,7 @@ def test_a_device_with_a_mounted_partition_needs_unmount(
         # One error line for the partition, its reasons indented (partition first).
         assert f"error: refusing {partition}: 2 reasons\n  is a partition" in err
 
-        status, out, err = run_engine_media(
+        status, _, err = run_engine_media(
             capsys, monkeypatch, ["usb", "write", "--yes", "--unmount", str(iso), str(stick)]
         )
         assert status == 0, err
@@ -164,6 +164,8 @@ def test_concurrent_write_one_too_small_one_good(
         capsys, monkeypatch, ["usb", "write", "--yes", str(iso), str(good), str(small)]
     )
     assert status == 1
+    assert [line for line in error_lines(err) if str(good) in line] == []
+    assert any(str(small) in line for line in error_lines(err)), err
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("/dev/")}
     assert " ok " in rows[str(good)] and " refused " in rows[str(small)]
 

@@ -80,7 +80,7 @@ def test_only_refused_targets_exit_2(
     status, out, err = run_engine_media(
         capsys, monkeypatch, ["usb", "write", str(iso), "/dev/sdzz"]
     )
-    assert status == 2
+    assert status == 2 and out == ""
     assert len(error_lines(err)) == 1 and "About to ERASE" not in err
     assert not Path("/dev/sdzz").exists()
 
