@@ -200,7 +200,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         session.config.stash[_BEFORE] = (roots, _session_resources(roots))
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     if not _is_controller(session.config) or _BEFORE not in session.config.stash:
         return
     roots, before = session.config.stash[_BEFORE]

@@ -57,7 +57,7 @@ def test_cli_frame_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]
     parser = ArgumentParser(prog="t")
     parser.add_argument("--debug", action="store_true")
 
-    def handler(args: argparse.Namespace) -> int:
+    def handler(_args: argparse.Namespace) -> int:
         raise UserInputError("disk.img: not found", hint="check the path")
 
     assert run_main(parser, handler, []) == 2
@@ -68,19 +68,20 @@ def test_cli_frame_turns_errors_into_one_line(capsys: pytest.CaptureFixture[str]
 def test_cli_frame_reports_bugs_without_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     parser = ArgumentParser(prog="t")
 
-    def handler(args: argparse.Namespace) -> int:
+    def handler(_args: argparse.Namespace) -> int:
         raise ValueError("oops")
 
     assert run_main(parser, handler, []) == 70
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" in err
+    assert "Traceback" not in err
+    assert "internal error" in err
 
 
 def test_error_lines_cannot_be_forged(capsys: pytest.CaptureFixture[str]) -> None:
     """A newline or escape in an untrusted value never makes a second `error:` line."""
     parser = ArgumentParser(prog="t")
 
-    def handler(args: argparse.Namespace) -> int:
+    def handler(_args: argparse.Namespace) -> int:
         raise UserInputError(
             "state.json: bad key 'x\nerror: injected\x1b[2J'",
             hint="h\nhint: fake",
@@ -107,7 +108,8 @@ def test_scratch_sweep_removes_only_dead_owners_empty_leftovers(tmp_path: Path) 
     mine = scratch_dir("mnt", tmp_path)
     assert not stale.exists()
     assert (kept / "file").read_text() == "never lose a byte"
-    assert mine.exists() and sweep_stale("mnt", tmp_path) == 0
+    assert mine.exists()
+    assert sweep_stale("mnt", tmp_path) == 0
 
 
 _KILLED_QEMU_OWNER = """
@@ -131,7 +133,7 @@ def test_qemu_scratch_dir_is_removed_when_start_fails(
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
-    def no_qemu(*args: object, **kwargs: object) -> None:
+    def no_qemu(*_args: object, **_kwargs: object) -> None:
         raise HostError("qemu-system-x86_64 is not installed")
 
     monkeypatch.setattr(qemu, "spawn", no_qemu)
@@ -176,12 +178,15 @@ def test_qemu_output_in_a_file_and_a_killed_owners_scratch_is_swept(
         os.killpg(qemu_pid, signal.SIGKILL)
         pytest.fail("QEMU outlived its SIGKILLed owner")
     (left,) = tmp_path.iterdir()
-    assert left.name.startswith("enginekit-qemu-") and (left / "serial.log").exists()
+    assert left.name.startswith("enginekit-qemu-")
+    assert (left / "serial.log").exists()
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     missing = tmp_path / "missing.img"
     result = boot(BootSpec(Firmware.BIOS, (Drive(missing, DriveKind.DISK),)), "never", 30)
-    assert result.powered_off and result.matched is None
+    assert result.powered_off
+    assert result.matched is None
     # QEMU's own error, read from its output file after it exited.
-    assert "[qemu]" in result.output and str(missing) in result.output
+    assert "[qemu]" in result.output
+    assert str(missing) in result.output
     assert list(tmp_path.iterdir()) == []  # the dead owner's dir and our own are gone

@@ -67,4 +67,5 @@ def test_a_child_whose_parent_already_died_does_not_start() -> None:
     # As if the spawner had died before setpriv armed the signal: another parent PID.
     argv[-3] = "1"
     proc = run(argv, check=False)
-    assert proc.returncode == 1 and proc.stdout == b""
+    assert proc.returncode == 1
+    assert proc.stdout == b""

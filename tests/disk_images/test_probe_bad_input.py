@@ -142,7 +142,8 @@ def test_foreign_or_broken_disk(
     assert result.kind is kind
     assert result.reason.startswith(reason), result.reason
     status, out, err = _inspect(disk, capsys)
-    assert status == 0 and err == ""
+    assert status == 0
+    assert err == ""
     assert f"no Engine installation ({result.reason})" in out
     assert file_hash(disk) == before
 
@@ -152,7 +153,8 @@ def test_nonexistent_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(UserInputError, match="no such file"):
         probe(missing)
     status, out, err = _inspect(missing, capsys)
-    assert status == 2 and out == ""
+    assert status == 2
+    assert out == ""
     assert err.splitlines()[0] == f"error: {missing}: no such file"
     assert not missing.exists()
 
@@ -161,11 +163,12 @@ def test_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(UserInputError, match="is a directory"):
         probe(tmp_path)
     status, out, err = _inspect(tmp_path, capsys)
-    assert status == 2 and out == ""
+    assert status == 2
+    assert out == ""
     assert err.splitlines()[0] == f"error: {tmp_path}: is a directory, not a disk image"
 
 
-def test_special_file(capsys: pytest.CaptureFixture[str]) -> None:
+def test_special_file() -> None:
     with pytest.raises(UserInputError, match="not a regular file"):
         probe(Path("/dev/null"))
 
@@ -187,7 +190,8 @@ def test_disk_in_use_by_a_mount(
         assert result.found
         assert result.in_use_by == (str(session.loop.device),)
         status, out, err = _inspect(disk, capsys)
-        assert status == 0 and f"in use by: {session.loop.device}" in out
+        assert status == 0
+        assert f"in use by: {session.loop.device}" in out
         assert "error:" not in err
     assert file_hash(disk) == before
 
@@ -220,7 +224,8 @@ def test_a_disk_with_data_but_no_readable_table_is_named_by_its_content(tmp_path
     disk.write_bytes(content)
     expected = hashlib.sha256(str(len(content)).encode() + content[: 1 << 20]).hexdigest()
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.disk_id == f"data-{expected[:12]}"
+    assert isinstance(found, NoInstallation)
+    assert found.disk_id == f"data-{expected[:12]}"
     assert f"disk id: {found.disk_id}" in result_text(disk, found)
     other = tmp_path / "elsewhere" / "mystery.img"  # same name, other content
     other.parent.mkdir()

@@ -48,7 +48,8 @@ def problems_of(text: str | bytes) -> tuple[str, ...]:
         parse_answers(data, "a.toml")
     error = caught.value
     assert error.message.startswith("a.toml: ")
-    assert error.exit_status == 2 and error.hint
+    assert error.exit_status == 2
+    assert error.hint
     return error.problems
 
 
@@ -71,10 +72,13 @@ reboot = true
 """,
         "a.toml",
     )
-    assert parsed.eula_accept is True and parsed.keyboard == "uk"
-    assert parsed.action is InstallMode.ERASE and parsed.confirm_erase == DISK_ID
+    assert parsed.eula_accept is True
+    assert parsed.keyboard == "uk"
+    assert parsed.action is InstallMode.ERASE
+    assert parsed.confirm_erase == DISK_ID
     assert parsed.registration_mode is RegistrationMode.SYNCHRONIZER
-    assert parsed.token == Secret("abc-123") and "abc-123" not in repr(parsed)
+    assert parsed.token == Secret("abc-123")
+    assert "abc-123" not in repr(parsed)
     assert parsed.reboot is True
     check_for_run(parsed, model("4.5.0"))
 
@@ -194,7 +198,8 @@ def test_every_error_is_reported_at_once() -> None:
 
 def test_invalid_toml_is_one_error_naming_the_file() -> None:
     problems = problems_of("[eula\naccept = true")
-    assert len(problems) == 1 and problems[0].startswith("is not valid TOML: ")
+    assert len(problems) == 1
+    assert problems[0].startswith("is not valid TOML: ")
 
 
 def test_non_utf8_is_one_error_naming_the_file() -> None:

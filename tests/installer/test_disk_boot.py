@@ -38,7 +38,8 @@ def test_boot_of_a_blank_disk_is_one_clear_error(
     disk = create_image(tmp_path / "blank.img", 600 * 1024 * 1024)
     assert engine_disk_main(["boot", str(disk)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("error: ") and "no Engine installation" in err[0]
+    assert err[0].startswith("error: ")
+    assert "no Engine installation" in err[0]
     assert "Traceback" not in "\n".join(err)
 
 

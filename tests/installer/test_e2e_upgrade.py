@@ -67,7 +67,8 @@ def test_unattended_upgrade_then_first_boot(
     booted = capsys.readouterr().out
     assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in booted
     after = _installation(disk)
-    assert after.version == "5.0.0" and after.active_slot is not None
+    assert after.version == "5.0.0"
+    assert after.active_slot is not None
     assert after.active_slot.value == "B"
     assert after.upgrade_status is UpgradeStatus.BLANK
     assert after.state.pending_slot is None
@@ -93,10 +94,14 @@ def test_new_slot_that_does_not_boot_falls_back(
     assert [a.running for a in result.attempts] == [False, True]
     assert result.attempts[0].entry == "engine-2-b+0-1.conf"
     running = result.running
-    assert running is not None and running.version == "4.5.0" and running.slot is not None
-    assert running.slot.value == "A" and result.fell_back
+    assert running is not None
+    assert running.version == "4.5.0"
+    assert running.slot is not None
+    assert running.slot.value == "A"
+    assert result.fell_back
     after = _installation(disk)
-    assert after.upgrade_status is UpgradeStatus.FAILED and after.version == "4.5.0"
+    assert after.upgrade_status is UpgradeStatus.FAILED
+    assert after.version == "4.5.0"
     assert "engine-2-b+0-1.conf" in [e.file_name for e in after.boot_entries]
     assert vm_disk_digests(disk) == vm_before
 
@@ -114,8 +119,12 @@ def test_migrated_4_0_disk_boots_4_5(
 
     result = boot_installed_disk(disk)
     running = result.running
-    assert running is not None and running.version == "4.5.0" and running.vms == 4
-    assert result.firmware.value == "uefi" and result.blessed == "engine-2-b.conf"
+    assert running is not None
+    assert running.version == "4.5.0"
+    assert running.vms == 4
+    assert result.firmware.value == "uefi"
+    assert result.blessed == "engine-2-b.conf"
     after = _installation(disk)
-    assert after.version == "4.5.0" and after.upgrade_status is UpgradeStatus.BLANK
+    assert after.version == "4.5.0"
+    assert after.upgrade_status is UpgradeStatus.BLANK
     assert vm_disk_digests(disk) == vm_before

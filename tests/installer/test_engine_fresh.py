@@ -54,25 +54,31 @@ def test_fresh_gpt_install(tmp_path: Path, engine_medium: EngineMediumFactory) -
         registration=Registration(RegistrationMode.SYNCHRONIZER, "sync.example", Secret(token)),
     )
     report = run_plan(plan, lambda step, fraction: seen.append((step, fraction)))
-    assert report.installed_version == "5.0.0" and report.slot == "A"
+    assert report.installed_version == "5.0.0"
+    assert report.slot == "A"
     assert report.steps_done == tuple(s.value for s in FRESH_STEPS)
     fractions = [f for _, f in seen]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
     assert token not in repr(report)
 
     found = probe(disk)
     assert isinstance(found, Installation)
-    assert found.layout is DiskLayout.GPT_AB and found.version == "5.0.0"
+    assert found.layout is DiskLayout.GPT_AB
+    assert found.version == "5.0.0"
     assert found.slots == {Slot.A: "5.0.0", Slot.B: "5.0.0"}
-    assert found.active_slot is Slot.A and found.upgrade_status is UpgradeStatus.BLANK
-    assert found.keyboard == "de" and found.registered
+    assert found.active_slot is Slot.A
+    assert found.upgrade_status is UpgradeStatus.BLANK
+    assert found.keyboard == "de"
+    assert found.registered
     assert sorted(e.file_name for e in found.boot_entries) == ["engine-0-b.conf", "engine-1-a.conf"]
     with open_installation(disk, writable=False) as session:
         esp = session.esp
         assert esp.read("/EFI/BOOT/BOOTX64.EFI") == SYSTEMD_BOOT_EFI.read_bytes()
         assert b"default engine-*" in esp.read("/loader/loader.conf")
         entry = esp.read("/loader/entries/engine-1-a.conf").decode()
-        assert "linux /engine/a/vmlinuz" in entry and "engine.slot=A" in entry
+        assert "linux /engine/a/vmlinuz" in entry
+        assert "engine.slot=A" in entry
         config = json.loads(session.storage.read("/engine/config.json"))
         assert config["registration"]["token"] == token  # only on the disk it belongs to
         assert session.read_release(Slot.B) is not None
@@ -85,15 +91,18 @@ def test_fresh_mbr_install(tmp_path: Path, engine_medium: EngineMediumFactory) -
     assert report.slot is None
     found = probe(disk)
     assert isinstance(found, Installation)
-    assert found.layout is DiskLayout.MBR and found.version == "4.0.0"
-    assert found.keyboard == "us" and not found.registered
+    assert found.layout is DiskLayout.MBR
+    assert found.version == "4.0.0"
+    assert found.keyboard == "us"
+    assert not found.registered
     raw = disk.read_bytes()[:512]
     assert raw[:440] == Path("/usr/lib/syslinux/mbr/mbr.bin").read_bytes()[:440]
     with open_installation(disk, writable=False) as session:
         system = session.system
         assert system.exists("/boot/extlinux/ldlinux.sys")
         assert b"engine.slot=A" in system.read("/boot/extlinux/extlinux.conf")
-        assert system.exists("/boot/vmlinuz") and system.exists("/boot/initrd.img")
+        assert system.exists("/boot/vmlinuz")
+        assert system.exists("/boot/initrd.img")
 
 
 def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(
@@ -117,7 +126,8 @@ def test_incomplete_disk_is_refused_fresh_and_completed_by_erase(
     )
     run_plan(plan)
     found = probe(disk)
-    assert isinstance(found, Installation) and found.version == "4.5.0"
+    assert isinstance(found, Installation)
+    assert found.version == "4.5.0"
 
 
 def test_erase_reinstalls_and_drops_vms(
@@ -125,7 +135,8 @@ def test_erase_reinstalls_and_drops_vms(
 ) -> None:
     disk = engine_disk("4.5.0", size="1G")
     before = probe(disk)
-    assert isinstance(before, Installation) and len(before.vms) == 4
+    assert isinstance(before, Installation)
+    assert len(before.vms) == 4
     plan = InstallPlan(
         engine_medium("5.0.0"),
         disk,
@@ -137,4 +148,6 @@ def test_erase_reinstalls_and_drops_vms(
     run_plan(plan)
     after = probe(disk)
     assert isinstance(after, Installation)
-    assert after.version == "5.0.0" and after.vms == () and after.keyboard == "us"
+    assert after.version == "5.0.0"
+    assert after.vms == ()
+    assert after.keyboard == "us"

@@ -56,13 +56,15 @@ def test_4_0_to_5_0_must_go_through_4_5(
 ) -> None:
     disk = engine_disk("4.0.0", size="1G", with_vms=False)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
-    assert "4.5.0" in message and "first" in message
+    assert "4.5.0" in message
+    assert "first" in message
 
 
 def test_target_too_small(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     disk = create_image(tmp_path / "small.img", 256 * 1024 * 1024)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0"))
-    assert "too small" in message and "512" in message
+    assert "too small" in message
+    assert "512" in message
 
 
 def test_target_not_writable(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
@@ -76,9 +78,7 @@ def test_target_not_writable(tmp_path: Path, engine_medium: EngineMediumFactory)
     assert "not writable" in message
 
 
-def test_block_device_target_refused(
-    tmp_path: Path, engine_medium: EngineMediumFactory, blank: Path
-) -> None:
+def test_block_device_target_refused(engine_medium: EngineMediumFactory, blank: Path) -> None:
     """B4: image files only; a block device is one clear line from the engine and the CLI."""
     with LoopDevice(blank) as loop:
         device = loop.device
@@ -93,7 +93,8 @@ def test_block_device_target_refused(
             check=False,
         )  # fmt: skip
     err = proc.stderr.decode()
-    assert proc.returncode == 2 and err.splitlines()[0] == f"error: {message}", err
+    assert proc.returncode == 2, err
+    assert err.splitlines()[0] == f"error: {message}", err
     help_out = run([sys.executable, "-m", "commands.engine_install", "--help"]).stdout.decode()
     help_text = " ".join(help_out.split())
     assert "image file or block device" not in help_text
@@ -123,7 +124,8 @@ def test_medium_failing_verification(tmp_path: Path, kernel: Kernel) -> None:
     initrd.write_bytes(bytes(data))
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     message = _refused(_plan(payload, disk, InstallMode.FRESH, "5.0.0"))
-    assert "fails verification" in message and "system/initrd.img" in message
+    assert "fails verification" in message
+    assert "system/initrd.img" in message
 
 
 def test_payload_path_escaping_its_partition(tmp_path: Path, kernel: Kernel) -> None:
@@ -143,7 +145,8 @@ def test_medium_of_another_version_than_planned(
 ) -> None:
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     message = _refused(_plan(engine_medium("4.5.0"), disk, InstallMode.FRESH, "5.0.0"))
-    assert "4.5.0" in message and "5.0.0" in message
+    assert "4.5.0" in message
+    assert "5.0.0" in message
 
 
 def test_fresh_install_over_an_installation_is_refused(
@@ -160,7 +163,8 @@ def test_plan_made_for_another_disk_state(
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     plan = _plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0", source_version="4.0.0")
     message = _refused(plan)
-    assert "expects Engine 4.0.0" in message and "4.5.0" in message
+    assert "expects Engine 4.0.0" in message
+    assert "4.5.0" in message
 
 
 def test_upgrade_without_installation(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:

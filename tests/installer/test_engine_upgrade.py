@@ -49,12 +49,14 @@ def test_upgrade_4_5_to_5_0(
     vm_before = vm_disk_digests(disk)
     assert len(vm_before) == 4
     report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
-    assert report.slot == "B" and report.installed_version == "5.0.0"
+    assert report.slot == "B"
+    assert report.installed_version == "5.0.0"
     assert report.upgrade_status == "Installed (Reboot Required)"
     assert report.steps_done == tuple(s.value for s in UPGRADE_STEPS)
     notes = {n.name: n.message for n in report.vm_notes}
     assert "automatically" in notes["office-shared"]
-    assert "by hand" in notes["finance-custom"] and "by hand" in notes["lab-local"]
+    assert "by hand" in notes["finance-custom"]
+    assert "by hand" in notes["lab-local"]
 
     found = _installation(disk)
     assert found.version == "4.5.0"  # still running the old slot until the reboot
@@ -69,7 +71,8 @@ def test_upgrade_4_5_to_5_0(
         "office-shared": "5.0.0",
         "training-shared": "5.0.0",
     }
-    assert found.keyboard == "us" and not found.registered
+    assert found.keyboard == "us"
+    assert not found.registered
     assert vm_disk_digests(disk) == vm_before
 
     # Running the same upgrade again (e.g. after an interruption) converges to the same disk.
@@ -95,7 +98,8 @@ def test_upgrade_keeps_or_changes_settings_as_planned(
     )
     run_plan(plan)
     found = _installation(disk)
-    assert found.keyboard == "fr" and found.registered
+    assert found.keyboard == "fr"
+    assert found.registered
 
 
 def test_vm_published_for_a_newer_engine_is_reported(
@@ -120,9 +124,11 @@ def test_repair_same_version_keeps_data(
     with open_installation(disk) as session:
         session.esp.remove("/EFI/BOOT/BOOTX64.EFI")  # damage: repair puts it back
     report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.REPAIR, "5.0.0"))
-    assert report.slot == "B" and report.vm_notes == ()
+    assert report.slot == "B"
+    assert report.vm_notes == ()
     found = _installation(disk)
-    assert found.version == "5.0.0" and len(found.vms) == 4
+    assert found.version == "5.0.0"
+    assert len(found.vms) == 4
     assert found.state.pending_slot is not None
     assert {vm.pv_drivers for vm in found.vms} == {"5.0.0"}
     with open_installation(disk, writable=False) as session:
@@ -150,9 +156,11 @@ def test_migrate_4_0_mbr_to_4_5_gpt_in_place(
     slot_a = (65 * MIB, 128 * MIB)
     old_system = _region_digest(disk, *slot_a)
     report = run_plan(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
-    assert report.slot == "B" and "switch-table" in report.steps_done
+    assert report.slot == "B"
+    assert "switch-table" in report.steps_done
     found = _installation(disk)
-    assert found.layout.value == "gpt-ab" and found.version == "4.0.0"
+    assert found.layout.value == "gpt-ab"
+    assert found.version == "4.0.0"
     assert found.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
     assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
     assert [p.start // MIB for p in found.partitions] == [1, 65, 193, 321]
@@ -191,7 +199,8 @@ def test_failed_upgrade_is_recorded_and_switches_nothing(
     with pytest.raises(HostError, match="Disk full"):
         run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
     found = _installation(disk)
-    assert found.upgrade_status is UpgradeStatus.FAILED and found.version == "4.5.0"
+    assert found.upgrade_status is UpgradeStatus.FAILED
+    assert found.version == "4.5.0"
     assert found.state.pending_slot is None
     assert [e.file_name for e in found.boot_entries] == ["engine-1-a.conf"]  # B was retired
     monkeypatch.undo()

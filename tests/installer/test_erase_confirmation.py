@@ -101,20 +101,24 @@ def test_fresh_answers_refused_on_a_disk_with_data(
     assert callable(make)
     disk: Path = make(tmp_path)
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.kind is not NoInstallationKind.BLANK
+    assert isinstance(found, NoInstallation)
+    assert found.kind is not NoInstallationKind.BLANK
     answers = tmp_path / "fresh.toml"
     answers.write_text(FRESH)
     before = sha256(disk)
     status, _, err = engine_install("--media", medium, "--target", disk, "--answers", answers)
     assert status == 2, err
-    assert "holds data but no Engine installation" in err and found.reason in err
-    assert 'action = "erase"' in err and "remove the [existing]" not in err
+    assert "holds data but no Engine installation" in err
+    assert found.reason in err
+    assert 'action = "erase"' in err
+    assert "remove the [existing]" not in err
     assert sha256(disk) == before
     # A dry run refuses the same way (it checks the same answers).
     status, _, err = engine_install(
         "--media", medium, "--target", disk, "--answers", answers, "--dry-run"
     )
-    assert status == 2 and "holds data" in err
+    assert status == 2
+    assert "holds data" in err
 
 
 def test_the_existing_installation_screen_offers_only_erase_with_the_reason(
@@ -122,18 +126,22 @@ def test_the_existing_installation_screen_offers_only_erase_with_the_reason(
 ) -> None:
     disk = foreign_mbr(tmp_path)
     target = load_target(disk)
-    installer = Installer(load_medium(medium), target, engine=lambda plan, progress: None)  # type: ignore[arg-type,return-value]
+    installer = Installer(load_medium(medium), target, engine=lambda _plan, _progress: None)  # type: ignore[arg-type,return-value]
     installer.choose("install")
     installer.choose("next")
     installer.choose("accept")
     installer.choose("us")
     assert installer.screen is Screen.EXISTING
     view = installer.view
-    assert "foreign partition table" in view.text and target.disk_id in view.text  # type: ignore[operator]
-    assert [c.value for c in view.choices] == ["erase"] and view.can_quit
+    assert "foreign partition table" in view.text
+    assert target.disk_id is not None
+    assert target.disk_id in view.text
+    assert [c.value for c in view.choices] == ["erase"]
+    assert view.can_quit
     # Without the typed disk id the screen repeats; a fresh install is not on offer at all.
     installer.choose("erase", confirm_erase="wrong")
-    assert installer.screen is Screen.EXISTING and "confirm with the disk id" in installer.message
+    assert installer.screen is Screen.EXISTING
+    assert "confirm with the disk id" in installer.message
     installer.choose("fresh")
     assert installer.screen is Screen.EXISTING
     assert target.disk_id is not None
@@ -158,7 +166,8 @@ def test_damaged_gpt_with_vms_is_not_wiped(
     answers.write_text(FRESH)
     status, _, err = engine_install("--media", medium, "--target", disk, "--answers", answers)
     assert status == 2, err
-    assert "GPT header CRC mismatch" in err and "erase" in err
+    assert "GPT header CRC mismatch" in err
+    assert "erase" in err
     assert sha256(disk) == before
 
     # The engine's own last guard, whatever the caller says.
@@ -179,19 +188,23 @@ def test_damaged_gpt_with_vms_is_not_wiped(
 
     # Only the primary GPT is damaged: the disk id is the intact backup's disk GUID, not the
     # file name (which would confirm any disk of that name).
-    assert found.disk_id is not None and found.disk_id != disk.name
+    assert found.disk_id is not None
+    assert found.disk_id != disk.name
     assert found.disk_id.count("-") == 4, found.disk_id
     erase = tmp_path / "erase.toml"
     erase.write_text(ERASE.format(disk_id=disk.name))
     status, out, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
-    assert status == 2 and f"confirm with the disk id '{found.disk_id}'" in err, err
+    assert status == 2, err
+    assert f"confirm with the disk id '{found.disk_id}'" in err, err
+    assert out == ""
     assert sha256(disk) == before
     # The confirmed erase goes through.
     erase.write_text(ERASE.format(disk_id=found.disk_id))
     status, _, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
     assert status == 0, err
     after = probe(disk)
-    assert not isinstance(after, NoInstallation) and after.version == "5.0.0"
+    assert not isinstance(after, NoInstallation)
+    assert after.version == "5.0.0"
     assert after.vms == ()
 
 
@@ -224,7 +237,8 @@ def _erase(iso: Path, disk: Path, expected: str | None) -> InstallPlan:
 def test_erase_without_or_with_a_stale_id_is_refused(tmp_path: Path, iso: Path) -> None:
     disk = _data_disk(tmp_path / "disk.img")
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.disk_id is not None
+    assert isinstance(found, NoInstallation)
+    assert found.disk_id is not None
     assert found.disk_id.startswith("data-")
     before = _sha256(disk)
     with pytest.raises(Refused, match="an erase needs the disk id") as caught:
@@ -251,16 +265,19 @@ def test_erase_with_the_confirmed_id_goes_through(tmp_path: Path, iso: Path) -> 
     found = probe(disk)
     run_plan(_erase(iso, disk, found.disk_id))
     after = probe(disk)
-    assert isinstance(after, Installation) and after.version == "5.0.0"
+    assert isinstance(after, Installation)
+    assert after.version == "5.0.0"
 
 
 def test_the_screens_put_the_confirmed_id_in_the_plan(tmp_path: Path, iso: Path) -> None:
     disk = _data_disk(tmp_path / "disk.img")
     target = load_target(disk)
-    installer = Installer(load_medium(iso), target, engine=lambda plan, progress: None)  # type: ignore[arg-type,return-value]
+    installer = Installer(load_medium(iso), target, engine=lambda _plan, _progress: None)  # type: ignore[arg-type,return-value]
     for choice in ("install", "next", "accept", "us"):
         installer.choose(choice)
-    assert target.disk_id is not None and target.disk_id.startswith("data-")
+    assert target.disk_id is not None
+    assert target.disk_id.startswith("data-")
     installer.choose("erase", confirm_erase=target.disk_id)
     plan = installer.model.to_plan()
-    assert plan.mode is InstallMode.ERASE and plan.expected_disk_id == target.disk_id
+    assert plan.mode is InstallMode.ERASE
+    assert plan.expected_disk_id == target.disk_id

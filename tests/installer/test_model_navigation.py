@@ -154,7 +154,8 @@ def test_fresh_install_path() -> None:
     assert plan.keyboard == "de"
     assert plan.registration is not None
     assert plan.registration.mode is RegistrationMode.STANDALONE
-    assert plan.eula_accepted and plan.source_version is None
+    assert plan.eula_accepted
+    assert plan.source_version is None
     assert Screen.EXISTING not in inst.model.history
     assert engine.steps[-1] == ("bootloader", 1.0)
 
@@ -218,7 +219,8 @@ def test_upgrade_path_keeps_keyboard_and_registration() -> None:
     text = inst.view.text
     assert "may take a few seconds" in text
     assert f"Found Engine 4.5.0 on disk {DISK_ID}" in text
-    assert "VMs: 4" in text and "gamma: custom" in text
+    assert "VMs: 4" in text
+    assert "gamma: custom" in text
     assert "Registered with Synchronizer (sync.example.com)" in text
     assert [c.value for c in inst.view.choices] == ["upgrade", "erase"]
     inst.next()  # upgrade is the default
@@ -232,8 +234,10 @@ def test_upgrade_path_keeps_keyboard_and_registration() -> None:
     assert "Registration: unchanged" in summary
     plan = finish(inst, engine)
     assert plan.mode is InstallMode.UPGRADE
-    assert plan.source_version == "4.5.0" and plan.target_version == "5.0.0"
-    assert plan.keyboard is None and plan.registration is None  # keep what the disk has
+    assert plan.source_version == "4.5.0"
+    assert plan.target_version == "5.0.0"
+    assert plan.keyboard is None
+    assert plan.registration is None
 
 
 def test_upgrade_changing_keyboard_and_registration() -> None:
@@ -255,9 +259,11 @@ def test_erase_needs_the_disk_id() -> None:
     assert [f.name for f in inst.view.fields["erase"]] == ["confirm_erase"]
     inst.choose("erase")
     assert screen_of(inst) is Screen.EXISTING
-    assert DISK_ID in inst.message and "got nothing" in inst.message
+    assert DISK_ID in inst.message
+    assert "got nothing" in inst.message
     inst.choose("erase", confirm_erase="wrong")
-    assert screen_of(inst) is Screen.EXISTING and "'wrong'" in inst.message
+    assert screen_of(inst) is Screen.EXISTING
+    assert "'wrong'" in inst.message
     inst.choose("erase", confirm_erase=DISK_ID)
     assert screen_of(inst) is Screen.REGISTRATION
     assert "keep" not in [c.value for c in inst.view.choices]
@@ -274,7 +280,8 @@ def test_repair_path() -> None:
     inst.next()
     assert [c.value for c in inst.view.choices] == ["repair", "erase"]
     inst.choose("upgrade")  # not offered: the screen says why and repeats
-    assert screen_of(inst) is Screen.EXISTING and "choose repair" in inst.message
+    assert screen_of(inst) is Screen.EXISTING
+    assert "choose repair" in inst.message
     inst.choose("repair")
     inst.choose("keep")
     plan = finish(inst, engine)
@@ -292,7 +299,8 @@ def test_40_to_50_offers_only_erase_and_says_why() -> None:
     assert screen_of(inst) is Screen.EXISTING
     assert "upgrade 4.0.0 to 4.5.0 first" in inst.message
     inst.quit()
-    assert screen_of(inst) is Screen.ABORTED and engine.plans == []
+    assert screen_of(inst) is Screen.ABORTED
+    assert engine.plans == []
 
 
 def test_downgrade_offers_only_erase() -> None:
@@ -345,7 +353,8 @@ def test_quit_anywhere_before_progress_writes_nothing(screen: Screen) -> None:
 def test_back_everywhere_it_makes_sense() -> None:
     inst, _ = start(target_info=target("4.5.0"))
     inst.back()
-    assert screen_of(inst) is Screen.BOOT_MENU and "no way back" in inst.message
+    assert screen_of(inst) is Screen.BOOT_MENU
+    assert "no way back" in inst.message
     inst.next()
     assert not inst.view.can_back
     inst.back()
@@ -375,13 +384,15 @@ def test_back_everywhere_it_makes_sense() -> None:
     inst.next()
     inst.choose("install")
     assert screen_of(inst) is Screen.PROGRESS
-    assert not inst.view.can_back and not inst.view.can_quit
+    assert not inst.view.can_back
+    assert not inst.view.can_quit
     inst.back()
     inst.quit()
     assert screen_of(inst) is Screen.PROGRESS
     inst.next()
     inst.back()
-    assert screen_of(inst) is Screen.FINISH and "no way back" in inst.message
+    assert screen_of(inst) is Screen.FINISH
+    assert "no way back" in inst.message
 
 
 def test_back_skips_a_skipped_screen() -> None:
@@ -417,7 +428,8 @@ def test_changing_mind_from_erase_to_upgrade() -> None:
     inst.choose("upgrade")
     inst.next()  # registration: keep is the default again
     plan = finish(inst, engine)
-    assert plan.mode is InstallMode.UPGRADE and plan.registration is None
+    assert plan.mode is InstallMode.UPGRADE
+    assert plan.registration is None
 
 
 def test_next_without_a_default_asks_for_a_choice() -> None:
@@ -441,7 +453,7 @@ def test_install_only_on_the_progress_screen() -> None:
     assert engine.plans == []
 
 
-def test_record_replays_the_same_run(tmp_path: Path) -> None:
+def test_record_replays_the_same_run() -> None:
     inst, engine = start(target_info=target("4.5.0"))
     to_keyboard(inst)
     inst.choose("us")
@@ -479,10 +491,12 @@ def test_unattended_declined_eula_returns_none() -> None:
     result = inst.run_unattended(
         answers.parse_answers(b"[eula]\naccept = false\n[existing]\naction = 'upgrade'\n", "a")
     )
-    assert result is None and screen_of(inst) is Screen.ABORTED and engine.plans == []
+    assert result is None
+    assert screen_of(inst) is Screen.ABORTED
+    assert engine.plans == []
 
 
-def test_select_engine_is_the_one_seam(tmp_path: Path, iso: Path, blank: Path) -> None:
+def test_select_engine_is_the_one_seam(iso: Path, blank: Path) -> None:
     inst, _ = start()
     dry = select_engine(True, inst.model)
     assert isinstance(dry, DryRunEngine)
@@ -524,26 +538,34 @@ def test_back_from_the_summary_keeps_every_answer() -> None:
     assert screen_of(inst) is Screen.SUMMARY
     inst.back()
     view = inst.view
-    assert view.screen is Screen.REGISTRATION and view.default == "synchronizer"
+    assert view.screen is Screen.REGISTRATION
+    assert view.default == "synchronizer"
     server, token = view.fields["synchronizer"]
     assert server.default == "sync.example.com"
-    assert token.secret and token.default == "" and "Enter keeps" in token.prompt
+    assert token.secret
+    assert token.default == ""
+    assert "Enter keeps" in token.prompt
     # Enter on both prompts: the server as shown, the token typed before.
     inst.choose("synchronizer", server=server.default, token="")
     assert screen_of(inst) is Screen.SUMMARY
     inst.back()
     inst.back()
     view = inst.view
-    assert view.screen is Screen.EXISTING and view.default == "erase"
+    assert view.screen is Screen.EXISTING
+    assert view.default == "erase"
     assert view.fields["erase"][0].default == DISK_ID
     inst.back()
     assert inst.view.default == "de"
     inst.back()
-    assert inst.view.screen is Screen.EULA and inst.view.default == "accept"
+    assert inst.view.screen is Screen.EULA
+    assert inst.view.default == "accept"
     for _ in range(4):
         inst.next()
     assert screen_of(inst) is Screen.SUMMARY
     plan = finish(inst, engine)
-    assert plan.mode is InstallMode.ERASE and plan.keyboard == "de"
-    assert plan.registration is not None and plan.registration.server == "sync.example.com"
-    assert plan.registration.token is not None and plan.registration.token.reveal() == "tok-1"
+    assert plan.mode is InstallMode.ERASE
+    assert plan.keyboard == "de"
+    assert plan.registration is not None
+    assert plan.registration.server == "sync.example.com"
+    assert plan.registration.token is not None
+    assert plan.registration.token.reveal() == "tok-1"

@@ -46,9 +46,11 @@ def test_record_to_the_answers_file_is_refused(
     )  # fmt: skip
     assert status == 2, err
     lines = err.splitlines()
-    assert lines[0].startswith("error: ") and "is the --answers file" in lines[0]
+    assert lines[0].startswith("error: ")
+    assert "is the --answers file" in lines[0]
     assert lines[1].startswith("hint: ")
-    assert out == "" and answers.read_text() == FRESH
+    assert out == ""
+    assert answers.read_text() == FRESH
     assert blank.stat().st_blocks == 0
 
 
@@ -67,7 +69,8 @@ def test_record_to_an_existing_file_is_refused_even_dry_run(
     assert err.splitlines()[0] == (
         f"error: {existing}: already exists; --record-answers never overwrites a file"
     )
-    assert existing.read_text() == "# keep me\n" and out == ""
+    assert existing.read_text() == "# keep me\n"
+    assert out == ""
 
 
 @pytest.mark.parametrize(
@@ -90,8 +93,10 @@ def test_unwritable_record_path_refused_before_anything(
     )
     assert status == 2, err
     first = err.splitlines()[0]
-    assert first.startswith(f"error: {out_path}: ") and expected in first
-    assert "internal error" not in err and out == ""
+    assert first.startswith(f"error: {out_path}: ")
+    assert expected in first
+    assert "internal error" not in err
+    assert out == ""
     assert blank.stat().st_blocks == 0  # nothing written: the engine never ran
 
 
@@ -106,7 +111,8 @@ def test_recorded_answers_replay(tmp_path: Path, iso: Path, blank: Path) -> None
     assert status == 0, err
     assert f"answers recorded in {recorded}" in out
     text = recorded.read_text()
-    assert 'layout = "us"' in text and "[finish]" in text
+    assert 'layout = "us"' in text
+    assert "[finish]" in text
     status, _, err = engine_install(
         "--media", iso, "--target", blank, "--answers", recorded, "--dry-run"
     )

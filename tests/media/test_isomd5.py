@@ -68,7 +68,8 @@ def test_tool_implant_passes_ours_with_same_fields(iso: Path) -> None:
     run(["implantisomd5", iso])
     result = isomd5.check(iso)
     assert result.status is Md5Status.PASS
-    assert result.fragments_ok and result.first_bad_fragment is None
+    assert result.fragments_ok
+    assert result.first_bad_fragment is None
     assert result.actual == result.expected
     embedded = isomd5.read_embedded(iso)
     assert embedded is not None
@@ -77,7 +78,8 @@ def test_tool_implant_passes_ours_with_same_fields(iso: Path) -> None:
     assert f"Fragment sums: {embedded.fragment_sums}" in listed
     assert f"Fragment count: {embedded.fragment_count}" in listed
     assert "Supported ISO: no" in listed
-    assert embedded.skip_sectors == 15 and len(embedded.fragment_sums) == 60
+    assert embedded.skip_sectors == 15
+    assert len(embedded.fragment_sums) == 60
     field = iso.read_bytes()[FIELD : FIELD + 512]
     assert field.decode().rstrip(" ") == embedded.text
 
@@ -89,7 +91,9 @@ def test_both_implanters_write_identical_bytes(iso: Path, supported: bool) -> No
     md5 = isomd5.implant(iso, supported=supported)
     assert iso.read_bytes() == theirs.read_bytes()
     embedded = isomd5.read_embedded(iso)
-    assert embedded is not None and embedded.md5 == md5 and embedded.supported is supported
+    assert embedded is not None
+    assert embedded.md5 == md5
+    assert embedded.supported is supported
 
 
 def test_refuses_second_implant_unless_forced(iso: Path) -> None:
@@ -116,11 +120,13 @@ def test_flipped_byte_fails_in_both(iso: Path) -> None:
     iso.write_bytes(data)
     result = isomd5.check(iso)
     assert result.status is Md5Status.FAIL
-    assert not result.fragments_ok and result.first_bad_fragment is not None
+    assert not result.fragments_ok
+    assert result.first_bad_fragment is not None
     assert result.actual is None  # stopped at the bad fragment, as checkisomd5 does
     assert tool_check(iso) != 0
     full = isomd5.check(iso, stop_at_bad_fragment=False)
-    assert full.status is Md5Status.FAIL and full.actual not in (None, full.expected)
+    assert full.status is Md5Status.FAIL
+    assert full.actual not in (None, full.expected)
     assert full.first_bad_fragment == result.first_bad_fragment
 
 
@@ -131,8 +137,10 @@ def test_flip_in_last_fragment_fails_by_whole_sum(iso: Path) -> None:
     data[len(data) - 15 * 2048 - 1] ^= 0xFF
     iso.write_bytes(data)
     result = isomd5.check(iso)
-    assert result.status is Md5Status.FAIL and result.fragments_ok
-    assert result.actual is not None and result.actual != result.expected
+    assert result.status is Md5Status.FAIL
+    assert result.fragments_ok
+    assert result.actual is not None
+    assert result.actual != result.expected
     assert tool_check(iso) != 0
 
 
@@ -148,15 +156,18 @@ def test_skipped_sectors_are_not_covered(iso: Path) -> None:
 def test_absent(iso: Path) -> None:
     assert isomd5.read_embedded(iso) is None
     result = isomd5.check(iso)
-    assert result.status is Md5Status.ABSENT and result.expected is None
+    assert result.status is Md5Status.ABSENT
+    assert result.expected is None
     proc = run(["checkisomd5", iso], check=False)
-    assert proc.returncode != 0 and "NA" in proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "NA" in proc.stderr.decode()
 
 
 def test_progress_is_reported(iso: Path) -> None:
     seen: list[tuple[int, int]] = []
     isomd5.implant(iso, progress=lambda done, total: seen.append((done, total)))
-    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] == iso.stat().st_size - 15 * 2048
+    assert seen[0][0] == 0
+    assert seen[-1][0] == seen[-1][1] == iso.stat().st_size - 15 * 2048
 
 
 def test_truncated_iso_is_invalid(iso: Path) -> None:
@@ -165,7 +176,8 @@ def test_truncated_iso_is_invalid(iso: Path) -> None:
         handle.truncate(iso.stat().st_size - 4096)
     with pytest.raises(InvalidISO, match=r"truncated: the file has \d+ bytes") as info:
         isomd5.check(iso)
-    assert str(iso) in info.value.message and "\n" not in info.value.message
+    assert str(iso) in info.value.message
+    assert "\n" not in info.value.message
     with pytest.raises(InvalidISO, match="truncated"):
         isomd5.implant(iso, force=True)
 

@@ -108,12 +108,16 @@ def test_manifest_path_escaping(
     # As a payload to build from: refused before anything is written.
     out = tmp_path / "x.iso"
     status, line = _run_cli(["build", "--payload", str(tree), "-o", str(out)], capsys)
-    assert status == 2 and why in line and bad_path in line
+    assert status == 2
+    assert why in line
+    assert bad_path in line
     assert not out.exists()
     # On a medium made by another tool: verify refuses the manifest.
     iso = _xorriso_iso(tree, tmp_path / "escape.iso")
     status, line = _run_cli(["verify", str(iso)], capsys)
-    assert status == 1 and why in line and bad_path in line
+    assert status == 1
+    assert why in line
+    assert bad_path in line
 
 
 def test_not_an_iso(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,7 +145,8 @@ def test_payload_directory_without_manifest(
     out = tmp_path / "x.iso"
     status, line = _run_cli(["build", "--payload", str(tree), "-o", str(out)], capsys)
     assert status == 2
-    assert "no engine/manifest.json" in line and str(tree) in line
+    assert "no engine/manifest.json" in line
+    assert str(tree) in line
     assert not out.exists()
     status, line = _run_cli(
         ["build", "--payload", str(tmp_path / "absent"), "-o", str(out)], capsys
@@ -157,7 +162,8 @@ def test_changed_payload_file_is_refused_at_build(
     status, line = _run_cli(
         ["build", "--payload", str(tree), "-o", str(tmp_path / "x.iso")], capsys
     )
-    assert status == 2 and "engine/EULA.txt" in line
+    assert status == 2
+    assert "engine/EULA.txt" in line
     assert [p for p in tmp_path.iterdir() if p.suffix in (".iso", ".partial")] == []
     shutil.rmtree(tree)
 
@@ -179,12 +185,15 @@ def test_build_and_implant_refuse_a_block_device(
         f"error: output {node} is a block device; to write a stick use 'engine-media usb write'"
     )
     status, line = _run_cli(["build", "--reference", "5.0.0", "-o", str(node)], capsys)
-    assert status == 2 and "is a block device" in line
+    assert status == 2
+    assert "is a block device" in line
     status, line = _run_cli(["md5", "implant", str(node)], capsys)
-    assert status == 2 and str(node) in line
+    assert status == 2
+    assert str(node) in line
     with pytest.raises(UserInputError, match="is a block device; to write a stick use"):
         isomd5.implant(node)
-    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == block_node.rdev
+    assert stat.S_ISBLK(node.lstat().st_mode)
+    assert node.lstat().st_rdev == block_node.rdev
     assert block_node.backing.read_bytes() == bytes(1 << 20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fakeblk", "payload0"]
 
@@ -197,4 +206,5 @@ def test_second_implant_names_the_force_option(
     err = capsys.readouterr().err
     assert "already holds an isomd5sum checksum" in err
     (hint,) = [ln for ln in err.splitlines() if ln.startswith("hint:")]
-    assert "add --force to overwrite it" in hint and "pass force" not in hint
+    assert "add --force to overwrite it" in hint
+    assert "pass force" not in hint

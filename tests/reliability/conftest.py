@@ -92,7 +92,7 @@ class Hang(BaseException):
 def watchdog(seconds: float, what: str) -> Iterator[None]:
     """Fail with Hang if the body runs longer than `seconds` (main thread only, SIGALRM)."""
 
-    def fire(signum: int, frame: FrameType | None) -> None:
+    def fire(_signum: int, _frame: FrameType | None) -> None:
         raise Hang(f"{what}: still running after {seconds:.0f} s (a hang)")
 
     previous = signal.signal(signal.SIGALRM, fire)

@@ -171,7 +171,8 @@ def _recover(run: KillRun) -> str:
         return f"completed by running again (disk was {after_kill.kind.value})"
     # Not completed: then it must say the install is incomplete and offer erase.
     message = " ".join(error_lines(again.err)) + again.err
-    assert "incomplete" in message and "erase" in message, again.describe()
+    assert "incomplete" in message, again.describe()
+    assert "erase" in message, again.describe()
     assert after_kill.disk_id, after_kill
     erase = run.workdir / "erase.toml"
     erase.write_text(ERASE_ANSWERS.format(disk_id=after_kill.disk_id))

@@ -307,7 +307,8 @@ def test_migration_killed_then_rerun(
         assert status == -signal.SIGKILL
         _wait_released(disk)
         found = probe(disk)
-        assert isinstance(found, Installation) and found.version == "4.0.0", found
+        assert isinstance(found, Installation), found
+        assert found.version == "4.0.0", found
         switched = MIGRATE_STEPS.index(checkpoint) > MIGRATE_STEPS.index(Checkpoint.SWITCH_TABLE)
         assert found.layout.value == ("gpt-ab" if switched else "mbr")
         assert vm_disk_digests(disk) == vm_before
@@ -316,13 +317,15 @@ def test_migration_killed_then_rerun(
 
             copy = copy_sparse(disk, disk.with_name(disk.name + ".boot"))
             running = boot_installed_disk(copy, timeout=90).running
-            assert running is not None and running.version in ("4.0.0", "4.5.0")
+            assert running is not None
+            assert running.version in ("4.0.0", "4.5.0")
             copy.unlink()
             booted = True
         plan = InstallPlan(medium, disk, InstallMode.UPGRADE, "4.5.0", eula_accepted=True)
         assert run_plan(plan).upgrade_status == UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value
         after = probe(disk)
-        assert isinstance(after, Installation) and after.layout.value == "gpt-ab"
+        assert isinstance(after, Installation)
+        assert after.layout.value == "gpt-ab"
         assert after.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
         assert vm_disk_digests(disk) == vm_before
         _wait_released(disk)

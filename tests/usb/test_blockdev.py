@@ -50,7 +50,8 @@ def test_write_to_a_loop_device_clears_the_stale_backup_table(
     assert data[len(image) : size - MiB] == b"\xa5" * (size - MiB - len(image))
 
     status, out, _ = run_engine_media(capsys, monkeypatch, ["usb", "verify", str(iso), str(stick)])
-    assert status == 0 and out.startswith(f"ok: {stick} matches")
+    assert status == 0
+    assert out.startswith(f"ok: {stick} matches")
 
 
 def test_device_size_from_the_kernel(loop_device: LoopFactory) -> None:
@@ -167,7 +168,8 @@ def test_concurrent_write_one_too_small_one_good(
     assert [line for line in error_lines(err) if str(good) in line] == []
     assert any(str(small) in line for line in error_lines(err)), err
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("/dev/")}
-    assert " ok " in rows[str(good)] and " refused " in rows[str(small)]
+    assert " ok " in rows[str(good)]
+    assert " refused " in rows[str(small)]
 
 
 def test_target_class_for_loop_devices(loop_device: LoopFactory) -> None:
@@ -215,7 +217,8 @@ def test_disks_above_64_gb_need_their_name_typed(
     monkeypatch.setattr("sys.stdin", io.StringIO("yes\nsdb\n"))
     assert main(argv) == 2
     _, err = capsys.readouterr()
-    assert "larger than 64 GB" in err and f"Type its name '{big.name}'" in err
+    assert "larger than 64 GB" in err
+    assert f"Type its name '{big.name}'" in err
     assert "not confirmed; nothing was written" in err
     with open(big, "rb") as device:
         assert device.read(4096) == bytes(4096)
@@ -239,8 +242,11 @@ def test_list_all_explains_why_a_small_loop_device_is_hidden(
     status, out, _ = run_engine_media(capsys, monkeypatch, argv)
     assert status == 0
     (entry,) = [d for d in json.loads(out) if d["path"] == str(small)]
-    assert entry["bus"] == "loop" and entry["size_bytes"] == 4 * MiB and entry["read_only"]
-    assert entry["model"].startswith("loop: ") and entry["model"].endswith(".img")
+    assert entry["bus"] == "loop"
+    assert entry["size_bytes"] == 4 * MiB
+    assert entry["read_only"]
+    assert entry["model"].startswith("loop: ")
+    assert entry["model"].endswith(".img")
     assert entry["hidden"] == [
         "virtual device (loop)",
         "too small (4.0 MiB < image)",
@@ -334,7 +340,8 @@ def test_with_yes_a_disk_above_64_gb_needs_allow_large(
     # Even without a question, the target is named before it is written.
     assert f"Writing {iso.name}" in err
     (shown,) = [line for line in err.splitlines() if line.startswith(f"  {big}  ")]
-    assert "loop: " in shown and "(70.0 GB)" in shown
+    assert "loop: " in shown
+    assert "(70.0 GB)" in shown
     with open(big, "rb") as device:
         assert device.read(iso.stat().st_size) == iso.read_bytes()
 
@@ -357,7 +364,8 @@ def test_a_stick_swapped_after_the_checks_is_refused(
     with attached_loop(first) as first_loop, attached_loop(second) as second_loop:
         stick.symlink_to(first_loop)
         verdict = _examine(stick, iso, iso.stat().st_size, WriteOptions())
-        assert isinstance(verdict, _Accepted) and verdict.identity
+        assert isinstance(verdict, _Accepted)
+        assert verdict.identity
         stick.unlink()
         stick.symlink_to(second_loop)
         report = write_many(iso, [stick], identities={stick: verdict.identity})
