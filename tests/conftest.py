@@ -3,12 +3,13 @@
 Tests that need root and loop devices are marked `root`; tests that boot QEMU are marked
 `qemu`. Whether they run is decided by *probing the capability* (attach a loop device, find
 QEMU and the cached kernel), never by checking the uid. In CI every probe succeeds; a skip
-there is a failure of the setup, and `ENGINEKIT_REQUIRE_ALL=1` (set by .ci/run) turns any
-such skip into an error.
+there is a failure of the setup, and `ENGINEKIT_REQUIRE_ALL=1` (set by .ci/run) turns every
+skip, whatever raised it, into a failure.
 
 After every test we check that nothing it created is still attached: no loop device backed
 by a file under the test's tmp_path, no mount under it. Scoping the check to the test's own
-directory keeps it correct when tests run in parallel under pytest-xdist.
+directory keeps it correct when tests run in parallel under pytest-xdist. A leak is reported,
+never detached by its number: by then the number may belong to another test.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+
+from reference_builds.kernel import Kernel
 
 
 @cache
@@ -157,7 +160,7 @@ def _no_leaked_kernel_resources(request: pytest.FixtureRequest) -> Iterator[None
 
 
 @pytest.fixture(scope="session")
-def kernel() -> object:
+def kernel() -> Kernel:
     """The Debian kernel from the cache (tools/setup fetched it)."""
     from reference_builds.kernel import cached_kernel
 
