@@ -225,7 +225,7 @@ def test_disks_above_64_gb_need_their_name_typed(
 
     monkeypatch.setattr("sys.stdin", io.StringIO(f"yes\n{big.name}\n"))
     assert main(argv) == 0
-    capsys.readouterr()
+    assert error_lines(capsys.readouterr().err) == []
     with open(big, "rb") as device:
         assert device.read(iso.stat().st_size) == iso.read_bytes()
 
