@@ -51,7 +51,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 UPGRADE_ANSWERS = (
     '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[existing]\naction = "upgrade"\n'
 )
-RELEASE_TIMEOUT = 20.0
+# The kernel releases a killed process's namespace, mounts and loop devices asynchronously:
+# a bound for a release that never comes, generous so a loaded machine cannot trip it.
+RELEASE_TIMEOUT = 60.0
 # Boot states (ESP entries + slot versions) this worker already booted: a kill that leaves the
 # disk in one of them would boot the same way, so only new states cost a boot (~10 s in TCG).
 BOOTED_STATES: set[tuple[object, ...]] = set()
