@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from enginekit.cli import ArgumentParser, run_main
-from enginekit.errors import CommandFailed, HostError, UserInputError
+from enginekit.errors import CommandFailed, MissingCapability, UserInputError
 from enginekit.process import run, run_text
 from enginekit.sizes import human_size, parse_size
 from enginekit.versions import EngineVersion
@@ -23,9 +23,12 @@ def test_run_captures_and_raises_with_stderr() -> None:
     assert "sh -c" in (info.value.hint or "")
 
 
-def test_run_missing_program_is_host_error() -> None:
-    with pytest.raises(HostError):
+def test_a_missing_program_is_a_missing_capability_not_a_failed_command() -> None:
+    with pytest.raises(MissingCapability, match="definitely-not-a-program-xyz is not installed"):
         run(["definitely-not-a-program-xyz"])
+    with pytest.raises(CommandFailed) as failed:
+        run(["sh", "-c", "exit 1"])
+    assert not isinstance(failed.value, MissingCapability)
 
 
 @pytest.mark.parametrize(
@@ -123,7 +126,6 @@ os.kill(os.getpid(), signal.SIGKILL)  # no cleanup code runs
 """
 
 
-@pytest.mark.qemu
 def test_qemu_scratch_dir_is_removed_when_start_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,15 +133,17 @@ def test_qemu_scratch_dir_is_removed_when_start_fails(
 
     from enginekit import qemu
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-
-    def no_qemu(*_args: object, **_kwargs: object) -> None:
-        raise HostError("qemu-system-x86_64 is not installed")
-
-    monkeypatch.setattr(qemu, "spawn", no_qemu)
-    with pytest.raises(HostError), qemu.QemuMachine(qemu.BootSpec(qemu.Firmware.BIOS, ())):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    # A machine without QEMU: nothing on PATH (and QEMU is not in the sbin directories).
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with (
+        pytest.raises(MissingCapability, match="qemu-system-x86_64 is not installed"),
+        qemu.QemuMachine(qemu.BootSpec(qemu.Firmware.BIOS, ())),
+    ):
         pass
-    assert list(tmp_path.iterdir()) == []
+    assert list(scratch.iterdir()) == []
 
 
 def _exits(pid: int, within: float) -> bool:
