@@ -79,7 +79,7 @@ def test_target_not_writable(tmp_path: Path, engine_medium: EngineMediumFactory)
 
 
 def test_block_device_target_refused(engine_medium: EngineMediumFactory, blank: Path) -> None:
-    """B4: image files only; a block device is one clear line from the engine and the CLI."""
+    """Image files only; a block device is one clear line from the engine and the CLI."""
     with LoopDevice(blank) as loop:
         device = loop.device
         message = _refused(_plan(engine_medium("5.0.0"), device, InstallMode.FRESH, "5.0.0"))

@@ -216,7 +216,7 @@ def test_token_typed_in_the_terminal_is_never_shown(tmp_path: Path, iso: Path, b
 def test_back_from_the_summary_keeps_the_registration(
     tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
 ) -> None:
-    """B5: after Summary -> Back, Enter on the registration screen and its prompts gives back
+    """After Summary -> Back, Enter on the registration screen and its prompts gives back
     what was chosen and typed (synchronizer, the server, the token), not "keep"."""
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     term = Terminal(tmp_path, "--media", iso, "--target", disk, "--dry-run", timeout=120)

@@ -529,7 +529,7 @@ def test_views_of_every_screen_render() -> None:
 
 
 def test_back_from_the_summary_keeps_every_answer() -> None:
-    """B5: Back shows each screen with what was chosen and typed, not its first choice."""
+    """Back shows each screen with what was chosen and typed, not its first choice."""
     inst, engine = start(target_info=target("4.5.0", registered=False))
     to_keyboard(inst)
     inst.choose("de")
