@@ -137,7 +137,7 @@ def test_console_script_runs(reference_iso_5: Path, tmp_path: Path) -> None:
 def test_usb_size_needs_a_unit(
     reference_iso_5: Path, capsys: pytest.CaptureFixture[str], size: str
 ) -> None:
-    """`--usb-size 16` used to mean 16 bytes; a bare number is now refused."""
+    """A bare number for `--usb-size` is refused: 16 would mean 16 bytes, never what is meant."""
     assert main(["inspect", str(reference_iso_5), "--usb-size", size]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
