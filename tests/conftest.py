@@ -197,7 +197,26 @@ def _session_resources(roots: list[Path]) -> set[str]:
     return found
 
 
+def _mount_namespace_of_our_own(config: pytest.Config) -> None:
+    """Every process that runs tests mounts in a private mount namespace of its own, entered
+    before its first test. A mount made in the host's namespace is copied into every mount
+    namespace created while it exists (by another xdist worker, or by the product's own
+    mounting in another test); that copy keeps the test's loop device busy after the test has
+    unmounted it, so the test would no longer hold what it released. Without root the tests
+    that mount are skipped by their probe anyway."""
+    from disk_images.errors import MountError
+    from disk_images.mount import private_mount_namespace
+
+    if _is_controller(config) and getattr(config.option, "dist", "no") != "no":
+        return  # the xdist controller runs no tests
+    try:
+        private_mount_namespace()
+    except MountError:
+        pass
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    _mount_namespace_of_our_own(session.config)
     if _is_controller(session.config):
         roots = _session_roots(session.config)
         session.config.stash[_BEFORE] = (roots, _session_resources(roots))
