@@ -56,7 +56,7 @@ def test_a_spawned_child_dies_with_its_sigkilled_owner() -> None:
 
 def test_the_program_is_the_spawned_process_and_exits_normally() -> None:
     proc = spawn(["sh", "-c", "echo $$; exit 7"])
-    out, _ = proc.communicate(timeout=10)
+    out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 7
     assert int(out.decode().strip()) == proc.pid  # setpriv and the check exec in place
 
