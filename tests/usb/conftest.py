@@ -1,8 +1,9 @@
 """Fixtures for the USB tests: small random ISOs built with xorriso, loop devices as sticks.
 
 Loop devices are real block devices, so writing to one goes through the same kernel paths
-(O_EXCL, BLKGETSIZE64, BLKROGET, O_DIRECT, BLKRRPART) as a USB stick. Each one is detached
-when the test ends, even when it fails.
+(O_EXCL, BLKGETSIZE64, BLKROGET, O_DIRECT, BLKRRPART) as a USB stick. Each one is held open
+by the test that attached it and released through that descriptor when the test ends, even
+when it fails; no test ever acts on a loop device by a number it read earlier.
 """
 
 from __future__ import annotations
