@@ -133,7 +133,10 @@ class DirectoryFiles:
         target = self._host(path)
         if not target.parent.is_dir():
             raise PartitionFileError(f"{self.label}:{path}: directory does not exist")
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        except OSError as exc:  # a read-only or full partition: one error line, no traceback
+            raise self._error(path, exc) from None
         try:
             try:
                 if isinstance(data, bytes):

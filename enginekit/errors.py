@@ -62,6 +62,12 @@ class HostError(EngineKitError):
     exit_status = 3
 
 
+class MissingCapability(HostError):
+    """This machine cannot do something at all: a program is not installed, a firmware or
+    kernel file is absent, loop devices cannot be had. Unlike a `CommandFailed` (a tool that
+    is there ran and failed), nothing was tried."""
+
+
 class InternalError(EngineKitError):
     """A bug in EngineKit: an invariant did not hold."""
 

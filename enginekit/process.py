@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from enginekit.errors import CommandFailed, HostError
+from enginekit.errors import CommandFailed, HostError, MissingCapability
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def require_tool(name: str, package: str) -> str:
         found = shutil.which(name) if not directory else shutil.which(name, path=directory)
         if found:
             return found
-    raise HostError(
+    raise MissingCapability(
         f"{name} is not installed",
         hint=f"run tools/setup (or: apt-get install {package})",
     )
@@ -74,7 +74,7 @@ def run(
             check=False,
         )
     except FileNotFoundError as exc:
-        raise HostError(f"{args[0]} is not installed", hint="run tools/setup") from exc
+        raise MissingCapability(f"{args[0]} is not installed", hint="run tools/setup") from exc
     except subprocess.TimeoutExpired as exc:
         raise HostError(
             f"{args[0]} did not finish within {timeout:.0f} s",
@@ -132,7 +132,7 @@ def spawn(
     args = [str(a) for a in argv]
     log.debug("spawn: %s", format_argv(args))
     if shutil.which(args[0]) is None:
-        raise HostError(f"{args[0]} is not installed", hint="run tools/setup")
+        raise MissingCapability(f"{args[0]} is not installed", hint="run tools/setup")
     return subprocess.Popen(
         _die_with_parent(args),
         stdin=subprocess.DEVNULL,

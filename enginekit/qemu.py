@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from enginekit.errors import HostError, UserInputError
+from enginekit.errors import MissingCapability, UserInputError
 from enginekit.process import require_tool, run, spawn
 from enginekit.scratch import scratch_tree
 
@@ -96,7 +96,7 @@ def _first_existing(candidates: tuple[str, ...], what: str) -> Path:
     for c in candidates:
         if Path(c).is_file():
             return Path(c)
-    raise HostError(f"{what} not found", hint="run tools/setup (or: apt-get install ovmf)")
+    raise MissingCapability(f"{what} not found", hint="run tools/setup (or: apt-get install ovmf)")
 
 
 def _absolute(path: Path) -> str:

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from enginekit.errors import HostError, InternalError
+from enginekit.errors import HostError, InternalError, MissingCapability
 from enginekit.versions import EngineVersion
 from reference_builds.kernel import Kernel
 
@@ -119,7 +119,7 @@ def busybox_binary(path: Path = BUSYBOX) -> bytes:
     """The statically linked busybox from Debian's busybox-static, or a HostError."""
     hint = "run tools/setup (or: apt-get install busybox-static)"
     if not path.is_file():
-        raise HostError(f"{path} is missing", hint=hint)
+        raise MissingCapability(f"{path} is missing", hint=hint)
     blob = path.read_bytes()
     if not _is_static_elf(blob):
         raise HostError(f"{path} is not a statically linked x86-64 busybox", hint=hint)

@@ -3,12 +3,13 @@
 Tests that need root and loop devices are marked `root`; tests that boot QEMU are marked
 `qemu`. Whether they run is decided by *probing the capability* (attach a loop device, find
 QEMU and the cached kernel), never by checking the uid. In CI every probe succeeds; a skip
-there is a failure of the setup, and `ENGINEKIT_REQUIRE_ALL=1` (set by .ci/run) turns any
-such skip into an error.
+there is a failure of the setup, and `ENGINEKIT_REQUIRE_ALL=1` (set by .ci/run) turns every
+skip, whatever raised it, into a failure.
 
 After every test we check that nothing it created is still attached: no loop device backed
 by a file under the test's tmp_path, no mount under it. Scoping the check to the test's own
-directory keeps it correct when tests run in parallel under pytest-xdist.
+directory keeps it correct when tests run in parallel under pytest-xdist. A leak is reported,
+never detached by its number: by then the number may belong to another test.
 """
 
 from __future__ import annotations
@@ -18,30 +19,30 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from functools import cache
 from pathlib import Path
 
 import pytest
 
+from reference_builds.kernel import Kernel
+
 
 @cache
 def loop_capability() -> str | None:
     """None if we can attach a loop device here, else the reason we cannot."""
-    if shutil.which("losetup") is None and not Path("/usr/sbin/losetup").exists():
-        return "losetup is not installed"
+    from disk_images.errors import LoopDeviceError
+    from disk_images.loop import LoopDevice
+
     with tempfile.NamedTemporaryFile(prefix="enginekit-probe-") as backing:
         backing.truncate(1024 * 1024)
         backing.flush()
-        proc = subprocess.run(
-            ["losetup", "--find", "--show", backing.name],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        if proc.returncode != 0:
-            return f"cannot attach a loop device: {proc.stderr.strip()}"
-        subprocess.run(["losetup", "-d", proc.stdout.strip()], check=False)
+        try:
+            # Held by its descriptor and released through it: never detached by number.
+            with LoopDevice(Path(backing.name)):
+                pass
+        except LoopDeviceError as exc:
+            return f"cannot attach a loop device: {exc}"
     return None
 
 
@@ -70,10 +71,47 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         if reason:
             reasons.append(reason)
     if reasons:
-        message = "; ".join(reasons)
-        if os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1":
-            pytest.fail(f"capability missing where it is required: {message}")
-        pytest.skip(message)
+        pytest.skip("; ".join(reasons))
+
+
+# --- ENGINEKIT_REQUIRE_ALL=1: a skip is a failure ----------------------------------------------
+# Every way a test can be skipped ends in a report whose outcome is "skipped": a marker probe
+# above, a fixture, a module-level skipif, `pytest.importorskip`, a skip while collecting a
+# module. Where every capability is required (CI), these two hooks turn each such report into
+# a failure that names the reason, so a missing tool can never pass as a green run.
+
+
+def _require_all() -> bool:
+    return os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1"
+
+
+def _skip_reason(report: pytest.CollectReport | pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def _as_required_failure(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if _require_all() and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped where ENGINEKIT_REQUIRE_ALL=1 requires it to run: {_skip_reason(report)}"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport() -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _as_required_failure(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report() -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    _as_required_failure(report)
+    return report
 
 
 def _loops_backed_under(directory: Path) -> list[str]:
@@ -113,15 +151,16 @@ def _no_leaked_kernel_resources(request: pytest.FixtureRequest) -> Iterator[None
     yield
     leaked = _loops_backed_under(tmp_path) + _mounts_under(tmp_path)
     if leaked:
+        # Mounts under our own tmp_path are ours to undo; a loop device is only reported: a
+        # number read here may belong to another test by the time we act on it, so nothing
+        # is detached by number (the session check below fails the run as well).
         for mnt in reversed(_mounts_under(tmp_path)):
             subprocess.run(["umount", "-l", mnt], check=False)
-        for loop in _loops_backed_under(tmp_path):
-            subprocess.run(["losetup", "-d", loop.split()[0]], check=False)
         pytest.fail(f"test leaked kernel resources: {leaked}")
 
 
 @pytest.fixture(scope="session")
-def kernel() -> object:
+def kernel() -> Kernel:
     """The Debian kernel from the cache (tools/setup fetched it)."""
     from reference_builds.kernel import cached_kernel
 
@@ -158,13 +197,32 @@ def _session_resources(roots: list[Path]) -> set[str]:
     return found
 
 
+def _mount_namespace_of_our_own(config: pytest.Config) -> None:
+    """Every process that runs tests mounts in a private mount namespace of its own, entered
+    before its first test. A mount made in the host's namespace is copied into every mount
+    namespace created while it exists (by another xdist worker, or by the product's own
+    mounting in another test); that copy keeps the test's loop device busy after the test has
+    unmounted it, so the test would no longer hold what it released. Without root the tests
+    that mount are skipped by their probe anyway."""
+    from disk_images.errors import MountError
+    from disk_images.mount import private_mount_namespace
+
+    if _is_controller(config) and getattr(config.option, "dist", "no") != "no":
+        return  # the xdist controller runs no tests
+    try:
+        private_mount_namespace()
+    except MountError:
+        pass
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    _mount_namespace_of_our_own(session.config)
     if _is_controller(session.config):
         roots = _session_roots(session.config)
         session.config.stash[_BEFORE] = (roots, _session_resources(roots))
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
     if not _is_controller(session.config) or _BEFORE not in session.config.stash:
         return
     roots, before = session.config.stash[_BEFORE]

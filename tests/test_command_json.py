@@ -67,7 +67,8 @@ def test_a_failure_is_one_json_object_with_the_error(
     status, doc, err = _run(capsys, main, *args, "--json")
     assert status == 2
     assert doc["exit_status"] == status
-    assert doc["hint"] and doc["details"] == []
+    assert doc["hint"]
+    assert doc["details"] == []
     assert [line.split(":")[0] for line in err.splitlines()] == ["error", "hint"]
     assert err.splitlines()[0] == f"error: {doc['error']}"
 
@@ -78,8 +79,10 @@ def test_build_prints_what_it_built(tmp_path: Path, capsys: pytest.CaptureFixtur
         capsys, engine_media.main, "build", "--reference", "5.0.0", "-o", out, "--json"
     )
     assert status == 0
-    assert doc["iso"] == str(out) and doc["version"] == "5.0.0"
-    assert doc["size_bytes"] == out.stat().st_size and doc["volume_id"] == "ENGINE_5_0_0"
+    assert doc["iso"] == str(out)
+    assert doc["version"] == "5.0.0"
+    assert doc["size_bytes"] == out.stat().st_size
+    assert doc["volume_id"] == "ENGINE_5_0_0"
 
 
 def test_md5_implant_and_check_print_the_sums(
@@ -88,10 +91,12 @@ def test_md5_implant_and_check_print_the_sums(
     status, implanted, _ = _run(
         capsys, engine_media.main, "md5", "implant", "--force", iso_copy, "--json"
     )
-    assert status == 0 and implanted["iso"] == str(iso_copy)
+    assert status == 0
+    assert implanted["iso"] == str(iso_copy)
     status, checked, _ = _run(capsys, engine_media.main, "md5", "check", iso_copy, "--json")
     assert status == 0
-    assert checked["status"] == "pass" and checked["expected"] == implanted["md5"]
+    assert checked["status"] == "pass"
+    assert checked["expected"] == implanted["md5"]
 
 
 def test_a_failed_md5_check_prints_what_it_found_with_the_error(
@@ -104,7 +109,9 @@ def test_a_failed_md5_check_prints_what_it_found_with_the_error(
         image.write(bytes([byte[0] ^ 0xFF]))
     status, doc, _ = _run(capsys, engine_media.main, "md5", "check", iso_copy, "--json")
     assert status == 1
-    assert doc["status"] == "fail" and doc["exit_status"] == 1 and "does not match" in doc["error"]
+    assert doc["status"] == "fail"
+    assert doc["exit_status"] == 1
+    assert "does not match" in doc["error"]
 
 
 def test_verify_failure_carries_the_report_and_the_error(
@@ -115,7 +122,8 @@ def test_verify_failure_carries_the_report_and_the_error(
         image.write(b"\xff" * 4096)
     status, doc, _ = _run(capsys, engine_media.main, "verify", iso_copy, "--json")
     assert status == 1
-    assert doc["exit_status"] == 1 and "verification failed" in doc["error"]
+    assert doc["exit_status"] == 1
+    assert "verification failed" in doc["error"]
     assert any(not check["ok"] for check in doc["checks"])
 
 
@@ -134,7 +142,9 @@ def test_usb_write_to_a_file_prints_each_target(
     assert by_target[str(stick)]["status"] == "ok"
     assert by_target[str(stick)]["bytes_written"] == iso.stat().st_size
     assert by_target[str(refused)]["status"] == "refused"
-    assert doc["exit_status"] == 2 and str(refused) in doc["error"] and doc["hint"]
+    assert doc["exit_status"] == 2
+    assert str(refused) in doc["error"]
+    assert doc["hint"]
     assert err.count("error:") == 1
 
 
@@ -144,13 +154,18 @@ def test_usb_verify_prints_where_the_target_differs(
     stick = tmp_path / "stick.img"
     shutil.copyfile(iso, stick)
     status, doc, _ = _run(capsys, engine_media.main, "usb", "verify", iso, stick, "--json")
-    assert status == 0 and doc["ok"] is True and doc["bytes_checked"] == iso.stat().st_size
+    assert status == 0
+    assert doc["ok"] is True
+    assert doc["bytes_checked"] == iso.stat().st_size
     with open(stick, "r+b") as target:
         target.seek(4096)
         target.write(b"\xff" * 512)
     status, doc, _ = _run(capsys, engine_media.main, "usb", "verify", iso, stick, "--json")
-    assert status == 1 and doc["ok"] is False and doc["first_bad_offset"] == 4096
-    assert doc["exit_status"] == 1 and doc["error"]
+    assert status == 1
+    assert doc["ok"] is False
+    assert doc["first_bad_offset"] == 4096
+    assert doc["exit_status"] == 1
+    assert doc["error"]
 
 
 def test_validate_prints_what_was_checked(
@@ -170,7 +185,8 @@ def test_install_without_answers_refuses_json(
     status, doc, _ = _run(
         capsys, engine_install.main, "--media", iso, "--target", tmp_path / "d.img", "--json"
     )
-    assert status == 2 and "--answers" in doc["error"]
+    assert status == 2
+    assert "--answers" in doc["error"]
 
 
 @pytest.mark.root
@@ -186,9 +202,12 @@ def test_install_prints_the_report(
     argv = ("--media", iso, "--target", disk, "--answers", answers, "--json")
     status, doc, err = _run(capsys, engine_install.main, *argv)
     assert status == 0, err
-    assert doc["mode"] == "fresh" and doc["installed_version"] == "5.0.0"
-    assert doc["target"] == str(disk) and doc["dry_run"] is False
-    assert doc["slot"] in ("A", "B", "a", "b") and doc["upgrade_status"] is not None
+    assert doc["mode"] == "fresh"
+    assert doc["installed_version"] == "5.0.0"
+    assert doc["target"] == str(disk)
+    assert doc["dry_run"] is False
+    assert doc["slot"] in ("A", "B", "a", "b")
+    assert doc["upgrade_status"] is not None
     assert "%]" in err  # the progress lines went to stderr, not into the JSON
 
 
@@ -207,11 +226,12 @@ def test_an_interrupt_or_a_bug_is_a_json_error_too(
     parser = ArgumentParser(prog="t")
     parser.add_argument("--json", action="store_true")
 
-    def handler(args: argparse.Namespace) -> int:
+    def handler(_args: argparse.Namespace) -> int:
         raise raised
 
     assert run_main(parser, handler, ["--json"]) == status
     out, err = capsys.readouterr()
     doc = json.loads(out)
-    assert doc["exit_status"] == status and doc["hint"]
+    assert doc["exit_status"] == status
+    assert doc["hint"]
     assert [line.split(":")[0] for line in err.splitlines()] == ["error", "hint"]

@@ -265,8 +265,10 @@ def test_a_bad_path_is_one_error_line_with_a_hint(
     hints = [line for line in lines if line.startswith("hint:")]
     assert "Traceback" not in err, err
     assert done.returncode in (1, 2, 3), (done.returncode, err)
-    assert len(errors) == 1 and len(hints) == 1, err
+    assert len(errors) == 1, err
+    assert len(hints) == 1, err
     names = (str(path), path.name, str(path.parent))
     assert any(name in errors[0] for name in names), err
-    assert parenthesis_depth(errors[0]) <= 1 and parenthesis_depth(hints[0]) <= 1, err
+    assert parenthesis_depth(errors[0]) <= 1, err
+    assert parenthesis_depth(hints[0]) <= 1, err
     assert _snapshot(path) == before

@@ -29,11 +29,10 @@ def collect_one() -> None:
 
 def test_a_ctrl_c_in_a_finalizer_is_raised_after_the_block() -> None:
     reached_end_of_block = False
-    with pytest.raises(KeyboardInterrupt):
-        with deferred_interrupt() as held:
-            collect_one()
-            assert held.pending
-            reached_end_of_block = True
+    with pytest.raises(KeyboardInterrupt), deferred_interrupt() as held:  # noqa: PT012 - the interrupt must surface at the block's end, after these lines
+        collect_one()
+        assert held.pending
+        reached_end_of_block = True
     assert reached_end_of_block
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

@@ -9,10 +9,15 @@ from pathlib import Path
 
 import pytest
 
+# The leaked device is held until the child process exits and is attached with autoclear,
+# so the kernel detaches it when the child's descriptor closes: nobody has to detach it by
+# a number read from a listing (which another test may own by then).
 LEAKY_TEST = """
-import subprocess
-
 import pytest
+
+from disk_images.loop import LoopDevice
+
+HELD = []
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +28,9 @@ def backing(tmp_path_factory):
 
 
 def test_leaks_a_loop_device_outside_its_tmp_path(backing):
-    subprocess.run(["losetup", "--find", "--show", str(backing)], check=True)
+    loop = LoopDevice(backing)
+    loop.attach()
+    HELD.append(loop)
 """
 
 
@@ -34,20 +41,11 @@ def test_session_check_fails_a_run_that_leaks_a_loop_device(tmp_path: Path) -> N
     shutil.copy(Path(__file__).with_name("conftest.py"), project / "conftest.py")
     (project / "test_leaky.py").write_text(LEAKY_TEST)
     basetemp = tmp_path / "basetemp"
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0",
-             f"--basetemp={basetemp}", "--rootdir", project, project],
-            capture_output=True, text=True, cwd=project, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        assert "1 passed" in proc.stdout  # the test itself passed ...
-        assert "session-wide leak check" in proc.stdout  # ... the session check did not
-        assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
-    finally:
-        listing = subprocess.run(
-            ["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        for line in listing.stdout.splitlines():
-            if str(basetemp) in line:
-                subprocess.run(["losetup", "-d", line.split()[0]], check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0",
+         f"--basetemp={basetemp}", "--rootdir", project, project],
+        capture_output=True, text=True, cwd=project, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert "1 passed" in proc.stdout  # the test itself passed ...
+    assert "session-wide leak check" in proc.stdout  # ... the session check did not
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout

@@ -47,13 +47,16 @@ def test_a_long_error_line_wraps_under_its_label(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "commands.engine_media", "md5", "check", str(missing)]
     status, lines = _run_in_terminal(argv, "stderr")
     assert status == 2
-    assert lines[0].startswith("error:") and lines[-1].startswith("hint:") and len(lines) > 2
+    assert lines[0].startswith("error:")
+    assert lines[-1].startswith("hint:")
+    assert len(lines) > 2
     label = "error: "
     for line in lines[1:]:
         if line.startswith("hint: "):
             label = "hint: "
             continue
-        assert line.startswith(" " * len(label)) and line.strip(), lines
+        assert line.startswith(" " * len(label)), lines
+        assert line.strip(), lines
 
 
 def test_a_screen_list_item_wraps_inside_its_indent() -> None:
@@ -72,7 +75,8 @@ def test_a_screen_list_item_wraps_inside_its_indent() -> None:
 def test_the_installers_report_wraps_its_vm_notes_inside_their_indent(
     engine_disk: object, engine_medium: object, tmp_path: Path
 ) -> None:
-    assert callable(engine_disk) and callable(engine_medium)
+    assert callable(engine_disk)
+    assert callable(engine_medium)
     disk = engine_disk("4.5.0")
     answers = tmp_path / "upgrade.toml"
     answers.write_text(

@@ -142,8 +142,11 @@ def build_installation(
     )
 
 
+InstallationBuilder = Callable[..., BuiltInstallation]
+
+
 @pytest.fixture
-def installation_builder() -> Callable[..., BuiltInstallation]:
+def installation_builder() -> InstallationBuilder:
     return build_installation
 
 

@@ -37,9 +37,7 @@ UPGRADE_ANSWERS = (
 
 
 @pytest.fixture
-def pending_disk(
-    tmp_path: Path, engine_disk: Callable[..., Path], engine_medium: Callable[[str], Path]
-) -> Path:
+def pending_disk(engine_disk: Callable[..., Path], engine_medium: Callable[[str], Path]) -> Path:
     """A 4.5.0 disk upgraded to 5.0.0 and not yet booted: slot B pending with one try."""
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     plan = InstallPlan(
@@ -67,7 +65,8 @@ def _pending_entries(disk: Path) -> list[str]:
     found = probe(disk)
     assert isinstance(found, Installation)
     assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED, found.state
-    assert found.state.pending_slot is Slot.B and found.active_slot is Slot.A
+    assert found.state.pending_slot is Slot.B
+    assert found.active_slot is Slot.A
     return [e.file_name for e in found.boot_entries]
 
 
@@ -92,7 +91,8 @@ def test_boot_stopped_after_the_count_gives_the_try_back(
     assert engine_disk_main(["boot", str(pending_disk)]) == 0
     after = probe(pending_disk)
     assert isinstance(after, Installation)
-    assert after.upgrade_status is UpgradeStatus.BLANK and after.active_slot is Slot.B
+    assert after.upgrade_status is UpgradeStatus.BLANK
+    assert after.active_slot is Slot.B
 
 
 @pytest.mark.root
@@ -132,7 +132,8 @@ def test_fallback_to_the_old_slot_is_exit_status_1(
     )
     found = probe(pending_disk)
     assert isinstance(found, Installation)
-    assert found.upgrade_status is UpgradeStatus.FAILED and found.active_slot is Slot.A
+    assert found.upgrade_status is UpgradeStatus.FAILED
+    assert found.active_slot is Slot.A
 
 
 @pytest.mark.root
@@ -181,4 +182,5 @@ def test_upgrade_during_a_boot_is_refused(
     assert b"ENGINE RUNNING version=5.0.0 slot=B" in out
     found = probe(disk)
     assert isinstance(found, Installation)
-    assert found.upgrade_status is UpgradeStatus.BLANK and found.active_slot is Slot.B
+    assert found.upgrade_status is UpgradeStatus.BLANK
+    assert found.active_slot is Slot.B

@@ -35,7 +35,8 @@ def _remove(disk: Path, *paths: str) -> None:
 def _refused(disk: Path, capsys: pytest.CaptureFixture[str]) -> str:
     assert engine_disk_main(["boot", str(disk)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and err[1].startswith("hint: "), err
+    assert len(err) == 2, err
+    assert err[1].startswith("hint: "), err
     return err[0]
 
 

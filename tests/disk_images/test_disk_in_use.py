@@ -124,7 +124,8 @@ def test_create_force_refuses_a_symlink_and_keeps_its_target(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {link}: is a symbolic link; refusing"), err
     assert f"hint: name the file itself ({target})" in err
-    assert _intact(target) and link.is_symlink()
+    assert _intact(target)
+    assert link.is_symlink()
 
 
 def test_create_replaces_by_rename_and_sweeps_a_dead_builders_partial(tmp_path: Path) -> None:
@@ -309,7 +310,8 @@ def test_enolck_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 pass
         assert not isinstance(caught.value, DiskInUse)
         assert caught.value.message == f"{path}: cannot lock the disk image (No locks available)"
-        assert caught.value.hint is not None and "local filesystem" in caught.value.hint
+        assert caught.value.hint is not None
+        assert "local filesystem" in caught.value.hint
     for check in (held_by_enginekit, held_by_qemu):
         with pytest.raises(InvalidDiskImage, match="cannot lock the disk image"):
             check(path)

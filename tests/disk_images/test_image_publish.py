@@ -29,10 +29,14 @@ def test_a_file_that_appears_while_building_is_not_replaced(tmp_path: Path) -> N
 def test_force_refuses_when_the_checked_file_was_swapped(tmp_path: Path) -> None:
     path = tmp_path / "d.img"
     path.write_bytes(b"old")
-    with pytest.raises(UserInputError, match="was replaced by another file"):
+
+    def swap_the_file() -> None:
         with new_image(path, 2 * MIB, force=True):
             path.unlink()
             path.write_bytes(b"newcomer")
+
+    with pytest.raises(UserInputError, match="was replaced by another file"):
+        swap_the_file()
     assert path.read_bytes() == b"newcomer"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.img"]
 
@@ -96,7 +100,8 @@ def test_sweep_keeps_locked_and_look_alike_partials(tmp_path: Path) -> None:
         try:
             create_image(tmp_path / "d.img", MIB)
             assert not stale.exists()
-            assert live.exists() and ours.exists()
+            assert live.exists()
+            assert ours.exists()
             assert all(p.exists() for p in look_alikes)
         finally:
             os.close(fd)
@@ -105,5 +110,6 @@ def test_sweep_keeps_locked_and_look_alike_partials(tmp_path: Path) -> None:
         holder.wait()
     # Its owner is gone: the next create of the same name sweeps it.
     create_image(tmp_path / "d.img", MIB, force=True)
-    assert not live.exists() and not ours.exists()
+    assert not live.exists()
+    assert not ours.exists()
     assert all(p.exists() for p in look_alikes)

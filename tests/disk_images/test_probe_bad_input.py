@@ -18,6 +18,8 @@ from disk_images.session import open_installation
 from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout
 
+from .conftest import InstallationBuilder
+
 
 def _inspect(path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     status = cli.main(["inspect", str(path)])
@@ -129,7 +131,7 @@ CASES: dict[str, tuple[Callable[[Path], None], NoInstallationKind, str]] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_foreign_or_broken_disk(
-    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], file_hash
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], file_hash: Callable[[Path], str]
 ) -> None:
     make, kind, reason = CASES[case]
     disk = tmp_path / f"{case}.img"
@@ -140,7 +142,8 @@ def test_foreign_or_broken_disk(
     assert result.kind is kind
     assert result.reason.startswith(reason), result.reason
     status, out, err = _inspect(disk, capsys)
-    assert status == 0 and err == ""
+    assert status == 0
+    assert err == ""
     assert f"no Engine installation: {result.reason}" in out
     assert file_hash(disk) == before
 
@@ -151,6 +154,7 @@ def test_nonexistent_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         probe(missing)
     status, out, err = _inspect(missing, capsys)
     assert status == 2
+    assert out == ""
     assert err.splitlines()[0] == f"error: {missing}: no such file"
     assert not missing.exists()
 
@@ -160,17 +164,21 @@ def test_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         probe(tmp_path)
     status, out, err = _inspect(tmp_path, capsys)
     assert status == 2
+    assert out == ""
     assert err.splitlines()[0] == f"error: {tmp_path}: is a directory, not a disk image"
 
 
-def test_special_file(capsys: pytest.CaptureFixture[str]) -> None:
+def test_special_file() -> None:
     with pytest.raises(UserInputError, match="not a regular file"):
         probe(Path("/dev/null"))
 
 
 @pytest.mark.root
 def test_disk_in_use_by_a_mount(
-    tmp_path: Path, installation_builder, capsys: pytest.CaptureFixture[str], file_hash
+    tmp_path: Path,
+    installation_builder: InstallationBuilder,
+    capsys: pytest.CaptureFixture[str],
+    file_hash: Callable[[Path], str],
 ) -> None:
     disk = tmp_path / "busy.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
@@ -182,13 +190,15 @@ def test_disk_in_use_by_a_mount(
         assert result.found
         assert result.in_use_by == (str(session.loop.device),)
         status, out, err = _inspect(disk, capsys)
-        assert status == 0 and "in use by: /dev/loop" in out
+        assert status == 0
+        assert f"in use by: {session.loop.device}" in out
+        assert "error:" not in err
     assert file_hash(disk) == before
 
 
 @pytest.mark.root
 def test_disk_in_use_by_a_writable_mount_is_untouched_by_probe(
-    tmp_path: Path, installation_builder, file_hash
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
 ) -> None:
     """While mounted read-write the kernel owns the file; the probe still adds no write."""
     disk = tmp_path / "busy.img"
@@ -214,7 +224,8 @@ def test_a_disk_with_data_but_no_readable_table_is_named_by_its_content(tmp_path
     disk.write_bytes(content)
     expected = hashlib.sha256(str(len(content)).encode() + content[: 1 << 20]).hexdigest()
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.disk_id == f"data-{expected[:12]}"
+    assert isinstance(found, NoInstallation)
+    assert found.disk_id == f"data-{expected[:12]}"
     assert f"disk id: {found.disk_id}" in result_text(disk, found)
     other = tmp_path / "elsewhere" / "mystery.img"  # same name, other content
     other.parent.mkdir()

@@ -43,7 +43,8 @@ def test_probe_names_the_intact_backup_and_its_repair(
     _damage_primary_header(disk)
     before = _digest(disk)
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.kind is NoInstallationKind.CORRUPT
+    assert isinstance(found, NoInstallation)
+    assert found.kind is NoInstallationKind.CORRUPT
     assert found.reason.startswith("GPT header CRC mismatch; the backup GPT at the end of the disk")
     assert "lists the Engine partitions" in found.reason
     assert "sgdisk -e DISK.img" in found.reason
@@ -65,8 +66,10 @@ def test_no_backup_claim_when_the_backup_is_damaged_too(
         handle.seek(-512 + 40, 2)
         handle.write(bytes([value[0] ^ 0x01]))
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.kind is NoInstallationKind.CORRUPT
-    assert "neither copy is usable" in found.reason and "sgdisk" not in found.reason
+    assert isinstance(found, NoInstallation)
+    assert found.kind is NoInstallationKind.CORRUPT
+    assert "neither copy is usable" in found.reason
+    assert "sgdisk" not in found.reason
 
 
 def _flip(path: Path, offset: int, whence: int = 0) -> None:
@@ -85,12 +88,14 @@ def test_damaged_primary_gpt_is_named_by_the_backup_guid(
     assert isinstance(healthy, Installation)
     _flip(disk, 512 + 40)  # primary header: first usable LBA, under its CRC
     found = probe(disk)
-    assert isinstance(found, NoInstallation) and found.kind is NoInstallationKind.CORRUPT
+    assert isinstance(found, NoInstallation)
+    assert found.kind is NoInstallationKind.CORRUPT
     assert found.disk_id == healthy.disk_id != disk.name
     _flip(disk, -512 + 40, 2)  # and now the backup header too: no readable table at all
     both = probe(disk)
     assert isinstance(both, NoInstallation)
-    assert both.disk_id is not None and both.disk_id.startswith("data-")
+    assert both.disk_id is not None
+    assert both.disk_id.startswith("data-")
     assert len(both.disk_id) == len("data-") + 12
 
 

@@ -6,11 +6,13 @@ import json
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from commands import engine_disk as cli
+from disk_images.errors import NotAnEngineInstallation
 from disk_images.image import read_table
 from disk_images.layout import STATE_PATH, Slot
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, Repair, probe
@@ -18,6 +20,8 @@ from disk_images.session import open_installation
 from disk_images.state import Registration, RegistrationMode, UpgradeStatus
 from enginekit.process import run, which
 from enginekit.versions import DiskLayout
+
+from .conftest import InstallationBuilder
 
 pytestmark = pytest.mark.root
 
@@ -40,7 +44,9 @@ def _assert_matches(result: object, built: object) -> None:
     assert result.problems == ()
 
 
-def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, file_hash) -> None:
+def test_gpt_ab_installation_probes_back(
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
+) -> None:
     disk = tmp_path / "engine.img"
     built = installation_builder(
         disk,
@@ -69,7 +75,9 @@ def test_gpt_ab_installation_probes_back(tmp_path: Path, installation_builder, f
     assert cli.main(["inspect", str(disk), "--json"]) == 0
 
 
-def test_inspect_json_keys_and_no_token(tmp_path: Path, installation_builder, capsys) -> None:
+def test_inspect_json_keys_and_no_token(
+    tmp_path: Path, installation_builder: InstallationBuilder, capsys: pytest.CaptureFixture[str]
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, upgrade_status=UpgradeStatus.SIGNALLED)
     assert cli.main(["inspect", str(disk), "--json"]) == 0
@@ -93,7 +101,9 @@ def test_inspect_json_keys_and_no_token(tmp_path: Path, installation_builder, ca
     assert "s3cret-token" not in text
 
 
-def test_mbr_installation_probes_back(tmp_path: Path, installation_builder, file_hash) -> None:
+def test_mbr_installation_probes_back(
+    tmp_path: Path, installation_builder: InstallationBuilder, file_hash: Callable[[Path], str]
+) -> None:
     disk = tmp_path / "engine40.img"
     built = installation_builder(
         disk,
@@ -117,7 +127,7 @@ def test_mbr_installation_probes_back(tmp_path: Path, installation_builder, file
 
 
 def test_corrupt_state_is_a_damaged_installation_with_its_vms(
-    tmp_path: Path, installation_builder, capsys
+    tmp_path: Path, installation_builder: InstallationBuilder, capsys: pytest.CaptureFixture[str]
 ) -> None:
     disk = tmp_path / "engine.img"
     built = installation_builder(disk, DiskLayout.GPT_AB)
@@ -125,11 +135,14 @@ def test_corrupt_state_is_a_damaged_installation_with_its_vms(
         session.storage.write_atomic(STATE_PATH, b'{"active_slot": "C"}')
     result = probe(disk)
     assert isinstance(result, Installation)
-    assert len(result.damage) == 1 and "storage:/engine/state.json" in result.damage[0]
+    assert len(result.damage) == 1
+    assert "storage:/engine/state.json" in result.damage[0]
     assert result.repairs == (Repair.REWRITE_STATE,)
     # What the disk shows instead: the newest entry's slot is active, no upgrade pending.
-    assert result.active_slot is Slot.A and result.state.pending_slot is None
-    assert result.state.generation == 2 and result.version == "4.5.0"
+    assert result.active_slot is Slot.A
+    assert result.state.pending_slot is None
+    assert result.state.generation == 2
+    assert result.version == "4.5.0"
     assert {vm.name for vm in result.vms} == set(built.vms)
     assert cli.main(["inspect", str(disk)]) == 0
     text = capsys.readouterr().out
@@ -139,7 +152,9 @@ def test_corrupt_state_is_a_damaged_installation_with_its_vms(
     assert "VMs: 3" in text
 
 
-def test_incomplete_install_without_release(tmp_path: Path, installation_builder) -> None:
+def test_incomplete_install_without_release(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
     with open_installation(disk) as session:
@@ -150,7 +165,7 @@ def test_incomplete_install_without_release(tmp_path: Path, installation_builder
     assert "no engine-release" in result.reason
 
 
-def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
+def test_probe_needs_no_root(tmp_path: Path, installation_builder: InstallationBuilder) -> None:
     """The probe runs as user nobody on a world-readable image and finds the installation."""
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=())
@@ -189,7 +204,9 @@ def test_probe_needs_no_root(tmp_path: Path, installation_builder) -> None:
     assert engine["boot_entries"] == ["engine-2-a+3.conf"]  # mtools read the ESP too
 
 
-def test_session_format_slot_then_write(tmp_path: Path, installation_builder) -> None:
+def test_session_format_slot_then_write(
+    tmp_path: Path, installation_builder: InstallationBuilder
+) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB, vms=(), other_slot_version="4.0.0")
     from disk_images.layout import PartitionRole
@@ -199,7 +216,7 @@ def test_session_format_slot_then_write(tmp_path: Path, installation_builder) ->
         session.format(PartitionRole.SYSTEM_B)  # wipes the old 4.0.0 slot
         assert session.read_release(Slot.B) is None
         session.write_release(Slot.B, EngineRelease("5.0.0", Slot.B, "5.0.0"))
-        with pytest.raises(Exception, match="in use in this session"):
+        with pytest.raises(NotAnEngineInstallation, match="in use in this session"):
             session.format(PartitionRole.SYSTEM_B)
     result = probe(disk)
     assert isinstance(result, Installation)

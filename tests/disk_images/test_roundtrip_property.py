@@ -137,11 +137,11 @@ def test_random_layouts_and_trees_round_trip(
         if part.fs == "ext4":
             assert read_ext4_files(disk, info.start, list(part.files)) == part.files
         elif part.fs == "vfat":
-            fat = FatFiles(disk, info.start, read_only=True)
+            fat_files = FatFiles(disk, info.start, read_only=True)
             for path, data in part.files.items():
-                assert fat.read(path) == data
+                assert fat_files.read(path) == data
             tops = {p.split("/")[1] for p in part.files}
-            assert {n.lower() for n in fat.list("/")} == {t.lower() for t in tops}
+            assert {n.lower() for n in fat_files.list("/")} == {t.lower() for t in tops}
 
     result = probe(disk)
     assert isinstance(result, NoInstallation)

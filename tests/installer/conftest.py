@@ -3,7 +3,6 @@ target disk of the smallest size Engine accepts."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,11 +11,13 @@ import pytest
 @pytest.fixture(scope="module")
 def iso(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from reference_builds.media import reference_iso
+    from reference_builds.pytest_plugin import copy_sparse
 
-    # A hard link of our own: the cache drops stale ISOs when the media code changes.
+    # A copy of our own (reflinked where the file system can): the cache drops stale ISOs
+    # when the media code changes, and a hard link would share the inode, so a test that
+    # changed its medium would change the shared cached one.
     private = tmp_path_factory.mktemp("medium") / "engine-5.0.0.iso"
-    os.link(reference_iso("5.0.0"), private)
-    return private
+    return copy_sparse(reference_iso("5.0.0"), private)
 
 
 @pytest.fixture

@@ -45,7 +45,9 @@ def _repair_and_boot(
     captured = capsys.readouterr()
     assert status == 0, captured
     found = probe(disk)
-    assert isinstance(found, Installation) and found.damage == () and found.repairs == ()
+    assert isinstance(found, Installation)
+    assert found.damage == ()
+    assert found.repairs == ()
     assert len(found.vms) == 4
     assert engine_disk_main(["boot", str(disk)]) == 0
     assert "ENGINE RUNNING version=4.5.0" in capsys.readouterr().out
@@ -64,13 +66,15 @@ def test_lost_backup_gpt_is_damage_that_repair_fixes(
     os.truncate(disk, size - 1024 * 1024)
     doc = _inspect(disk, capsys)
     engine = doc["engine"]
-    assert isinstance(engine, dict) and engine["version"] == "4.5.0"
+    assert isinstance(engine, dict)
+    assert engine["version"] == "4.5.0"
     assert engine["damage"] == [
         f"the backup GPT is missing: the GPT describes a disk of {size} bytes, the file has "
         f"{size - 1024 * 1024}"
     ]
     assert [r["repair"] for r in engine["repairs"]] == ["rebuild-backup-gpt"]
-    assert isinstance(doc["vms"], list) and len(doc["vms"]) == 4
+    assert isinstance(doc["vms"], list)
+    assert len(doc["vms"]) == 4
     _repair_and_boot(disk, engine_medium("4.5.0"), tmp_path, capsys)
     assert disk.stat().st_size == size
     verify = run(["sgdisk", "-v", str(disk)]).stdout.decode()
@@ -90,12 +94,15 @@ def test_corrupt_state_is_damage_that_repair_fixes(
         session.storage.write_atomic(STATE_PATH, b'{"active_slot": "A", "generation": ')
     doc = _inspect(disk, capsys)
     engine = doc["engine"]
-    assert isinstance(engine, dict) and engine["active_slot"] == "A"
+    assert isinstance(engine, dict)
+    assert engine["active_slot"] == "A"
     damage = engine["damage"]
-    assert isinstance(damage, list) and len(damage) == 1
+    assert isinstance(damage, list)
+    assert len(damage) == 1
     assert damage[0].startswith("storage:/engine/state.json: not valid JSON")
     assert [r["repair"] for r in engine["repairs"]] == ["rewrite-state"]
-    assert isinstance(doc["vms"], list) and len(doc["vms"]) == 4
+    assert isinstance(doc["vms"], list)
+    assert len(doc["vms"]) == 4
     _repair_and_boot(disk, engine_medium("4.5.0"), tmp_path, capsys)
 
 
@@ -108,7 +115,7 @@ def test_screen5_shows_the_damage_and_erase_names_every_vm(
     installer = Installer(
         load_medium(engine_medium("5.0.0")),
         target,
-        engine=lambda plan, progress: None,  # type: ignore[arg-type,return-value]
+        engine=lambda _plan, _progress: None,  # type: ignore[arg-type,return-value]
     )
     for choice in ("install", "next", "accept", "us"):
         installer.choose(choice)

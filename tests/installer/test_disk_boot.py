@@ -11,11 +11,12 @@ import pytest
 from commands.engine_disk import main as engine_disk_main
 from disk_images.image import create_image
 from disk_images.layout import BootEntryName, Slot
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 
 
-def test_boot_mbr_disk(engine_disk, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_boot_mbr_disk(engine_disk: EngineDiskFactory, capsys: pytest.CaptureFixture[str]) -> None:
     disk = engine_disk("4.0.0", size="1G")
     assert engine_disk_main(["boot", str(disk), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -37,7 +38,8 @@ def test_boot_of_a_blank_disk_is_one_clear_error(
     disk = create_image(tmp_path / "blank.img", 600 * 1024 * 1024)
     assert engine_disk_main(["boot", str(disk)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("error: ") and "no Engine installation" in err[0]
+    assert err[0].startswith("error: ")
+    assert "no Engine installation" in err[0]
     assert "Traceback" not in "\n".join(err)
 
 

@@ -16,7 +16,7 @@ from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from reference_builds.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, vm_disk_digests
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 
@@ -39,8 +39,11 @@ def _installation(disk: Path) -> Installation:
 
 
 def test_unattended_upgrade_then_first_boot(
-    tmp_path: Path, engine_disk, engine_medium, capsys: pytest.CaptureFixture[str]
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     disk = engine_disk("4.5.0", size="2G")
     vm_before = vm_disk_digests(disk)
     answers = tmp_path / "answers.toml"
@@ -64,7 +67,8 @@ def test_unattended_upgrade_then_first_boot(
     booted = capsys.readouterr().out
     assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in booted
     after = _installation(disk)
-    assert after.version == "5.0.0" and after.active_slot is not None
+    assert after.version == "5.0.0"
+    assert after.active_slot is not None
     assert after.active_slot.value == "B"
     assert after.upgrade_status is UpgradeStatus.BLANK
     assert after.state.pending_slot is None
@@ -72,7 +76,9 @@ def test_unattended_upgrade_then_first_boot(
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_new_slot_that_does_not_boot_falls_back(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_new_slot_that_does_not_boot_falls_back(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="2G")
     vm_before = vm_disk_digests(disk)
     plan = InstallPlan(
@@ -88,15 +94,21 @@ def test_new_slot_that_does_not_boot_falls_back(engine_disk, engine_medium) -> N
     assert [a.running for a in result.attempts] == [False, True]
     assert result.attempts[0].entry == "engine-2-b+0-1.conf"
     running = result.running
-    assert running is not None and running.version == "4.5.0" and running.slot is not None
-    assert running.slot.value == "A" and result.fell_back
+    assert running is not None
+    assert running.version == "4.5.0"
+    assert running.slot is not None
+    assert running.slot.value == "A"
+    assert result.fell_back
     after = _installation(disk)
-    assert after.upgrade_status is UpgradeStatus.FAILED and after.version == "4.5.0"
+    assert after.upgrade_status is UpgradeStatus.FAILED
+    assert after.version == "4.5.0"
     assert "engine-2-b+0-1.conf" in [e.file_name for e in after.boot_entries]
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_migrated_4_0_disk_boots_4_5(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_migrated_4_0_disk_boots_4_5(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G")
     vm_before = vm_disk_digests(disk)
     plan = InstallPlan(
@@ -107,8 +119,12 @@ def test_migrated_4_0_disk_boots_4_5(engine_disk, engine_medium) -> None:  # typ
 
     result = boot_installed_disk(disk)
     running = result.running
-    assert running is not None and running.version == "4.5.0" and running.vms == 4
-    assert result.firmware.value == "uefi" and result.blessed == "engine-2-b.conf"
+    assert running is not None
+    assert running.version == "4.5.0"
+    assert running.vms == 4
+    assert result.firmware.value == "uefi"
+    assert result.blessed == "engine-2-b.conf"
     after = _installation(disk)
-    assert after.version == "4.5.0" and after.upgrade_status is UpgradeStatus.BLANK
+    assert after.version == "4.5.0"
+    assert after.upgrade_status is UpgradeStatus.BLANK
     assert vm_disk_digests(disk) == vm_before

@@ -14,8 +14,9 @@ from enginekit.errors import UserInputError
 from enginekit.process import run
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
+from reference_builds.kernel import Kernel
 from reference_builds.payload import write_reference_payload
-from reference_builds.pytest_plugin import sparse_digest
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, sparse_digest
 
 pytestmark = [pytest.mark.root]
 
@@ -42,25 +43,31 @@ def _refused(plan: InstallPlan) -> str:
     return message
 
 
-def test_downgrade_is_refused(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_downgrade_is_refused(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("5.0.0", size="1G", with_vms=False)
     message = _refused(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
     assert "downgrade" in message
 
 
-def test_4_0_to_5_0_must_go_through_4_5(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_4_0_to_5_0_must_go_through_4_5(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G", with_vms=False)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
-    assert "4.5.0" in message and "first" in message
+    assert "4.5.0" in message
+    assert "first" in message
 
 
-def test_target_too_small(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_target_too_small(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     disk = create_image(tmp_path / "small.img", 256 * 1024 * 1024)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0"))
-    assert "too small" in message and "512" in message
+    assert "too small" in message
+    assert "512" in message
 
 
-def test_target_not_writable(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_target_not_writable(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     image = create_image(tmp_path / "ro.img", 600 * 1024 * 1024)
     # Immutable: even root cannot open it for writing.
     run(["chattr", "+i", str(image)])
@@ -71,8 +78,8 @@ def test_target_not_writable(tmp_path: Path, engine_medium) -> None:  # type: ig
     assert "not writable" in message
 
 
-def test_block_device_target_refused(tmp_path: Path, engine_medium, blank: Path) -> None:  # type: ignore[no-untyped-def]
-    """B4: image files only; a block device is one clear line from the engine and the CLI."""
+def test_block_device_target_refused(engine_medium: EngineMediumFactory, blank: Path) -> None:
+    """Image files only; a block device is one clear line from the engine and the CLI."""
     with LoopDevice(blank) as loop:
         device = loop.device
         message = _refused(_plan(engine_medium("5.0.0"), device, InstallMode.FRESH, "5.0.0"))
@@ -86,7 +93,8 @@ def test_block_device_target_refused(tmp_path: Path, engine_medium, blank: Path)
             check=False,
         )  # fmt: skip
     err = proc.stderr.decode()
-    assert proc.returncode == 2 and err.splitlines()[0] == f"error: {message}", err
+    assert proc.returncode == 2, err
+    assert err.splitlines()[0] == f"error: {message}", err
     help_out = run([sys.executable, "-m", "commands.engine_install", "--help"]).stdout.decode()
     help_text = " ".join(help_out.split())
     assert "image file or block device" not in help_text
@@ -94,20 +102,20 @@ def test_block_device_target_refused(tmp_path: Path, engine_medium, blank: Path)
     assert blank.stat().st_blocks == 0
 
 
-def test_missing_target(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_missing_target(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     message = _refused(
         _plan(engine_medium("5.0.0"), tmp_path / "nope.img", InstallMode.FRESH, "5.0.0")
     )
     assert "no such disk" in message
 
 
-def test_eula_not_accepted(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_eula_not_accepted(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     plan = InstallPlan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0")
     assert "licence" in _refused(plan)
 
 
-def test_medium_failing_verification(tmp_path: Path, kernel) -> None:  # type: ignore[no-untyped-def]
+def test_medium_failing_verification(tmp_path: Path, kernel: Kernel) -> None:
     payload = tmp_path / "payload"
     write_reference_payload("5.0.0", payload, kernel)
     initrd = payload / "system" / "initrd.img"
@@ -116,10 +124,11 @@ def test_medium_failing_verification(tmp_path: Path, kernel) -> None:  # type: i
     initrd.write_bytes(bytes(data))
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     message = _refused(_plan(payload, disk, InstallMode.FRESH, "5.0.0"))
-    assert "fails verification" in message and "system/initrd.img" in message
+    assert "fails verification" in message
+    assert "system/initrd.img" in message
 
 
-def test_payload_path_escaping_its_partition(tmp_path: Path, kernel) -> None:  # type: ignore[no-untyped-def]
+def test_payload_path_escaping_its_partition(tmp_path: Path, kernel: Kernel) -> None:
     payload = tmp_path / "payload"
     write_reference_payload("5.0.0", payload, kernel)
     manifest_path = payload / "engine" / "manifest.json"
@@ -131,32 +140,42 @@ def test_payload_path_escaping_its_partition(tmp_path: Path, kernel) -> None:  #
     assert "escapes" in message
 
 
-def test_medium_of_another_version_than_planned(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_medium_of_another_version_than_planned(
+    tmp_path: Path, engine_medium: EngineMediumFactory
+) -> None:
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     message = _refused(_plan(engine_medium("4.5.0"), disk, InstallMode.FRESH, "5.0.0"))
-    assert "4.5.0" in message and "5.0.0" in message
+    assert "4.5.0" in message
+    assert "5.0.0" in message
 
 
-def test_fresh_install_over_an_installation_is_refused(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_fresh_install_over_an_installation_is_refused(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.FRESH, "5.0.0"))
     assert "already holds Engine 4.5.0" in message
 
 
-def test_plan_made_for_another_disk_state(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_plan_made_for_another_disk_state(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     plan = _plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0", source_version="4.0.0")
     message = _refused(plan)
-    assert "expects Engine 4.0.0" in message and "4.5.0" in message
+    assert "expects Engine 4.0.0" in message
+    assert "4.5.0" in message
 
 
-def test_upgrade_without_installation(tmp_path: Path, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_without_installation(tmp_path: Path, engine_medium: EngineMediumFactory) -> None:
     disk = create_image(tmp_path / "d.img", 600 * 1024 * 1024)
     message = _refused(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
     assert "no Engine installation" in message
 
 
-def test_migration_refused_when_reserved_regions_are_used(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_migration_refused_when_reserved_regions_are_used(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     import subprocess
 
     disk = engine_disk("4.0.0", size="1G", with_vms=False)

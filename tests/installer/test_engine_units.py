@@ -52,8 +52,10 @@ def test_verify_slot_catches_a_changed_file(tmp_path: Path) -> None:
 
 def test_entry_text_boots_the_slot() -> None:
     text = bootloader.entry_text("5.0.0", Slot.B).decode()
-    assert "linux /engine/b/vmlinuz" in text and "initrd /engine/b/initrd.img" in text
-    assert "engine.slot=B" in text and "panic=-1" in text
+    assert "linux /engine/b/vmlinuz" in text
+    assert "initrd /engine/b/initrd.img" in text
+    assert "engine.slot=B" in text
+    assert "panic=-1" in text
     assert bootloader.new_entry(3, Slot.B, counting=True).file_name == "engine-3-b+1-0.conf"
     assert bootloader.new_entry(3, Slot.A, counting=False).file_name == "engine-3-a.conf"
 
@@ -66,7 +68,8 @@ def test_tracker_progress_is_monotonic() -> None:
         tracker.advance(0.5)
         tracker.advance(1.0)
     fractions = [f for _, f in seen]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] == 1.0
     assert tracker.done == tuple(s.value for s in UPGRADE_STEPS)
 
 

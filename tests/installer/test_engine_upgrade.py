@@ -19,7 +19,7 @@ from installer.engine import run_plan
 from installer.engine.checkpoints import UPGRADE_STEPS
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode, Secret
 from reference_builds.disk import SampleVm, add_sample_vms
-from reference_builds.pytest_plugin import vm_disk_digests
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, vm_disk_digests
 
 pytestmark = [pytest.mark.root]
 MIB = 1024 * 1024
@@ -42,17 +42,21 @@ def _installation(disk: Path) -> Installation:
     return found
 
 
-def test_upgrade_4_5_to_5_0(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_4_5_to_5_0(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G")
     vm_before = vm_disk_digests(disk)
     assert len(vm_before) == 4
     report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
-    assert report.slot == "B" and report.installed_version == "5.0.0"
+    assert report.slot == "B"
+    assert report.installed_version == "5.0.0"
     assert report.upgrade_status == "Installed (Reboot Required)"
     assert report.steps_done == tuple(s.value for s in UPGRADE_STEPS)
     notes = {n.name: n.message for n in report.vm_notes}
     assert "automatically" in notes["office-shared"]
-    assert "by hand" in notes["finance-custom"] and "by hand" in notes["lab-local"]
+    assert "by hand" in notes["finance-custom"]
+    assert "by hand" in notes["lab-local"]
 
     found = _installation(disk)
     assert found.version == "4.5.0"  # still running the old slot until the reboot
@@ -67,7 +71,8 @@ def test_upgrade_4_5_to_5_0(engine_disk, engine_medium) -> None:  # type: ignore
         "office-shared": "5.0.0",
         "training-shared": "5.0.0",
     }
-    assert found.keyboard == "us" and not found.registered
+    assert found.keyboard == "us"
+    assert not found.registered
     assert vm_disk_digests(disk) == vm_before
 
     # Running the same upgrade again (e.g. after an interruption) converges to the same disk.
@@ -78,7 +83,9 @@ def test_upgrade_4_5_to_5_0(engine_disk, engine_medium) -> None:  # type: ignore
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_upgrade_keeps_or_changes_settings_as_planned(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_keeps_or_changes_settings_as_planned(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     registration = Registration(RegistrationMode.SYNCHRONIZER, "sync.example", Secret("t0ken"))
     plan = _plan(
@@ -91,10 +98,13 @@ def test_upgrade_keeps_or_changes_settings_as_planned(engine_disk, engine_medium
     )
     run_plan(plan)
     found = _installation(disk)
-    assert found.keyboard == "fr" and found.registered
+    assert found.keyboard == "fr"
+    assert found.registered
 
 
-def test_vm_published_for_a_newer_engine_is_reported(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_vm_published_for_a_newer_engine_is_reported(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     with open_installation(disk) as session:
         session.write_vm(VmRecord("future-shared", VmKind.SHARED, "5.5.0", "5.5.0"))
@@ -106,15 +116,19 @@ def test_vm_published_for_a_newer_engine_is_reported(engine_disk, engine_medium)
     assert pv == {"future-shared": "5.5.0", "office-shared": "5.0.0"}
 
 
-def test_repair_same_version_keeps_data(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_repair_same_version_keeps_data(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("5.0.0", size="1G")
     vm_before = vm_disk_digests(disk)
     with open_installation(disk) as session:
         session.esp.remove("/EFI/BOOT/BOOTX64.EFI")  # damage: repair puts it back
     report = run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.REPAIR, "5.0.0"))
-    assert report.slot == "B" and report.vm_notes == ()
+    assert report.slot == "B"
+    assert report.vm_notes == ()
     found = _installation(disk)
-    assert found.version == "5.0.0" and len(found.vms) == 4
+    assert found.version == "5.0.0"
+    assert len(found.vms) == 4
     assert found.state.pending_slot is not None
     assert {vm.pv_drivers for vm in found.vms} == {"5.0.0"}
     with open_installation(disk, writable=False) as session:
@@ -122,7 +136,9 @@ def test_repair_same_version_keeps_data(engine_disk, engine_medium) -> None:  # 
     assert vm_disk_digests(disk) == vm_before
 
 
-def test_repair_mbr_in_place(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_repair_mbr_in_place(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G")
     with open_installation(disk) as session:
         session.system.remove("/usr/lib/engine/engined")
@@ -132,15 +148,19 @@ def test_repair_mbr_in_place(engine_disk, engine_medium) -> None:  # type: ignor
     assert len(_installation(disk).vms) == 4
 
 
-def test_migrate_4_0_mbr_to_4_5_gpt_in_place(engine_disk, engine_medium) -> None:  # type: ignore[no-untyped-def]
+def test_migrate_4_0_mbr_to_4_5_gpt_in_place(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
     disk = engine_disk("4.0.0", size="1G")
     vm_before = vm_disk_digests(disk)
     slot_a = (65 * MIB, 128 * MIB)
     old_system = _region_digest(disk, *slot_a)
     report = run_plan(_plan(engine_medium("4.5.0"), disk, InstallMode.UPGRADE, "4.5.0"))
-    assert report.slot == "B" and "switch-table" in report.steps_done
+    assert report.slot == "B"
+    assert "switch-table" in report.steps_done
     found = _installation(disk)
-    assert found.layout.value == "gpt-ab" and found.version == "4.0.0"
+    assert found.layout.value == "gpt-ab"
+    assert found.version == "4.0.0"
     assert found.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
     assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
     assert [p.start // MIB for p in found.partitions] == [1, 65, 193, 321]
@@ -164,8 +184,10 @@ def _region_digest(disk: Path, start: int, size: int) -> str:
 
 
 def test_failed_upgrade_is_recorded_and_switches_nothing(
-    engine_disk, engine_medium, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import installer.engine.upgrade as upgrade
 
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
@@ -177,7 +199,8 @@ def test_failed_upgrade_is_recorded_and_switches_nothing(
     with pytest.raises(HostError, match="Disk full"):
         run_plan(_plan(engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0"))
     found = _installation(disk)
-    assert found.upgrade_status is UpgradeStatus.FAILED and found.version == "4.5.0"
+    assert found.upgrade_status is UpgradeStatus.FAILED
+    assert found.version == "4.5.0"
     assert found.state.pending_slot is None
     assert [e.file_name for e in found.boot_entries] == ["engine-1-a.conf"]  # B was retired
     monkeypatch.undo()

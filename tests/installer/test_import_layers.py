@@ -23,7 +23,8 @@ def modules_after(statement: str) -> set[str]:
 def test_answer_files_do_not_load_the_screens_or_a_prompt_library() -> None:
     loaded = modules_after("import installer.answers")
     assert "installer.screens" not in loaded
-    assert "questionary" not in loaded and "prompt_toolkit" not in loaded
+    assert "questionary" not in loaded
+    assert "prompt_toolkit" not in loaded
 
 
 def imported_by(module: ModuleType) -> set[str]:

@@ -96,11 +96,12 @@ def test_fresh_dry_run_with_back_and_a_progress_bar(tmp_path: Path, iso: Path, b
     assert term.finish() == 0
     assert sha256(blank) == before
     text = recorded.read_text()
-    assert 'layout = "de"' in text and 'mode = "standalone"' in text
+    assert 'layout = "de"' in text
+    assert 'mode = "standalone"' in text
 
 
 def test_ctrl_c_at_the_finish_prompt_still_records(tmp_path: Path, iso: Path, blank: Path) -> None:
-    """R5: the answers are recorded when the progress step ends, not only at a clean exit."""
+    """The answers are recorded when the progress step ends, not only at a clean exit."""
     recorded = tmp_path / "recorded.toml"
     term = Terminal(
         tmp_path, "--media", iso, "--target", blank, "--dry-run", "--record-answers", recorded
@@ -114,7 +115,8 @@ def test_ctrl_c_at_the_finish_prompt_still_records(tmp_path: Path, iso: Path, bl
     term.answer("Do not reboot", CTRL_C)
     assert term.finish() == 130
     text = recorded.read_text()
-    assert 'layout = "us"' in text and 'mode = "standalone"' in text
+    assert 'layout = "us"' in text
+    assert 'mode = "standalone"' in text
 
 
 def test_ctrl_c_before_confirmation_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
@@ -146,7 +148,8 @@ def test_full_interactive_upgrade_of_a_real_45_disk(tmp_path: Path, iso: Path) -
     disk = tmp_path / "engine-4.5.0.img"
     create_reference_disk(disk, "4.5.0", 1 << 30)
     found = probe(disk)
-    assert isinstance(found, Installation) and found.version == "4.5.0"
+    assert isinstance(found, Installation)
+    assert found.version == "4.5.0"
     recorded = tmp_path / "recorded.toml"
 
     term = Terminal(
@@ -180,7 +183,8 @@ def test_full_interactive_upgrade_of_a_real_45_disk(tmp_path: Path, iso: Path) -
     assert str(after.upgrade_status) == "Installed (Reboot Required)"
     assert after.slots.get(Slot.B) == "5.0.0" or after.version == "5.0.0"
     assert [vm.name for vm in after.vms] == [vm.name for vm in found.vms]
-    assert after.keyboard == found.keyboard and after.registered == found.registered
+    assert after.keyboard == found.keyboard
+    assert after.registered == found.registered
     assert 'action = "upgrade"' in recorded.read_text()
 
 
@@ -213,7 +217,7 @@ def test_token_typed_in_the_terminal_is_never_shown(tmp_path: Path, iso: Path, b
 def test_back_from_the_summary_keeps_the_registration(
     tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
 ) -> None:
-    """B5: after Summary -> Back, Enter on the registration screen and its prompts gives back
+    """After Summary -> Back, Enter on the registration screen and its prompts gives back
     what was chosen and typed (synchronizer, the server, the token), not "keep"."""
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     term = Terminal(tmp_path, "--media", iso, "--target", disk, "--dry-run", timeout=120)

@@ -78,7 +78,9 @@ def test_the_licence_screen_neutralises_escape_sequences(
     installer.choose("next")
     assert installer.screen is Screen.EULA
     text = installer.view.text
-    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "\u202e" not in text
     assert "LICENCE\\x1b[2J\nline two\\x1b]0;title\\x07\n\tindented \\u202eevil" in text
 
 
@@ -91,5 +93,6 @@ def test_keyboard_names_from_the_medium_are_neutralised(
     installer.choose("accept")
     assert installer.screen is Screen.KEYBOARD
     labels = [choice.label for choice in installer.view.choices]
-    assert "us  English\\x1b[2J" in labels and "de  German\\x1b]0;title\\x07" in labels
+    assert "us  English\\x1b[2J" in labels
+    assert "de  German\\x1b]0;title\\x07" in labels
     assert not any("\x1b" in label or "\x07" in label for label in labels)

@@ -69,7 +69,8 @@ class NavigationMachine(RuleBasedStateMachine):
         model = self.installer.model
         # Checked at the moment of writing, not afterwards.
         assert model.screen is Screen.PROGRESS
-        assert model.eula_accepted and model.confirmed
+        assert model.eula_accepted
+        assert model.confirmed
         assert plan.eula_accepted
         self.engine_calls.append(plan)
         progress("write", 1.0)

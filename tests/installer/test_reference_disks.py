@@ -19,18 +19,22 @@ from reference_builds.disk import (
     VM_DISK_APPARENT,
     sample_vm_bytes,
 )
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 pytestmark = [pytest.mark.root]
 
 
 @pytest.mark.parametrize("version", sorted(REFERENCE_BUILDS))
-def test_reference_disk(version: str, engine_disk) -> None:  # type: ignore[no-untyped-def]
+def test_reference_disk(version: str, engine_disk: EngineDiskFactory) -> None:
     disk = engine_disk(version, size="1G")
     found = probe(disk)
     assert isinstance(found, Installation)
     build = REFERENCE_BUILDS[version]
-    assert found.version == version and found.layout is build.layout
-    assert found.install_complete and found.keyboard == "us" and not found.registered
+    assert found.version == version
+    assert found.layout is build.layout
+    assert found.install_complete
+    assert found.keyboard == "us"
+    assert not found.registered
     kinds = sorted(vm.kind for vm in found.vms)
     assert kinds == ["custom", "local", "shared", "shared"]
     assert {vm.published_for for vm in found.vms} == {version}
@@ -50,7 +54,9 @@ def test_engine_disk_create_engine_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert engine_disk_main(["create", str(disk), "--size", "1G", "--engine", "5.0.0"]) == 0
     assert "reference Engine 5.0.0" in capsys.readouterr().out
     found = probe(disk)
-    assert isinstance(found, Installation) and found.version == "5.0.0" and len(found.vms) == 4
+    assert isinstance(found, Installation)
+    assert found.version == "5.0.0"
+    assert len(found.vms) == 4
 
 
 def test_engine_disk_create_unknown_version(

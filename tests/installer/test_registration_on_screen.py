@@ -40,7 +40,8 @@ def test_screen_five_names_the_server_of_a_registered_disk(tmp_path: Path, iso: 
         )
     )
     found = probe(disk)
-    assert isinstance(found, Installation) and found.registration is not None
+    assert isinstance(found, Installation)
+    assert found.registration is not None
     assert found.registration.server == SERVER
 
     installer = Installer(load_medium(iso), load_target(disk), dry_run=True)
@@ -51,4 +52,5 @@ def test_screen_five_names_the_server_of_a_registered_disk(tmp_path: Path, iso: 
     assert installer.screen is Screen.EXISTING
     text = installer.view.text
     assert f"Registered with Synchronizer ({SERVER})" in text
-    assert TOKEN not in text and TOKEN not in repr(installer.model.target)
+    assert TOKEN not in text
+    assert TOKEN not in repr(installer.model.target)

@@ -4,6 +4,7 @@ refused exactly as the rules say, with refused disks unchanged. Prints the matri
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from enginekit.versions import EngineVersion
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
 from reference_builds.builds import REFERENCE_BUILDS
-from reference_builds.pytest_plugin import sparse_digest
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, sparse_digest
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 VERSIONS = sorted(REFERENCE_BUILDS, key=EngineVersion.parse)
@@ -36,7 +37,11 @@ EXPECTED: dict[tuple[str, str], tuple[InstallMode, str, str]] = {
 }
 
 
-def test_upgrade_matrix(engine_disk, engine_medium, record_property) -> None:  # type: ignore[no-untyped-def]
+def test_upgrade_matrix(
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    record_property: Callable[[str, object], None],
+) -> None:
     assert set(EXPECTED) == {(i, m) for i in VERSIONS for m in VERSIONS}
     outcome: dict[tuple[str, str], str] = {}
     failures = []

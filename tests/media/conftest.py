@@ -7,8 +7,11 @@ pytest-xdist); tests that change bytes work on a copy in their own tmp_path.
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,28 @@ def small_payload(tmp_path: Path) -> SmallPayload:
         return write_small_payload(tmp_path / f"payload{next(counter)}", files, version)
 
     return make
+
+
+@dataclass(frozen=True)
+class BlockNode:
+    """A block device node in a test's tmp_path (`path`) for a loop device the test holds."""
+
+    path: Path
+    rdev: int
+    backing: Path
+
+
+@pytest.fixture
+def block_node(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlockNode]:
+    """`tmp_path/fakeblk`: a block device node for a loop device attached (and held) for this
+    test alone, over a zeroed 1 MiB file outside tmp_path. Code that wrongly opens the node
+    reaches our own file, never a device of the machine or of another test."""
+    from disk_images.loop import LoopDevice
+
+    backing = tmp_path_factory.mktemp("block-node") / "backing.img"
+    backing.write_bytes(bytes(1 << 20))
+    with LoopDevice(backing) as loop:
+        rdev = os.stat(loop.device).st_rdev
+        node = tmp_path / "fakeblk"
+        os.mknod(node, 0o600 | stat.S_IFBLK, rdev)
+        yield BlockNode(node, rdev, backing)

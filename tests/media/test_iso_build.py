@@ -33,7 +33,7 @@ from media.reader import MediumReader
 from media.system_area import read_hybrid
 from media.verify import verify_iso
 
-from .conftest import SmallPayload, write_small_payload
+from .conftest import BlockNode, SmallPayload, write_small_payload
 
 
 def _xorriso_report(iso: Path) -> str:
@@ -337,18 +337,18 @@ def test_names_that_collide_in_iso9660_all_arrive(
     assert verify_iso(out).ok
 
 
+@pytest.mark.root
 def test_a_block_device_output_is_refused_and_left_alone(
-    small_payload: SmallPayload, tmp_path: Path
+    small_payload: SmallPayload, tmp_path: Path, block_node: BlockNode
 ) -> None:
-    # A scratch node in tmp_path, never a real /dev/loopN: the old builder replaced the node
-    # with a regular file (temp next to OUT, then os.replace).
-    node = tmp_path / "fakeblk"
-    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    # Not replaced by a regular file (a temp next to OUT, then os.replace), nor written.
+    node = block_node.path
     payload = small_payload()
     with pytest.raises(UserInputError, match="is a block device; to write a stick use") as err:
         build_iso(payload, node)
     assert "engine-media usb write" in err.value.message
-    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(7, 200)
+    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == block_node.rdev
+    assert block_node.backing.read_bytes() == bytes(1 << 20)
     chardev = tmp_path / "fakechr"
     os.mknod(chardev, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
     with pytest.raises(UserInputError, match="is not a regular file"):

@@ -69,7 +69,8 @@ def test_tool_implant_passes_ours_with_same_fields(iso: Path) -> None:
     run(["implantisomd5", iso])
     result = isomd5.check(iso)
     assert result.status is Md5Status.PASS
-    assert result.fragments_ok and result.first_bad_fragment is None
+    assert result.fragments_ok
+    assert result.first_bad_fragment is None
     assert result.actual == result.expected
     embedded = isomd5.read_embedded(iso)
     assert embedded is not None
@@ -78,7 +79,8 @@ def test_tool_implant_passes_ours_with_same_fields(iso: Path) -> None:
     assert f"Fragment sums: {embedded.fragment_sums}" in listed
     assert f"Fragment count: {embedded.fragment_count}" in listed
     assert "Supported ISO: no" in listed
-    assert embedded.skip_sectors == 15 and len(embedded.fragment_sums) == 60
+    assert embedded.skip_sectors == 15
+    assert len(embedded.fragment_sums) == 60
     field = iso.read_bytes()[FIELD : FIELD + 512]
     assert field.decode().rstrip(" ") == embedded.text
 
@@ -90,7 +92,9 @@ def test_both_implanters_write_identical_bytes(iso: Path, supported: bool) -> No
     md5 = isomd5.implant(iso, supported=supported)
     assert iso.read_bytes() == theirs.read_bytes()
     embedded = isomd5.read_embedded(iso)
-    assert embedded is not None and embedded.md5 == md5 and embedded.supported is supported
+    assert embedded is not None
+    assert embedded.md5 == md5
+    assert embedded.supported is supported
 
 
 def test_refuses_second_implant_unless_forced(iso: Path) -> None:
@@ -117,11 +121,13 @@ def test_flipped_byte_fails_in_both(iso: Path) -> None:
     iso.write_bytes(data)
     result = isomd5.check(iso)
     assert result.status is Md5Status.FAIL
-    assert not result.fragments_ok and result.first_bad_fragment is not None
+    assert not result.fragments_ok
+    assert result.first_bad_fragment is not None
     assert result.actual is None  # stopped at the bad fragment, as checkisomd5 does
     assert tool_check(iso) != 0
     full = isomd5.check(iso, stop_at_bad_fragment=False)
-    assert full.status is Md5Status.FAIL and full.actual not in (None, full.expected)
+    assert full.status is Md5Status.FAIL
+    assert full.actual not in (None, full.expected)
     assert full.first_bad_fragment == result.first_bad_fragment
 
 
@@ -132,8 +138,10 @@ def test_flip_in_last_fragment_fails_by_whole_sum(iso: Path) -> None:
     data[len(data) - 15 * 2048 - 1] ^= 0xFF
     iso.write_bytes(data)
     result = isomd5.check(iso)
-    assert result.status is Md5Status.FAIL and result.fragments_ok
-    assert result.actual is not None and result.actual != result.expected
+    assert result.status is Md5Status.FAIL
+    assert result.fragments_ok
+    assert result.actual is not None
+    assert result.actual != result.expected
     assert tool_check(iso) != 0
 
 
@@ -149,15 +157,18 @@ def test_skipped_sectors_are_not_covered(iso: Path) -> None:
 def test_absent(iso: Path) -> None:
     assert isomd5.read_embedded(iso) is None
     result = isomd5.check(iso)
-    assert result.status is Md5Status.ABSENT and result.expected is None
+    assert result.status is Md5Status.ABSENT
+    assert result.expected is None
     proc = run(["checkisomd5", iso], check=False)
-    assert proc.returncode != 0 and "NA" in proc.stderr.decode()
+    assert proc.returncode != 0
+    assert "NA" in proc.stderr.decode()
 
 
 def test_progress_is_reported(iso: Path) -> None:
     seen: list[tuple[int, int]] = []
     isomd5.implant(iso, progress=lambda done, total: seen.append((done, total)))
-    assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] == iso.stat().st_size - 15 * 2048
+    assert seen[0][0] == 0
+    assert seen[-1][0] == seen[-1][1] == iso.stat().st_size - 15 * 2048
 
 
 def test_truncated_iso_is_invalid(iso: Path) -> None:
@@ -166,7 +177,8 @@ def test_truncated_iso_is_invalid(iso: Path) -> None:
         handle.truncate(iso.stat().st_size - 4096)
     with pytest.raises(InvalidISO, match=r"truncated: the file has \d+ bytes") as info:
         isomd5.check(iso)
-    assert str(iso) in info.value.message and "\n" not in info.value.message
+    assert str(iso) in info.value.message
+    assert "\n" not in info.value.message
     with pytest.raises(InvalidISO, match="truncated"):
         isomd5.implant(iso, force=True)
 
@@ -350,9 +362,9 @@ def test_hybrid_iso_system_area_is_covered(tmp_path: Path) -> None:
     (tree / "data.bin").write_bytes(os.urandom(512 * 1024))
     iso = tmp_path / "hybrid.iso"
     run(
-        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx]
-        + ["-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
-    )
+        ["xorriso", "-as", "mkisofs", "-quiet", "-o", iso, "-isohybrid-mbr", isohdpfx,
+         "-e", "boot/efi.img", "-no-emul-boot", "-isohybrid-gpt-basdat", tree]
+    )  # fmt: skip
     theirs = copy(iso, "theirs.iso")
     run(["implantisomd5", theirs])
     isomd5.implant(iso)
@@ -377,7 +389,8 @@ def _one_error_and_hint(
     lines = err.splitlines()
     assert len([ln for ln in lines if ln.startswith("error:")]) == 1, err
     hints = [ln for ln in lines if ln.startswith("hint: ")]
-    assert len(hints) == 1 and len(hints[0]) > len("hint: ") + 10, err
+    assert len(hints) == 1, err
+    assert len(hints[0]) > len("hint: ") + 10, err
     return status, lines
 
 

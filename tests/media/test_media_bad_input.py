@@ -1,4 +1,4 @@
-"""Every bad input from issue 2, through the CLI: one clear `error:` line naming the problem,
+"""Every bad input, through the CLI: one clear `error:` line naming the problem,
 a non-zero exit status, never a traceback."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from enginekit.errors import UserInputError
 from enginekit.process import run
 from media.reader import MediumReader
 
-from .conftest import SmallPayload
+from .conftest import BlockNode, SmallPayload
 
 
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -115,12 +115,16 @@ def test_manifest_path_escaping(
     # As a payload to build from: refused before anything is written.
     out = tmp_path / "x.iso"
     status, line = _run_cli(["build", "--payload", str(tree), "-o", str(out)], capsys)
-    assert status == 2 and why in line and bad_path in line
+    assert status == 2
+    assert why in line
+    assert bad_path in line
     assert not out.exists()
     # On a medium made by another tool: verify refuses the manifest.
     iso = _xorriso_iso(tree, tmp_path / "escape.iso")
     status, line = _run_cli(["verify", str(iso)], capsys)
-    assert status == 1 and why in line and bad_path in line
+    assert status == 1
+    assert why in line
+    assert bad_path in line
 
 
 def test_not_an_iso(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,9 +171,11 @@ def test_an_iso_the_user_cannot_read(reference_iso_copy: Path) -> None:
             proc = run([*nobody, script, *command, reference_iso_copy], check=False, timeout=60)
             err = proc.stderr.decode()
             errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
-            assert proc.returncode == 2 and len(errors) == 1, (command, err)
+            assert proc.returncode == 2, (command, err)
+            assert len(errors) == 1, (command, err)
             assert errors[0].startswith(f"error: {reference_iso_copy}: "), command
-            assert "ermission denied" in errors[0] and "\nhint: " in err, command
+            assert "ermission denied" in errors[0], command
+            assert "\nhint: " in err, command
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo", "/dev/null"])
@@ -194,7 +200,7 @@ def test_the_reader_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     def open_it() -> None:
         try:
             MediumReader.open(fifo).close()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome.append(exc)
 
     worker = threading.Thread(target=open_it, daemon=True)
@@ -205,7 +211,8 @@ def test_the_reader_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
         os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
         worker.join()
         pytest.fail("MediumReader.open blocked on a FIFO")
-    assert len(outcome) == 1 and isinstance(outcome[0], UserInputError)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], UserInputError)
     assert outcome[0].message == f"{fifo}: not a regular file or block device"
 
 
@@ -217,7 +224,8 @@ def test_payload_directory_without_manifest(
     out = tmp_path / "x.iso"
     status, line = _run_cli(["build", "--payload", str(tree), "-o", str(out)], capsys)
     assert status == 2
-    assert "no engine/manifest.json" in line and str(tree) in line
+    assert "no engine/manifest.json" in line
+    assert str(tree) in line
     assert not out.exists()
     status, line = _run_cli(
         ["build", "--payload", str(tmp_path / "absent"), "-o", str(out)], capsys
@@ -233,32 +241,39 @@ def test_changed_payload_file_is_refused_at_build(
     status, line = _run_cli(
         ["build", "--payload", str(tree), "-o", str(tmp_path / "x.iso")], capsys
     )
-    assert status == 2 and "engine/EULA.txt" in line
+    assert status == 2
+    assert "engine/EULA.txt" in line
     assert [p for p in tmp_path.iterdir() if p.suffix in (".iso", ".partial")] == []
     shutil.rmtree(tree)
 
 
+@pytest.mark.root
 def test_build_and_implant_refuse_a_block_device(
-    small_payload: SmallPayload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    small_payload: SmallPayload,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    block_node: BlockNode,
 ) -> None:
     from enginekit.errors import UserInputError
     from media import isomd5
 
-    # A scratch node in tmp_path, never a real /dev/loopN.
-    node = tmp_path / "fakeblk"
-    os.mknod(node, 0o600 | stat.S_IFBLK, os.makedev(7, 200))
+    node = block_node.path
     status, line = _run_cli(["build", "--payload", str(small_payload()), "-o", str(node)], capsys)
     assert status == 2
     assert line == (
         f"error: {node}: is a block device; to write a stick use 'engine-media usb write'"
     )
     status, line = _run_cli(["build", "--reference", "5.0.0", "-o", str(node)], capsys)
-    assert status == 2 and "is a block device" in line
+    assert status == 2
+    assert "is a block device" in line
     status, line = _run_cli(["md5", "implant", str(node)], capsys)
-    assert status == 2 and str(node) in line
+    assert status == 2
+    assert str(node) in line
     with pytest.raises(UserInputError, match="is a block device; to write a stick use"):
         isomd5.implant(node)
-    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == os.makedev(7, 200)
+    assert stat.S_ISBLK(node.lstat().st_mode)
+    assert node.lstat().st_rdev == block_node.rdev
+    assert block_node.backing.read_bytes() == bytes(1 << 20)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fakeblk", "payload0"]
 
 
@@ -270,7 +285,8 @@ def test_second_implant_names_the_force_option(
     err = capsys.readouterr().err
     assert "already holds an isomd5sum checksum" in err
     (hint,) = [ln for ln in err.splitlines() if ln.startswith("hint:")]
-    assert "add --force to overwrite it" in hint and "pass force" not in hint
+    assert "add --force to overwrite it" in hint
+    assert "pass force" not in hint
 
 
 def test_a_file_name_that_is_not_utf8_is_refused_at_build(

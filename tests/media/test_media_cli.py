@@ -26,11 +26,13 @@ def test_build_reference_then_inspect_and_verify(
     assert f"ENGINE_{version.replace('.', '_')}" in capsys.readouterr().out
     assert main(["inspect", str(out), "--json", "--usb-size", "8G"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["version"] == version and data["md5"] == "pass"
+    assert data["version"] == version
+    assert data["md5"] == "pass"
     assert data["fits"]["USB"] is True
     assert main(["verify", str(out), "--json"]) == 0
     verified = json.loads(capsys.readouterr().out)
-    assert verified["ok"] is True and verified["boots"] == []
+    assert verified["ok"] is True
+    assert verified["boots"] == []
 
 
 def test_build_payload(small_payload: SmallPayload, tmp_path: Path,
@@ -47,8 +49,10 @@ def test_build_payload(small_payload: SmallPayload, tmp_path: Path,
 def test_inspect_human(reference_iso_5: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(reference_iso_5)]) == 0
     text = capsys.readouterr().out
-    assert "5.0.0" in text and "ENGINE_5_0_0" in text
-    assert "bios: /isolinux/isolinux.bin" in text and "uefi: /isolinux/efiboot.img" in text
+    assert "5.0.0" in text
+    assert "ENGINE_5_0_0" in text
+    assert "bios: /isolinux/isolinux.bin" in text
+    assert "uefi: /isolinux/efiboot.img" in text
     assert "GPT valid" in text
     assert "embedded md5  pass" in text
 
@@ -91,7 +95,8 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         main(["build", "-o", "x.iso"])
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "Traceback" not in err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
     # No command or action: one error line and a hint, like `engine-media usb` (was usage).
     for argv, what in (
         ([], ("engine-media", "COMMAND")),
@@ -109,7 +114,8 @@ def test_usage_errors_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
 def test_unknown_reference_version(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", "--reference", "9.9.9", "-o", str(tmp_path / "x.iso")]) == 2
     err = capsys.readouterr().err
-    assert "9.9.9" in err and "Traceback" not in err
+    assert "9.9.9" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "x.iso").exists()
 
 
@@ -131,7 +137,7 @@ def test_console_script_runs(reference_iso_5: Path, tmp_path: Path) -> None:
 def test_usb_size_needs_a_unit(
     reference_iso_5: Path, capsys: pytest.CaptureFixture[str], size: str
 ) -> None:
-    """`--usb-size 16` used to mean 16 bytes; a bare number is now refused."""
+    """A bare number for `--usb-size` is refused: 16 would mean 16 bytes, never what is meant."""
     assert main(["inspect", str(reference_iso_5), "--usb-size", size]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [

@@ -60,7 +60,8 @@ def test_build_refuses_content_the_installer_cannot_show(
     payload = small_payload(files)
     out = tmp_path / "out.iso"
     status, errors = _build(payload, out, capsys)
-    assert status == 2 and len(errors) == 1, errors
+    assert status == 2, errors
+    assert len(errors) == 1, errors
     assert errors[0].startswith(f"error: {payload}: {expected}")
     assert not out.exists()
 
@@ -95,4 +96,5 @@ def test_verify_fails_a_medium_with_such_content(
     report = json.loads(capsys.readouterr().out)
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["files"]["ok"] is True
-    assert checks["manifest"]["ok"] is False and expected in checks["manifest"]["detail"]
+    assert checks["manifest"]["ok"] is False
+    assert expected in checks["manifest"]["detail"]

@@ -104,11 +104,13 @@ def test_flipped_byte_in_an_iso_is_found(iso: Path) -> None:
     iso.write_bytes(bytes(image))
     with MediumReader.open(iso) as medium:
         problems = medium.verify_files()
-    assert len(problems) == 1 and problems[0].path in {"boot/vmlinuz", "system/vmlinuz"}
+    assert len(problems) == 1
+    assert problems[0].path in {"boot/vmlinuz", "system/vmlinuz"}
     first = problems[0]
     assert first.problem is Problem.SHA256
     assert first.expected == hashlib.sha256(FILES[first.path]).hexdigest()
-    assert first.actual is not None and first.actual != first.expected
+    assert first.actual is not None
+    assert first.actual != first.expected
     assert "sha256 is" in first.describe()
 
 
@@ -152,7 +154,8 @@ def error_line(path: Path) -> tuple[type[BaseException], str]:
     with pytest.raises(UserInputError) as caught:
         MediumReader.open(path)
     message = caught.value.message
-    assert "\n" not in message and caught.value.hint
+    assert "\n" not in message
+    assert caught.value.hint
     return type(caught.value), message
 
 

@@ -101,7 +101,8 @@ def test_versions_differ_where_they_should(tmp_path: Path, kernel: Kernel) -> No
     # ... but a different installer init, licence and system files.
     for differs in ("boot/initrd.img", "engine/EULA.txt", "system/root/usr/lib/engine/engined"):
         assert old_files[differs] != new_files[differs]
-    assert str(old.layout) == "mbr" and str(new.layout) == "gpt-ab"
+    assert str(old.layout) == "mbr"
+    assert str(new.layout) == "gpt-ab"
 
 
 def test_unknown_version_is_refused_with_the_known_ones(tmp_path: Path) -> None:

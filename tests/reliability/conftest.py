@@ -1,4 +1,4 @@
-"""Shared scaffolding for the reliability tests (issue 6): how a command's outcome is judged,
+"""Shared scaffolding for the reliability tests: how a command's outcome is judged,
 a watchdog against hangs, the console scripts, and a small installer medium built once.
 
 Every fuzz and interruption test asks the same question of a command: did it end with exit
@@ -92,7 +92,7 @@ class Hang(BaseException):
 def watchdog(seconds: float, what: str) -> Iterator[None]:
     """Fail with Hang if the body runs longer than `seconds` (main thread only, SIGALRM)."""
 
-    def fire(signum: int, frame: FrameType | None) -> None:
+    def fire(_signum: int, _frame: FrameType | None) -> None:
         raise Hang(f"{what}: still running after {seconds:.0f} s (a hang)")
 
     previous = signal.signal(signal.SIGALRM, fire)
@@ -268,7 +268,7 @@ def json_mutation(doc: object, draw: st.DrawFn) -> tuple[str, bytes]:
     return what, json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-# --- the kill-point tally (issue 6: "how many kill points were tried and how many survived") ---
+# --- the kill-point tally ("how many kill points were tried and how many survived") ---
 
 
 # user property name -> heading of its block in the summary

@@ -1,4 +1,4 @@
-"""Fuzzing the disk probe and the commands built on it with damaged Engine disks (issue 6).
+"""Fuzzing the disk probe and the commands built on it with damaged Engine disks.
 
 Every hypothesis example takes a sparse copy of a real reference 4.5.0 disk (made by the
 installer through the pytest plugin) and damages one thing: a field or bytes of the primary
@@ -215,8 +215,24 @@ def gpt_damage(draw: st.DrawFn, disk_size: int) -> GptDamage:
         value = draw(
             st.one_of(
                 st.sampled_from(
-                    [0, 1, 2, 33, 34, 2048, sectors - 34, sectors - 2, sectors - 1, sectors]
-                    + [sectors + 1, sectors * 2, 2**31, 2**32 - 1, 2**63, 2**64 - 1]
+                    [
+                        0,
+                        1,
+                        2,
+                        33,
+                        34,
+                        2048,
+                        sectors - 34,
+                        sectors - 2,
+                        sectors - 1,
+                        sectors,
+                        sectors + 1,
+                        sectors * 2,
+                        2**31,
+                        2**32 - 1,
+                        2**63,
+                        2**64 - 1,
+                    ]
                 ),
                 st.integers(min_value=0, max_value=2 ** (8 * width) - 1),
             )
@@ -292,7 +308,8 @@ def judge(
         found = probe(image)
     assert isinstance(found, Installation | NoInstallation)
     if isinstance(found, NoInstallation):
-        assert found.reason and "\n" not in found.reason, found
+        assert found.reason, found
+        assert "\n" not in found.reason, found
     assert sparse_digest(image) == before, "probe() wrote to the image"
 
     outcomes = []
@@ -324,7 +341,8 @@ def test_pristine_reference_disk_baseline(
     """Undamaged, the disk is an Engine 4.5.0 and the dry run plans the upgrade."""
     image = disk_factory()
     found = probe(image)
-    assert isinstance(found, Installation) and found.version == "4.5.0"
+    assert isinstance(found, Installation)
+    assert found.version == "4.5.0"
     outcomes = judge(image, medium, answers, capsys)
     assert [o.status for o in outcomes] == [0, 0, 0], outcomes[-1].describe()
     assert "mode: upgrade" in outcomes[-1].out

@@ -1,4 +1,4 @@
-"""A fresh install killed midway (issue 6): SIGKILL at every install checkpoint and at random
+"""A fresh install killed midway: SIGKILL at every install checkpoint and at random
 moments in between, then nothing may be left attached, and running the installer again must
 either complete the install or say clearly that the disk holds an incomplete install and
 offer erase (and the erase then completes it).
@@ -118,9 +118,10 @@ def mounts_of(image: Path, workdir: Path) -> list[str]:
 
 
 def assert_nothing_left_attached(run: KillRun) -> None:
-    """Loop devices detach themselves once the dead process's namespace is gone: allow the
-    kernel a moment, then nothing may remain."""
-    deadline = time.monotonic() + 15
+    """Loop devices detach themselves once the dead process's namespace is gone, which the
+    kernel does asynchronously: wait for that (the bound only catches a release that never
+    comes, generous so a loaded machine cannot trip it), then nothing may remain."""
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if not loops_backed_by(run.image) and not mounts_of(run.image, run.workdir):
             return
@@ -171,7 +172,8 @@ def _recover(run: KillRun) -> str:
         return f"completed by running again (disk was {after_kill.kind.value})"
     # Not completed: then it must say the install is incomplete and offer erase.
     message = " ".join(error_lines(again.err)) + again.err
-    assert "incomplete" in message and "erase" in message, again.describe()
+    assert "incomplete" in message, again.describe()
+    assert "erase" in message, again.describe()
     assert after_kill.disk_id, after_kill
     erase = run.workdir / "erase.toml"
     erase.write_text(ERASE_ANSWERS.format(disk_id=after_kill.disk_id))

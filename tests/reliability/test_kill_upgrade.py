@@ -1,4 +1,4 @@
-"""Upgrades and installs that survive SIGKILL at every step (issue 6).
+"""Upgrades and installs that survive SIGKILL at every step.
 
 The unattended upgrade (`engine-install --answers`) runs as a separate process and is killed
 with SIGKILL at every checkpoint (`ENGINEKIT_CRASH_AT`, the process kills itself the moment it
@@ -51,7 +51,9 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 UPGRADE_ANSWERS = (
     '[eula]\naccept = true\n[keyboard]\nlayout = "us"\n[existing]\naction = "upgrade"\n'
 )
-RELEASE_TIMEOUT = 20.0
+# The kernel releases a killed process's namespace, mounts and loop devices asynchronously:
+# a bound for a release that never comes, generous so a loaded machine cannot trip it.
+RELEASE_TIMEOUT = 60.0
 # Boot states (ESP entries + slot versions) this worker already booted: a kill that leaves the
 # disk in one of them would boot the same way, so only new states cost a boot (~10 s in TCG).
 BOOTED_STATES: set[tuple[object, ...]] = set()
@@ -307,7 +309,8 @@ def test_migration_killed_then_rerun(
         assert status == -signal.SIGKILL
         _wait_released(disk)
         found = probe(disk)
-        assert isinstance(found, Installation) and found.version == "4.0.0", found
+        assert isinstance(found, Installation), found
+        assert found.version == "4.0.0", found
         switched = MIGRATE_STEPS.index(checkpoint) > MIGRATE_STEPS.index(Checkpoint.SWITCH_TABLE)
         assert found.layout.value == ("gpt-ab" if switched else "mbr")
         assert vm_disk_digests(disk) == vm_before
@@ -316,13 +319,15 @@ def test_migration_killed_then_rerun(
 
             copy = copy_sparse(disk, disk.with_name(disk.name + ".boot"))
             running = boot_installed_disk(copy, timeout=90).running
-            assert running is not None and running.version in ("4.0.0", "4.5.0")
+            assert running is not None
+            assert running.version in ("4.0.0", "4.5.0")
             copy.unlink()
             booted = True
         plan = InstallPlan(medium, disk, InstallMode.UPGRADE, "4.5.0", eula_accepted=True)
         assert run_plan(plan).upgrade_status == UpgradeStatus.INSTALLED_REBOOT_REQUIRED.value
         after = probe(disk)
-        assert isinstance(after, Installation) and after.layout.value == "gpt-ab"
+        assert isinstance(after, Installation)
+        assert after.layout.value == "gpt-ab"
         assert after.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
         assert vm_disk_digests(disk) == vm_before
         _wait_released(disk)

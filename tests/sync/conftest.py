@@ -40,8 +40,17 @@ def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
         proc = spawn(
             # --debug: the most the server ever logs (its access log included) goes to the
             # log file, so the token tests see all of it.
-            [sys.executable, "-m", "commands.engine_sync", "serve", "--debug", "--data", data]
-            + ["--listen", "127.0.0.1:0"],
+            [
+                sys.executable,
+                "-m",
+                "commands.engine_sync",
+                "serve",
+                "--debug",
+                "--data",
+                data,
+                "--listen",
+                "127.0.0.1:0",
+            ],
             stderr=log_file.fileno(),
         )
         try:

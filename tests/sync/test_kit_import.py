@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pycdlib
+import pytest
 
 from .conftest import import_kit
 
@@ -72,7 +73,8 @@ def test_iso_dropped_into_file_import_is_imported(sync_server, sync_cli, engine_
     assert not dropped.exists()
 
 
-def test_the_same_version_twice_is_refused(sync_server, sync_cli, engine_medium) -> None:
+@pytest.mark.usefixtures("sync_server")
+def test_the_same_version_twice_is_refused(sync_cli, engine_medium) -> None:
     iso = engine_medium("5.0.0")
     assert import_kit(sync_cli, iso)[0] == 0
     status, _, err = import_kit(sync_cli, iso)

@@ -24,5 +24,6 @@ def test_registration_options_are_checked_first(
     disk = tmp_path / "pc.img"
     assert engine_disk.main(["create", str(disk), "--size", "2G", *options]) == 2
     errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and message in errors[0]
+    assert len(errors) == 1
+    assert message in errors[0]
     assert not disk.exists()

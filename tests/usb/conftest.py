@@ -1,8 +1,9 @@
 """Fixtures for the USB tests: small random ISOs built with xorriso, loop devices as sticks.
 
 Loop devices are real block devices, so writing to one goes through the same kernel paths
-(O_EXCL, BLKGETSIZE64, BLKROGET, O_DIRECT, BLKRRPART) as a USB stick. Each one is detached
-when the test ends, even when it fails.
+(O_EXCL, BLKGETSIZE64, BLKROGET, O_DIRECT, BLKRRPART) as a USB stick. Each one is held open
+by the test that attached it and released through that descriptor when the test ends, even
+when it fails; no test ever acts on a loop device by a number it read earlier.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import io
 import json
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from enginekit.process import require_tool, run, run_text
+from enginekit.process import require_tool, run
 from media.usb.discovery import (
     BlockDeviceInfo,
     Holds,
@@ -72,30 +72,14 @@ def make_iso(tmp_path: Path) -> Callable[[int], Path]:
 
 @contextlib.contextmanager
 def attached_loop(backing: Path, *, read_only: bool = False) -> Iterator[Path]:
-    losetup = require_tool("losetup", "mount")
-    argv = [losetup, "--find", "--show", "--partscan"]
-    if read_only:
-        argv.append("--read-only")
-    device = Path(run_text([*argv, backing]).strip())
-    try:
-        yield device
-    finally:
-        # Another program on this machine (lsblk, blkid, a parallel test) may hold the device
-        # for a moment; the kernel then defers the detach. Wait for it to really go.
-        deadline = time.monotonic() + 10
-        while _still_backed_by(device, backing) and time.monotonic() < deadline:
-            run([losetup, "--detach", device], check=False)
-            time.sleep(0.05)
+    """`backing` attached to a loop device that this test holds open until the block ends.
 
+    The device is attached with autoclear and released through our own descriptor, never by
+    its number: once we let go, the number may belong to another test at once."""
+    from disk_images.loop import LoopDevice
 
-def _still_backed_by(device: Path, backing: Path) -> bool:
-    """Whether `device` is still attached to *our* file (the number may be reused by others
-    as soon as we let go, and theirs must be left alone)."""
-    try:
-        name = (Path("/sys/block") / device.name / "loop" / "backing_file").read_text()
-    except OSError:
-        return False
-    return name.strip().removesuffix(" (deleted)") == str(backing.resolve())
+    with LoopDevice(backing, read_only=read_only) as loop:
+        yield loop.device
 
 
 @pytest.fixture

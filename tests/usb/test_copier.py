@@ -54,7 +54,8 @@ def test_write_and_verify_an_unaligned_image(tmp_path: Path, target_class: type)
     assert copier.verify().ok
     for phase in (Phase.WRITE, Phase.VERIFY):
         done = [p.done for p in seen if p.phase is phase]
-        assert done == sorted(done) and done[-1] == image.stat().st_size
+        assert done == sorted(done)
+        assert done[-1] == image.stat().st_size
 
 
 def test_a_bigger_target_keeps_its_size_and_loses_its_backup_table(tmp_path: Path) -> None:
@@ -113,11 +114,13 @@ def test_stop_event_leaves_an_incomplete_target(tmp_path: Path) -> None:
     with pytest.raises(WriteInterrupted) as info:
         copier.write()
     assert info.value.done == 2 * CHUNK_SIZE
-    assert "incomplete" in info.value.message and info.value.hint
+    assert "incomplete" in info.value.message
+    assert info.value.hint
     assert target.stat().st_size == 2 * CHUNK_SIZE
     stop.clear()
     result = copier.verify()
-    assert not result.ok and result.first_bad_offset == 2 * CHUNK_SIZE
+    assert not result.ok
+    assert result.first_bad_offset == 2 * CHUNK_SIZE
 
 
 def test_a_missing_target_is_refused_not_created(tmp_path: Path) -> None:
@@ -144,7 +147,8 @@ def test_many_targets_one_failing_does_not_stop_the_others(tmp_path: Path) -> No
     report = write_many(image, [good[0], tmp_path / "missing.img", good[1]])
     statuses = [r.status for r in report.results]
     assert statuses == [TargetStatus.OK, TargetStatus.REFUSED, TargetStatus.OK]
-    assert not report.all_succeeded and not report.interrupted
+    assert not report.all_succeeded
+    assert not report.interrupted
     for path in good:
         assert path.read_bytes() == image.read_bytes()
     assert not (tmp_path / "missing.img").exists()

@@ -114,7 +114,8 @@ def test_recorded_devices_are_described(
     )
     assert device.size_bytes == size
     assert device.removable is removable
-    assert not device.read_only and not device.is_partition
+    assert not device.read_only
+    assert not device.is_partition
 
 
 @pytest.mark.parametrize(
@@ -205,7 +206,8 @@ def test_write_refusals(
     assert {r.code for r in refusals} == expected
     for refusal in refusals:
         line = refusal.line()
-        assert "\n" not in line and line.startswith(f"refusing {device.path}: ")
+        assert "\n" not in line
+        assert line.startswith(f"refusing {device.path}: ")
         assert refusal.hint
 
 
@@ -232,7 +234,8 @@ def test_a_loop_device_over_the_image_is_refused_without_exemption() -> None:
                            False, holds=frozenset({Holds.IMAGE_BACKED}))  # fmt: skip
     options = WriteOptions(force=True, unmount=True)
     (refusal,) = device_refusals(loop, ISO_SIZE, options)
-    assert refusal.code is R.BACKED_BY_IMAGE and "destroy the image" in refusal.reason
+    assert refusal.code is R.BACKED_BY_IMAGE
+    assert "destroy the image" in refusal.reason
     assert "a loop device over the image file" in hidden_reasons(loop)
 
 

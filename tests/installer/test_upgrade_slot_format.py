@@ -1,4 +1,4 @@
-"""Review finding D1: the upgrade formats the new slot through `InstallationSession.format()`,
+"""The upgrade formats the new slot through `InstallationSession.format()`,
 which refuses a partition whose files the session has open, instead of running mkfs on the
 partition device behind the session's back. A real 4.5.0 disk and the real 5.0.0 medium.
 """
@@ -23,16 +23,15 @@ from reference_builds.pytest_plugin import EngineDiskFactory
 pytestmark = [pytest.mark.root]
 
 
-def test_upgrade_will_not_format_a_slot_in_use(
-    tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
-) -> None:
+def test_upgrade_will_not_format_a_slot_in_use(iso: Path, engine_disk: EngineDiskFactory) -> None:
     disk = engine_disk("4.5.0", size="1G", with_vms=False)
     with MediumReader.open(iso) as medium:
         image = SystemImage.read(medium)
     plan = InstallPlan(iso, disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True)
     with open_installation(disk, writable=True, layout=DiskLayout.GPT_AB) as session:
         state = session.read_state()
-        assert state is not None and state.active_slot is Slot.A
+        assert state is not None
+        assert state.active_slot is Slot.A
         in_use = session.slot(Slot.B)  # the slot the upgrade would write, open in the session
         names = sorted(in_use.list("/"))
         with pytest.raises(NotAnEngineInstallation, match="in use in this session"):

@@ -1,6 +1,6 @@
-"""New-user finding: quitting the interactive installer exited 1, which the README reserves for
-a failed check; declining the licence in an answer file exited 2. Both now exit 2 and say
-nothing was written. The real CLI in a pty (pexpect), the real medium, a blank disk.
+"""Quitting the interactive installer and declining the licence in an answer file both exit 2
+(the README keeps 1 for a failed check) and say nothing was written.
+The real CLI in a pty (pexpect), the real medium, a blank disk.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""New-user finding: `engine-install --validate FILE --media ISO --target DISK` said "valid"
-for files the real run refuses (`[eula] accept = false`, `mode = "synchronizer"` with
-`server = ""`). Now --validate applies the run's checks and names the key path; a screen that
+"""`engine-install --validate FILE --media ISO --target DISK` refuses what the real run refuses
+(`[eula] accept = false`, `mode = "synchronizer"` with `server = ""`): it applies the run's
+checks and names the key path; a screen that
 still refuses an unattended answer names the key and hints at --validate. The real CLI, the
 real medium, a blank disk.
 """

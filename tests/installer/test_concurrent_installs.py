@@ -1,4 +1,4 @@
-"""Review fix: `engine-install` holds the target's disk lock from before its probe to its last
+"""`engine-install` holds the target's disk lock from before its probe to its last
 write, so two installs started together on one image cannot both pass the guard.
 
 Two real `engine-install` processes race on one blank image: exactly one installs, the other
@@ -50,8 +50,10 @@ def _install(iso: Path, target: Path, answers: Path, *extra: str) -> subprocess.
             str(iso),
             "--target",
             str(target),
-        ]
-        + ["--answers", str(answers), *extra],
+            "--answers",
+            str(answers),
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -76,10 +78,13 @@ def test_two_installs_at_once_one_wins_the_other_refuses(
     # loser met the winner's lock or its finished disk, depends on the scheduler.
     found = probe(blank)
     assert isinstance(found, Installation), (found, results)
-    assert found.install_complete and found.version == "5.0.0" and found.in_use_by == ()
+    assert found.install_complete
+    assert found.version == "5.0.0"
+    assert found.in_use_by == ()
     assert sorted(status for status, _, _ in results) == [0, 2], results
     _, out, err = next(r for r in results if r[0] == 2)
-    assert "partition" not in out and "mkfs" not in out, out  # refused before writing
+    assert "partition" not in out, out  # refused before writing
+    assert "mkfs" not in out, out
     assert len(err.splitlines()) == 2, err
 
 
@@ -108,11 +113,13 @@ def test_an_install_started_while_another_writes_names_the_holder(
         f"error: {blank}: is in use by another EngineKit process (boot/install); "
         "nothing was written"
     ), err
-    assert len(lines) == 2 and lines[1].startswith("hint: "), err
+    assert len(lines) == 2, err
+    assert lines[1].startswith("hint: "), err
     assert _finish(first)[0] == 0
     found = probe(blank)
     assert isinstance(found, Installation), found
-    assert found.install_complete and found.version == "5.0.0"
+    assert found.install_complete
+    assert found.version == "5.0.0"
 
 
 @pytest.mark.root
@@ -128,7 +135,8 @@ def test_dry_run_refuses_while_a_writer_holds_the_disk(
         cwd=ROOT,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == b"locked\n"
         dry = _install(iso, blank, answers, "--dry-run")
         out, err = (s.decode() for s in dry.communicate(timeout=120))
         assert dry.returncode == 2, (out, err)
@@ -156,6 +164,7 @@ def test_dry_run_in_process_leaves_no_lock(iso: Path, blank: Path) -> None:
         keyboard="de",
     )
     dry_run_check(plan)
-    assert not _HELD and not held_by_enginekit(blank)
+    assert not _HELD
+    assert not held_by_enginekit(blank)
     with disk_lock(blank, exclusive=True):  # nothing of the dry run's lock is left
         pass

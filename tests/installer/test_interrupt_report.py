@@ -1,7 +1,7 @@
-"""New-user finding: a Ctrl-C during or after an install said only "everything this command
-had set up was released", not what the disk was left with. Now the CLI probes the target
-(read-only) and says it. The Ctrl-C arrives through the test seam ENGINEKIT_INTERRUPT_AT,
-which raises KeyboardInterrupt at a checkpoint of the real engine on a real 4.5.0 disk.
+"""A Ctrl-C during or after an install says what the disk was left with: the CLI probes the
+target (read-only) and says it, not only that what the command had set up was released. The
+Ctrl-C arrives through the test seam ENGINEKIT_INTERRUPT_AT, which raises KeyboardInterrupt at
+a checkpoint of the real engine on a real 4.5.0 disk.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from enginekit.process import run
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 pytestmark = [pytest.mark.root]
 
@@ -52,8 +53,13 @@ def engine_install(env: dict[str, str], *args: object) -> tuple[int, str, str]:
     ],
 )
 def test_ctrl_c_says_what_the_disk_was_left_with(
-    tmp_path: Path, engine_disk, iso: Path, checkpoint: str, expected: str, hint: str
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    engine_disk: EngineDiskFactory,
+    iso: Path,
+    checkpoint: str,
+    expected: str,
+    hint: str,
+) -> None:
     disk = engine_disk("4.5.0", size="2G", with_vms=False)
     answers = tmp_path / "upgrade.toml"
     answers.write_text(UPGRADE)

@@ -1,7 +1,9 @@
-"""The pytest-plugin example from the README, kept here verbatim so it cannot go stale."""
+"""Examples from the README: the pytest-plugin example, kept here verbatim so it cannot go
+stale, and the answer-file example."""
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,3 +22,9 @@ def test_upgrade_keeps_every_vm_disk(engine_disk, engine_medium, tmp_path):  # t
     command = [sys.executable, "-m", "commands.engine_install", "--media", iso, "--target", disk]
     subprocess.run([*command, "--answers", answers], check=True)
     assert vm_disk_digests(disk) == before
+
+
+def test_readme_answer_file_example_has_finish_reboot() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("### `engine-install`")[1].split("\n### ")[0]
+    assert "[finish]\nreboot = " in section
