@@ -224,7 +224,9 @@ def test_session_format_slot_then_write(
 
 
 def test_unreadable_vms_are_listed_with_the_reason(
-    tmp_path: Path, installation_builder, capsys
+    tmp_path: Path,
+    installation_builder: InstallationBuilder,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     disk = tmp_path / "engine.img"
     installation_builder(disk, DiskLayout.GPT_AB)

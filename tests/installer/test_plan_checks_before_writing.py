@@ -17,6 +17,7 @@ from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from enginekit.process import run
 from media.payload_tree import load_tree_manifest, manifest_for_tree, write_manifest
+from reference_builds.kernel import Kernel
 from reference_builds.payload import write_reference_payload
 from reference_builds.pytest_plugin import EngineDiskFactory, sparse_digest
 
@@ -59,10 +60,10 @@ def both_refuse(medium: Path, disk: Path, answers_text: str, tmp_path: Path) -> 
     return dry[2].splitlines()[0], real[2].splitlines()[0]
 
 
-def oversized_payload(tmp_path: Path, kernel: object) -> Path:
+def oversized_payload(tmp_path: Path, kernel: Kernel) -> Path:
     """The 5.0.0 payload plus 150 MiB of random data in its system tree (a slot is 128 MiB)."""
     payload = tmp_path / "payload"
-    write_reference_payload("5.0.0", payload, kernel)  # type: ignore[arg-type]
+    write_reference_payload("5.0.0", payload, kernel)
     for index in range(3):
         big = payload / "system" / "root" / "usr" / "share" / f"blob-{index}.bin"
         with big.open("wb") as stream:
@@ -84,8 +85,8 @@ def oversized_payload(tmp_path: Path, kernel: object) -> Path:
 
 def test_a_system_tree_bigger_than_a_slot_is_refused_before_a_fresh_install(
     tmp_path: Path,
-    kernel,
-    blank: Path,  # type: ignore[no-untyped-def]
+    kernel: Kernel,
+    blank: Path,
 ) -> None:
     payload = oversized_payload(tmp_path, kernel)
     dry, real = both_refuse(payload, blank, FRESH, tmp_path)
@@ -96,8 +97,8 @@ def test_a_system_tree_bigger_than_a_slot_is_refused_before_a_fresh_install(
 
 def test_a_system_tree_bigger_than_a_slot_is_refused_before_an_upgrade(
     tmp_path: Path,
-    kernel,
-    engine_disk: EngineDiskFactory,  # type: ignore[no-untyped-def]
+    kernel: Kernel,
+    engine_disk: EngineDiskFactory,
 ) -> None:
     disk = engine_disk("4.5.0", size="2G", with_vms=False)
     payload = oversized_payload(tmp_path, kernel)
@@ -113,11 +114,11 @@ def test_an_unreadable_esp_is_refused_before_an_upgrade(
     tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
 ) -> None:
     disk = engine_disk("4.5.0", size="2G", with_vms=False)
+    assert ESP_REGION.end_mib is not None
+    esp_bytes = (ESP_REGION.end_mib - ESP_REGION.start_mib) * MIB
     fd = os.open(disk, os.O_WRONLY)
     try:
-        os.pwrite(
-            fd, bytes((ESP_REGION.end_mib - ESP_REGION.start_mib) * MIB), ESP_REGION.start_mib * MIB
-        )
+        os.pwrite(fd, bytes(esp_bytes), ESP_REGION.start_mib * MIB)
     finally:
         os.close(fd)
     dry, real = both_refuse(iso, disk, UPGRADE, tmp_path)

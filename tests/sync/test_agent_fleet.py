@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from disk_images.state import UpgradeStatus
 from enginekit.process import spawn
 from sync_agent.daemon import AgentOptions, CycleResult, run_agents
 
-from .conftest import agent, import_kit, registered_disk
+from .conftest import RunningServer, agent, import_kit, registered_disk
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -28,13 +29,22 @@ HOLD_LOCK = (
 )
 
 
-def _registered(sync_cli, sync_server, tmp_path: Path, name: str) -> Path:
+def _registered(
+    sync_cli: Callable[..., tuple[int, str, str]],
+    sync_server: RunningServer,
+    tmp_path: Path,
+    name: str,
+) -> Path:
     token = sync_cli("token", "create", "--name", name)[1].strip()
     return registered_disk(tmp_path / f"{name}.img", sync_server.url, token)
 
 
 def test_two_disks_install_the_assigned_kit_side_by_side(
-    sync_server, sync_cli, engine_medium, tmp_path: Path, capsys
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert import_kit(sync_cli, engine_medium("5.0.0"))[0] == 0
     disks = [_registered(sync_cli, sync_server, tmp_path, name) for name in ("pc1", "pc2")]
@@ -52,11 +62,16 @@ def test_two_disks_install_the_assigned_kit_side_by_side(
         found = probe(disk)
         assert isinstance(found, Installation)
         assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
-        assert (found.version, found.slots[found.state.pending_slot]) == ("4.5.0", "5.0.0")
+        pending = found.state.pending_slot
+        assert pending is not None
+        assert (found.version, found.slots[pending]) == ("4.5.0", "5.0.0")
 
 
 def test_a_disk_in_use_is_reported_and_retried(
-    sync_server, sync_cli, tmp_path: Path, capsys
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     disk = _registered(sync_cli, sync_server, tmp_path, "pc")
     holder = spawn([sys.executable, "-c", HOLD_LOCK, disk], stderr=None)
@@ -75,7 +90,7 @@ def test_a_disk_in_use_is_reported_and_retried(
 
 
 def test_without_once_the_agent_checks_in_again_until_stopped(
-    sync_server, sync_cli, tmp_path: Path
+    sync_server: RunningServer, sync_cli: Callable[..., tuple[int, str, str]], tmp_path: Path
 ) -> None:
     disk = _registered(sync_cli, sync_server, tmp_path, "pc")
     stop = threading.Event()

@@ -5,6 +5,7 @@ disk, and the Upgrade column ends Blank with the computer running 5.0.0 from slo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,17 @@ from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from reference_builds.pytest_plugin import vm_disk_digests
 
-from .conftest import agent, import_kit, registered_disk
+from .conftest import RunningServer, agent, import_kit, registered_disk
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 
 
 def test_import_assign_agent_reboot_ends_blank_on_the_new_version(
-    sync_server, sync_cli, engine_medium, tmp_path: Path, capsys
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     status, out, err = import_kit(sync_cli, engine_medium("5.0.0"))
     assert status == 0, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,9 @@ import pytest
 from sync_server.kit_import import ImportCancelled, ImportControl, import_kit
 
 
-def test_cancelled_import_removes_its_partial_copy(engine_medium, tmp_path: Path) -> None:
+def test_cancelled_import_removes_its_partial_copy(
+    engine_medium: Callable[[str], Path], tmp_path: Path
+) -> None:
     seen: list[float] = []
     control = ImportControl(progress=seen.append, cancelled=lambda: len(seen) >= 2)
     kits = tmp_path / "kits"

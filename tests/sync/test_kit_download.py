@@ -3,6 +3,7 @@ download that does not match the kit's sha256 is thrown away, never installed.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,14 @@ import pytest
 from sync_agent.kit_download import KitDownloadFailed, fetch_kit
 from sync_server.schemas import UpdateOffer
 
-from .conftest import import_kit
+from .conftest import RunningServer, import_kit
 
 
-def _offer(sync_server, sync_cli, engine_medium) -> tuple[str, UpdateOffer]:
+def _offer(
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+) -> tuple[str, UpdateOffer]:
     assert import_kit(sync_cli, engine_medium("5.0.0"))[0] == 0
     with sync_server.admin() as admin:
         token = admin.post("/api/v1/tokens", {"name": "pc"})["token"]
@@ -25,7 +30,10 @@ def _offer(sync_server, sync_cli, engine_medium) -> tuple[str, UpdateOffer]:
 
 
 def test_partial_download_resumes_with_a_range_request(
-    sync_server, sync_cli, engine_medium, tmp_path: Path
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     token, offer = _offer(sync_server, sync_cli, engine_medium)
     iso = engine_medium("5.0.0")
@@ -41,7 +49,10 @@ def test_partial_download_resumes_with_a_range_request(
 
 
 def test_download_not_matching_the_sha256_is_removed(
-    sync_server, sync_cli, engine_medium, tmp_path: Path
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     token, offer = _offer(sync_server, sync_cli, engine_medium)
     cache = tmp_path / "cache"

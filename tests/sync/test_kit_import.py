@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pycdlib
 import pytest
 
-from .conftest import import_kit
+from .conftest import RunningServer, import_kit
 
 
 def _flip_payload_byte(iso: Path, rr_path: str) -> None:
@@ -26,7 +27,9 @@ def _flip_payload_byte(iso: Path, rr_path: str) -> None:
 
 
 def test_import_makes_a_kit_with_the_manifest_and_sha256(
-    sync_server, sync_cli, engine_medium
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
 ) -> None:
     iso = engine_medium("5.0.0")
     status, _, err = import_kit(sync_cli, iso)
@@ -46,7 +49,10 @@ def test_import_makes_a_kit_with_the_manifest_and_sha256(
 
 
 def test_damaged_iso_is_a_failed_task_and_no_kit(
-    sync_server, sync_cli, engine_medium, tmp_path: Path
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
 ) -> None:
     damaged = tmp_path / "engine-5.0.0.iso"
     shutil.copyfile(engine_medium("5.0.0"), damaged)
@@ -61,7 +67,11 @@ def test_damaged_iso_is_a_failed_task_and_no_kit(
     assert [p.name for p in (sync_server.data / "kits").iterdir()] == []
 
 
-def test_iso_dropped_into_file_import_is_imported(sync_server, sync_cli, engine_medium) -> None:
+def test_iso_dropped_into_file_import_is_imported(
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+) -> None:
     dropped = sync_server.data / "FileImport" / "engine-5.0.0.iso"
     shutil.copyfile(engine_medium("5.0.0"), dropped)
     with sync_server.admin() as admin:
@@ -74,7 +84,9 @@ def test_iso_dropped_into_file_import_is_imported(sync_server, sync_cli, engine_
 
 
 @pytest.mark.usefixtures("sync_server")
-def test_the_same_version_twice_is_refused(sync_cli, engine_medium) -> None:
+def test_the_same_version_twice_is_refused(
+    sync_cli: Callable[..., tuple[int, str, str]], engine_medium: Callable[[str], Path]
+) -> None:
     iso = engine_medium("5.0.0")
     assert import_kit(sync_cli, iso)[0] == 0
     status, _, err = import_kit(sync_cli, iso)

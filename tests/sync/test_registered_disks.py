@@ -19,7 +19,7 @@ from commands import engine_disk
     ],
 )
 def test_registration_options_are_checked_first(
-    options: list[str], message: str, tmp_path: Path, capsys
+    options: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     disk = tmp_path / "pc.img"
     assert engine_disk.main(["create", str(disk), "--size", "2G", *options]) == 2

@@ -6,11 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from commands import engine_sync
 
+from .conftest import RunningServer
 
-def test_port_in_use_is_one_error_line(sync_server, tmp_path: Path, capsys) -> None:
+
+def test_port_in_use_is_one_error_line(
+    sync_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     listen = sync_server.url.removeprefix("http://")
     data = tmp_path / "second"
     status = engine_sync.main(["serve", "--data", str(data), "--listen", listen])
@@ -21,13 +26,15 @@ def test_port_in_use_is_one_error_line(sync_server, tmp_path: Path, capsys) -> N
     assert not data.exists()
 
 
-def test_openapi_document_lists_the_api(sync_server) -> None:
+def test_openapi_document_lists_the_api(sync_server: RunningServer) -> None:
     doc = httpx.get(f"{sync_server.url}/openapi.json").json()
     for path in ("/api/v1/checkin", "/api/v1/kits/{kit_id}/assignments", "/api/v1/tasks"):
         assert path in doc["paths"]
 
 
-def test_database_that_cannot_be_used_names_it_without_its_password(tmp_path: Path, capsys) -> None:
+def test_database_that_cannot_be_used_names_it_without_its_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = "postgresql+psycopg://sync:s3cret-pw@127.0.0.1:1/sync"
     argv = ["serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:0", "--database", url]
     assert engine_sync.main(argv) == 3

@@ -4,6 +4,7 @@ another computer, and no token is ever in clear in the server's log or database.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,21 +13,21 @@ from reference_builds.pytest_plugin import sparse_digest
 from sync_server.client import ApiRefused
 from sync_server.tokens import new_token
 
-from .conftest import agent, import_kit, registered_disk
+from .conftest import RunningServer, agent, import_kit, registered_disk
 
 
-def _token(sync_server, name: str) -> str:
+def _token(sync_server: RunningServer, name: str) -> str:
     with sync_server.admin() as admin:
         return str(admin.post("/api/v1/tokens", {"name": name})["token"])
 
 
-def test_wrong_token_is_refused(sync_server) -> None:
+def test_wrong_token_is_refused(sync_server: RunningServer) -> None:
     with sync_server.client("not-a-token") as client, pytest.raises(ApiRefused) as refused:
         client.post("/api/v1/checkin", {"version": "4.5.0"})
     assert refused.value.status == 401
 
 
-def test_revoked_token_is_refused(sync_server) -> None:
+def test_revoked_token_is_refused(sync_server: RunningServer) -> None:
     token = _token(sync_server, "pc")
     with sync_server.client(token) as client:
         client.post("/api/v1/checkin", {"version": "4.5.0"})
@@ -39,7 +40,9 @@ def test_revoked_token_is_refused(sync_server) -> None:
 
 
 def test_a_computer_token_cannot_read_or_change_another_computer(
-    sync_server, sync_cli, engine_medium
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
 ) -> None:
     assert import_kit(sync_cli, engine_medium("5.0.0"))[0] == 0
     token_a, token_b = _token(sync_server, "a"), _token(sync_server, "b")
@@ -49,21 +52,22 @@ def test_a_computer_token_cannot_read_or_change_another_computer(
         assert sync_cli("assign", "5.0.0", "--computer", str(id_b))[0] == 0
         offer = b.post("/api/v1/checkin", {"version": "4.5.0"})["update"]
         assert a.get(f"/api/v1/computers/{id_a}")["id"] == id_a
-        for call in (
+        calls: tuple[Callable[[], object], ...] = (
             lambda: a.get(f"/api/v1/computers/{id_b}"),
             lambda: a.get("/api/v1/computers"),
             lambda: a.post(
                 f"/api/v1/assignments/{offer['assignment_id']}/status", {"status": "Failed"}
             ),
             lambda: a.request("GET", offer["download"]),
-        ):
+        )
+        for call in calls:
             with pytest.raises(ApiRefused) as refused:
                 call()
             assert refused.value.status == 403
         assert b.get(f"/api/v1/computers/{id_b}")["assignments"][0]["status"] == "Signalled"
 
 
-def test_tokens_never_appear_in_clear_in_the_log_or_database(sync_server) -> None:
+def test_tokens_never_appear_in_clear_in_the_log_or_database(sync_server: RunningServer) -> None:
     token = _token(sync_server, "pc")
     with sync_server.client(token) as client:
         client.post("/api/v1/checkin", {"version": "4.5.0"})
@@ -80,7 +84,10 @@ def test_tokens_never_appear_in_clear_in_the_log_or_database(sync_server) -> Non
 
 @pytest.mark.root
 def test_agent_with_a_wrong_token_changes_nothing_on_the_disk(
-    sync_server, tmp_path: Path, capsys, caplog
+    sync_server: RunningServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token = "a-token-the-server-never-made"

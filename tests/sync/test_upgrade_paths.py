@@ -4,15 +4,17 @@ path is refused at assignment, with the reason, and nothing is assigned."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from sync_server.upgrade_graph import decide
 
-from .conftest import import_kit
+from .conftest import RunningServer, import_kit
 
 
-def _computer(sync_server, version: str, name: str) -> int:
+def _computer(sync_server: RunningServer, version: str, name: str) -> int:
     """A computer that checked in (over HTTP, with its own token) running `version`."""
     with sync_server.admin() as admin:
         token = admin.post("/api/v1/tokens", {"name": name})["token"]
@@ -29,7 +31,11 @@ def _computer(sync_server, version: str, name: str) -> int:
     ],
 )
 def test_assignment_off_the_path_is_refused_with_the_reason(
-    sync_server, sync_cli, engine_medium, running: str, reason: str
+    sync_server: RunningServer,
+    sync_cli: Callable[..., tuple[int, str, str]],
+    engine_medium: Callable[[str], Path],
+    running: str,
+    reason: str,
 ) -> None:
     assert import_kit(sync_cli, engine_medium("5.0.0"))[0] == 0
     good = _computer(sync_server, "4.5.0", "good")
