@@ -344,7 +344,8 @@ def _open_image(path: Path) -> tuple[int, int]:
         raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
     if stat.S_ISDIR(info.st_mode):
         raise UserInputError(f"{path}: is a directory, not a disk image")
-    if not stat.S_ISREG(info.st_mode):
+    is_disk = stat.S_ISBLK(info.st_mode)  # the live installer probes the machine's disks
+    if not stat.S_ISREG(info.st_mode) and not is_disk:
         raise UserInputError(f"{path}: is not a regular file (give a disk image file)")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOATIME)
@@ -355,7 +356,8 @@ def _open_image(path: Path) -> tuple[int, int]:
             raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
     except OSError as exc:
         raise UserInputError(f"{path}: cannot read it ({exc.strerror})") from None
-    return fd, info.st_size
+    # A block device's st_size is 0; its size is where a seek to the end lands.
+    return fd, os.lseek(fd, 0, os.SEEK_END) if is_disk else info.st_size
 
 
 def in_use_by(path: Path) -> tuple[str, ...]:
@@ -387,7 +389,8 @@ def content_disk_id(path: Path, size: int) -> str:
 def probe(path: Path) -> ProbeResult:
     """What `path` holds: an `Installation` or a `NoInstallation` with the reason.
 
-    Raises UserInputError (one line) only when `path` is not a readable regular file.
+    Raises UserInputError (one line) only when `path` is not a readable regular file or
+    block device.
     """
     path = Path(path)
     fd, size = _open_image(path)

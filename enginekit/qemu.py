@@ -41,6 +41,8 @@ class DriveKind(enum.StrEnum):
     CDROM = "cdrom"  # an optical drive (AHCI/IDE CD)
     DISK = "disk"  # a hard disk (virtio-blk)
     USB = "usb"  # a USB mass-storage stick behind an xHCI controller
+    SATA = "sata"  # a hard disk on the machine's AHCI controller (a laptop's SATA disk)
+    NVME = "nvme"  # an NVMe SSD
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,16 @@ class QemuMachine:
                 argv += [
                     "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
                     "-device", f"virtio-blk-pci,drive={drive_id}{boot_index}",
+                ]  # fmt: skip
+            elif drive.kind is DriveKind.SATA:
+                argv += [
+                    "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
+                    "-device", f"ide-hd,drive={drive_id}{boot_index}",
+                ]  # fmt: skip
+            elif drive.kind is DriveKind.NVME:
+                argv += [
+                    "-drive", f"if=none,id={drive_id},format=raw,file={drive.path}{snap}",
+                    "-device", f"nvme,drive={drive_id},serial=engine{i}{boot_index}",
                 ]  # fmt: skip
             else:
                 argv += [
