@@ -21,7 +21,8 @@ PACKAGE = "debian-installer-12-netboot-amd64"
 IMAGES = Path("usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64")
 # The first dialog d-i shows on its serial console.
 FIRST_SCREEN = "Select a language"
-APPEND = "console=ttyS0,115200 panic=-1"
+# As d-i's own boot menu does (quiet), with the console on the serial line.
+APPEND = "console=ttyS0,115200 quiet panic=-1"
 
 
 @dataclass(frozen=True)
