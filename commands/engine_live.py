@@ -51,7 +51,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="engine-live", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(
+        prog="engine-live", description="report what is on each of this machine's fixed disks"
+    )
     add_common_options(parser)
     parser.add_argument("--sys-block", default=str(SYS_BLOCK), help=argparse.SUPPRESS)
     parser.add_argument("--dev", default="/dev", help=argparse.SUPPRESS)

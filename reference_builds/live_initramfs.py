@@ -9,7 +9,8 @@ a DVD and from a stick and needs no root file system of its own. The archive hol
 - EngineKit's packages from this checkout and the pure-Python wheels they import at run time,
   taken from the project's venv (installed there from PyPI);
 - every Python module compiled ahead to an unchecked-hash .pyc in place of its source (no
-  compile at boot, no timestamps, and smaller), when the build's Python matches the target's;
+  compile at boot, no timestamps), when the build's Python matches the target's
+  (`PythonForm`; sources only is the other choice, smaller but compiled at each boot);
 - an /init that mounts the kernel file systems, prints the installer marker, loads the
   drivers, lists the block devices and runs `commands.engine_live`, then powers off.
 
@@ -101,6 +102,13 @@ class Compression(enum.StrEnum):
 
 
 DEFAULT_COMPRESSION = Compression.ZSTD
+
+
+class PythonForm(enum.StrEnum):
+    """How Python modules are shipped: compiled ahead (no sources) or as sources."""
+
+    BYTECODE = "bytecode"  # unchecked-hash .pyc in place of each .py: nothing compiled at boot
+    SOURCE = "source"  # .py only: smaller, but each boot compiles what it imports
 
 
 @dataclass(frozen=True)
@@ -277,21 +285,21 @@ class _Builder:
 BASE_LAYOUT = 1
 
 
-def _base_key(userland: Userland, kernel: LiveKernel, compression: Compression) -> str:
+def _base_key(
+    userland: Userland, kernel: LiveKernel, compression: Compression, form: PythonForm
+) -> str:
     """What the base segment is made of: a change to any of these makes a new segment."""
     wheels = {name: importlib.metadata.version(name) for name in WHEELS}
     rules = (BASE_LAYOUT, PRUNED_DIRS, PRUNED_STDLIB, APPLETS, EXTRA_DIRS, sys.version_info[:2])
-    blob = repr((userland.key, kernel.package, wheels, rules, compression.value))
+    blob = repr((userland.key, kernel.package, wheels, rules, compression.value, form.value))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def base_archive(userland: Userland, kernel: LiveKernel) -> bytes:
+def base_archive(userland: Userland, kernel: LiveKernel, compile_python: bool) -> bytes:
     """The newc archive of everything but EngineKit: the Debian userland, the kernel's
     modules, the wheels. It changes only with the packages, so it is compressed once."""
     tree = userland.root
-    target_python = _python_version(tree)
-    host_python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    builder = _Builder(compile_python=target_python == host_python)
+    builder = _Builder(compile_python=compile_python)
     pruned = _pruned(tree)
     for path in _walk(tree):
         rel = path.relative_to(tree).as_posix()
@@ -339,24 +347,28 @@ def _cached_segment(name: str, compression: Compression, make: Callable[[], byte
 
 
 def build_live_image(
-    version: str | EngineVersion, compression: Compression = DEFAULT_COMPRESSION
+    version: str | EngineVersion,
+    compression: Compression = DEFAULT_COMPRESSION,
+    python_form: PythonForm = PythonForm.BYTECODE,
 ) -> LiveImage:
     """The live installer's kernel and initramfs, built (or found) in the cache.
 
     The initramfs is two compressed newc archives back to back, which the kernel unpacks one
     after the other: the large base (cached by what it is made of) and EngineKit with the
-    init (small, rebuilt when the code changes)."""
+    init (small, rebuilt when the code changes). Bytecode needs the build's Python to be the
+    target's minor version; otherwise sources are shipped."""
     kernel = fetch_live_kernel()
     userland = fetch_userland()
+    host_python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if _python_version(userland.root) != host_python:
+        python_form = PythonForm.SOURCE
+    compile_python = python_form is PythonForm.BYTECODE
     base = _cached_segment(
-        f"base-{_base_key(userland, kernel, compression)}",
+        f"base-{_base_key(userland, kernel, compression, python_form)}",
         compression,
-        lambda: base_archive(userland, kernel),
+        lambda: base_archive(userland, kernel, compile_python),
     )
-    same_python = (
-        _python_version(userland.root) == f"{sys.version_info.major}.{sys.version_info.minor}"
-    )
-    top = enginekit_archive(version, kernel, same_python)
+    top = enginekit_archive(version, kernel, compile_python)
     top_path = _cached_segment(
         f"enginekit-{hashlib.sha256(top).hexdigest()[:16]}", compression, lambda: top
     )
@@ -369,6 +381,7 @@ def build_live_image(
 
 
 if __name__ == "__main__":
-    image = build_live_image(sys.argv[1] if len(sys.argv) > 1 else "5.0.0")
+    form = PythonForm(sys.argv[2]) if len(sys.argv) > 2 else PythonForm.BYTECODE
+    image = build_live_image(sys.argv[1] if len(sys.argv) > 1 else "5.0.0", python_form=form)
     size = image.kernel.vmlinuz.stat().st_size + image.initrd.stat().st_size
     print(f"live kernel {image.kernel.vmlinuz}\nlive initrd {image.initrd} ({size} bytes total)")
