@@ -156,11 +156,12 @@ echo "{marker}"
 modprobe -a {" ".join(modules)} || fail modprobe
 
 # Controllers find their disks asynchronously and there is no udev to say when they are done:
-# wait until the list of block devices has not changed for half a second (at most 15 s).
+# wait until the list of block devices has not changed for 1.5 s (at most 15 s). usb-storage
+# waits a second (delay_use) before it scans a stick; a shorter window misses the stick.
 seen=
 same=0
 tries=150
-while [ "$same" -lt 5 ] && [ "$tries" -gt 0 ]; do
+while [ "$same" -lt 15 ] && [ "$tries" -gt 0 ]; do
     now=$(ls /sys/block)
     if [ "$now" = "$seen" ]; then same=$((same + 1)); else same=0; seen=$now; fi
     tries=$((tries - 1))
