@@ -283,7 +283,8 @@ def _open_image(path: Path) -> tuple[int, int]:
         raise UserInputError(
             f"{path}: is a directory, not a disk image", hint="give the path of a disk image file"
         )
-    if not stat.S_ISREG(info.st_mode):
+    is_disk = stat.S_ISBLK(info.st_mode)  # the live installer probes the machine's disks
+    if not stat.S_ISREG(info.st_mode) and not is_disk:
         raise UserInputError(
             f"{path}: is not a regular file (give a disk image file)",
             hint="give the path of a disk image file",
@@ -303,7 +304,8 @@ def _open_image(path: Path) -> tuple[int, int]:
             f"{path}: cannot read it ({exc.strerror})",
             hint="check the file's permissions, or run as a user who may read it",
         ) from None
-    return fd, info.st_size
+    # A block device's st_size is 0; its size is where a seek to the end lands.
+    return fd, os.lseek(fd, 0, os.SEEK_END) if is_disk else info.st_size
 
 
 def in_use_by(path: Path) -> tuple[str, ...]:
@@ -338,7 +340,8 @@ def content_disk_id(path: Path, size: int) -> str:
 def probe(path: Path) -> ProbeResult:
     """What `path` holds: an `Installation` or a `NoInstallation` with the reason.
 
-    Raises UserInputError (one line) only when `path` is not a readable regular file.
+    Raises UserInputError (one line) only when `path` is not a readable regular file or
+    block device.
     """
     path = Path(path)
     fd, size = _open_image(path)

@@ -48,6 +48,8 @@ class DriveKind(enum.StrEnum):
     CDROM = "cdrom"  # an optical drive (AHCI/IDE CD)
     DISK = "disk"  # a hard disk (virtio-blk)
     USB = "usb"  # a USB mass-storage stick behind an xHCI controller
+    SATA = "sata"  # a hard disk on the machine's AHCI controller (a laptop's SATA disk)
+    NVME = "nvme"  # an NVMe SSD
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,10 @@ class QemuMachine:
                 argv += ["-blockdev", _raw_node(node, drive.path, read_only=False)]
             if drive.kind is DriveKind.DISK:
                 argv += ["-device", f"virtio-blk-pci,drive={node}{boot_index}"]
+            elif drive.kind is DriveKind.SATA:  # q35's built-in AHCI controller
+                argv += ["-device", f"ide-hd,drive={node}{boot_index}"]
+            elif drive.kind is DriveKind.NVME:
+                argv += ["-device", f"nvme,drive={node},serial=engine{i}{boot_index}"]
             else:
                 argv += ["-device", f"usb-storage,bus=xhci.0,drive={node}{boot_index}"]
         if spec.kernel:

@@ -1,9 +1,14 @@
-"""Fetch a Linux kernel from Debian's cloud kernel package into the cache.
+"""Fetch Linux kernels from Debian's kernel packages into the cache.
 
 The reference Engine builds boot a real kernel. We take it from Debian's
 `linux-image-*-cloud-amd64` package with `apt-get download` and unpack it with `dpkg-deb`,
 never installing it on the host. Only the kernel image and the few modules the Engine init
 needs (virtio block devices) are kept. A second call finds the cache and does nothing.
+
+The live installer boots Debian's generic flavour (`linux-image-amd64`) instead: the cloud
+flavour has neither AHCI nor USB storage. `fetch_live_kernel` keeps the modules for the disks
+a laptop has and the media a technician uses, in a `lib/modules/<release>` tree that
+`depmod -b` has indexed, so `modprobe` works in the guest.
 """
 
 from __future__ import annotations
@@ -56,14 +61,14 @@ def cached_kernel() -> Kernel | None:
     return None
 
 
-def _resolve_package() -> str:
-    out = run_text(["apt-cache", "depends", META_PACKAGE])
+def _resolve_package(meta_package: str = META_PACKAGE) -> str:
+    out = run_text(["apt-cache", "depends", meta_package])
     for line in out.splitlines():
         line = line.strip()
         if line.startswith("Depends:") and "linux-image-" in line:
             return line.split()[1]
     raise HostError(
-        f"apt does not know {META_PACKAGE}",
+        f"apt does not know {meta_package}",
         hint="run 'apt-get update' (tools/setup does it) and try again",
     )
 
@@ -129,6 +134,151 @@ def fetch_kernel() -> Kernel:
     found = cached_kernel()
     if found is None:
         raise HostError("the kernel cache is incomplete after unpacking", hint="rerun tools/setup")
+    return found
+
+
+LIVE_META_PACKAGE = "linux-image-amd64"
+# What the live installer's kernel must see: SATA (AHCI), NVMe, virtio, the DVD drive and its
+# file system, USB sticks behind xHCI, and the FAT of an ESP or a stick. Names as modprobe
+# takes them; their dependencies come from modules.dep.
+LIVE_MODULES = (
+    "ahci", "libahci", "libata", "sd_mod", "scsi_mod",
+    "nvme", "nvme_core",
+    "virtio_blk", "virtio_pci", "virtio_scsi",
+    "sr_mod", "cdrom", "isofs",
+    "xhci_pci", "xhci_hcd", "usb_storage", "uas",
+    "vfat", "fat", "nls_cp437", "nls_ascii", "nls_utf8",
+)  # fmt: skip
+# Besides modules.dep, modprobe reads these to tell built-in modules from missing ones.
+_MODULE_INDEX_FILES = ("modules.order", "modules.builtin", "modules.builtin.modinfo")
+
+
+@dataclass(frozen=True)
+class LiveKernel:
+    """The live installer's kernel: the image, and a modules tree for `modprobe -d`."""
+
+    release: str  # e.g. 6.1.0-57-amd64
+    package: str  # the .deb it came from, e.g. linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb
+    vmlinuz: Path
+    modules_base: Path  # holds lib/modules/<release>/ with modules.dep (depmod -b this)
+    load: tuple[str, ...]  # the wanted modules that are not built in, for modprobe -a
+    builtin: tuple[str, ...]  # the wanted modules the kernel has built in
+
+    @property
+    def modules_dir(self) -> Path:
+        return self.modules_base / "lib" / "modules" / self.release
+
+
+def _live_root() -> Path:
+    return cache_dir("kernel-live")
+
+
+def _normal(name: str) -> str:
+    """A module name as modprobe compares them: '-' and '_' are the same."""
+    return name.replace("-", "_")
+
+
+def cached_live_kernel(package: str | None = None) -> LiveKernel | None:
+    """The live kernel in the cache (from `package`, when given), or None."""
+    root = _live_root()
+    index = root / "kernel.json"
+    if not index.is_file():
+        return None
+    data = json.loads(index.read_text())
+    if package is not None and data.get("package_name") != package:
+        return None
+    kernel = LiveKernel(
+        release=data["release"],
+        package=data["package"],
+        vmlinuz=root / data["vmlinuz"],
+        modules_base=root / data["modules_base"],
+        load=tuple(data["load"]),
+        builtin=tuple(data["builtin"]),
+    )
+    if kernel.vmlinuz.is_file() and (kernel.modules_dir / "modules.dep").is_file():
+        return kernel
+    return None
+
+
+def _builtin_names(modules_dir: Path) -> set[str]:
+    return {
+        _normal(Path(line).name.split(".ko")[0])
+        for line in (modules_dir / "modules.builtin").read_text().splitlines()
+        if line.strip()
+    }
+
+
+def _prune_modules(source: Path, dest: Path, release: str) -> tuple[list[str], list[str]]:
+    """Copy the wanted modules and their deps from `source` (an unpacked package's
+    lib/modules/<release>) into dest/lib/modules/<release> and index them with depmod.
+    Returns (modules to load, wanted modules that are built in)."""
+    builtin = _builtin_names(source)
+    wanted = tuple(_normal(m) for m in LIVE_MODULES)
+    present = {_normal(Path(p).name.split(".ko")[0]) for p in source.rglob("*.ko")}
+    missing = [m for m in wanted if m not in builtin and m not in present]
+    if missing:
+        raise HostError(
+            f"the kernel package has no module {', '.join(missing)}",
+            hint=f"check that apt's {LIVE_META_PACKAGE} is Debian's generic amd64 kernel",
+        )
+    by_normal = {_normal(Path(p).name.split(".ko")[0]): Path(p).name.split(".ko")[0]
+                 for p in source.rglob("*.ko")}  # fmt: skip
+    stems = tuple(by_normal[m] for m in wanted if m not in builtin)
+    target = dest / "lib" / "modules" / release
+    target.mkdir(parents=True)
+    for rel in _module_order(source, stems):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / rel, target / rel)
+    for name in _MODULE_INDEX_FILES:
+        shutil.copy2(source / name, target / name)
+    run(["depmod", "-b", dest, release])
+    return [m for m in wanted if m not in builtin], [m for m in wanted if m in builtin]
+
+
+def fetch_live_kernel() -> LiveKernel:
+    """The live installer's kernel from the cache, else from Debian's generic kernel package
+    (downloaded with apt-get, unpacked with dpkg-deb, never installed), pruned to
+    LIVE_MODULES and their dependencies."""
+    package = _resolve_package(LIVE_META_PACKAGE)
+    found = cached_live_kernel(package)
+    if found:
+        return found
+    root = _live_root()
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        tmpdir = Path(tmp)
+        tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
+        log.info("downloading %s", package)
+        run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
+        debs = sorted(tmpdir.glob("*.deb"))
+        if not debs:
+            raise HostError(f"apt-get download {package} produced no .deb")
+        unpacked = tmpdir / "x"
+        run(["dpkg-deb", "-x", debs[0], unpacked])
+        vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
+        release = vmlinuz.name.removeprefix("vmlinuz-")
+        source = unpacked / "lib" / "modules" / release
+        run(["depmod", "-b", unpacked, release])
+        dest = root / release
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir()
+        shutil.copy2(vmlinuz, dest / "vmlinuz")
+        for config in (unpacked / "boot").glob("config-*"):
+            shutil.copy2(config, dest / config.name)
+        load, builtin = _prune_modules(source, dest / "base", release)
+        index = {
+            "package_name": package,
+            "package": debs[0].name,
+            "release": release,
+            "vmlinuz": f"{release}/vmlinuz",
+            "modules_base": f"{release}/base",
+            "load": load,
+            "builtin": builtin,
+        }
+    (root / "kernel.json").write_text(json.dumps(index, indent=2) + "\n")
+    found = cached_live_kernel(package)
+    if found is None:
+        raise HostError("the live kernel cache is incomplete after unpacking", hint="rerun it")
     return found
 
 
