@@ -355,7 +355,13 @@ def _add_agent(
         "(at most --jobs at a time). Exit status: 0 all fine, 1 an upgrade failed or a disk "
         "was in use, 2 a token was refused or a disk is not registered.",
     )
-    agent.add_argument("disks", type=Path, nargs="+", metavar="DISK")
+    agent.add_argument(
+        "disks",
+        type=Path,
+        nargs="+",
+        metavar="DISK",
+        help="the registered Engine disk images whose update daemon to play",
+    )
     agent.add_argument("--once", action="store_true", help="one check-in per disk, then exit")
     agent.add_argument(
         "--interval",

@@ -22,6 +22,7 @@ from enginekit.errors import UserInputError
 from enginekit.outputs import check_new_output, publish
 from enginekit.process import require_tool, run
 from enginekit.scratch import PARTIAL_TAG, create_owned_partial, sweep_owned_partials
+from enginekit.sizes import human_size
 
 MIB = 1024 * 1024
 SECTOR = 512
@@ -137,7 +138,16 @@ def new_image(path: Path, size: int, *, force: bool = False) -> Iterator[Path]:
         fd, partial = create_owned_partial(path.parent, f"{path.name}{PARTIAL_MARK}")
         stack.callback(os.close, fd)
         try:
-            os.ftruncate(fd, size)
+            try:
+                os.ftruncate(fd, size)
+            except (OSError, OverflowError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "beyond any file's size"
+                raise UserInputError(
+                    f"{path}: the filesystem of {path.parent} cannot hold a {human_size(size)} "
+                    f"file: {why}",
+                    hint="choose a smaller --size, or a directory on a filesystem that can "
+                    "hold it; ext4 holds files up to 16 TiB",
+                ) from None
             yield partial
             # With --force our own disk lock is on the old file: it must not count as a user.
             publish(partial, output, "the image", recheck_users=False)

@@ -251,7 +251,10 @@ def fetch_live_kernel() -> LiveKernel:
         run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
         debs = sorted(tmpdir.glob("*.deb"))
         if not debs:
-            raise HostError(f"apt-get download {package} produced no .deb")
+            raise HostError(
+                f"apt-get download {package} produced no .deb",
+                hint="run 'apt-get update', then tools/setup again",
+            )
         unpacked = tmpdir / "x"
         run(["dpkg-deb", "-x", debs[0], unpacked])
         vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))

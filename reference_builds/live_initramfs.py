@@ -126,7 +126,10 @@ def live_init_script(version: str | EngineVersion, modules: tuple[str, ...]) -> 
     checked = EngineVersion.parse(str(version))  # also keeps shell syntax out of the script
     for name in modules:
         if not name.replace("_", "").isalnum():
-            raise HostError(f"odd kernel module name {name!r} in the live kernel")
+            raise HostError(
+                f"odd kernel module name {name!r} in the live kernel",
+                hint="remove the live kernel from the cache (kernel-live/) and build again",
+            )
     marker = INSTALLER_MARKER.format(version=checked, firmware="$firmware")
     failed = FAILED_MARKER.format(reason="$1")
     return f"""#!/bin/sh
@@ -186,7 +189,10 @@ class _Member:
 def _python_version(tree: Path) -> str:
     found = sorted(p.name.removeprefix("python") for p in (tree / "usr/lib").glob("python3.*"))
     if len(found) != 1:
-        raise HostError(f"{tree}: expected one usr/lib/python3.X in the userland, found {found}")
+        raise HostError(
+            f"{tree}: expected one usr/lib/python3.X in the userland, found {found}",
+            hint="remove the userland from the cache (live-userland/) and build again",
+        )
     return found[0]
 
 

@@ -108,7 +108,8 @@ def test_interrupted_boot_gives_the_try_back(
     assert err == [
         f"error: {pending_disk}: interrupted during boot 1; the try it had spent was given "
         "back (engine-2-b+0-1.conf -> engine-2-b+1-0.conf); the next boot starts "
-        "engine-2-b+1-0.conf"
+        "engine-2-b+1-0.conf",
+        f"hint: boot it again to finish the first boot: engine-disk boot {pending_disk}",
     ]
     assert _pending_entries(pending_disk) == ["engine-1-a.conf", "engine-2-b+1-0.conf"]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -188,3 +189,30 @@ def test_ext4_at_offset_read_back_by_debugfs(tmp_path: Path) -> None:
     assert read_ext4_files(disk, part.start, ["/missing"]) == {"/missing": None}
     with pytest.raises(UserInputError, match="no ext4"):
         read_ext4_files(disk, 0, ["/x"])
+
+
+@pytest.mark.parametrize(
+    ("size", "limit", "why"),
+    [
+        # A file size limit the filesystem enforces (RLIMIT_FSIZE stands in for ext4's 16 TiB,
+        # so the test holds on any filesystem): EFBIG.
+        ("2G", "--fsize=1073741824", "File too large"),
+        # Beyond any file's size (more than 2**63 bytes).
+        ("9000000T", None, "beyond any file's size"),
+    ],
+)
+def test_a_size_the_filesystem_cannot_hold_is_one_error_line(
+    tmp_path: Path, size: str, limit: str | None, why: str
+) -> None:
+    disk = tmp_path / "big.img"
+    argv = [sys.executable, "-m", "commands.engine_disk", "create", str(disk), "--size", size]
+    if limit is not None:
+        argv = ["prlimit", limit, *argv]
+    proc = run(argv, check=False, timeout=120)
+    err = proc.stderr.decode().splitlines()
+    assert proc.returncode == 2, err
+    assert len(err) == 2, err
+    assert err[0].startswith(f"error: {disk}: the filesystem of {tmp_path} cannot hold a ")
+    assert err[0].endswith(f"file: {why}")
+    assert err[1].startswith("hint: choose a smaller --size")
+    assert sorted(tmp_path.iterdir()) == []

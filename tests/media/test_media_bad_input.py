@@ -213,7 +213,7 @@ def test_the_reader_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
         pytest.fail("MediumReader.open blocked on a FIFO")
     assert len(outcome) == 1
     assert isinstance(outcome[0], UserInputError)
-    assert outcome[0].message == f"{fifo}: not a regular file or block device"
+    assert outcome[0].message == f"{fifo}: not an ISO file, a block device or a payload directory"
 
 
 def test_payload_directory_without_manifest(
