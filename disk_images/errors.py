@@ -49,8 +49,8 @@ __all__ = [
     "EngineKitError",
     "InvalidDiskImage",
     "InvalidStateFile",
-    "NotAnEngineInstallation",
-    "PartitionFileError",
     "LoopDeviceError",
     "MountError",
+    "NotAnEngineInstallation",
+    "PartitionFileError",
 ]

@@ -33,7 +33,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+def _sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -86,7 +86,7 @@ def run_main(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except Exception as exc:  # noqa: BLE001 - the last line of defence before a traceback
+    except Exception as exc:  # the last line of defence before a traceback
         if debug:
             raise
         sys.stderr.write(f"error: internal error: {type(exc).__name__}: {exc}\n")

@@ -10,6 +10,7 @@ Sector size is 512 bytes throughout; only the stdlib is used.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import stat
 import struct
@@ -569,7 +570,8 @@ def _mbr_problems(mbr: Mbr | None, disk_sectors: int, partitions: Sequence[Parti
 
 
 def _compare_copies(primary: _GptCopy, backup: _GptCopy) -> list[str]:
-    assert primary.header is not None and backup.header is not None
+    assert primary.header is not None
+    assert backup.header is not None
     p, b = primary.header, backup.header
     problems = []
     for what, mine, theirs in (
@@ -888,7 +890,7 @@ def _check_layout(
     if len(set(numbers)) != len(numbers):
         raise InvalidPartitionLayout(f"partition numbers repeat: {sorted(numbers)}")
     ordered = sorted(numbered, key=lambda item: item[1].start_lba)
-    for (num_a, a), (num_b, b) in zip(ordered, ordered[1:], strict=False):
+    for (num_a, a), (num_b, b) in itertools.pairwise(ordered):
         if b.start_lba <= a.end_lba:
             raise InvalidPartitionLayout(f"partitions {num_a} and {num_b} overlap")
     return numbered
@@ -1089,6 +1091,7 @@ __all__ = [
     "ESP_TYPE",
     "LINUX_FS_TYPE",
     "LINUX_SWAP_TYPE",
+    "SECTOR_SIZE",
     "GptHeader",
     "InvalidPartitionLayout",
     "InvalidPartitionTable",
@@ -1099,7 +1102,6 @@ __all__ = [
     "Partition",
     "PartitionTable",
     "PartitionTableKind",
-    "SECTOR_SIZE",
     "parse_gpt_entries",
     "parse_gpt_header",
     "parse_mbr",
