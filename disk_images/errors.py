@@ -70,8 +70,8 @@ __all__ = [
     "EngineKitError",
     "InvalidDiskImage",
     "InvalidStateFile",
-    "NotAnEngineInstallation",
-    "PartitionFileError",
     "LoopDeviceError",
     "MountError",
+    "NotAnEngineInstallation",
+    "PartitionFileError",
 ]

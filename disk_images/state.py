@@ -135,7 +135,7 @@ def _dump(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode()
 
 
-def _check_version(text: str, what: str) -> None:
+def _check_version(text: str) -> None:
     EngineVersion.parse(text)  # raises UserInputError naming the bad text
 
 
@@ -152,8 +152,8 @@ class EngineRelease:
     product: str = "Engine"
 
     def __post_init__(self) -> None:
-        _check_version(self.version, "version")
-        _check_version(self.pv_drivers, "pv_drivers")
+        _check_version(self.version)
+        _check_version(self.pv_drivers)
 
     def to_json(self) -> bytes:
         return _dump(
@@ -174,7 +174,8 @@ class EngineRelease:
         version = r.version("version", r.string("version"))
         pv = r.version("pv_drivers", r.string("pv_drivers"))
         slot = r.choice("slot", Slot, r.opt_string("slot"))
-        assert version is not None and pv is not None
+        assert version is not None
+        assert pv is not None
         return cls(version=version, slot=slot, pv_drivers=pv, product=product)
 
 
@@ -196,7 +197,7 @@ class EngineState:
                 hint="give a generation of 0 or more",
             )
         if self.previous_version is not None:
-            _check_version(self.previous_version, "previous_version")
+            _check_version(self.previous_version)
         if self.pending_slot is not None and self.pending_slot is self.active_slot:
             raise UserInputError(
                 "pending_slot must differ from active_slot",
@@ -325,8 +326,8 @@ class VmRecord:
                 f"{self.name!r} is not a VM name",
                 hint="use letters, digits, '.', '_' and '-' (at most 64)",
             )
-        _check_version(self.pv_drivers, "pv_drivers")
-        _check_version(self.published_for, "published_for")
+        _check_version(self.pv_drivers)
+        _check_version(self.published_for)
 
     def to_json(self) -> bytes:
         return _dump(
@@ -346,7 +347,8 @@ class VmRecord:
             raise InvalidStateFile(source, f"name {name!r} is not a valid VM name")
         pv = r.version("pv_drivers", r.string("pv_drivers"))
         published = r.version("published_for", r.string("published_for"))
-        assert pv is not None and published is not None
+        assert pv is not None
+        assert published is not None
         return cls(
             name=name,
             kind=r.choice("kind", VmKind, r.string("kind")),

@@ -73,7 +73,7 @@ def print_wrapped(text: str) -> None:
         print(line)
 
 
-def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+def _sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -174,7 +174,7 @@ def _parse_and_run(
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except Exception as exc:  # noqa: BLE001 - the last line of defence before a traceback
+    except Exception as exc:  # the last line of defence before a traceback
         if debug:
             raise
         return fail(InternalError(f"internal error: {type(exc).__name__}: {exc}"))

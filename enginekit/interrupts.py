@@ -21,7 +21,7 @@ class PendingInterrupt:
     def __init__(self) -> None:
         self.pending = False
 
-    def _record(self, signum: int, frame: FrameType | None) -> None:
+    def _record(self, _signum: int, _frame: FrameType | None) -> None:
         self.pending = True
 
 

@@ -118,7 +118,8 @@ def _die_with_parent(args: list[str]) -> list[str]:
         "-c",
         _CHECK_PARENT,
         str(os.getpid()),
-    ] + args
+        *args,
+    ]
 
 
 def spawn(

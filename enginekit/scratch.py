@@ -142,7 +142,7 @@ def scratch_file(kind: str) -> IO[bytes]:
     its own descriptor so no sweep removes it while it is open."""
     sweep_stale(kind)
     while True:
-        file = tempfile.NamedTemporaryFile(prefix=f"enginekit-{kind}-{os.getpid()}-")
+        file = tempfile.NamedTemporaryFile(prefix=f"enginekit-{kind}-{os.getpid()}-")  # noqa: SIM115 - returned open
         fcntl.flock(file.fileno(), fcntl.LOCK_EX)
         if (
             os.path.exists(file.name)

@@ -363,7 +363,7 @@ def _repeat(message: str) -> Outcome:
     return Outcome(Direction.REPEAT, None, message)
 
 
-def _handle_eula(model: InstallerModel, answer: Answer) -> Outcome:
+def _handle_eula(_model: InstallerModel, answer: Answer) -> Outcome:
     assert isinstance(answer, EulaAnswer)
     if not answer.accept:
         return Outcome(Direction.EXIT, answer, "The licence was not accepted; nothing was written.")
@@ -409,12 +409,12 @@ def _handle_summary(model: InstallerModel, answer: Answer) -> Outcome:
     return Outcome(Direction.FORWARD, answer)
 
 
-def _handle_progress(model: InstallerModel, answer: Answer) -> Outcome:
+def _handle_progress(_model: InstallerModel, answer: Answer) -> Outcome:
     assert isinstance(answer, ProgressAnswer)
     return Outcome(Direction.FORWARD, answer)
 
 
-def _handle_simple(model: InstallerModel, answer: Answer) -> Outcome:
+def _handle_simple(_model: InstallerModel, answer: Answer) -> Outcome:
     return Outcome(Direction.FORWARD, answer)
 
 

@@ -15,7 +15,7 @@ from enginekit.errors import InternalError
 from installer.model import Direction, InstallerModel, Screen
 
 
-def always(model: InstallerModel) -> bool:
+def always(_model: InstallerModel) -> bool:
     return True
 
 
@@ -25,7 +25,7 @@ def disk_not_blank(model: InstallerModel) -> bool:
     return model.asks_existing
 
 
-def asks_registration(model: InstallerModel) -> bool:
+def asks_registration(_model: InstallerModel) -> bool:
     """Every mode: mandatory for fresh/erase, and offered with "keep" on upgrade/repair."""
     return True
 

@@ -43,11 +43,11 @@ class DeviceError(HostError):
 
 
 __all__ = [
-    "EngineKitError",
-    "InvalidPayload",
-    "InvalidManifest",
-    "InvalidISO",
-    "VerificationFailed",
-    "TargetRefused",
     "DeviceError",
+    "EngineKitError",
+    "InvalidISO",
+    "InvalidManifest",
+    "InvalidPayload",
+    "TargetRefused",
+    "VerificationFailed",
 ]

@@ -287,4 +287,4 @@ def inspect_iso(path: Path, usb_size: int | None = None) -> IsoReport:
     )
 
 
-__all__ = ["BootEntry", "IsoReport", "MEDIA_CAPACITY", "inspect_iso", "open_iso"]
+__all__ = ["MEDIA_CAPACITY", "BootEntry", "IsoReport", "inspect_iso", "open_iso"]

@@ -521,7 +521,7 @@ def implant(
             )
         sums: list[str] = []
 
-        def on_fragment(number: int, text: str) -> bool:
+        def on_fragment(_number: int, text: str) -> bool:
             sums.append(text)
             return True
 

@@ -375,8 +375,12 @@ def parse_manifest(data: bytes, source: str = MANIFEST_PATH) -> Manifest:
     if v.problems:
         raise ManifestErrors(source, v.problems)
     # Without problems every field was present and valid; the asserts document that for mypy.
-    assert product is not None and version is not None and pv_drivers is not None
-    assert layout is not None and eula is not None and system is not None
+    assert product is not None
+    assert version is not None
+    assert pv_drivers is not None
+    assert layout is not None
+    assert eula is not None
+    assert system is not None
     return Manifest(
         product=product,
         version=version,
@@ -413,5 +417,6 @@ def _file_entry(v: _Validator, where: str, item: Any) -> FileEntry | None:
             v.add(f"{where}.sha256", f"{sha!r} is not 64 lower-case hex digits")
     if len(v.problems) != before or path is None or "size" not in item or "sha256" not in item:
         return None
-    assert isinstance(size, int) and isinstance(sha, str)
+    assert isinstance(size, int)
+    assert isinstance(sha, str)
     return FileEntry(path=path, size=size, sha256=sha)

@@ -38,5 +38,6 @@ def read_identity(disk: Path) -> ComputerIdentity:
             hint="only registered computers check in; install with [registration] "
             'mode = "synchronizer"',
         )
-    assert registration.server is not None and registration.token is not None
+    assert registration.server is not None
+    assert registration.token is not None
     return ComputerIdentity(disk, found, registration.server, registration.token.reveal())

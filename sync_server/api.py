@@ -26,12 +26,12 @@ def build_app(state: ServerState) -> FastAPI:
     app.state.sync = state
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         body = {"error": exc.error, "hint": exc.hint, "details": list(exc.details)}
         return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
             for e in exc.errors()

@@ -48,7 +48,7 @@ async def upload_import(caller: Admin, request: Request, name: str = "upload.iso
         async for chunk in request.stream():
             out.write(chunk)
     task_id = server_state(request).runner.submit_import(
-        target, Path(name).name, lambda ok: target.unlink(missing_ok=True)
+        target, Path(name).name, lambda _ok: target.unlink(missing_ok=True)
     )
     with db_session(request) as session:
         task = session.get(Task, task_id)

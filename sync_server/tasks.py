@@ -129,7 +129,7 @@ class TaskRunner:
             self._set(
                 task_id, state=TaskState.FAILED.value, error=exc.message, finished_at=utc_now()
             )
-        except Exception as exc:  # noqa: BLE001 - a task must end in a state, never vanish
+        except Exception as exc:
             log.exception("task %d: internal error", task_id)
             self._set(
                 task_id,

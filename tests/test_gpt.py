@@ -121,12 +121,15 @@ def assert_same_as_sfdisk(image: Path, table: gpt.PartitionTable) -> None:
 
 def test_reads_sfdisk_gpt_like_sfdisk(gpt_image: Path) -> None:
     table = gpt.read_partition_table(gpt_image)
-    assert table.kind is PartitionTableKind.GPT and not table.used_backup
+    assert table.kind is PartitionTableKind.GPT
+    assert not table.used_backup
     assert table.problems == ()
     assert gpt.validate_gpt(gpt_image) == []
     assert_same_as_sfdisk(gpt_image, table)
     esp = table.by_name("engine-esp")
-    assert esp is not None and esp.type_guid == gpt.ESP_TYPE and esp.start_bytes == MiB
+    assert esp is not None
+    assert esp.type_guid == gpt.ESP_TYPE
+    assert esp.start_bytes == MiB
     assert table.by_number(3) == table.by_name("engine-storage")
     printed = run_text(["sgdisk", "--print", gpt_image])
     assert f"Disk identifier (GUID): {table.disk_id.upper()}" in printed
@@ -147,7 +150,8 @@ def test_reads_sfdisk_mbr_with_logical_partitions(tmp_path: Path) -> None:
     assert table.kind is PartitionTableKind.MBR
     assert table.disk_id == "mbr-1234abcd"
     assert [p.number for p in table.partitions] == [1, 2, 3, 5, 6]
-    assert table.partitions[0].bootable and table.partitions[0].type == "83"
+    assert table.partitions[0].bootable
+    assert table.partitions[0].type == "83"
     assert_same_as_sfdisk(image, table)
     # validate_gpt on an MBR disk: no GPT is the problem.
     problems = gpt.validate_gpt(image)
@@ -185,7 +189,8 @@ def test_unreadable_input_is_one_clear_error(tmp_path: Path, what: str) -> None:
         path.write_bytes(b"\0" * 100)
     with pytest.raises(InvalidPartitionTable) as info:
         gpt.read_partition_table(path)
-    assert str(path) in info.value.message and "\n" not in info.value.message
+    assert str(path) in info.value.message
+    assert "\n" not in info.value.message
     assert info.value.exit_status == 2
 
 
@@ -223,12 +228,14 @@ def test_corruption_is_named(gpt_image: Path, where: str, expected: str, sgdisk_
     }[where]
     flip(gpt_image, offset)
     problems = gpt.validate_gpt(gpt_image)
-    assert len(problems) == 1 and problems[0].startswith(expected), problems
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(expected), problems
     assert sgdisk_says in sgdisk_verify(gpt_image)
     # The partitions are still readable from the other copy, as the kernel would read them.
     table = gpt.read_partition_table(gpt_image)
     assert table.used_backup is where.startswith("primary")
-    assert len(table.partitions) == 3 and table.problems == tuple(problems)
+    assert len(table.partitions) == 3
+    assert table.problems == tuple(problems)
 
 
 def test_both_headers_damaged_is_an_error(gpt_image: Path) -> None:
@@ -322,13 +329,16 @@ def test_write_engine_layout(tmp_path: Path) -> None:
         NewPartition(657408, 1024 * 2048 - 2049, name="engine-storage"),
     ]
     table = gpt.write_gpt(image, 1024 * MiB, layout, disk_guid=guid)
-    assert image.stat().st_size == 1024 * MiB and image.stat().st_blocks * 512 < MiB
-    assert table.disk_id == guid and table.problems == ()
+    assert image.stat().st_size == 1024 * MiB
+    assert image.stat().st_blocks * 512 < MiB
+    assert table.disk_id == guid
+    assert table.problems == ()
     assert "No problems found" in sgdisk_verify(image)
     assert_same_as_sfdisk(image, table)
     assert [p.name for p in table.partitions][1] == "engine-system-a"
     assert table.partitions[1].bootable
-    assert table.mbr is not None and table.mbr.protective_entries == (1,)
+    assert table.mbr is not None
+    assert table.mbr.protective_entries == (1,)
 
 
 def test_write_keeps_boot_code_and_hybrid_entries(tmp_path: Path) -> None:
@@ -343,8 +353,10 @@ def test_write_keeps_boot_code_and_hybrid_entries(tmp_path: Path) -> None:
         mbr=MbrMode.HYBRID,
         hybrid_mbr_entries=[data_entry],
     )
-    assert table.mbr is not None and table.mbr.is_hybrid
-    assert table.mbr.boot_code == boot_code and table.mbr.disk_signature == 0xCAFEF00D
+    assert table.mbr is not None
+    assert table.mbr.is_hybrid
+    assert table.mbr.boot_code == boot_code
+    assert table.mbr.disk_signature == 0xCAFEF00D
     assert table.mbr.entries[0] == data_entry
     assert table.mbr.entries[1] == MbrEntry(0, 0xEE, 1, 33)
     assert table.problems == ()
@@ -376,7 +388,8 @@ def test_write_to_an_open_file() -> None:
     buffer = io.BytesIO()
     table = gpt.write_gpt(buffer, 4 * MiB, [NewPartition(34, 8000, name="x")])
     assert len(buffer.getvalue()) == 4 * MiB
-    assert gpt.validate_gpt(buffer) == [] and table.partitions[0].name == "x"
+    assert gpt.validate_gpt(buffer) == []
+    assert table.partitions[0].name == "x"
 
 
 @pytest.mark.parametrize(
@@ -494,7 +507,8 @@ def test_random_layouts_round_trip(
     shuffle.shuffle(numbered)
     table = gpt.write_gpt(image, size, numbered)
     back = gpt.read_partition_table(image)
-    assert back == table and back.problems == ()
+    assert back == table
+    assert back.problems == ()
     assert [
         (p.start_lba, p.end_lba, p.type_guid, p.name, p.attributes) for p in back.partitions
     ] == [(p.start_lba, p.end_lba, p.type_guid, p.name, p.attributes) for p in partitions]

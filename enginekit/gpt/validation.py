@@ -203,7 +203,8 @@ def _mbr_problems(mbr: Mbr | None, disk_sectors: int, partitions: Sequence[Parti
 
 
 def _compare_copies(primary: _GptCopy, backup: _GptCopy) -> list[str]:
-    assert primary.header is not None and backup.header is not None
+    assert primary.header is not None
+    assert backup.header is not None
     p, b = primary.header, backup.header
     problems = []
     for what, mine, theirs in (

@@ -5,6 +5,7 @@ them down, optionally keeping an existing (isohybrid) MBR.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import uuid
 import zlib
@@ -114,7 +115,7 @@ def _check_layout(
     if len(set(numbers)) != len(numbers):
         raise InvalidPartitionLayout(f"partition numbers repeat: {sorted(numbers)}")
     ordered = sorted(numbered, key=lambda item: item[1].start_lba)
-    for (num_a, a), (num_b, b) in zip(ordered, ordered[1:], strict=False):
+    for (num_a, a), (num_b, b) in itertools.pairwise(ordered):
         if b.start_lba <= a.end_lba:
             raise InvalidPartitionLayout(f"partitions {num_a} and {num_b} overlap")
     return numbered

@@ -76,7 +76,8 @@ def _gpt_partitions(disk_size: int) -> list[NewPartition]:
         regions(DiskLayout.GPT_AB).values(),
         strict=True,
     ):
-        assert spec.start is not None and spec.size is not None
+        assert spec.start is not None
+        assert spec.size is not None
         type_guid = ESP_TYPE if region.role is PartitionRole.ESP else LINUX_FS_TYPE
         parts.append(
             NewPartition.sized(

@@ -220,9 +220,7 @@ def _check_ext4(target: Path, found: Installation, role: PartitionRole) -> None:
         )
 
 
-def check_readable(
-    plan: InstallPlan, image: SystemImage, layout: DiskLayout, found: Installation | None
-) -> None:
+def check_readable(plan: InstallPlan, image: SystemImage, found: Installation | None) -> None:
     """Refuse, before any write, a run that would touch a partition it cannot read. Fresh
     installs and erases format every partition first, so only upgrades and repairs (which
     keep storage and the ESP) read anything."""

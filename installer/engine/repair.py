@@ -58,7 +58,8 @@ def repair_damage(target: Path, installed: Installation) -> None:
 def _rebuild_backup_gpt(target: Path) -> None:
     with open(target, "rb") as stream:
         table = gpt.read_partition_table(stream)
-    assert table.header is not None and not table.used_backup  # what the probe checked
+    assert table.header is not None
+    assert not table.used_backup
     described = (table.header.alternate_lba + 1) * gpt.SECTOR_SIZE
     if os.stat(target).st_size < described:
         os.truncate(target, described)  # a sparse tail: the backup GPT's place comes back

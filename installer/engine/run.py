@@ -226,7 +226,7 @@ def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> Checked
         # What the disk can hold and whether what the run touches can be read: known now,
         # so refused now, not after slot B was emptied or the disk wiped.
         check_fit(plan, image, layout, disk_size, _installed(found))
-        check_readable(plan, image, layout, _installed(found))
+        check_readable(plan, image, _installed(found))
     return CheckedPlan(disk_size, image, layout, found)
 
 

@@ -113,7 +113,7 @@ class BlockDeviceTarget(FileTarget):
                 hint="use a bigger stick",
             )
 
-    def prepare(self, fd: int, image_size: int) -> None:
+    def prepare(self, fd: int, image_size: int) -> None:  # noqa: ARG002 - the shared signature
         size = device_size(fd)
         head = min(STALE_TABLE_BYTES, size)
         self.zero_range(fd, 0, head)

@@ -47,7 +47,8 @@ def test_create_is_sparse_and_refuses_overwrite(tmp_path: Path) -> None:
 def test_cli_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     disk = tmp_path / "new.img"
     assert cli.main(["create", str(disk), "--size", "512M"]) == 0
-    assert disk.stat().st_size == 512 * MIB and disk.stat().st_blocks == 0
+    assert disk.stat().st_size == 512 * MIB
+    assert disk.stat().st_blocks == 0
     assert cli.main(["create", str(disk), "--size", "1G"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {disk}: already exists\nhint:")
@@ -115,7 +116,8 @@ def test_mbr_rejects_names_and_too_many(tmp_path: Path) -> None:
 def _exercise(files: PartitionFiles, big: Path) -> None:
     files.makedirs("/loader/entries")
     files.makedirs("/loader/entries")  # idempotent
-    assert files.is_dir("/loader") and not files.exists("/loader/x")
+    assert files.is_dir("/loader")
+    assert not files.exists("/loader/x")
     files.write_atomic("/loader/entries/engine-1-a+3.conf", b"one")
     files.write_atomic("/loader/entries/engine-1-a+3.conf", b"two")  # replace
     assert files.read("/loader/entries/engine-1-a+3.conf") == b"two"
@@ -130,7 +132,7 @@ def _exercise(files: PartitionFiles, big: Path) -> None:
     files.remove("/big.bin")
     assert not files.exists("/big.bin")
     assert files.list("/") == ["loader"]
-    with pytest.raises(PartitionFileError, match="no such|No such"):
+    with pytest.raises(PartitionFileError, match=r"no such|No such"):
         files.read("/missing")
     with pytest.raises(PartitionFileError, match="leaves the partition"):
         files.read("/../etc/passwd")

@@ -98,7 +98,8 @@ def test_xorriso_sees_both_boot_images_and_a_hybrid_mbr_gpt(reference_iso_5: Pat
     assert re.search(r"^El Torito img path :\s+2\s+/isolinux/efiboot.img", text, re.M)
     summary = re.search(r"^System area summary: (.*)$", text, re.M)
     assert summary is not None, text
-    assert "MBR" in summary.group(1) and "isohybrid" in summary.group(1)
+    assert "MBR" in summary.group(1)
+    assert "isohybrid" in summary.group(1)
     assert "GPT" in summary.group(1)
     assert re.search(r"^MBR partition\s+:\s+1\s+0x00\s+0xee\s+1\b", text, re.M), text
     # The ESP partition is the El Torito UEFI image (xorriso maps it back to the file).
@@ -132,7 +133,8 @@ def test_gpt_primary_and_backup_agree(reference_iso_5: Path) -> None:
     # Same disk GUID and entry CRC; own and alternate LBAs swapped.
     assert primary[56:72] == backup[56:72]
     assert primary[88:92] == backup[88:92]
-    assert primary[24:32] == backup[32:40] and primary[32:40] == backup[24:32]
+    assert primary[24:32] == backup[32:40]
+    assert primary[32:40] == backup[24:32]
 
 
 def test_a_broken_gpt_is_reported(reference_iso_copy: Path) -> None:
@@ -140,7 +142,8 @@ def test_a_broken_gpt_is_reported(reference_iso_copy: Path) -> None:
         fp.seek(reference_iso_copy.stat().st_size - 512 + 40)  # backup header: first usable LBA
         fp.write(b"\xff")
     report = inspect_iso(reference_iso_copy)
-    assert report.gpt and not report.gpt_valid
+    assert report.gpt
+    assert not report.gpt_valid
     assert any("backup" in p for p in report.gpt_problems)
 
 
@@ -183,9 +186,10 @@ def test_a_file_changed_after_its_manifest_fails_the_build(
     """Same size, different bytes: caught by the SHA-256 computed while writing."""
     payload = small_payload({"system/root/data.bin": b"A" * 5000})
     (payload / "system/root/data.bin").write_bytes(b"B" * 5000)
-    with pytest.raises(InvalidPayload, match="system/root/data.bin: sha256 differs"):
+    with pytest.raises(InvalidPayload, match=r"system/root/data\.bin: sha256 differs"):
         build_iso(payload, tmp_path / "x.iso")
-    assert list(tmp_path.glob("*.iso")) == [] and list(tmp_path.glob(".*enginekit-partial*")) == []
+    assert list(tmp_path.glob("*.iso")) == []
+    assert list(tmp_path.glob(".*enginekit-partial*")) == []
 
 
 def test_rebuild_replaces_output(small_payload: SmallPayload, tmp_path: Path) -> None:
@@ -201,7 +205,7 @@ def test_builder_refuses_its_own_paths_in_the_payload(small_payload: SmallPayloa
     payload = small_payload()
     (payload / "isolinux").mkdir()
     (payload / "isolinux/isolinux.cfg").write_text("DEFAULT evil\n")
-    with pytest.raises(InvalidPayload, match="isolinux.cfg"):
+    with pytest.raises(InvalidPayload, match=r"isolinux\.cfg"):
         HybridIsoBuilder(payload).build(payload.parent / "x.iso")
 
 
@@ -310,7 +314,8 @@ def test_reference_cache_is_keyed_and_safe_in_parallel(
         reference_iso_name("5.0.0", "k2"),
         reference_iso_name("4.5.0", "k1"),
     }
-    assert len(names) == 3 and all(n.startswith("engine-") for n in names)
+    assert len(names) == 3
+    assert all(n.startswith("engine-") for n in names)
     # A private cache, with the kernel entry of the real one so nothing is downloaded.
     real_cache = cache_dir()
     monkeypatch.setenv("ENGINEKIT_CACHE", str(tmp_path / "cache"))
@@ -347,7 +352,8 @@ def test_a_block_device_output_is_refused_and_left_alone(
     with pytest.raises(UserInputError, match="is a block device; to write a stick use") as err:
         build_iso(payload, node)
     assert "engine-media usb write" in err.value.message
-    assert stat.S_ISBLK(node.lstat().st_mode) and node.lstat().st_rdev == block_node.rdev
+    assert stat.S_ISBLK(node.lstat().st_mode)
+    assert node.lstat().st_rdev == block_node.rdev
     assert block_node.backing.read_bytes() == bytes(1 << 20)
     chardev = tmp_path / "fakechr"
     os.mknod(chardev, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # like /dev/null
@@ -385,7 +391,8 @@ def test_a_killed_builds_partial_is_removed_by_the_next_build(
     proc = run([sys.executable, "-c", _KILLED_BUILD, payload, out], check=False)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     (left,) = [p for p in tmp_path.iterdir() if ".enginekit-partial." in p.name]
-    assert left.name.startswith(".x.iso.enginekit-partial.") and left.stat().st_size > 0
+    assert left.name.startswith(".x.iso.enginekit-partial.")
+    assert left.stat().st_size > 0
     assert not out.exists()
     # A live builder's partial (locked by its owner) and other names are not touched, even
     # one that looks like another output's partial with a dead-looking number in it.
@@ -399,7 +406,8 @@ def test_a_killed_builds_partial_is_removed_by_the_next_build(
     finally:
         os.close(live_fd)
     assert not left.exists()
-    assert live.exists() and other.exists()
+    assert live.exists()
+    assert other.exists()
     assert out.stat().st_size > 1024 * 1024
 
 

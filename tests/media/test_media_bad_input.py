@@ -200,7 +200,7 @@ def test_the_reader_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
     def open_it() -> None:
         try:
             MediumReader.open(fifo).close()
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             outcome.append(exc)
 
     worker = threading.Thread(target=open_it, daemon=True)

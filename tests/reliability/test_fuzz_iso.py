@@ -203,7 +203,8 @@ def _tail_regions(data: bytes) -> list[Region]:
     entries_end = entries_lba * 512 + _le32(data, backup_lba * 512 + 80) * _le32(
         data, backup_lba * 512 + 84
     )
-    assert hashed <= entries_lba * 512 and entries_end <= backup_lba * 512
+    assert hashed <= entries_lba * 512
+    assert entries_end <= backup_lba * 512
     return [
         Region("tail.padding", hashed, entries_lba * 512 - hashed, Landing.UNCHECKED),
         Region("tail.backup_gpt_entries", entries_lba * 512, entries_end - entries_lba * 512,
@@ -338,8 +339,26 @@ def _interesting_values(iso_map: IsoMap) -> st.SearchStrategy[int]:
     sectors = iso_map.size // SECTOR
     return st.one_of(
         st.sampled_from(
-            [0, 1, 2, 15, 16, 17, 18, 19, sectors - 1, sectors, sectors + 1, sectors * 2]
-            + [0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 2**63, 2**64 - 1]
+            [
+                0,
+                1,
+                2,
+                15,
+                16,
+                17,
+                18,
+                19,
+                sectors - 1,
+                sectors,
+                sectors + 1,
+                sectors * 2,
+                32767,
+                65535,
+                2147483647,
+                4294967295,
+                2**63,
+                2**64 - 1,
+            ]
         ),
         st.integers(min_value=0, max_value=2**32 - 1),
     )
@@ -542,7 +561,7 @@ def test_every_nasty_manifest(
 # Damage that hypothesis found to escape as an internal error somewhere, kept as fixed cases.
 KNOWN_DAMAGE: dict[str, Callable[[IsoMap], Mutation]] = {
     # pycdlib's struct.error on a boot file cut short (engine-media inspect/verify)
-    "truncated-in-boot-file": lambda m: Mutation("truncated to 96416 bytes", truncate_to=96416),
+    "truncated-in-boot-file": lambda _m: Mutation("truncated to 96416 bytes", truncate_to=96416),
     # pycdlib's KeyError while walking the path table (engine-install's MediumReader)
     "path-table-size-19": lambda m: Mutation(
         "pvd.path_table_size = 19",
