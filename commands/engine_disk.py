@@ -19,7 +19,14 @@ from typing import Any
 from disk_images.boot import DiskBootResult, boot_installed_disk
 from disk_images.image import create_image
 from disk_images.probe import Installation, NoInstallation, ProbeResult, probe
-from enginekit.cli import ArgumentParser, add_common_options, add_json_option, print_json, run_main
+from enginekit.cli import (
+    ArgumentParser,
+    add_common_options,
+    add_debug_option,
+    add_json_option,
+    print_json,
+    run_main,
+)
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
 from reference_builds.builds import REFERENCE_BUILDS, reference_build
@@ -70,7 +77,7 @@ def _add_create_and_inspect(
         metavar="T",
         help="with --synchronizer: the computer's token (engine-sync token create)",
     )
-    _add_debug(create)
+    add_debug_option(create)
     create.set_defaults(handler=cmd_create)
 
     inspect = subparsers.add_parser(
@@ -81,18 +88,8 @@ def _add_create_and_inspect(
     )
     inspect.add_argument("disk", type=Path, help="the disk image to inspect")
     add_json_option(inspect, "the partitions and the installation found")
-    _add_debug(inspect)
+    add_debug_option(inspect)
     inspect.set_defaults(handler=cmd_inspect)
-
-
-def _add_debug(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: a sub-command's default must not reset a --debug given before the command
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="log every command run and show tracebacks",
-    )
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -335,7 +332,7 @@ def build_parser() -> ArgumentParser:
         default=DEFAULT_BOOT_TIMEOUT,
         help=f"seconds to wait for each boot (default {DEFAULT_BOOT_TIMEOUT:.0f})",
     )
-    _add_debug(boot)
+    add_debug_option(boot)
     boot.set_defaults(handler=cmd_boot)
     _add_agent(subparsers)
     return parser
@@ -380,7 +377,7 @@ def _add_agent(
         default=DEFAULT_BOOT_TIMEOUT,
         help=f"seconds to wait for each boot (default {DEFAULT_BOOT_TIMEOUT:.0f})",
     )
-    _add_debug(agent)
+    add_debug_option(agent)
     agent.set_defaults(handler=cmd_agent)
 
 

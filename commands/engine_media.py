@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-from enginekit.cli import ArgumentParser, add_json_option, print_json, run_main
+from enginekit.cli import ArgumentParser, add_debug_option, add_json_option, print_json, run_main
 from enginekit.errors import UserInputError
 from enginekit.scratch import scratch_tree
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
@@ -36,16 +36,6 @@ def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _common(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: a sub-command's default must not undo `engine-media --debug <cmd>`.
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="log every command run and show tracebacks",
-    )
 
 
 @contextmanager
@@ -306,7 +296,7 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
         "new ISO is built beside it and renamed over it only when complete",
     )
     add_json_option(build, "what was built (path, version, volume id, size)")
-    _common(build)
+    add_debug_option(build)
     build.set_defaults(handler=_cmd_build)
 
     inspect = sub.add_parser("inspect", help="show what an ISO is and what it fits on")
@@ -317,7 +307,7 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
         metavar="SIZE",
         help=f"also check a USB stick of this size, with a unit: 16GB, 650MB, 8G ({UNITS_HELP})",
     )
-    _common(inspect)
+    add_debug_option(inspect)
     inspect.set_defaults(handler=_cmd_inspect)
 
     md5 = sub.add_parser("md5", help="the isomd5sum checksum embedded in the ISO")
@@ -328,14 +318,14 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     implant.add_argument("iso", metavar="ISO", help="the ISO image to implant the checksum in")
     implant.add_argument("--force", action="store_true", help="replace an existing checksum")
     add_json_option(implant, "the ISO and the MD5 implanted")
-    _common(implant)
+    add_debug_option(implant)
     implant.set_defaults(handler=_cmd_md5_implant)
     check = md5_sub.add_parser("check", help="check the checksum (like checkisomd5)")
     check.add_argument("iso", metavar="ISO", help="the ISO image to check")
     add_json_option(check, "the ISO, the status and the sums compared")
-    _common(check)
+    add_debug_option(check)
     check.set_defaults(handler=_cmd_md5_check)
-    _common(md5)
+    add_debug_option(md5)
     md5.set_defaults(handler=None, subparser=md5)
 
     verify = sub.add_parser("verify", help="check everything; --boot also boots it 4 ways")
@@ -345,7 +335,7 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     verify.add_argument(
         "--timeout", type=float, default=90.0, metavar="SECONDS", help="per boot (default 90)"
     )
-    _common(verify)
+    add_debug_option(verify)
     verify.set_defaults(handler=_cmd_verify)
 
     if with_usb:

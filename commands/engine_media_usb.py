@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from enginekit.cli import add_json_option, print_error, print_json
+from enginekit.cli import add_debug_option, add_json_option, print_error, print_json
 from enginekit.errors import EngineKitError, Interrupted
 from enginekit.sizes import human_size, parse_size
 from media.errors import TargetRefused, VerificationFailed
@@ -56,7 +56,7 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         metavar="ISO",
         help="also hide disks too small for this ISO, and the disk that holds it",
     )
-    _debug_option(listing)
+    add_debug_option(listing)
     listing.set_defaults(handler=cmd_list)
 
     write = commands.add_parser(
@@ -78,7 +78,7 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
         help="with --yes: allow disks above 64 GB (instead of typing the disk's name)",
     )
     add_json_option(write, "each target's status, bytes written and timings")
-    _debug_option(write)
+    add_debug_option(write)
     write.set_defaults(handler=cmd_write)
 
     verify = commands.add_parser(
@@ -89,18 +89,8 @@ def add_usb_commands(subparsers: argparse._SubParsersAction[_Parser]) -> None:
     )
     verify.add_argument("target", type=Path, metavar="TARGET", help="whole-disk device or file")
     add_json_option(verify, "whether the target matches, and where it first differs")
-    _debug_option(verify)
+    add_debug_option(verify)
     verify.set_defaults(handler=cmd_verify)
-
-
-def _debug_option(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: the sub-command's default must not undo `engine-media --debug usb ...`.
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="log every command run and show tracebacks",
-    )
 
 
 _LIST_HELP = (
@@ -301,25 +291,3 @@ def cmd_verify(args: argparse.Namespace) -> int:
         f"({human_size(image_size)} read back in {result.seconds:.1f} s)"
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the usb commands on their own (`python -m commands.engine_media_usb usb list`)."""
-    from enginekit.cli import ArgumentParser, add_common_options, run_main
-
-    parser = ArgumentParser(prog="engine-media")
-    add_common_options(parser)
-    subparsers = parser.add_subparsers(
-        dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser
-    )
-    add_usb_commands(subparsers)
-
-    def dispatch(args: argparse.Namespace) -> int:
-        status: int = args.handler(args)
-        return status
-
-    return run_main(parser, dispatch, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from enginekit.cli import ArgumentParser, add_common_options, run_main
+from enginekit.cli import ArgumentParser, add_common_options, add_debug_option, run_main
 from enginekit.errors import EngineKitError, UserInputError
 from sync_server.client import SERVER_ENV, TOKEN_ENV, SyncClient
 
@@ -171,7 +171,7 @@ def build_parser() -> ArgumentParser:
         name: str, help_text: str, handler: Any, client: bool = True, within: Any = commands
     ) -> Any:
         sub = within.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+        add_debug_option(sub)
         if handler is None:
             return sub  # a group: its actions carry the options
         sub.add_argument("--json", action="store_true", help="print JSON")

@@ -43,8 +43,20 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """The options every program has, on its top-level parser: `--debug`."""
     parser.add_argument(
         "--debug", action="store_true", help="log every command run and show tracebacks"
+    )
+
+
+def add_debug_option(parser: argparse.ArgumentParser) -> None:
+    """`--debug` on a sub-command too, so it may come after the sub-command's name. Its
+    default is SUPPRESS: a sub-command's default must not undo `PROG --debug COMMAND`."""
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log every command run and show tracebacks",
     )
 
 

@@ -109,7 +109,7 @@ def usb_cli_argv() -> list[str]:
     script = Path(sys.executable).parent / "engine-media"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "commands.engine_media_usb"]
+    return [sys.executable, "-m", "commands.engine_media"]
 
 
 def run_engine_media(
