@@ -324,21 +324,6 @@ def loops_backed_by(path: Path) -> list[LoopBacking]:
     return found
 
 
-def loop_users(path: Path) -> list[str]:
-    """`/dev/loop3 (mounted on /mnt)` for each loop device over the file `path`: writing the
-    file would change a disk the kernel is using."""
-    loops = loops_backed_by(path)
-    if not loops:
-        return []
-    usage = SystemUsage.scan()
-    users: list[str] = []
-    for loop in loops:
-        mounts = usage.mounted.get(loop.majmin, ())
-        where = ", ".join(m.mountpoint for m in mounts)
-        users.append(f"{loop.device} (mounted on {where})" if where else loop.device)
-    return users
-
-
 def device_identity(majmin: str) -> str:
     """A stable identity of the medium behind a block device number, to notice a swap between
     the checks and the write: the kernel's `diskseq` (new for every attach or medium change),

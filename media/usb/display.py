@@ -123,6 +123,8 @@ def show_targets(heading: str, accepted: Sequence[AcceptedTarget]) -> None:
         else:
             dev = target.device
             err.write(f"  {dev.path}  {dev.describe()}  {size_text(dev.size_bytes)}  {dev.bus}\n")
+        if target.holds is not None:
+            err.write(f"    holds {target.holds}\n")
 
 
 def confirm(image: Path, image_size: int, accepted: Sequence[AcceptedTarget]) -> None:

@@ -28,6 +28,7 @@ class RefusalCode(enum.StrEnum):
     IS_IMAGE = "is-image"
     BACKED_BY_IMAGE = "backed-by-image"
     IN_USE = "in-use"
+    HOLDS_DISK = "holds-disk"
     LARGE = "large"
     MOUNTED = "mounted"
     READ_ONLY = "read-only"
@@ -120,15 +121,33 @@ def hidden_reasons(device: BlockDeviceInfo, image_size: int | None = None) -> tu
     return tuple(reasons)
 
 
+IN_USE_HINT = (
+    "stop what uses it (shut the VM down; unmount and detach the loop device with "
+    "losetup -d) and run again"
+)
+
+
 def device_refusals(
-    device: BlockDeviceInfo, image_size: int, options: WriteOptions
+    device: BlockDeviceInfo,
+    image_size: int,
+    options: WriteOptions,
+    backing_users: tuple[str, ...] = (),
 ) -> tuple[Refusal, ...]:
-    """Every reason not to write an image of `image_size` bytes to this block device."""
+    """Every reason not to write an image of `image_size` bytes to this block device.
+    `backing_users` are the users of the file behind a loop device (`by a QEMU virtual
+    machine (process 42)`, see `enginekit.file_users`): a refusal even with --force."""
     target = device.path
     found: list[Refusal] = []
 
     def refuse(code: RefusalCode, reason: str, hint: str) -> None:
         found.append(Refusal(code, target, reason, hint))
+
+    if backing_users:
+        refuse(
+            RefusalCode.IN_USE,
+            f"is a loop device over a file in use {', '.join(backing_users)}",
+            IN_USE_HINT,
+        )
 
     if device.is_partition:
         refuse(
@@ -211,12 +230,19 @@ class FileTargetInfo:
     writable: bool
     is_the_image: bool  # same inode as the image
     free_bytes: int  # free space on its filesystem (informational: a file is never grown)
-    loop_users: tuple[str, ...] = ()  # e.g. "/dev/loop3 (mounted on /mnt)"
+    # Each completes "is in use ...": `(attached to /dev/loop3)`, `by a QEMU virtual machine
+    # (process 42)` (enginekit.file_users.users_of).
+    users: tuple[str, ...] = ()
+    # Completes "holds ...", for partitions that are not an installer medium's (a disk image).
+    holds: str | None = None
 
 
-def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
-    """The checks that make sense for a regular file: not the image, not in use, writable,
-    and at least the image's size (the file stands for a stick; it is never grown)."""
+def file_refusals(
+    info: FileTargetInfo, image_size: int, *, force: bool = False
+) -> tuple[Refusal, ...]:
+    """The checks that make sense for a regular file: not the image, not in use (always),
+    writable, at least the image's size (the file stands for a stick; it is never grown),
+    and, unless `force`, not a disk image holding partitions other than an installer's."""
     found: list[Refusal] = []
     if info.is_the_image:
         found.append(
@@ -227,13 +253,19 @@ def file_refusals(info: FileTargetInfo, image_size: int) -> tuple[Refusal, ...]:
                 "give a USB stick or another file as the target",
             )
         )
-    if info.loop_users:
+    if info.users:
         found.append(
             Refusal(
-                RefusalCode.IN_USE,
+                RefusalCode.IN_USE, info.path, f"is in use {', '.join(info.users)}", IN_USE_HINT
+            )
+        )
+    if info.holds is not None and not force and not info.is_the_image:
+        found.append(
+            Refusal(
+                RefusalCode.HOLDS_DISK,
                 info.path,
-                f"in use by {', '.join(info.loop_users)}",
-                "unmount it and detach the loop device (losetup -d) first",
+                f"holds {info.holds}; it is a disk image, not a blank stick image",
+                "check it is the right file; add --force to overwrite the disk it holds",
             )
         )
     if not info.writable:

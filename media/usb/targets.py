@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enginekit.errors import UserInputError
+from enginekit.file_users import locks_on, users_of
 from enginekit.identity import medium_relation
 from media.errors import InvalidISO, TargetRefused
 from media.usb import discovery, policy
+from media.usb.disk_contents import read_disk_contents
 
+SYS_DEV_BLOCK = Path("/sys/dev/block")
 ISO_MAGIC_OFFSET = 32769  # "CD001" of the primary volume descriptor (sector 16, byte 1)
 
 
@@ -30,6 +33,7 @@ class AcceptedTarget:
     device: discovery.BlockDeviceInfo | None  # None for a regular file
     size: int
     identity: str | None = None  # the medium that was checked (block devices only)
+    holds: str | None = None  # partitions it holds that are not an installer medium's
 
 
 Verdict = AcceptedTarget | tuple[policy.Refusal, ...]
@@ -99,18 +103,49 @@ def examine_target(
         # Read before the description, so a stick swapped in meanwhile cannot pass as checked.
         identity = discovery.device_identity(f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}")
         device = discovery.describe_block_device(path, image)
-        refusals = policy.device_refusals(device, image_size, options)
-        return refusals or AcceptedTarget(path, device, device.size_bytes, identity)
+        refusals = policy.device_refusals(
+            device,
+            image_size,
+            options,
+            backing_file_users(os.major(st.st_rdev), os.minor(st.st_rdev)),
+        )
+        if refusals:
+            return refusals
+        # A stick holding someone's partitions is normal: named in the listing, not refused.
+        contents = None if device.size_bytes == 0 else read_disk_contents(path)
+        holds = contents.summary if contents and not contents.is_installer_medium else None
+        return AcceptedTarget(path, device, device.size_bytes, identity, holds)
     fs = os.statvfs(path)
+    contents = read_disk_contents(path)
     info = policy.FileTargetInfo(
         path=str(path),
         size_bytes=st.st_size,
         writable=os.access(path, os.W_OK),
         is_the_image=medium_relation(path, image) is not None,
         free_bytes=fs.f_bavail * fs.f_frsize,
-        loop_users=tuple(discovery.loop_users(path)),
+        users=users_of(path),
+        holds=contents.summary if contents and not contents.is_installer_medium else None,
     )
-    return policy.file_refusals(info, image_size) or AcceptedTarget(path, None, st.st_size)
+    refusals = policy.file_refusals(info, image_size, force=options.force)
+    return refusals or AcceptedTarget(path, None, st.st_size, holds=info.holds)
+
+
+def backing_file_users(major: int, minor: int) -> tuple[str, ...]:
+    """Who holds a lock on the file behind loop device `major:minor` (QEMU, EngineKit's disk
+    lock, flock); empty for other devices. The loop device itself is not counted."""
+    try:
+        backing = (SYS_DEV_BLOCK / f"{major}:{minor}" / "loop" / "backing_file").read_text()
+    except OSError:
+        return ()
+    backing = backing.strip()
+    if not backing or backing.endswith(" (deleted)"):
+        return ()
+    phrases: list[str] = []
+    for lock in locks_on(backing):
+        phrase = lock.describe()
+        if phrase not in phrases:
+            phrases.append(phrase)
+    return tuple(phrases)
 
 
 __all__ = [

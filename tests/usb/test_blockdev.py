@@ -310,14 +310,12 @@ def test_a_file_attached_as_a_mounted_loop_device_is_refused(
         argv = ["usb", "write", "--force", "--yes", str(iso), str(stick)]
         status, _, err = run_engine_media(capsys, monkeypatch, argv)
         assert status == 2, err
-        assert error_lines(err) == [f"error: refusing {stick}: in use by {loop}"]
+        assert error_lines(err) == [f"error: refusing {stick}: is in use (attached to {loop})"]
         run(["mount", loop, mountpoint])
         try:
             status, _, err = run_engine_media(capsys, monkeypatch, argv)
             assert status == 2, err
-            assert error_lines(err) == [
-                f"error: refusing {stick}: in use by {loop} (mounted on {mountpoint})"
-            ]
+            assert error_lines(err) == [f"error: refusing {stick}: is in use (attached to {loop})"]
             assert "losetup -d" in err
         finally:
             run(["umount", mountpoint], check=False)

@@ -298,7 +298,10 @@ def test_a_missing_path_says_it_is_never_created() -> None:
         (FileTargetInfo("e.iso", ISO_SIZE, True, True, 10 * GB), {R.IS_IMAGE}),
         (FileTargetInfo("s.img", 8 * GB, False, False, 10 * GB), {R.READ_ONLY}),
         (FileTargetInfo("s.img", 0, True, False, 100), {R.TOO_SMALL}),
-        (FileTargetInfo("s.img", 8 * GB, True, False, 0, ("/dev/loop3",)), {R.IN_USE}),
+        (
+            FileTargetInfo("s.img", 8 * GB, True, False, 0, ("(attached to /dev/loop3)",)),
+            {R.IN_USE},
+        ),
     ],
 )
 def test_file_refusals(info: FileTargetInfo, expected: set[RefusalCode]) -> None:
