@@ -24,6 +24,7 @@ from enginekit.cli import (
     add_common_options,
     add_debug_option,
     add_json_option,
+    positive_seconds,
     print_json,
     run_main,
 )
@@ -208,17 +209,6 @@ class BootFailed(EngineKitError):
     short --timeout), not the host's: exit status 1, apart from bad input (2) and host (3)."""
 
     exit_status = 1
-
-
-def positive_seconds(text: str) -> float:
-    """argparse type for --timeout: a number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (got {text})")
-    return value
 
 
 def _create_reference(args: argparse.Namespace) -> int:

@@ -309,7 +309,7 @@ def _drive(
         report = drive(installer, answers, progress)
         if report is None:
             raise UserInputError(
-                f"{args.answers}: eula.accept is false: the licence was not accepted; "
+                f"{args.answers}: eula.accept is false: the licence was declined; "
                 "nothing was written",
                 hint="set [eula] accept = true to install",
             )

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
-from enginekit.cli import ArgumentParser, add_debug_option, add_json_option, print_json, run_main
+from enginekit.cli import (
+    ArgumentParser,
+    add_debug_option,
+    add_json_option,
+    positive_seconds,
+    print_json,
+    run_main,
+)
 from enginekit.errors import UserInputError
 from enginekit.scratch import scratch_tree
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
@@ -333,7 +340,11 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     verify.add_argument("--boot", action="store_true", help="boot BIOS/UEFI from CD and disk")
     add_json_option(verify, "every check and boot")
     verify.add_argument(
-        "--timeout", type=float, default=90.0, metavar="SECONDS", help="per boot (default 90)"
+        "--timeout",
+        type=positive_seconds,
+        default=90.0,
+        metavar="SECONDS",
+        help="per boot (default 90)",
     )
     add_debug_option(verify)
     verify.set_defaults(handler=_cmd_verify)

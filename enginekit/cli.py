@@ -60,6 +60,17 @@ def add_debug_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type for --timeout: a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds (got {text})")
+    return value
+
+
 def add_json_option(parser: argparse.ArgumentParser, what: str) -> None:
     """`--json`: the result (`what`) as one JSON object on stdout; a failure as one too."""
     parser.add_argument(

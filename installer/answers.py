@@ -308,8 +308,13 @@ def check_for_run(
     Raises AnswerFileError listing every problem (missing answers in one line), or
     InstallRefused when the only problem is that the rules refuse the chosen action.
     `decline_is_problem` (for --validate) also reports `eula.accept = false`, which a run
-    treats as the user's choice to stop before anything is written.
+    treats as the user's choice to stop before anything is written: without it, a declined
+    licence passes whatever else is missing, so the run ends with the decline.
     """
+    if answers.eula_accept is False and not decline_is_problem:
+        # The run stops at the licence screen, before any other answer is asked for: the
+        # decline is what it reports, not the answers it would never reach.
+        return
     problems: list[str] = []
     missing: list[str] = []
     found = model.target.installation

@@ -48,10 +48,25 @@ def _excluded(rel: str) -> bool:
     return rel == MANIFEST_PATH or rel.split("/")[0] == BUILDER_DIR
 
 
+def _check_readable(path: Path) -> None:
+    """Open `path` for reading and close it: a file the build could not read is refused
+    before any tool runs, naming the file (not a tool's complaint about a scratch copy)."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        raise InvalidPayload(
+            f"{path}: cannot read it: {exc.strerror}",
+            hint="make every file of the payload tree readable (chmod a+r), "
+            "or run as a user who may read it",
+        ) from None
+
+
 def payload_files(root: Path) -> Iterator[str]:
     """Relative paths of the payload's regular files, sorted, without manifest and isolinux/.
 
-    Symbolic links and special files are refused: a medium carries plain files only.
+    Symbolic links and special files are refused: a medium carries plain files only. So is
+    a file that cannot be opened for reading.
     """
     if not root.is_dir():
         raise InvalidPayload(f"{root}: not a directory", hint="give the payload tree's top")
@@ -85,6 +100,7 @@ def payload_files(root: Path) -> Iterator[str]:
             problem = path_problem(rel)
             if problem:
                 raise InvalidPayload(f"{root}: {rel!r} {problem}", hint="rename the file")
+            _check_readable(full)
             found.append(rel)
     yield from sorted(found)
 

@@ -400,3 +400,13 @@ def test_a_file_over_the_limit_reports_the_limit_not_a_wrong_size(tmp_path: Path
     assert caught.value.problems == (
         f"is larger than {answers.MAX_FILE_BYTES} bytes, the most an answer file may have",
     )
+
+
+def test_a_declined_licence_is_not_asked_for_the_answers_it_would_never_reach() -> None:
+    """Only `[eula] accept = false`, on an Engine disk: the run goes on to the licence screen
+    and stops there (no complaint about existing.action); --validate reports the decline."""
+    parsed = parse_answers(b"[eula]\naccept = false\n", "a.toml")
+    check_for_run(parsed, model("4.5.0"))
+    with pytest.raises(AnswerFileError) as caught:
+        check_for_run(parsed, model("4.5.0"), decline_is_problem=True)
+    assert any(p.startswith("eula.accept: is false") for p in caught.value.problems)

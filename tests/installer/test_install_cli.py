@@ -136,7 +136,7 @@ def test_declined_eula_writes_nothing(tmp_path: Path, iso: Path, blank: Path) ->
     before = sha256(blank)
     status, _, err = engine_install("--media", iso, "--target", blank, "--answers", answers)
     assert status == 2
-    assert "the licence was not accepted; nothing was written" in err
+    assert "the licence was declined; nothing was written" in err
     assert sha256(blank) == before
 
 

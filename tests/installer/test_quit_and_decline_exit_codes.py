@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 import pexpect
+import pytest
 
 from enginekit.process import run
+from reference_builds.pytest_plugin import EngineDiskFactory, sparse_digest
 
 DOWN = "\x1b[B"
 ENTER = "\r"
@@ -61,3 +63,25 @@ def test_declining_in_an_answer_file_exits_2(tmp_path: Path, iso: Path, blank: P
     assert proc.returncode == 2
     assert "nothing was written" in proc.stderr.decode()
     assert blank.stat().st_blocks == 0
+
+
+@pytest.mark.root
+def test_declining_on_an_engine_disk_says_declined_not_missing_answers(
+    tmp_path: Path, iso: Path, engine_disk: EngineDiskFactory
+) -> None:
+    disk = engine_disk("4.5.0", size="1G")
+    before = sparse_digest(disk)
+    answers = tmp_path / "declined.toml"
+    answers.write_text("[eula]\naccept = false\n")
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install",
+         "--media", str(iso), "--target", str(disk), "--answers", str(answers)],
+        check=False,
+        timeout=300,
+    )  # fmt: skip
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        f"error: {answers}: eula.accept is false: the licence was declined; nothing was written"
+    ]
+    assert sparse_digest(disk) == before

@@ -303,3 +303,26 @@ def test_a_file_name_that_is_not_utf8_is_refused_at_build(
     assert status == 2
     assert line == f"error: {payload}: 'extra/caf\\udce9.txt' is not valid UTF-8"
     assert not (tmp_path / "o.iso").exists()
+
+
+@pytest.mark.root
+def test_an_unreadable_payload_file_is_refused_before_any_tool_runs(
+    small_payload: SmallPayload, tmp_path: Path
+) -> None:
+    """A mode-000 boot/initrd.img, built by root without its DAC override: one error line
+    naming the payload's file (not a tool's scratch copy), exit 2, no image."""
+    tree = small_payload()
+    unreadable = tree / "boot/initrd.img"
+    unreadable.chmod(0)
+    out = tmp_path / "x.iso"
+    script = Path(sys.executable).with_name("engine-media")
+    drop_dac = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
+    proc = run([*drop_dac, script, "build", "--payload", tree, "-o", out], check=False, timeout=120)
+    err = proc.stderr.decode()
+    errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2, err
+    assert errors == [f"error: {unreadable}: cannot read it: Permission denied"], err
+    assert "\nhint: " in err
+    assert "mcopy" not in err
+    assert "Traceback" not in err
+    assert [p for p in tmp_path.iterdir() if p.suffix in (".iso", ".partial")] == []
