@@ -30,6 +30,7 @@ from enginekit.cli import (
 )
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.sizes import UNITS_HELP, human_size, parse_size
+from enginekit.text import one_line
 from reference_builds.builds import REFERENCE_BUILDS, reference_build
 
 DEFAULT_BOOT_TIMEOUT = 120.0
@@ -103,6 +104,15 @@ def cmd_create(args: argparse.Namespace) -> int:
             "--synchronizer registers an Engine installation; it needs --engine VERSION",
             hint="e.g. engine-disk create DISK --engine 4.5.0 --synchronizer URL --token T",
         )
+    if args.synchronizer is not None:
+        from installer.addresses import server_problem
+
+        problem = server_problem(args.synchronizer)
+        if problem is not None:
+            raise UserInputError(
+                f"--synchronizer {one_line(args.synchronizer)}: not a server address: {problem}",
+                hint="give host:port or a URL, e.g. http://HOST:PORT",
+            )
     if args.engine is not None:
         return _create_reference(args)
     size = parse_size(args.size, "--size")

@@ -9,18 +9,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import stat
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from enginekit.cli import ArgumentParser, add_common_options, add_debug_option, run_main
 from enginekit.errors import EngineKitError, UserInputError
-from sync_server.client import SERVER_ENV, TOKEN_ENV, SyncClient
+from enginekit.text import one_line
+from sync_server.client import SERVER_ENV, TOKEN_ENV, ApiRefused, SyncClient
 
 
 def _client(args: argparse.Namespace) -> SyncClient:
     return SyncClient.from_options(args.server, args.token)
+
+
+@contextmanager
+def _refusal_hint(hint: str) -> Iterator[None]:
+    """A refusal the server gave no hint for gets `hint` (the command listing what exists)."""
+    try:
+        yield
+    except ApiRefused as exc:
+        if exc.server_hint is None:
+            exc.hint = hint
+        raise
 
 
 def _emit(args: argparse.Namespace, doc: Any, lines: list[str]) -> int:
@@ -54,17 +68,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _task_line(task: dict[str, Any]) -> str:
-    line = f"task {task['id']}: {task['kind']} {task['source']} {task['state']}"
+    line = f"task {task['id']}: {task['kind']} {one_line(task['source'])} {task['state']}"
     if task["state"] == "running":
         line += f" {task['progress'] * 100:.0f}%"
     if task.get("error"):
-        line += f": {task['error']}"
+        line += f": {one_line(task['error'])}"
     return line
 
 
+def _check_iso_path(iso: Path) -> None:
+    """One line for an ISO path that cannot be uploaded (missing, not a regular file,
+    unreadable), checked before the server is called; never opens a FIFO."""
+    hint = "give the path of an Engine ISO file"
+    try:
+        mode = iso.stat().st_mode
+    except FileNotFoundError:
+        raise UserInputError(f"{iso}: no such file", hint=hint) from None
+    except OSError as exc:
+        raise UserInputError(f"{iso}: cannot be read ({exc.strerror})", hint=hint) from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UserInputError(f"{iso}: {kind}", hint=hint)
+    try:
+        with iso.open("rb"):
+            pass
+    except OSError as exc:
+        raise UserInputError(
+            f"{iso}: cannot be read ({exc.strerror})",
+            hint="check the file's permissions, or run as a user who may read it",
+        ) from None
+
+
 def cmd_import(args: argparse.Namespace) -> int:
-    if not args.iso.is_file():
-        raise UserInputError(f"{args.iso}: no such file", hint="give the path of an Engine ISO")
+    _check_iso_path(args.iso)
     with _client(args) as client:
         task = client.upload("/api/v1/imports", args.iso)
         if not args.wait:
@@ -74,7 +110,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     _emit(args, task, [_task_line(task)])
     if task["state"] == "failed":
         raise ImportFailed(
-            f"{args.iso}: the import failed: {task['error']}",
+            f"{args.iso}: the import failed: {one_line(task['error'])}",
             hint="check the ISO with engine-media verify",
         )
     return 0 if task["state"] == "succeeded" else 1
@@ -106,32 +142,35 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_task_cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with _client(args) as client, _refusal_hint("engine-sync tasks lists the tasks"):
         task = client.post(f"/api/v1/tasks/{args.id}/cancel")
     return _emit(args, task, [_task_line(task)])
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        token = client.post("/api/v1/tokens", {"name": args.name})
+        body = {} if args.name is None else {"name": args.name}
+        token = client.post("/api/v1/tokens", body)
     # The token itself is the one thing printed: scripts capture it; it is shown only once.
     return _emit(args, token, [token["token"]])
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    hint = "engine-sync token create --json prints a token's id; engine-sync computers the rest"
+    with _client(args) as client, _refusal_hint(hint):
         token = client.post(f"/api/v1/tokens/{args.id}/revoke")
-    return _emit(args, token, [f"token {token['id']} ({token['name']}) revoked"])
+    return _emit(args, token, [f"token {token['id']} ({one_line(token['name'])}) revoked"])
 
 
 def _computer_lines(c: dict[str, Any]) -> list[str]:
     slot = f" slot {c['active_slot']}" if c["active_slot"] else ""
     lines = [
-        f"computer {c['id']}: {c['name']} Engine {c['running_version']}{slot}, "
+        f"computer {c['id']}: {one_line(c['name'])} Engine {one_line(c['running_version'])}"
+        f"{slot}, "
         f"{len(c['vms'])} VMs, last contact {c['last_contact']}"
     ]
     for a in c["assignments"]:
-        detail = f" ({a['detail']})" if a["detail"] else ""
+        detail = f" ({one_line(a['detail'])})" if a["detail"] else ""
         lines.append(f"  Engine {a['kit_version']}: Upgrade {a['status_label']}{detail}")
     return lines
 
@@ -147,11 +186,11 @@ def _kit_id(client: SyncClient, kit: str) -> int:
     for k in client.get("/api/v1/kits"):
         if kit in (str(k["id"]), k["version"]):
             return int(k["id"])
-    raise UserInputError(f"no kit {kit!r}", hint="engine-sync kits lists the kits")
+    raise UserInputError(f"no kit {one_line(kit)!r}", hint="engine-sync kits lists the kits")
 
 
 def cmd_assign(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+    with _client(args) as client, _refusal_hint("engine-sync computers lists the computers"):
         kit_id = _kit_id(client, args.kit)
         rows = client.post(f"/api/v1/kits/{kit_id}/assignments", {"computers": args.computer})
     lines = [
@@ -207,7 +246,11 @@ def build_parser() -> ArgumentParser:
     create = command(
         "create", "make a computer enrolment token", cmd_token_create, within=token_sub
     )
-    create.add_argument("--name", default="", help="the computer's name in the console")
+    create.add_argument(
+        "--name",
+        help="the computer's name in the console (default: its disk id); printable, "
+        "at most 200 characters",
+    )
     revoke = command("revoke", "revoke a computer token", cmd_token_revoke, within=token_sub)
     revoke.add_argument("id", type=int)
     command("computers", "list the computers that checked in", cmd_computers)

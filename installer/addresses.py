@@ -5,6 +5,8 @@ A server is `host`, `host:port` or `http(s)://host[:port][/path]`, where host is
 (`[::1]:443`), and the port is 1-65535. `server_problem()` is the one check the answer-file
 schema and the registration screen share; `unreachable()` is the interactive front end's
 quick look (one TCP connect with a short timeout) before it asks for the token.
+`ServerAddress.url` is the URL a registered computer's agent calls: without a scheme, https
+on port 443 (the default) and http on any other port (what `engine-sync serve` speaks).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ class ServerAddress:
         """host:port as one would type it (IPv6 in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.connect_port}"
+
+    @property
+    def url(self) -> str:
+        """The URL the agent calls: the scheme as written; none: https on 443, else http."""
+        scheme = self.scheme or ("https" if self.connect_port == 443 else "http")
+        return f"{scheme}://{self.display}{self.path.rstrip('/')}"
 
 
 def _host_problem(host: str) -> str | None:

@@ -1,6 +1,8 @@
 """What a computer knows about itself, read from its disk without writing a byte: the probe's
 `Installation`, which carries the Synchronizer registration from storage's
-`/engine/config.json` (read through debugfs, so no root, no mount, no lock).
+`/engine/config.json` (read through debugfs, so no root, no mount, no lock). The registered
+server is written as the installer accepts it (`host:port`, `[v6]:port` or a URL); the identity
+carries the URL the agent calls (`installer.addresses.ServerAddress.url`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from pathlib import Path
 
 from disk_images.probe import Installation, probe
 from enginekit.errors import UserInputError
+from enginekit.text import one_line
+from installer.addresses import AddressError, parse_server
 
 
 class NotRegistered(UserInputError):
@@ -20,7 +24,7 @@ class NotRegistered(UserInputError):
 class ComputerIdentity:
     disk: Path
     installation: Installation
-    server: str
+    server: str  # the URL to call
     token: str = field(repr=False)
 
 
@@ -40,4 +44,12 @@ def read_identity(disk: Path) -> ComputerIdentity:
         )
     assert registration.server is not None
     assert registration.token is not None
-    return ComputerIdentity(disk, found, registration.server, registration.token.reveal())
+    try:
+        server = parse_server(registration.server).url
+    except AddressError as exc:
+        raise NotRegistered(
+            f"{disk}: the registered server {one_line(registration.server)!r} is not a "
+            f"server address: {exc}",
+            hint="register the computer again with a server such as http://HOST:PORT",
+        ) from None
+    return ComputerIdentity(disk, found, server, registration.token.reveal())

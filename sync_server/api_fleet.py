@@ -47,7 +47,7 @@ def create_token(body: TokenRequest, caller: Admin, request: Request) -> NewToke
     """A computer enrolment token; it binds to the first computer that checks in with it."""
     token = new_token()
     with db_session(request) as session, session.begin():
-        row = Token(name=body.name, role=TokenRole.COMPUTER.value, digest=token_digest(token))
+        row = Token(name=body.name or "", role=TokenRole.COMPUTER.value, digest=token_digest(token))
         session.add(row)
         session.flush()
         doc = token_doc(row)

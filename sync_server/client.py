@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from enginekit.errors import EngineKitError, UserInputError
+from enginekit.text import one_line
 
 SERVER_ENV = "ENGINE_SYNC_SERVER"
 TOKEN_ENV = "ENGINE_SYNC_TOKEN"
@@ -21,11 +22,32 @@ CHUNK = 1024 * 1024
 
 
 class ApiRefused(UserInputError):
+    """The server refused a request (4xx). Its own hint wins; else the status's default."""
+
+    default_hint = "engine-sync --help lists the commands; --server is the server's root URL"
+
     def __init__(
         self, status: int, message: str, hint: str | None, details: tuple[str, ...]
     ) -> None:
         super().__init__(message, hint=hint, details=details)
         self.status = status
+        self.server_hint = hint  # None: the server gave none, a caller may name a better one
+
+
+class BadServerAddress(UserInputError):
+    default_hint = "give --server http://HOST:PORT (the address engine-sync serve prints)"
+
+
+def checked_server_url(server: str) -> str:
+    """`server` as a base URL, or BadServerAddress: http(s)://HOST[:PORT][/PATH]."""
+    try:
+        url = httpx.URL(server)
+        valid = url.scheme in ("http", "https") and bool(url.host)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        valid = False
+    if not valid or not server.isprintable():
+        raise BadServerAddress(f"--server {one_line(server)}: not an http:// or https:// URL")
+    return server.rstrip("/")
 
 
 class ServerUnreachable(EngineKitError):
@@ -34,7 +56,7 @@ class ServerUnreachable(EngineKitError):
 
 class SyncClient:
     def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
-        self.server = server.rstrip("/")
+        self.server = checked_server_url(server)
         self._http = httpx.Client(
             base_url=self.server,
             headers={"Authorization": f"Bearer {token}"},
@@ -67,9 +89,10 @@ class SyncClient:
             return
         try:
             body = response.json()
-            message = str(body.get("error") or response.reason_phrase)
+            message = one_line(str(body.get("error") or response.reason_phrase))
             hint = body.get("hint")
-            details = tuple(str(d) for d in body.get("details") or ())
+            hint = one_line(str(hint)) if hint else None
+            details = tuple(one_line(str(d)) for d in body.get("details") or ())
         except ValueError:
             message, hint, details = response.reason_phrase, None, ()
         if response.status_code == 401:

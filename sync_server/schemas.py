@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class ErrorDoc(BaseModel):
@@ -40,8 +40,20 @@ class TaskDoc(BaseModel):
     finished_at: datetime | None
 
 
+MAX_NAME_LENGTH = 200
+
+
 class TokenRequest(BaseModel):
-    name: str = Field(default="", max_length=200)
+    """No name: the computer is named by its disk id at its first check-in."""
+
+    name: str | None = Field(default=None, max_length=MAX_NAME_LENGTH)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str | None) -> str | None:
+        if name is not None and (not name.strip() or not name.isprintable()):
+            raise ValueError("a name is printable text, not empty and without control characters")
+        return name
 
 
 class TokenDoc(BaseModel):

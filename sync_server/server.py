@@ -9,6 +9,7 @@ import errno
 import logging
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def prepare_data_dir(data: Path) -> None:
+    """Make `data` and its FileImport folder and prove the server may write there: one
+    `error:` line naming the directory, never a traceback."""
+    try:
+        (data / "FileImport").mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data):
+            pass
+    except OSError as exc:
+        where = exc.filename or data
+        raise UserInputError(
+            f"--data {data}: cannot write {where} ({exc.strerror})",
+            hint="give a directory this user may create and write, or fix its permissions",
+        ) from None
+
+
 def serve(options: ServeOptions) -> None:
     data = options.data_dir
     if data.exists() and not data.is_dir():
@@ -71,14 +87,13 @@ def serve(options: ServeOptions) -> None:
         )
     sock = bind(options.host, options.port)
     try:
-        data.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(data)
         db = open_database(options.database or sqlite_url(data))
     except BaseException:
         sock.close()
         raise
     runner = TaskRunner(db, data / "kits")
     state = ServerState(data, db, runner, checkin_interval=options.checkin_interval)
-    (data / "FileImport").mkdir(exist_ok=True)
     token_file = ensure_admin_token(data, db)
     watcher = FileImportWatcher(state, options.scan_interval)
     host, port = sock.getsockname()[:2]

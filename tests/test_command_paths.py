@@ -1,9 +1,10 @@
 """Every path a command takes, given something that is not what it needs, is one error line.
 
-Each sub-command of engine-media, engine-disk and engine-install is run with each of its path
-arguments set, in turn, to a missing path, a directory, a FIFO, /dev/null, a file it may not
-read, and (where the command writes) a place it may not write. Every run must end with an
-exit status of 1-3, exactly one `error:` line naming the path and one `hint:` line, no
+Each sub-command of engine-media, engine-disk, engine-install and engine-sync (its `import`;
+`serve --data` creates what is missing, so tests/sync/test_serve.py covers it) is run with
+each of its path arguments set, in turn, to a missing path, a directory, a FIFO, /dev/null, a
+file it may not read, and (where the command writes) a place it may not write. Every run must
+end with an exit status of 1-3, exactly one `error:` line naming the path and one `hint:` line, no
 traceback, no nested parentheses, and the file at the path as it was. A run that hangs (a FIFO
 opened for reading waits for a writer forever) fails at its timeout.
 
@@ -76,6 +77,8 @@ class PathArgument:
 MEDIA = (sys.executable, "-m", "commands.engine_media")
 DISK = (sys.executable, "-m", "commands.engine_disk")
 INSTALL = (sys.executable, "-m", "commands.engine_install")
+SYNC = (sys.executable, "-m", "commands.engine_sync")
+SYNC_CLIENT = ("--server", "http://127.0.0.1:9", "--token", "t")  # checked after the path
 INSTALL_ARGS = ("--media", "{ISO}", "--target", "{DISK}", "--answers", "{ANSWERS}")
 
 ARGUMENTS = (
@@ -138,6 +141,7 @@ ARGUMENTS = (
         Use.CREATES,
         (*INSTALL, *INSTALL_ARGS, "--record-answers", "{P}"),
     ),
+    PathArgument("sync-import", "iso", Use.READS, (*SYNC, "import", "{P}", *SYNC_CLIENT)),
 )
 
 MATRIX = [

@@ -1,5 +1,6 @@
-"""`engine-disk create --synchronizer URL --token T`: both options or neither, and only with
---engine; refused with one error line before any file is made."""
+"""`engine-disk create --synchronizer URL --token T`: both options or neither, only with
+--engine, and a server address by the installer's rule; refused with one error line before
+any file is made. A computer registered with `host:port` checks in."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from commands import engine_disk
 
+from .conftest import RunningServer, agent, registered_disk
+
 
 @pytest.mark.parametrize(
     ("options", "message"),
@@ -16,6 +19,10 @@ from commands import engine_disk
         (["--engine", "4.5.0", "--synchronizer", "http://s"], "--synchronizer and --token go"),
         (["--engine", "4.5.0", "--token", "t"], "--synchronizer and --token go together"),
         (["--synchronizer", "http://s", "--token", "t"], "it needs --engine VERSION"),
+        (
+            ["--engine", "4.5.0", "--synchronizer", "http://x:99999", "--token", "t"],
+            "a port is a number 1-65535",
+        ),
     ],
 )
 def test_registration_options_are_checked_first(
@@ -27,3 +34,17 @@ def test_registration_options_are_checked_first(
     assert len(errors) == 1
     assert message in errors[0]
     assert not disk.exists()
+
+
+@pytest.mark.root
+def test_a_computer_registered_with_host_and_port_checks_in(
+    sync_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sync_server.admin() as admin:
+        token = str(admin.post("/api/v1/tokens", {"name": "pc"})["token"])
+    host_port = sync_server.url.removeprefix("http://").rstrip("/")
+    disk = registered_disk(tmp_path / "pc.img", host_port, token)
+    assert agent("--once", "--cache", str(tmp_path / "cache"), str(disk)) == 0, capsys.readouterr()
+    with sync_server.admin() as admin:
+        (computer,) = admin.get("/api/v1/computers")
+    assert computer["name"] == "pc"

@@ -1,14 +1,16 @@
-"""`engine-sync serve`: a port in use is one error line (exit 2) and leaves no data directory;
-the API is documented at /openapi.json."""
+"""`engine-sync serve`: a port in use or a data directory it may not write is one error line
+(exit 2), and a port in use leaves no data directory; the API is documented at /openapi.json."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from commands import engine_sync
+from enginekit.process import run
 
 from .conftest import RunningServer
 
@@ -41,3 +43,35 @@ def test_database_that_cannot_be_used_names_it_without_its_password(
     err = capsys.readouterr().err
     assert err.startswith("error: --database postgresql+psycopg://sync:***@127.0.0.1:1/sync")
     assert "s3cret-pw" not in err
+
+
+@pytest.mark.root
+def test_a_data_directory_that_cannot_be_written_is_one_error_line(tmp_path: Path) -> None:
+    parent = tmp_path / "read-only"
+    parent.mkdir()
+    parent.chmod(0o555)
+    data = parent / "data"
+    # Root writes through mode bits; without CAP_DAC_OVERRIDE it meets them as any user does.
+    done = run(
+        [
+            "setpriv",
+            "--bounding-set=-dac_override,-dac_read_search",
+            "--",
+            sys.executable,
+            "-m",
+            "commands.engine_sync",
+            "serve",
+            "--data",
+            str(data),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        check=False,
+        timeout=60,
+    )
+    err = done.stderr.decode()
+    lines = err.splitlines()
+    assert done.returncode == 2, err
+    assert lines[0].startswith(f"error: --data {data}: cannot write"), err
+    assert lines[1].startswith("hint: ")
+    assert "Traceback" not in err
