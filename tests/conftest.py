@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Generator, Iterator
@@ -215,7 +216,17 @@ def _mount_namespace_of_our_own(config: pytest.Config) -> None:
         pass
 
 
+def _sigint_delivered() -> None:
+    """Ctrl-C reaches every test and the programs it starts. A shell without job control
+    starts background commands with SIGINT ignored, and that disposition is inherited down to
+    the commands a test interrupts on purpose; tests that send SIGINT would then prove
+    nothing (and fail). Python installs its handler only where SIGINT was not ignored."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
+    _sigint_delivered()
     _mount_namespace_of_our_own(session.config)
     if _is_controller(session.config):
         roots = _session_roots(session.config)
