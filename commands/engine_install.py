@@ -55,7 +55,6 @@ def build_parser() -> ArgumentParser:
         prog="engine-install",
         description="Install or upgrade Engine on a disk image file.",
         epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--media", type=Path, metavar="ISO", help="the Engine installer medium")
     parser.add_argument(
@@ -75,7 +74,10 @@ def build_parser() -> ArgumentParser:
         "also check it against them",
     )
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the plan; write nothing to the target"
+        "--dry-run",
+        action="store_true",
+        help="print the plan; write nothing to the target (with --record-answers the answer "
+        "file is still saved: a way to make one without installing)",
     )
     parser.add_argument(
         "--record-answers",
@@ -342,7 +344,8 @@ def _drive(
         print(f"reboot: boot the disk to run the new Engine (engine-disk boot {args.target})")
     if record_to is not None and installer.screen is Screen.DONE:
         record_to.write(installer.model)
-        print(f"answers recorded in {record_to.output.path} (the token is never recorded)")
+        what = "the dry run's answers" if args.dry_run else "answers"
+        print(f"{what} recorded in {record_to.output.path} (the token is never recorded)")
     return 0
 
 

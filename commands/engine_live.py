@@ -55,8 +55,15 @@ def build_parser() -> ArgumentParser:
         prog="engine-live", description="report what is on each of this machine's fixed disks"
     )
     add_common_options(parser)
-    parser.add_argument("--sys-block", default=str(SYS_BLOCK), help=argparse.SUPPRESS)
-    parser.add_argument("--dev", default="/dev", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--sys-block",
+        default=str(SYS_BLOCK),
+        metavar="DIR",
+        help=f"where the kernel lists block devices (default {SYS_BLOCK})",
+    )
+    parser.add_argument(
+        "--dev", default="/dev", metavar="DIR", help="where the device nodes are (default /dev)"
+    )
     return parser
 
 

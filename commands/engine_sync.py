@@ -222,9 +222,20 @@ def build_parser() -> ArgumentParser:
 
     serve = command("serve", "run the Synchronizer server", cmd_serve, client=False)
     serve.add_argument("--data", type=Path, required=True, metavar="DIR", help="data directory")
-    serve.add_argument("--listen", default="127.0.0.1:8470", metavar="HOST:PORT")
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:8470",
+        metavar="HOST:PORT",
+        help="address to listen on (default 127.0.0.1:8470)",
+    )
     serve.add_argument("--database", metavar="URL", help="SQLAlchemy URL (default DIR/sync.db)")
-    serve.add_argument("--scan-interval", type=float, default=10.0, help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--scan-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between looks into DIR/FileImport for new ISOs (default 10)",
+    )
     serve.add_argument(
         "--checkin-interval",
         type=float,
@@ -233,14 +244,14 @@ def build_parser() -> ArgumentParser:
         help="seconds the server tells computers to wait between check-ins (default 60)",
     )
     imp = command("import", "import an Engine ISO as an Engine Update kit", cmd_import)
-    imp.add_argument("iso", type=Path)
+    imp.add_argument("iso", type=Path, metavar="ISO", help="the Engine installer ISO")
     imp.add_argument("--wait", action="store_true", help="wait for the import task to finish")
     command("kits", "list the Software Library", cmd_kits)
     command("tasks", "list the background tasks", cmd_tasks)
     task = command("task", "act on one task", None)
     task_sub = task.add_subparsers(dest="task_command", required=True, metavar="ACTION")
     cancel = command("cancel", "cancel a queued or running task", cmd_task_cancel, within=task_sub)
-    cancel.add_argument("id", type=int)
+    cancel.add_argument("id", type=int, metavar="ID", help="the task id (engine-sync tasks)")
     token = command("token", "computer enrolment tokens", None)
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = command(
@@ -252,11 +263,20 @@ def build_parser() -> ArgumentParser:
         "at most 200 characters",
     )
     revoke = command("revoke", "revoke a computer token", cmd_token_revoke, within=token_sub)
-    revoke.add_argument("id", type=int)
+    revoke.add_argument(
+        "id", type=int, metavar="ID", help="the token id (engine-sync token create printed it)"
+    )
     command("computers", "list the computers that checked in", cmd_computers)
     assign = command("assign", "assign a kit to computers (the Upgrade box)", cmd_assign)
     assign.add_argument("kit", help="kit id or Engine version")
-    assign.add_argument("--computer", type=int, nargs="+", required=True, metavar="ID")
+    assign.add_argument(
+        "--computer",
+        type=int,
+        nargs="+",
+        required=True,
+        metavar="ID",
+        help="computer ids (engine-sync computers)",
+    )
     return parser
 
 

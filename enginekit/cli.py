@@ -14,9 +14,11 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from types import FrameType
@@ -34,8 +36,96 @@ class UsageError(UserInputError):
     """The command line itself is wrong (argparse's complaint)."""
 
 
+# argparse's own split of a usage line into its parts: an optional group stays one part.
+_USAGE_PART = re.compile(r"\(.*?\)+(?=\s|$)|\[.*?\]+(?=\s|$)|\S+")
+# A trailing comment in an example line (`action = "upgrade"   # or ...`).
+_TRAILING_COMMENT = re.compile(r"^(?P<code>.*?\S)\s{2,}# (?P<comment>.*)$")
+_USAGE_INDENT = 4
+# Below this many columns an option's help goes under it, this far in.
+_NARROW = 60
+_NARROW_HELP_COLUMN = 8
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that fits the terminal, down to 40 columns, with nothing cut.
+
+    Descriptions and epilogs keep their authors' line breaks (examples stay examples); a
+    line wider than the terminal wraps, and in an example a comment wraps onto lines of its
+    own that start with `#`, so the example stays valid to paste. Usage lines wrap part by
+    part (an optional group is never split) under a short indent when argparse's own
+    indent, the width of `usage: PROG `, would push a part past the edge."""
+
+    def __init__(self, prog: str, **kwargs: Any) -> None:
+        super().__init__(prog, **kwargs)
+        if self._width < _NARROW:
+            # Each option's help on the lines below it, a few columns in, not in a column
+            # that leaves half the width to the words.
+            self._max_help_position = _NARROW_HELP_COLUMN
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        # Words are never cut ("check-" / "ins", "$ENGINEKIT_" / "CACHE"): a reader would
+        # copy them wrong.
+        return textwrap.wrap(
+            " ".join(text.split()), width, break_long_words=False, break_on_hyphens=False
+        )
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines: list[str] = []
+        for line in super()._fill_text(text, width + len(indent), indent).splitlines():
+            lines += _wrap_example_line(line, width + len(indent))
+        return "\n".join(lines)
+
+    def _format_usage(
+        self,
+        usage: str | None,
+        actions: Any,
+        groups: Any,
+        prefix: str | None,
+    ) -> str:
+        formatted = super()._format_usage(usage, actions, groups, prefix)
+        if all(len(line) <= self._width for line in formatted.splitlines()):
+            return formatted
+        flat = " ".join(formatted.split())
+        lines = [""]
+        for part in _USAGE_PART.findall(flat):
+            # A group too wide for a line of its own is split between its words.
+            words = [part] if len(part) <= self._width - _USAGE_INDENT else part.split(" ")
+            for word in words:
+                if not lines[-1]:
+                    lines[-1] = word
+                elif len(lines[-1]) + 1 + len(word) <= self._width:
+                    lines[-1] += " " + word
+                else:
+                    lines.append(" " * _USAGE_INDENT + word)
+        return "\n".join(lines) + "\n\n"
+
+
+def _wrap_example_line(line: str, width: int) -> list[str]:
+    """One line of a description or example, wrapped to `width` columns."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip(" ")))
+    body = line.strip()
+    match = _TRAILING_COMMENT.match(body)
+    if body.startswith("#"):
+        return _wrap_comment(body.lstrip("# "), indent, width)
+    if match is not None:
+        return [indent + match["code"], *_wrap_comment(match["comment"], indent, width)]
+    return wrap_hanging(line, width, 2 if indent else 0)
+
+
+def _wrap_comment(comment: str, indent: str, width: int) -> list[str]:
+    prefix = indent + "# "
+    return [prefix + piece.strip() for piece in wrap_hanging(comment, width - len(prefix))]
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one `error:` line plus a hint pointing at --help."""
+    """argparse, but a usage error is one `error:` line plus a hint pointing at --help, and
+    the help fits a narrow terminal (`HelpFormatter`); sub-command parsers inherit both."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         fail(UsageError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'"))

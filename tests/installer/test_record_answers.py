@@ -109,7 +109,8 @@ def test_recorded_answers_replay(tmp_path: Path, iso: Path, blank: Path) -> None
         "--record-answers", recorded,
     )  # fmt: skip
     assert status == 0, err
-    assert f"answers recorded in {recorded}" in out
+    assert f"the dry run's answers recorded in {recorded}" in out
+    assert blank.stat().st_blocks == 0  # a dry run writes nothing to the target
     text = recorded.read_text()
     assert 'layout = "us"' in text
     assert "[finish]" in text
