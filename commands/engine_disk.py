@@ -252,6 +252,9 @@ def _create_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+_SILENT_CONSOLE = "nothing: the machine printed no line on its serial console in that time"
+
+
 def boot_text(result: DiskBootResult) -> str:
     lines = []
     for number, attempt in enumerate(result.attempts, start=1):
@@ -264,7 +267,7 @@ def boot_text(result: DiskBootResult) -> str:
             )
         else:
             lines.append(f"boot {number}{entry}: failed: {attempt.failure}")
-            lines.append(f"  console: {attempt.console_tail}")
+            lines.append(f"  console: {attempt.console_tail or _SILENT_CONSOLE}")
     for spent, back in result.restored:
         lines.append(
             f"the boot stopped before the Engine ran: the try it spent was given back "
@@ -278,6 +281,17 @@ def boot_text(result: DiskBootResult) -> str:
     active = result.active_slot.value if result.active_slot else "-"
     lines.append(f"active slot: {active}; upgrade status: {result.upgrade_status.label}")
     return "\n".join(lines)
+
+
+def _no_boot_hint(result: DiskBootResult, timeout: float) -> str:
+    """What to do when no Engine booted: a longer --timeout when every attempt ran out of
+    time (QEMU under TCG takes tens of seconds to reach the Engine), else read the console."""
+    if result.attempts and all(attempt.stopped for attempt in result.attempts):
+        return (
+            f"every attempt ran out of its {timeout:g} s; give a longer --timeout (the default "
+            "is 120 s) and see the console lines of each attempt for how far it got"
+        )
+    return "the console lines of each attempt show where it stopped"
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
@@ -298,7 +312,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         last = result.attempts[-1] if result.attempts else None
         raise BootFailed(
             f"{args.disk}: no Engine booted: {last.failure if last else 'no attempt'}",
-            hint="the console lines of each attempt show where it stopped",
+            hint=_no_boot_hint(result, args.timeout),
         ).with_result(result.as_json())
     if args.json:
         print_json(result.as_json())

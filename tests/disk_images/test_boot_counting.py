@@ -19,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from commands.engine_disk import boot_text
 from commands.engine_disk import main as engine_disk_main
-from disk_images.boot import STOP_SEAM
+from disk_images.boot import STOP_SEAM, BootAttempt, DiskBootResult
 from disk_images.layout import Slot
 from disk_images.lock import held_by_enginekit, held_by_qemu
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
+from enginekit.qemu import Firmware
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
 from reference_builds.pytest_plugin import copy_sparse
@@ -81,6 +83,7 @@ def test_boot_stopped_after_the_count_gives_the_try_back(
     captured = capsys.readouterr()
     assert status == 1, captured
     assert captured.err.startswith(f"error: {pending_disk}: no Engine booted")
+    assert "hint: every attempt ran out of its 120 s; give a longer --timeout" in captured.err
     assert "the try it spent was given back (engine-2-b+0-1.conf -> engine-2-b+1-0.conf)" in (
         captured.out
     )
@@ -185,3 +188,14 @@ def test_upgrade_during_a_boot_is_refused(
     assert isinstance(found, Installation)
     assert found.upgrade_status is UpgradeStatus.BLANK
     assert found.active_slot is Slot.B
+
+
+def test_a_boot_that_printed_nothing_says_so() -> None:
+    silent = BootAttempt(None, None, None, "engine-1-a.conf", "no ENGINE RUNNING line within 3 s",
+                         3.0, console_tail="", stopped=True)  # fmt: skip
+    result = DiskBootResult(Path("d.img"), Firmware.UEFI, (silent,), UpgradeStatus.BLANK,
+                            Slot.A, blessed=None, fell_back=False)  # fmt: skip
+    lines = boot_text(result).splitlines()
+    assert lines[1] == (
+        "  console: nothing: the machine printed no line on its serial console in that time"
+    )
