@@ -464,6 +464,13 @@ def _probe_engine(
         )
 
     problems: list[str] = []
+    pending = state.pending_slot if layout is DiskLayout.GPT_AB else None
+    if pending is not None and slots.get(pending) is None:
+        problems.append(
+            f"the upgrade status says slot {pending.value} is pending, but slot "
+            f"{pending.value} holds no Engine ({RELEASE_PATH} missing): its first boot will "
+            f"fail and fall back to slot {(active or Slot.A).value}; run the upgrade again"
+        )
     vms: list[VmInfo] = []
     unreadable: list[UnreadableVm] = []
 

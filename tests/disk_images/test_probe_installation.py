@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,32 @@ def test_unreadable_vms_are_listed_with_the_reason(
         {"name": "my vm (old)", "reason": "not a valid VM directory name"},
         {"name": "no-record", "reason": "vm.json is missing"},
     ]
+
+
+def test_a_pending_slot_that_holds_no_engine_is_flagged(
+    tmp_path: Path, installation_builder: InstallationBuilder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk = tmp_path / "engine.img"
+    installation_builder(disk, DiskLayout.GPT_AB)  # slot B holds no Engine
+    with open_installation(disk) as session:
+        state = session.read_state()
+        assert state is not None
+        session.write_state(
+            replace(
+                state,
+                pending_slot=Slot.B,
+                upgrade_status=UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
+                previous_version="4.5.0",
+            )
+        )
+    result = probe(disk)
+    assert isinstance(result, Installation)
+    assert result.slots[Slot.B] is None
+    warning = (
+        "the upgrade status says slot B is pending, but slot B holds no Engine "
+        "(/engine-release missing): its first boot will fail and fall back to slot A; run "
+        "the upgrade again"
+    )
+    assert result.problems == (warning,)
+    assert cli.main(["inspect", str(disk)]) == 0
+    assert warning in " ".join(capsys.readouterr().out.split())
