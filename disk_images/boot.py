@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage, NotAnEngineInstallation
-from disk_images.esp_check import esp_entries
+from disk_images.esp_check import EspCheck, esp_entries
 from disk_images.layout import (
     ESP_ENTRIES_DIR,
     STATE_PATH,
@@ -349,6 +349,21 @@ def _pending_try_used(session: InstallationSession, pending: Slot) -> bool:
     )
 
 
+def _esp_repair_hint(esp: EspCheck) -> str:
+    """What brings back a disk whose ESP cannot boot: a repair rewrites the boot loader and
+    the entries on a readable FAT; one with no FAT left cannot be written by any install."""
+    if esp.readable:
+        return (
+            "repair the installation from a medium of the installed version "
+            '(engine-install, action = "repair")'
+        )
+    return (
+        "the ESP holds no filesystem a repair could write to: restore the disk from a backup, "
+        'or erase and reinstall from the Engine medium (engine-install, action = "erase"; '
+        "the VMs are lost)"
+    )
+
+
 def boot_installed_disk(path: Path, timeout: float = 120.0) -> DiskBootResult:
     """Boot the Engine on `path` (OVMF for gpt-ab, SeaBIOS for mbr) and complete its first boot.
 
@@ -384,7 +399,7 @@ def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
         if not found.esp.can_boot:
             raise InvalidDiskImage(
                 f"{path}: cannot boot: {'; '.join(found.esp.problems)}",
-                hint="repair the installation from the Engine medium (engine-install)",
+                hint=_esp_repair_hint(found.esp),
             )
         warnings.extend(found.esp.problems)
     esp_offset = _esp_offset(found)

@@ -32,12 +32,13 @@ def _remove(disk: Path, *paths: str) -> None:
             session.esp.remove(path)
 
 
-def _refused(disk: Path, capsys: pytest.CaptureFixture[str]) -> str:
+def _refused(disk: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """The error line and the hint of a refused boot."""
     assert engine_disk_main(["boot", str(disk)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2, err
     assert err[1].startswith("hint: "), err
-    return err[0]
+    return err[0], err[1]
 
 
 def test_zeroed_esp_is_a_problem_and_boot_refuses(
@@ -53,7 +54,15 @@ def test_zeroed_esp_is_a_problem_and_boot_refuses(
         image.write(bytes(esp.size))
     expected = "ESP: no readable FAT filesystem (the firmware cannot start a boot loader)"
     assert _problems(disk, capsys) == [expected]
-    assert _refused(disk, capsys) == f"error: {disk}: cannot boot: {expected}"
+    error, hint = _refused(disk, capsys)
+    assert error == f"error: {disk}: cannot boot: {expected}"
+    # No install can write to an ESP without a filesystem (the upgrade's own check refuses
+    # it), so the hint is what brings the disk back, not a repair.
+    assert hint == (
+        "hint: the ESP holds no filesystem a repair could write to: restore the disk from a "
+        'backup, or erase and reinstall from the Engine medium (engine-install, action = "erase"; '
+        "the VMs are lost)"
+    )
 
 
 def test_entries_whose_files_are_missing_are_each_listed(
@@ -68,7 +77,7 @@ def test_entries_whose_files_are_missing_are_each_listed(
         "ESP: /loader/entries/engine-1-a.conf: its initrd /engine/a/initrd.img is missing",
         "ESP: no boot entry can boot",
     ]
-    assert _refused(disk, capsys).startswith(f"error: {disk}: cannot boot: ESP: ")
+    assert _refused(disk, capsys)[0].startswith(f"error: {disk}: cannot boot: ESP: ")
 
 
 def test_missing_firmware_loader_refuses_the_boot(
@@ -79,7 +88,12 @@ def test_missing_firmware_loader_refuses_the_boot(
     assert _problems(disk, capsys) == [
         "ESP: /EFI/BOOT/BOOTX64.EFI is missing (the firmware has no boot loader)"
     ]
-    assert "BOOTX64.EFI is missing" in _refused(disk, capsys)
+    error, hint = _refused(disk, capsys)
+    assert "BOOTX64.EFI is missing" in error
+    assert hint == (
+        "hint: repair the installation from a medium of the installed version "
+        '(engine-install, action = "repair")'
+    )
 
 
 @pytest.mark.qemu

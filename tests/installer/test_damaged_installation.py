@@ -132,3 +132,20 @@ def test_screen5_shows_the_damage_and_erase_names_every_vm(
     line = next(ln for ln in summary.splitlines() if ln.startswith("VMs deleted: "))
     deleted = line.removeprefix("VMs deleted: ").rstrip(".").split(", ")
     assert sorted(deleted) == sorted(vm.name for vm in SAMPLE_VMS)
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_a_missing_firmware_loader_is_brought_back_by_repair(
+    engine_disk: Callable[..., Path],
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """What `engine-disk boot`'s hint promises for an ESP that is readable but cannot boot."""
+    disk = engine_disk("4.5.0", size="1G")
+    with open_installation(disk) as session:
+        session.esp.remove("/EFI/BOOT/BOOTX64.EFI")
+    assert engine_disk_main(["boot", str(disk)]) == 2
+    assert 'action = "repair"' in capsys.readouterr().err
+    _repair_and_boot(disk, engine_medium("4.5.0"), tmp_path, capsys)
