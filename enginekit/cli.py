@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from enginekit.errors import EngineKitError, InternalError, Interrupted, UserInputError
+from enginekit.interrupts import take_over_interrupts
 from enginekit.text import wrap_block, wrap_hanging
 
 # Whether this run's failures are also printed as JSON: set by run_main from the command line
@@ -267,6 +268,7 @@ def _parse_and_run(
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+    take_over_interrupts()
     try:
         return handler(args)
     except KeyboardInterrupt:
