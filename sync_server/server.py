@@ -1,6 +1,7 @@
 """`engine-sync serve`: open (and migrate) the database, make sure the admin token exists,
 bind the listening socket ourselves (so a port in use is one clear line, and port 0 works),
-then run the API under uvicorn until SIGINT or SIGTERM, and shut the task pool down cleanly.
+hold the data directory (one server per directory, `data_lock`), then run the API under
+uvicorn until SIGINT or SIGTERM, and shut the task pool down cleanly.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import socket
 import sys
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,8 @@ import uvicorn
 
 from enginekit.errors import HostError, UserInputError
 from sync_server.api import build_app
-from sync_server.database import open_database, sqlite_url
+from sync_server.data_lock import hold_data_dir
+from sync_server.database import Database, open_database, sqlite_url
 from sync_server.state import FileImportWatcher, ServerState, ensure_admin_token
 from sync_server.tasks import TaskRunner
 
@@ -86,12 +89,16 @@ def serve(options: ServeOptions) -> None:
             f"--data {data}: not a directory", hint="give a directory for the server's data"
         )
     sock = bind(options.host, options.port)
-    try:
+    with ExitStack() as held:
+        held.callback(sock.close)
         prepare_data_dir(data)
+        held.enter_context(hold_data_dir(data))
         db = open_database(options.database or sqlite_url(data))
-    except BaseException:
-        sock.close()
-        raise
+        held.callback(db.close)
+        _run(options, data, db, sock)
+
+
+def _run(options: ServeOptions, data: Path, db: Database, sock: socket.socket) -> None:
     runner = TaskRunner(db, data / "kits")
     state = ServerState(data, db, runner, checkin_interval=options.checkin_interval)
     token_file = ensure_admin_token(data, db)
@@ -115,7 +122,5 @@ def serve(options: ServeOptions) -> None:
     finally:
         watcher.stop()
         runner.shutdown()
-        db.close()
-        sock.close()
         sys.stdout.write("stopped\n")
         sys.stdout.flush()

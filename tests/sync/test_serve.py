@@ -1,8 +1,10 @@
-"""`engine-sync serve`: a port in use or a data directory it may not write is one error line
-(exit 2), and a port in use leaves no data directory; the API is documented at /openapi.json."""
+"""`engine-sync serve`: a port in use, a data directory it may not write or one another server
+uses is one error line (exit 2), and a port in use leaves no data directory; the API is
+documented at /openapi.json."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import httpx
 import pytest
 
 from commands import engine_sync
-from enginekit.process import run
+from enginekit.process import run, spawn
 
 from .conftest import RunningServer
 
@@ -75,3 +77,32 @@ def test_a_data_directory_that_cannot_be_written_is_one_error_line(tmp_path: Pat
     assert lines[0].startswith(f"error: --data {data}: cannot write"), err
     assert lines[1].startswith("hint: ")
     assert "Traceback" not in err
+
+
+def test_a_second_server_on_the_same_data_directory_is_refused(
+    sync_server: RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files_before = sorted(p.name for p in sync_server.data.iterdir())
+    argv = ["serve", "--data", str(sync_server.data), "--listen", "127.0.0.1:0"]
+    assert engine_sync.main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(
+        f"error: --data {sync_server.data}: another engine-sync serve uses this directory (pid "
+    )
+    assert err[1] == ("hint: stop that server first, or give this one its own --data directory")
+    assert sorted(p.name for p in sync_server.data.iterdir()) == files_before
+    # The first server is unharmed.
+    assert httpx.get(f"{sync_server.url}/openapi.json").status_code == 200
+
+
+def test_a_lock_left_by_a_killed_server_blocks_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    argv = [sys.executable, "-m", "commands.engine_sync", "serve", "--data", str(data),
+            "--listen", "127.0.0.1:0"]  # fmt: skip
+    for _ in range(2):  # the second start finds the first one's lock file, not its lock
+        with spawn(argv, stderr=subprocess.DEVNULL) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith(b"listening on ")
+            proc.kill()
+        assert proc.wait() == -9
+    assert (data / "serve.lock").exists()
