@@ -137,10 +137,14 @@ def upgrade_in_place(
                 plan, session, image, state, old_config, new, tracker, repair=repair
             )
         except (Exception, KeyboardInterrupt) as exc:
-            # Nothing was switched: the old slot still boots. Say so in the status the way
-            # Synchronizer shows it ("Failed"), then let the error go on to the caller.
+            # Nothing was switched: the old slot still boots. An error is shown the way
+            # Synchronizer shows it ("Failed"); a Ctrl-C is no failure (the user stopped a
+            # run that can be run again), so the status goes back to what it was. Then the
+            # exception goes on to the caller.
+            stopped = isinstance(exc, KeyboardInterrupt)
+            after = state if stopped else replace(signalled, upgrade_status=UpgradeStatus.FAILED)
             try:
-                session.write_state(replace(signalled, upgrade_status=UpgradeStatus.FAILED))
+                session.write_state(after)
             except Exception as nested:  # noqa: BLE001 - the first error is the one to report
                 log.warning("could not record the failed upgrade: %s", nested)
             log.debug("upgrade of %s failed: %s", plan.target, exc)
