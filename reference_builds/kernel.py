@@ -94,6 +94,23 @@ def _module_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
     return order
 
 
+def _download_kernel_package(package: str, tmpdir: Path) -> tuple[Path, Path, Path, str]:
+    """Download Debian's kernel `package` into `tmpdir` with apt-get and unpack it there
+    (never installed): the .deb, the unpacked tree, its vmlinuz and the kernel release."""
+    log.info("downloading %s", package)
+    run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
+    debs = sorted(tmpdir.glob("*.deb"))
+    if not debs:
+        raise HostError(
+            f"apt-get download {package} produced no .deb",
+            hint="check the apt sources and run 'apt-get update', then tools/setup again",
+        )
+    unpacked = tmpdir / "x"
+    run(["dpkg-deb", "-x", debs[0], unpacked])
+    vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
+    return debs[0], unpacked, vmlinuz, vmlinuz.name.removeprefix("vmlinuz-")
+
+
 def fetch_kernel() -> Kernel:
     """Return the cached kernel, downloading and unpacking Debian's package if needed."""
     found = cached_kernel()
@@ -104,18 +121,7 @@ def fetch_kernel() -> Kernel:
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         tmpdir = Path(tmp)
         tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
-        log.info("downloading %s", package)
-        run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
-        debs = sorted(tmpdir.glob("*.deb"))
-        if not debs:
-            raise HostError(
-                f"apt-get download {package} produced no .deb",
-                hint="check the apt sources; 'apt-get download' needs the package to be available",
-            )
-        unpacked = tmpdir / "x"
-        run(["dpkg-deb", "-x", debs[0], unpacked])
-        vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
-        release = vmlinuz.name.removeprefix("vmlinuz-")
+        _, unpacked, vmlinuz, release = _download_kernel_package(package, tmpdir)
         modules_dir = unpacked / "lib" / "modules" / release
         # The package does not ship modules.dep (depmod makes it at install time).
         run(["depmod", "-b", unpacked, release])
@@ -247,18 +253,7 @@ def fetch_live_kernel() -> LiveKernel:
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         tmpdir = Path(tmp)
         tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
-        log.info("downloading %s", package)
-        run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
-        debs = sorted(tmpdir.glob("*.deb"))
-        if not debs:
-            raise HostError(
-                f"apt-get download {package} produced no .deb",
-                hint="run 'apt-get update', then tools/setup again",
-            )
-        unpacked = tmpdir / "x"
-        run(["dpkg-deb", "-x", debs[0], unpacked])
-        vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
-        release = vmlinuz.name.removeprefix("vmlinuz-")
+        package_file, unpacked, vmlinuz, release = _download_kernel_package(package, tmpdir)
         source = unpacked / "lib" / "modules" / release
         run(["depmod", "-b", unpacked, release])
         dest = root / release
@@ -271,7 +266,7 @@ def fetch_live_kernel() -> LiveKernel:
         load, builtin = _prune_modules(source, dest / "base", release)
         index = {
             "package_name": package,
-            "package": debs[0].name,
+            "package": package_file.name,
             "release": release,
             "vmlinuz": f"{release}/vmlinuz",
             "modules_base": f"{release}/base",
