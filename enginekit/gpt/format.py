@@ -203,6 +203,11 @@ class Partition:
         return self.size_lba * SECTOR_SIZE
 
     @property
+    def end_bytes(self) -> int:
+        """The byte just past the partition."""
+        return (self.end_lba + 1) * SECTOR_SIZE
+
+    @property
     def type(self) -> str:
         """The GPT type GUID, or the MBR type as two hex digits (`83`, `ef`)."""
         if self.type_guid is not None:

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from disk_images.image import PartitionInfo
 from disk_images.layout import (
     ESP_REGION,
     MBR_REGIONS,
@@ -25,6 +24,7 @@ from disk_images.layout import (
     regions,
 )
 from disk_images.probe import Installation
+from enginekit import gpt
 from enginekit.process import require_tool, run
 from enginekit.sizes import human_size
 from enginekit.tool_paths import plain_name
@@ -74,7 +74,7 @@ def _ext4_capacity(partition_size: int) -> int:
     return int(partition_size * (1 - EXT4_OVERHEAD))
 
 
-def _partition(found: Installation, role: PartitionRole) -> PartitionInfo:
+def _partition(found: Installation, role: PartitionRole) -> gpt.Partition:
     number = partition_number(found.layout, role)
     for part in found.partitions:
         if part.number == number:
@@ -145,7 +145,7 @@ def _fits(
         fits.append(
             _Fit(
                 "the system partition",
-                _ext4_capacity(part.size),
+                _ext4_capacity(part.size_bytes),
                 slot_bytes_needed(image, with_boot_files=True),
             )
         )
@@ -155,7 +155,7 @@ def _fits(
         fits.append(
             _Fit(
                 f"system slot {new.value}",
-                _ext4_capacity(part.size),
+                _ext4_capacity(part.size_bytes),
                 slot_bytes_needed(image, with_boot_files=False),
             )
         )
@@ -187,7 +187,7 @@ def _esp_free_bytes(target: Path, found: Installation) -> int:
     mdir = require_tool("mdir", "mtools")
     with plain_name(target) as name:  # `@@` in the name is mtools syntax
         proc = run(
-            [mdir, "-i", f"{name}@@{esp.start}", "::"],
+            [mdir, "-i", f"{name}@@{esp.start_bytes}", "::"],
             env={"MTOOLS_SKIP_CHECK": "1"},
             check=False,
             timeout=30,
@@ -208,7 +208,7 @@ def _check_ext4(target: Path, found: Installation, role: PartitionRole) -> None:
     debugfs = require_tool("debugfs", "e2fsprogs")
     with plain_name(target) as name:  # a `?` in the name is e2fsprogs syntax
         proc = run(
-            [debugfs, "-c", "-R", "stats", f"{name}?offset={part.start}"],
+            [debugfs, "-c", "-R", "stats", f"{name}?offset={part.start_bytes}"],
             check=False,
             timeout=60,
         )
