@@ -10,10 +10,10 @@ the run itself uses (mtools for the ESP, debugfs for ext4), read-only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from disk_images.esp_reader import EspReader
 from disk_images.layout import (
     ESP_REGION,
     MBR_REGIONS,
@@ -40,7 +40,6 @@ from installer.plan import InstallMode, InstallPlan
 BLOCK = 4096
 EXT4_OVERHEAD = 0.12
 VFAT_OVERHEAD = 0.04
-_BYTES_FREE = re.compile(r"^\s*([\d ]+) bytes free\s*$", re.MULTILINE)
 
 
 def _cost(size: int) -> int:
@@ -184,23 +183,15 @@ def check_fit(
 def _esp_free_bytes(target: Path, found: Installation) -> int:
     """Free bytes on the ESP, by mtools; a Refused when the ESP cannot be read."""
     esp = _partition(found, PartitionRole.ESP)
-    mdir = require_tool("mdir", "mtools")
-    with plain_name(target) as name:  # `@@` in the name is mtools syntax
-        proc = run(
-            [mdir, "-i", f"{name}@@{esp.start_bytes}", "::"],
-            env={"MTOOLS_SKIP_CHECK": "1"},
-            check=False,
-            timeout=30,
-        )
-    match = _BYTES_FREE.search((proc.stdout or b"").decode("utf-8", "replace"))
-    if proc.returncode != 0 or match is None:
+    free = EspReader(target, esp.start_bytes).free_bytes()
+    if free is None:
         raise Refused(
             f"{target}: the ESP (partition {esp.number}) holds no readable FAT filesystem; "
             "the upgrade would fail while writing the boot files; nothing was written",
             hint="the disk's boot partition is damaged: erase and reinstall, or restore the "
             "disk from a backup",
         )
-    return int(match.group(1).replace(" ", ""))
+    return free
 
 
 def _check_ext4(target: Path, found: Installation, role: PartitionRole) -> None:
