@@ -108,7 +108,18 @@ def _download_kernel_package(package: str, tmpdir: Path) -> tuple[Path, Path, Pa
     unpacked = tmpdir / "x"
     run(["dpkg-deb", "-x", debs[0], unpacked])
     vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
-    return debs[0], unpacked, vmlinuz, vmlinuz.name.removeprefix("vmlinuz-")
+    release = vmlinuz.name.removeprefix("vmlinuz-")
+    # The package does not ship modules.dep (depmod makes it at install time).
+    run(["depmod", "-b", unpacked, release])
+    return debs[0], unpacked, vmlinuz, release
+
+
+def _new_kernel_dir(dest: Path, vmlinuz: Path) -> None:
+    """`dest` made afresh (whatever an earlier fetch left there is removed) with `vmlinuz`."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    shutil.copy2(vmlinuz, dest / "vmlinuz")
 
 
 def fetch_kernel() -> Kernel:
@@ -123,13 +134,9 @@ def fetch_kernel() -> Kernel:
         tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
         _, unpacked, vmlinuz, release = _download_kernel_package(package, tmpdir)
         modules_dir = unpacked / "lib" / "modules" / release
-        # The package does not ship modules.dep (depmod makes it at install time).
-        run(["depmod", "-b", unpacked, release])
         dest = root / release
-        if dest.exists():
-            shutil.rmtree(dest)
-        (dest / "modules").mkdir(parents=True)
-        shutil.copy2(vmlinuz, dest / "vmlinuz")
+        _new_kernel_dir(dest, vmlinuz)
+        (dest / "modules").mkdir()
         kept = []
         for rel in _module_order(modules_dir, WANTED_MODULES):
             target = dest / "modules" / Path(rel).name
@@ -255,12 +262,8 @@ def fetch_live_kernel() -> LiveKernel:
         tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
         package_file, unpacked, vmlinuz, release = _download_kernel_package(package, tmpdir)
         source = unpacked / "lib" / "modules" / release
-        run(["depmod", "-b", unpacked, release])
         dest = root / release
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir()
-        shutil.copy2(vmlinuz, dest / "vmlinuz")
+        _new_kernel_dir(dest, vmlinuz)
         for config in (unpacked / "boot").glob("config-*"):
             shutil.copy2(config, dest / config.name)
         load, builtin = _prune_modules(source, dest / "base", release)
