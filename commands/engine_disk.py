@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from disk_images.boot import DiskBootResult, boot_installed_disk
-from disk_images.image import create_image
+from disk_images.image import create_image, partition_json, partition_type
 from disk_images.probe import Installation, NoInstallation, ProbeResult, probe
 from enginekit.cli import (
     ArgumentParser,
@@ -126,7 +126,7 @@ def result_json(path: Path, result: ProbeResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "disk": str(path),
         "disk_id": result.disk_id,
-        "partitions": [p.as_json() for p in result.partitions],
+        "partitions": [partition_json(p) for p in result.partitions],
         "in_use_by": list(result.in_use_by),
     }
     if isinstance(result, Installation):
@@ -170,8 +170,8 @@ def result_text(path: Path, result: ProbeResult) -> str:
             name = part.name or ""
             flag = " boot" if part.bootable else ""
             lines.append(
-                f"  {part.number}  start {human_size(part.start):>10}  size "
-                f"{human_size(part.size):>10}  {name:<16} {part.type}{flag}"
+                f"  {part.number}  start {human_size(part.start_bytes):>10}  size "
+                f"{human_size(part.size_bytes):>10}  {name:<16} {partition_type(part)}{flag}"
             )
     if isinstance(result, NoInstallation):
         lines.append(f"no Engine installation: {result.reason}")

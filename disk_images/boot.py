@@ -157,7 +157,7 @@ def _esp_offset(found: Installation) -> int | None:
     if found.layout is not DiskLayout.GPT_AB:
         return None
     number = partition_number(found.layout, PartitionRole.ESP)
-    return next(p.start for p in found.partitions if p.number == number)
+    return next(p.start_bytes for p in found.partitions if p.number == number)
 
 
 def _read_entries(path: Path, esp_offset: int | None) -> list[BootEntryName]:

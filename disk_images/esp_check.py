@@ -12,12 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from disk_images.esp_reader import EspReader
 from disk_images.layout import ESP_ENTRIES_DIR, ESP_LOADER_CONF, BootEntryName
-from enginekit.process import require_tool, run
-from enginekit.tool_paths import plain_name
 
 FIRMWARE_LOADER = "/EFI/BOOT/BOOTX64.EFI"
-_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
 
 
 @dataclass(frozen=True)
@@ -40,24 +38,10 @@ class EspCheck:
         return self.readable and self.firmware_loader and bool(self.bootable_entries)
 
 
-def _drive(image: str, offset: int) -> str:
-    return f"{image}@@{offset}"
-
-
 def esp_paths(image: Path, offset: int) -> frozenset[str] | None:
     """Every path on the FAT filesystem at `offset` (lower case, directories end in '/'),
     or None when there is no readable FAT filesystem there."""
-    with plain_name(image) as name:  # `@@` in the name is mtools syntax
-        proc = run(
-            [require_tool("mdir", "mtools"), "-i", _drive(name, offset), "-/", "-b", "-a", "::/"],
-            env=_ENV,
-            check=False,
-            timeout=60,
-        )
-    if proc.returncode != 0:
-        return None
-    lines = (proc.stdout or b"").decode("utf-8", "replace").splitlines()
-    return frozenset(line[2:].lower() for line in lines if line.startswith("::/"))
+    return EspReader(image, offset).paths()
 
 
 def esp_entries(image: Path, offset: int) -> tuple[BootEntryName, ...]:
@@ -77,17 +61,6 @@ def _entries_in(paths: frozenset[str]) -> tuple[BootEntryName, ...]:
     return tuple(sorted(found, key=lambda e: e.file_name))
 
 
-def _read(image: Path, offset: int, path: str) -> bytes | None:
-    with plain_name(image) as name:  # `@@` in the name is mtools syntax
-        proc = run(
-            [require_tool("mcopy", "mtools"), "-n", "-i", _drive(name, offset), f"::{path}", "-"],
-            env=_ENV,
-            check=False,
-            timeout=60,
-        )
-    return proc.stdout if proc.returncode == 0 else None
-
-
 def _entry_files(text: str) -> list[tuple[str, str]]:
     """(key, path) of the `linux` and `initrd` lines of a Type #1 entry."""
     files = []
@@ -100,7 +73,8 @@ def _entry_files(text: str) -> list[tuple[str, str]]:
 
 def check_esp(image: Path, offset: int) -> EspCheck:
     """Check what a boot needs from the ESP at `offset` of `image`, reading only."""
-    paths = esp_paths(image, offset)
+    reader = EspReader(image, offset)
+    paths = reader.paths()
     if paths is None:
         return EspCheck(
             readable=False,
@@ -122,7 +96,7 @@ def check_esp(image: Path, offset: int) -> EspCheck:
         problems.append(f"ESP: no Engine boot entry in {ESP_ENTRIES_DIR}")
     unbootable: list[str] = []
     for entry in entries:
-        data = _read(image, offset, entry.path)
+        data = reader.read(entry.path)
         if data is None:
             problems.append(f"ESP: {entry.path} cannot be read")
             unbootable.append(entry.file_name)

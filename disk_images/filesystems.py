@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from disk_images.image import MIB, SECTOR, PartitionTable
+from disk_images.image import MIB, SECTOR, partition
 from disk_images.layout import FsType, Region, regions
+from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.process import require_tool, run
 from enginekit.versions import DiskLayout
@@ -76,7 +77,7 @@ def make_filesystem(
 def make_engine_filesystems(
     image: Path,
     layout: DiskLayout,
-    table: PartitionTable,
+    table: gpt.PartitionTable,
     only: set[int] | None = None,
 ) -> dict[int, Region]:
     """Format every partition of an Engine `layout` on `image` in place (no loop device).
@@ -88,7 +89,9 @@ def make_engine_filesystems(
     for number, region in regions(layout).items():
         if only is not None and number not in only:
             continue
-        part = table.by_number(number)
-        make_filesystem(image, region.fs_type, region.fs_label, offset=part.start, size=part.size)
+        part = partition(table, number)
+        make_filesystem(
+            image, region.fs_type, region.fs_label, offset=part.start_bytes, size=part.size_bytes
+        )
         done[number] = region
     return done

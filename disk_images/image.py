@@ -61,45 +61,32 @@ class PartitionSpec:
     bootable: bool = False
 
 
-@dataclass(frozen=True)
-class PartitionInfo:
-    """A partition as `enginekit.gpt` found it on a disk, in the units disk_images uses."""
-
-    number: int
-    start: int  # bytes
-    size: int  # bytes
-    type: str  # GPT type GUID (upper case) or MBR type as 2 hex digits
-    name: str | None = None  # GPT partlabel
-    uuid: str | None = None  # GPT partition GUID (lower case)
-    bootable: bool = False
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "number": self.number,
-            "start": self.start,
-            "size": self.size,
-            "type": self.type,
-            "name": self.name,
-            "uuid": self.uuid,
-            "bootable": self.bootable,
-        }
-
-
-@dataclass(frozen=True)
-class PartitionTable:
-    table: TableType
-    disk_id: str  # GPT disk GUID lower case, or mbr-<8 hex digits>
-    partitions: tuple[PartitionInfo, ...]
-
-    def by_number(self, number: int) -> PartitionInfo:
-        for part in self.partitions:
-            if part.number == number:
-                return part
+def partition(table: gpt.PartitionTable, number: int) -> gpt.Partition:
+    """Partition `number` of `table`; KeyError when the table has no such partition."""
+    found = table.by_number(number)
+    if found is None:
         raise KeyError(number)
+    return found
+
+
+def partition_type(part: gpt.Partition) -> str:
+    """How disk_images shows a partition's type: the GPT type GUID in upper case, or the MBR
+    type as 2 hex digits."""
+    return part.type.upper() if part.type_guid is not None else part.type.lower()
+
+
+def partition_json(part: gpt.Partition) -> dict[str, object]:
+    """One partition as `engine-disk` reports it in JSON (bytes; GPT fields None on MBR)."""
+    is_gpt = part.type_guid is not None
+    return {
+        "number": part.number,
+        "start": part.start_bytes,
+        "size": part.size_bytes,
+        "type": partition_type(part),
+        "name": part.name if is_gpt else None,
+        "uuid": part.part_guid.lower() if is_gpt and part.part_guid else None,
+        "bootable": part.bootable,
+    }
 
 
 # `<name>.enginekit-partial.<pid>.<random>`, flocked by its builder (see enginekit.scratch).
@@ -226,7 +213,7 @@ def partition_image(
     specs: Sequence[PartitionSpec],
     *,
     disk_id: str | None = None,
-) -> PartitionTable:
+) -> gpt.PartitionTable:
     """Write a new partition table holding `specs` (in order, numbered from 1) and return it.
 
     `disk_id` optionally fixes the GPT disk GUID or the MBR signature (0x12345678) so tests
@@ -243,40 +230,17 @@ def partition_image(
     return read_table(path)
 
 
-def partition_info(part: gpt.Partition, is_gpt: bool) -> PartitionInfo:
-    """The disk_images view of one partition `enginekit.gpt` read."""
-    return PartitionInfo(
-        number=part.number,
-        start=part.start_bytes,
-        size=part.size_bytes,
-        type=part.type.upper() if is_gpt else part.type.lower(),
-        name=part.name if is_gpt else None,
-        uuid=part.part_guid.lower() if is_gpt and part.part_guid else None,
-        bootable=part.bootable,
-    )
-
-
-def table_view(found: gpt.PartitionTable) -> PartitionTable | None:
-    """The disk_images view of a table `enginekit.gpt` read (None when there is none)."""
-    if found.kind is gpt.PartitionTableKind.NONE:
-        return None
-    is_gpt = found.kind is gpt.PartitionTableKind.GPT
-    parts = tuple(partition_info(p, is_gpt) for p in found.partitions)
-    return PartitionTable(TableType.GPT if is_gpt else TableType.MBR, found.disk_id, parts)
-
-
-def read_table(path: Path) -> PartitionTable:
+def read_table(path: Path) -> gpt.PartitionTable:
     """The partition table of `path`, read by `enginekit.gpt` (needs a sound table)."""
     try:
         found = gpt.read_partition_table(path)
     except gpt.InvalidPartitionTable as exc:
         raise InvalidDiskImage(f"{path}: no readable partition table ({exc.message})") from None
-    table = table_view(found)
-    if table is None:
+    if found.kind is gpt.PartitionTableKind.NONE:
         raise InvalidDiskImage(f"{path}: no partition table")
     if found.problems:
         raise InvalidDiskImage(
             f"{path}: damaged partition table ({found.problems[0]})",
             hint="engine-disk inspect shows what is damaged and the repair",
         )
-    return table
+    return found

@@ -12,7 +12,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-from disk_images.image import MIB, PartitionSpec, PartitionTable, PartitionType, TableType
+from disk_images.image import MIB, PartitionSpec, PartitionType, TableType
+from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.versions import DiskLayout
 
@@ -210,24 +211,24 @@ class BootEntryName:
         )
 
 
-def match_layout(table: PartitionTable) -> DiskLayout | None:
+def match_layout(table: gpt.PartitionTable) -> DiskLayout | None:
     """Which Engine layout `table` is, or None if it is not an Engine partition table.
 
     GPT: partitions 1-4 with the Engine PARTLABELs at the fixed region starts. MBR: partition
     1 at slot A's start and partition 2 at storage's start, both Linux (0x83).
     """
     numbered = {p.number: p for p in table.partitions}
-    if table.table is TableType.GPT:
+    if table.kind is gpt.PartitionTableKind.GPT:
         expected = GPT_REGIONS
         for number, region in expected.items():
             part = numbered.get(number)
             if part is None or part.name != region.partlabel:
                 return None
-            if part.start != region.start_mib * MIB:
+            if part.start_bytes != region.start_mib * MIB:
                 return None
         return DiskLayout.GPT_AB
     for number, region in MBR_REGIONS.items():
         part = numbered.get(number)
-        if part is None or part.start != region.start_mib * MIB or part.type != "83":
+        if part is None or part.start_bytes != region.start_mib * MIB or part.type != "83":
             return None
     return DiskLayout.MBR

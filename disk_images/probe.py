@@ -22,7 +22,7 @@ from pathlib import Path
 from disk_images.errors import InvalidStateFile
 from disk_images.esp_check import EspCheck, check_esp
 from disk_images.ext4_reader import Ext4Reader, NoExt4Filesystem
-from disk_images.image import SECTOR, PartitionInfo, PartitionTable, TableType, partition_info
+from disk_images.image import SECTOR, partition
 from disk_images.layout import (
     CONFIG_PATH,
     RELEASE_PATH,
@@ -124,7 +124,7 @@ class Installation:
     registered: bool
     keyboard: str | None
     vms: tuple[VmInfo, ...]
-    partitions: tuple[PartitionInfo, ...]
+    partitions: tuple[gpt.Partition, ...]
     boot_entries: tuple[BootEntryName, ...]  # GPT: ESP loader entries, sorted by file name
     install_complete: bool
     state: EngineState
@@ -147,7 +147,7 @@ class Installation:
 class NoInstallation:
     reason: str
     kind: NoInstallationKind
-    partitions: tuple[PartitionInfo, ...] = ()
+    partitions: tuple[gpt.Partition, ...] = ()
     disk_id: str | None = None
     layout: DiskLayout | None = None  # set when Engine partitions were recognised
     table: str | None = None  # "gpt" | "mbr" | None
@@ -188,7 +188,7 @@ def _gpt_reason(problems: tuple[str, ...]) -> str:
     return f"corrupt GPT ({problems[0]})"
 
 
-def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
+def _read_table(fd: int, size: int) -> tuple[gpt.PartitionTable, tuple[str, ...]]:
     """The MBR or GPT of an open image (read by `enginekit.gpt`) and the damage it tolerated,
     or a _NotEngine saying why there is none: blank, not partitioned, truncated, or a GPT with
     any other problem (a damaged primary is not silently replaced by the backup here: that is
@@ -238,8 +238,7 @@ def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
             f"the backup GPT is missing: the GPT describes a disk of {described} bytes, the "
             f"file has {size}",
         )
-        parts = tuple(partition_info(p, True) for p in found.partitions)
-        return PartitionTable(TableType.GPT, found.disk_id, parts), damage
+        return found, damage
     if described > sectors * SECTOR:
         what = "the GPT" if is_gpt else "the partition table"
         raise _NotEngine(
@@ -247,11 +246,9 @@ def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
             f"truncated image ({what} describes a disk of {described} bytes, the file has {size})",
             found.disk_id or None,
         )
-    parts = tuple(partition_info(p, is_gpt) for p in found.partitions)
-    table = TableType.GPT if is_gpt else TableType.MBR
     if is_gpt and found.problems:
         reason = _gpt_reason(found.problems)
-        if found.used_backup and match_layout(PartitionTable(table, found.disk_id, parts)):
+        if found.used_backup and match_layout(found):
             # Still no fallback (a repair decides that), but say what the backup holds.
             reason += (
                 "; the backup GPT at the end of the disk is intact and lists the Engine "
@@ -260,7 +257,7 @@ def _read_table(fd: int, size: int) -> tuple[PartitionTable, tuple[str, ...]]:
         # The header the partitions came from (the backup's when the primary is damaged)
         # still names the disk: that GUID is the id a person confirms an erase with.
         raise _NotEngine(NoInstallationKind.CORRUPT, reason, found.disk_id or None)
-    return PartitionTable(table, found.disk_id, parts), ()
+    return found, ()
 
 
 # --- the probe ----------------------------------------------------------------------------------
@@ -345,7 +342,7 @@ def probe(path: Path) -> ProbeResult:
     """
     path = Path(path)
     fd, size = _open_image(path)
-    table: PartitionTable | None = None
+    table: gpt.PartitionTable | None = None
     layout: DiskLayout | None = None
     in_use = in_use_by(path)
     try:
@@ -387,7 +384,7 @@ def probe(path: Path) -> ProbeResult:
             partitions=table.partitions if table else (),
             disk_id=disk_id,
             layout=layout,
-            table=table.table.display if table else None,
+            table=table.kind.value if table else None,
             in_use_by=in_use,
         )
 
@@ -403,14 +400,14 @@ def _parse(kind: type, data: bytes, source: str) -> object:
 
 def _probe_engine(
     path: Path,
-    table: PartitionTable,
+    table: gpt.PartitionTable,
     layout: DiskLayout,
     workdir: Path,
     in_use: tuple[str, ...],
 ) -> Installation:
     def reader(role: PartitionRole) -> Ext4Reader:
-        part = table.by_number(partition_number(layout, role))
-        return Ext4Reader(path, part.start, role.value, workdir)
+        part = partition(table, partition_number(layout, role))
+        return Ext4Reader(path, part.start_bytes, role.value, workdir)
 
     storage = reader(PartitionRole.STORAGE)
     files, listings = storage.batch([STATE_PATH, CONFIG_PATH], [VMS_DIR])
@@ -428,8 +425,8 @@ def _probe_engine(
         damage.append(exc.message)
     esp_check: EspCheck | None = None
     if layout is DiskLayout.GPT_AB:
-        esp = table.by_number(partition_number(layout, PartitionRole.ESP))
-        esp_check = check_esp(path, esp.start)
+        esp = partition(table, partition_number(layout, PartitionRole.ESP))
+        esp_check = check_esp(path, esp.start_bytes)
     if state is None:
         state = _state_from_entries(esp_check.entries if esp_check else ())
     config: EngineConfig | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from disk_images.errors import InvalidDiskImage, NotAnEngineInstallation
 from disk_images.filesystems import make_ext4, make_vfat
-from disk_images.image import PartitionTable, read_table
+from disk_images.image import partition, read_table
 from disk_images.layout import (
     CONFIG_PATH,
     ENGINE_DIR,
@@ -35,6 +35,7 @@ from disk_images.loop import LoopDevice, loops_backed_by
 from disk_images.mount import MountStack
 from disk_images.partition_files import DirectoryFiles, FatFiles, PartitionFiles
 from disk_images.state import EngineConfig, EngineRelease, EngineState, VmRecord
+from enginekit import gpt
 from enginekit.versions import DiskLayout
 
 
@@ -45,7 +46,7 @@ class InstallationSession:
         self,
         path: Path,
         layout: DiskLayout,
-        table: PartitionTable,
+        table: gpt.PartitionTable,
         loop: LoopDevice,
         mounts: MountStack,
         writable: bool,
@@ -79,10 +80,12 @@ class InstallationSession:
             return self._files[role]
         number = self.number(role)
         region = regions(self.layout)[number]
-        part = self.table.by_number(number)
+        part = partition(self.table, number)
         files: PartitionFiles
         if region.fs_type is FsType.VFAT:
-            files = FatFiles(self.path, part.start, label=role.value, read_only=not self.writable)
+            files = FatFiles(
+                self.path, part.start_bytes, label=role.value, read_only=not self.writable
+            )
         else:
             options = () if self.writable else ("noload",)
             mountpoint = self._mounts.mount(
@@ -113,8 +116,8 @@ class InstallationSession:
         number = self.number(role)
         region = regions(self.layout)[number]
         if region.fs_type is FsType.VFAT:
-            part = self.table.by_number(number)
-            make_vfat(self.path, region.fs_label, offset=part.start, size=part.size)
+            part = partition(self.table, number)
+            make_vfat(self.path, region.fs_label, offset=part.start_bytes, size=part.size_bytes)
         else:
             make_ext4(self.loop.partition(number), region.fs_label)
 

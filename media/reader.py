@@ -69,6 +69,21 @@ class FileProblem:
         return f"{self.path}: sha256 is {self.actual}, manifest says {self.expected}"
 
 
+def check_medium_kind(path: Path, *, directory: bool = True) -> None:
+    """Refuse, before anything opens it, a `path` that is missing or no kind of medium: only
+    an ISO file, a block device or (when `directory`) a payload directory is one. A FIFO
+    would block the open until a writer came; a character device is no medium."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:  # as Path.exists() has it: whatever cannot be stat'ed is not there
+        raise UserInputError(f"{path}: no such file", hint="check the path of the medium") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode) or (directory and stat.S_ISDIR(mode))):
+        raise UserInputError(
+            f"{path}: not an ISO file, a block device or a payload directory",
+            hint="give the path of an Engine installer ISO",
+        )
+
+
 class MediumReader:
     """A medium opened for reading. Use `MediumReader.open(path)` as a context manager."""
 
@@ -84,14 +99,7 @@ class MediumReader:
     def open(path: Path | str) -> MediumReader:
         """Open an ISO file (or block device) or a payload directory and parse its manifest."""
         path = Path(path)
-        if not path.exists():
-            raise UserInputError(f"{path}: no such file", hint="check the path of the medium")
-        if not (path.is_dir() or path.is_file() or path.is_block_device()):
-            # Refused before opening: a FIFO would block the open until a writer came.
-            raise UserInputError(
-                f"{path}: not an ISO file, a block device or a payload directory",
-                hint="give the path of an Engine installer ISO",
-            )
+        check_medium_kind(path)
         reader: MediumReader = DirectoryMedium(path) if path.is_dir() else IsoMedium(path)
         try:
             reader._load_manifest()
@@ -277,13 +285,7 @@ class IsoMedium(MediumReader):
 
     def _load_manifest(self) -> None:
         iso = pycdlib.PyCdlib()
-        mode = self.path.stat().st_mode
-        if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
-            # Opening a FIFO would wait for a writer; a character device is no medium.
-            raise UserInputError(
-                f"{self.path}: not a regular file or block device",
-                hint="give an Engine installer ISO, its USB stick, or a payload directory",
-            )
+        check_medium_kind(self.path, directory=False)
         if not os.access(self.path, os.R_OK):
             raise UserInputError(
                 f"{self.path}: permission denied", hint="make the file readable or run as root"

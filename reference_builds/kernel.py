@@ -17,6 +17,8 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,13 +96,22 @@ def _module_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
     return order
 
 
-def fetch_kernel() -> Kernel:
-    """Return the cached kernel, downloading and unpacking Debian's package if needed."""
-    found = cached_kernel()
-    if found:
-        return found
-    package = _resolve_package()
-    root = _kernel_root()
+@dataclass(frozen=True)
+class _UnpackedKernel:
+    package_file: Path  # the downloaded .deb
+    unpacked: Path  # the package's tree, with modules.dep made by depmod
+    release: str
+    dest: Path  # <root>/<release>, made afresh, holding vmlinuz
+
+    @property
+    def modules(self) -> Path:
+        return self.unpacked / "lib" / "modules" / self.release
+
+
+@contextmanager
+def _unpacked_kernel(package: str, root: Path) -> Iterator[_UnpackedKernel]:
+    """Debian's kernel `package` downloaded with apt-get and unpacked (never installed) in a
+    temporary directory under `root`, its vmlinuz copied into a fresh `root/<release>`."""
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         tmpdir = Path(tmp)
         tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
@@ -110,20 +121,32 @@ def fetch_kernel() -> Kernel:
         if not debs:
             raise HostError(
                 f"apt-get download {package} produced no .deb",
-                hint="check the apt sources; 'apt-get download' needs the package to be available",
+                hint="check the apt sources and run 'apt-get update', then tools/setup again",
             )
         unpacked = tmpdir / "x"
         run(["dpkg-deb", "-x", debs[0], unpacked])
         vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
         release = vmlinuz.name.removeprefix("vmlinuz-")
-        modules_dir = unpacked / "lib" / "modules" / release
         # The package does not ship modules.dep (depmod makes it at install time).
         run(["depmod", "-b", unpacked, release])
         dest = root / release
         if dest.exists():
             shutil.rmtree(dest)
-        (dest / "modules").mkdir(parents=True)
+        dest.mkdir(parents=True)
         shutil.copy2(vmlinuz, dest / "vmlinuz")
+        yield _UnpackedKernel(debs[0], unpacked, release, dest)
+
+
+def fetch_kernel() -> Kernel:
+    """Return the cached kernel, downloading and unpacking Debian's package if needed."""
+    found = cached_kernel()
+    if found:
+        return found
+    package = _resolve_package()
+    root = _kernel_root()
+    with _unpacked_kernel(package, root) as kernel:
+        release, dest, modules_dir = kernel.release, kernel.dest, kernel.modules
+        (dest / "modules").mkdir()
         kept = []
         for rel in _module_order(modules_dir, WANTED_MODULES):
             target = dest / "modules" / Path(rel).name
@@ -244,34 +267,20 @@ def fetch_live_kernel() -> LiveKernel:
     if found:
         return found
     root = _live_root()
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        tmpdir = Path(tmp)
-        tmpdir.chmod(0o755)  # apt's sandbox user must be able to write here
-        log.info("downloading %s", package)
-        run(["apt-get", "download", package], cwd=tmpdir, timeout=600)
-        debs = sorted(tmpdir.glob("*.deb"))
-        if not debs:
-            raise HostError(
-                f"apt-get download {package} produced no .deb",
-                hint="run 'apt-get update', then tools/setup again",
-            )
-        unpacked = tmpdir / "x"
-        run(["dpkg-deb", "-x", debs[0], unpacked])
-        vmlinuz = next((unpacked / "boot").glob("vmlinuz-*"))
-        release = vmlinuz.name.removeprefix("vmlinuz-")
-        source = unpacked / "lib" / "modules" / release
-        run(["depmod", "-b", unpacked, release])
-        dest = root / release
-        if dest.exists():
-            shutil.rmtree(dest)
-        dest.mkdir()
-        shutil.copy2(vmlinuz, dest / "vmlinuz")
+    with _unpacked_kernel(package, root) as kernel:
+        release, dest, source, unpacked = (
+            kernel.release,
+            kernel.dest,
+            kernel.modules,
+            kernel.unpacked,
+        )
+        package_file = kernel.package_file
         for config in (unpacked / "boot").glob("config-*"):
             shutil.copy2(config, dest / config.name)
         load, builtin = _prune_modules(source, dest / "base", release)
         index = {
             "package_name": package,
-            "package": debs[0].name,
+            "package": package_file.name,
             "release": release,
             "vmlinuz": f"{release}/vmlinuz",
             "modules_base": f"{release}/base",

@@ -203,6 +203,11 @@ class Partition:
         return self.size_lba * SECTOR_SIZE
 
     @property
+    def end_bytes(self) -> int:
+        """The byte just past the partition."""
+        return (self.end_lba + 1) * SECTOR_SIZE
+
+    @property
     def type(self) -> str:
         """The GPT type GUID, or the MBR type as two hex digits (`83`, `ef`)."""
         if self.type_guid is not None:
@@ -286,39 +291,37 @@ def parse_gpt_header(sector: bytes) -> GptHeader | None:
     """The header in this sector, or None if it does not start with 'EFI PART'."""
     if sector[:8] != GPT_SIGNATURE:
         return None
-    (
-        _,
-        revision,
-        header_size,
-        header_crc,
-        _reserved,
-        my_lba,
-        alternate_lba,
-        first_usable,
-        last_usable,
-        disk_guid,
-        entries_lba,
-        entry_count,
-        entry_size,
-        entries_crc,
-    ) = HEADER_STRUCT.unpack_from(sector)
+    # HEADER_STRUCT's fields are GptHeader's, in order, around the signature and a reserved word.
+    raw = HEADER_STRUCT.unpack_from(sector)
+    header_size = raw[2]
     crc_size = header_size if GPT_HEADER_SIZE <= header_size <= SECTOR_SIZE else GPT_HEADER_SIZE
     blanked = sector[:16] + b"\0\0\0\0" + sector[20:crc_size]
-    return GptHeader(
-        revision=revision,
-        header_size=header_size,
-        header_crc=header_crc,
-        my_lba=my_lba,
-        alternate_lba=alternate_lba,
-        first_usable_lba=first_usable,
-        last_usable_lba=last_usable,
-        disk_guid=guid(disk_guid),
-        entries_lba=entries_lba,
-        entry_count=entry_count,
-        entry_size=entry_size,
-        entries_crc=entries_crc,
-        computed_crc=zlib.crc32(blanked),
-    )
+    fields = (*raw[1:4], *raw[5:9], guid(raw[9]), *raw[10:], zlib.crc32(blanked))
+    return GptHeader(*fields)
+
+
+def pack_gpt_header(header: GptHeader) -> bytes:
+    """The sector holding `header`, its CRC computed (`header_crc` is ignored)."""
+
+    def pack(crc: int) -> bytes:
+        return HEADER_STRUCT.pack(
+            GPT_SIGNATURE,
+            header.revision,
+            header.header_size,
+            crc,
+            0,
+            header.my_lba,
+            header.alternate_lba,
+            header.first_usable_lba,
+            header.last_usable_lba,
+            guid_bytes(header.disk_guid),
+            header.entries_lba,
+            header.entry_count,
+            header.entry_size,
+            header.entries_crc,
+        )
+
+    return pack(zlib.crc32(pack(0)[: header.header_size])).ljust(SECTOR_SIZE, b"\0")
 
 
 def parse_gpt_entries(array: bytes, entry_size: int) -> tuple[Partition, ...]:

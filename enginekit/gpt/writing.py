@@ -11,7 +11,7 @@ import uuid
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from enginekit.gpt.format import (
@@ -20,14 +20,13 @@ from enginekit.gpt.format import (
     GPT_ENTRY_SIZE,
     GPT_HEADER_SIZE,
     GPT_REVISION,
-    GPT_SIGNATURE,
-    HEADER_STRUCT,
     MAX_ENTRY_ARRAY_BYTES,
     MBR_PROTECTIVE_TYPE,
     MBR_SIGNATURE,
     MBR_TABLE_OFFSET,
     SECTOR_SIZE,
     UNUSED_TYPE,
+    GptHeader,
     InvalidPartitionLayout,
     InvalidPartitionTable,
     MbrEntry,
@@ -36,6 +35,7 @@ from enginekit.gpt.format import (
     PartitionTable,
     Target,
     guid_bytes,
+    pack_gpt_header,
     parse_mbr,
     protective_mbr_entry,
 )
@@ -56,38 +56,6 @@ def _entry_bytes(part: NewPartition) -> bytes:
         part.attributes,
         encoded,
     )
-
-
-def _header_bytes(
-    *,
-    my_lba: int,
-    alternate_lba: int,
-    first_usable: int,
-    last_usable: int,
-    disk_guid: str,
-    entries_lba: int,
-    entry_count: int,
-    entries_crc: int,
-) -> bytes:
-    def pack(crc: int) -> bytes:
-        return HEADER_STRUCT.pack(
-            GPT_SIGNATURE,
-            GPT_REVISION,
-            GPT_HEADER_SIZE,
-            crc,
-            0,
-            my_lba,
-            alternate_lba,
-            first_usable,
-            last_usable,
-            guid_bytes(disk_guid),
-            entries_lba,
-            entry_count,
-            GPT_ENTRY_SIZE,
-            entries_crc,
-        )
-
-    return pack(zlib.crc32(pack(0))).ljust(SECTOR_SIZE, b"\0")
 
 
 def _check_layout(
@@ -197,21 +165,26 @@ def build_gpt(
     last_lba = sectors - 1
     backup_array_lba = last_lba - array_sectors
 
-    def header(my_lba: int, alternate_lba: int, entries_lba: int) -> bytes:
-        return _header_bytes(
-            my_lba=my_lba,
-            alternate_lba=alternate_lba,
-            first_usable=first_usable,
-            last_usable=last_usable,
-            disk_guid=guid,
-            entries_lba=entries_lba,
-            entry_count=entry_count,
-            entries_crc=entries_crc,
-        )
+    primary = GptHeader(
+        revision=GPT_REVISION,
+        header_size=GPT_HEADER_SIZE,
+        header_crc=0,
+        my_lba=1,
+        alternate_lba=last_lba,
+        first_usable_lba=first_usable,
+        last_usable_lba=last_usable,
+        disk_guid=guid,
+        entries_lba=2,
+        entry_count=entry_count,
+        entry_size=GPT_ENTRY_SIZE,
+        entries_crc=entries_crc,
+        computed_crc=0,
+    )
+    backup = replace(primary, my_lba=last_lba, alternate_lba=1, entries_lba=backup_array_lba)
 
     return GptImage(
-        primary_header=header(1, last_lba, 2),
-        backup_header=header(last_lba, 1, backup_array_lba),
+        primary_header=pack_gpt_header(primary),
+        backup_header=pack_gpt_header(backup),
         entry_array=bytes(array).ljust(array_sectors * SECTOR_SIZE, b"\0"),
         backup_array_lba=backup_array_lba,
         last_lba=last_lba,

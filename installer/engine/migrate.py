@@ -121,7 +121,7 @@ def switch_to_gpt(target: Path, disk_size: int) -> None:
 def _check_reserved_regions_free(target: Path, disk_size: int) -> None:
     """Refuse (before any write) a 4.0.0 disk whose reserved regions are not free."""
     table = read_table(target)
-    starts = sorted((p.start, p.end) for p in table.partitions)
+    starts = sorted((p.start_bytes, p.end_bytes) for p in table.partitions)
     a_start, a_size = region_bounds(SLOT_A_REGION, disk_size)
     s_start, _ = region_bounds(STORAGE_REGION, disk_size)
     expected_ends_ok = len(starts) == 2 and starts[0] == (a_start, a_start + a_size)

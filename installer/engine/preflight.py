@@ -10,11 +10,10 @@ the run itself uses (mtools for the ESP, debugfs for ext4), read-only.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from disk_images.image import PartitionInfo
+from disk_images.esp_reader import EspReader
 from disk_images.layout import (
     ESP_REGION,
     MBR_REGIONS,
@@ -25,6 +24,7 @@ from disk_images.layout import (
     regions,
 )
 from disk_images.probe import Installation
+from enginekit import gpt
 from enginekit.process import require_tool, run
 from enginekit.sizes import human_size
 from enginekit.tool_paths import plain_name
@@ -40,7 +40,6 @@ from installer.plan import InstallMode, InstallPlan
 BLOCK = 4096
 EXT4_OVERHEAD = 0.12
 VFAT_OVERHEAD = 0.04
-_BYTES_FREE = re.compile(r"^\s*([\d ]+) bytes free\s*$", re.MULTILINE)
 
 
 def _cost(size: int) -> int:
@@ -74,7 +73,7 @@ def _ext4_capacity(partition_size: int) -> int:
     return int(partition_size * (1 - EXT4_OVERHEAD))
 
 
-def _partition(found: Installation, role: PartitionRole) -> PartitionInfo:
+def _partition(found: Installation, role: PartitionRole) -> gpt.Partition:
     number = partition_number(found.layout, role)
     for part in found.partitions:
         if part.number == number:
@@ -145,7 +144,7 @@ def _fits(
         fits.append(
             _Fit(
                 "the system partition",
-                _ext4_capacity(part.size),
+                _ext4_capacity(part.size_bytes),
                 slot_bytes_needed(image, with_boot_files=True),
             )
         )
@@ -155,7 +154,7 @@ def _fits(
         fits.append(
             _Fit(
                 f"system slot {new.value}",
-                _ext4_capacity(part.size),
+                _ext4_capacity(part.size_bytes),
                 slot_bytes_needed(image, with_boot_files=False),
             )
         )
@@ -184,23 +183,15 @@ def check_fit(
 def _esp_free_bytes(target: Path, found: Installation) -> int:
     """Free bytes on the ESP, by mtools; a Refused when the ESP cannot be read."""
     esp = _partition(found, PartitionRole.ESP)
-    mdir = require_tool("mdir", "mtools")
-    with plain_name(target) as name:  # `@@` in the name is mtools syntax
-        proc = run(
-            [mdir, "-i", f"{name}@@{esp.start}", "::"],
-            env={"MTOOLS_SKIP_CHECK": "1"},
-            check=False,
-            timeout=30,
-        )
-    match = _BYTES_FREE.search((proc.stdout or b"").decode("utf-8", "replace"))
-    if proc.returncode != 0 or match is None:
+    free = EspReader(target, esp.start_bytes).free_bytes()
+    if free is None:
         raise Refused(
             f"{target}: the ESP (partition {esp.number}) holds no readable FAT filesystem; "
             "the upgrade would fail while writing the boot files; nothing was written",
             hint="the disk's boot partition is damaged: erase and reinstall, or restore the "
             "disk from a backup",
         )
-    return int(match.group(1).replace(" ", ""))
+    return free
 
 
 def _check_ext4(target: Path, found: Installation, role: PartitionRole) -> None:
@@ -208,7 +199,7 @@ def _check_ext4(target: Path, found: Installation, role: PartitionRole) -> None:
     debugfs = require_tool("debugfs", "e2fsprogs")
     with plain_name(target) as name:  # a `?` in the name is e2fsprogs syntax
         proc = run(
-            [debugfs, "-c", "-R", "stats", f"{name}?offset={part.start}"],
+            [debugfs, "-c", "-R", "stats", f"{name}?offset={part.start_bytes}"],
             check=False,
             timeout=60,
         )

@@ -38,6 +38,17 @@ UPGRADE_ANSWERS = (
 )
 
 
+def probed(disk: Path, status: UpgradeStatus, active: Slot | None = None) -> Installation:
+    """What the probe finds on `disk` now: an installation with upgrade status `status` (and,
+    when given, `active` as its active slot)."""
+    found = probe(disk)
+    assert isinstance(found, Installation)
+    assert found.upgrade_status is status, found.state
+    if active is not None:
+        assert found.active_slot is active
+    return found
+
+
 @pytest.fixture
 def pending_disk(engine_disk: Callable[..., Path], engine_medium: Callable[[str], Path]) -> Path:
     """A 4.5.0 disk upgraded to 5.0.0 and not yet booted: slot B pending with one try."""
@@ -46,10 +57,7 @@ def pending_disk(engine_disk: Callable[..., Path], engine_medium: Callable[[str]
         engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True
     )
     run_plan(plan)
-    found = probe(disk)
-    assert isinstance(found, Installation)
-    assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
-    assert found.state.pending_slot is Slot.B
+    assert probed(disk, UpgradeStatus.INSTALLED_REBOOT_REQUIRED).state.pending_slot is Slot.B
     return Path(disk)
 
 
@@ -64,11 +72,8 @@ def test_boot_timeout_must_be_positive(
 
 
 def _pending_entries(disk: Path) -> list[str]:
-    found = probe(disk)
-    assert isinstance(found, Installation)
-    assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED, found.state
+    found = probed(disk, UpgradeStatus.INSTALLED_REBOOT_REQUIRED, Slot.A)
     assert found.state.pending_slot is Slot.B
-    assert found.active_slot is Slot.A
     return [e.file_name for e in found.boot_entries]
 
 
@@ -92,10 +97,7 @@ def test_boot_stopped_after_the_count_gives_the_try_back(
     # The next real boot still has its try, so it completes the upgrade.
     monkeypatch.delenv(STOP_SEAM)
     assert engine_disk_main(["boot", str(pending_disk)]) == 0
-    after = probe(pending_disk)
-    assert isinstance(after, Installation)
-    assert after.upgrade_status is UpgradeStatus.BLANK
-    assert after.active_slot is Slot.B
+    probed(pending_disk, UpgradeStatus.BLANK, Slot.B)
 
 
 @pytest.mark.root
@@ -134,10 +136,7 @@ def test_fallback_to_the_old_slot_is_exit_status_1(
         f"error: {pending_disk}: the new slot B did not boot; slot A (Engine 4.5.0) booted "
         "instead and the upgrade status is now Failed"
     )
-    found = probe(pending_disk)
-    assert isinstance(found, Installation)
-    assert found.upgrade_status is UpgradeStatus.FAILED
-    assert found.active_slot is Slot.A
+    probed(pending_disk, UpgradeStatus.FAILED, Slot.A)
 
 
 @pytest.mark.root
@@ -184,10 +183,7 @@ def test_upgrade_during_a_boot_is_refused(
             booting.wait()
     assert booting.returncode == 0, boot_err.decode()
     assert b"ENGINE RUNNING version=5.0.0 slot=B" in out
-    found = probe(disk)
-    assert isinstance(found, Installation)
-    assert found.upgrade_status is UpgradeStatus.BLANK
-    assert found.active_slot is Slot.B
+    probed(disk, UpgradeStatus.BLANK, Slot.B)
 
 
 def test_a_boot_that_printed_nothing_says_so() -> None:

@@ -50,8 +50,8 @@ def test_zeroed_esp_is_a_problem_and_boot_refuses(
     number = partition_number(DiskLayout.GPT_AB, PartitionRole.ESP)
     esp = next(p for p in found.partitions if p.number == number)
     with open(disk, "r+b") as image:
-        image.seek(esp.start)
-        image.write(bytes(esp.size))
+        image.seek(esp.start_bytes)
+        image.write(bytes(esp.size_bytes))
     expected = "ESP: no readable FAT filesystem (the firmware cannot start a boot loader)"
     assert _problems(disk, capsys) == [expected]
     error, hint = _refused(disk, capsys)

@@ -17,13 +17,12 @@ from disk_images.ext4_reader import read_ext4_files
 from disk_images.filesystems import make_ext4, make_vfat
 from disk_images.image import (
     MIB,
-    PartitionInfo,
     PartitionSpec,
-    PartitionTable,
     PartitionType,
     TableType,
     create_image,
     partition_image,
+    partition_json,
     read_table,
 )
 from disk_images.partition_files import DirectoryFiles, FatFiles, PartitionFiles
@@ -59,28 +58,29 @@ def test_cli_create(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "is not a size" in capsys.readouterr().err
 
 
-def _sfdisk_table(path: Path) -> PartitionTable:
-    """The oracle: the partition table as util-linux `sfdisk --json` reports it."""
+def _sfdisk_table(path: Path) -> tuple[str, str, list[dict[str, object]]]:
+    """The oracle: the partition table as util-linux `sfdisk --json` reports it (the table
+    kind, the disk id and each partition as `partition_json` shows it)."""
     data = json.loads(run(["sfdisk", "--json", str(path)]).stdout)["partitiontable"]
     table = TableType.GPT if data["label"] == "gpt" else TableType.MBR
-    parts = []
+    parts: list[dict[str, object]] = []
     for entry in data.get("partitions", []):
         number = int(re.sub(r"^.*?(\d+)$", r"\1", str(entry["node"])))
         type_text = str(entry["type"])
         parts.append(
-            PartitionInfo(
-                number=number,
-                start=int(entry["start"]) * 512,
-                size=int(entry["size"]) * 512,
-                type=type_text.upper() if table is TableType.GPT else type_text.lower(),
-                name=entry.get("name") if table is TableType.GPT else None,
-                uuid=str(entry["uuid"]).lower() if "uuid" in entry else None,
-                bootable=bool(entry.get("bootable", False)),
-            )
+            {
+                "number": number,
+                "start": int(entry["start"]) * 512,
+                "size": int(entry["size"]) * 512,
+                "type": type_text.upper() if table is TableType.GPT else type_text.lower(),
+                "name": entry.get("name") if table is TableType.GPT else None,
+                "uuid": str(entry["uuid"]).lower() if "uuid" in entry else None,
+                "bootable": bool(entry.get("bootable", False)),
+            }
         )
     label_id = str(data.get("id", "")).lower()
     disk_id = label_id if table is TableType.GPT else "mbr-" + label_id.removeprefix("0x").zfill(8)
-    return PartitionTable(table, disk_id, tuple(parts))
+    return table.display, disk_id, parts
 
 
 @pytest.mark.parametrize("table", [TableType.GPT, TableType.MBR])
@@ -98,9 +98,12 @@ def test_partition_table_matches_sfdisk(tmp_path: Path, table: TableType) -> Non
         ]
     disk_id = "0xdeadbeef" if table is TableType.MBR else "11111111-2222-3333-4444-555555555555"
     written = partition_image(disk, table, specs, disk_id=disk_id)
-    assert [p.start for p in written.partitions] == [MIB, 16 * MIB, 32 * MIB]
+    assert [p.start_bytes for p in written.partitions] == [MIB, 16 * MIB, 32 * MIB]
     ours = read_table(disk)
-    assert ours == written == _sfdisk_table(disk)
+    assert ours == written
+    assert (ours.kind.value, ours.disk_id, [partition_json(p) for p in ours.partitions]) == (
+        _sfdisk_table(disk)
+    )
     assert ours.disk_id == ("mbr-deadbeef" if table is TableType.MBR else disk_id)
 
 
@@ -151,8 +154,8 @@ def test_fat_files_at_an_image_offset(tmp_path: Path) -> None:
     create_image(disk, 48 * MIB)
     table = partition_image(disk, TableType.GPT, [PartitionSpec(size=None, type="U", name="esp")])
     part = table.partitions[0]
-    make_vfat(disk, "ENGINE-ESP", offset=part.start, size=part.size)
-    _exercise(FatFiles(disk, part.start), _big_file(tmp_path))
+    make_vfat(disk, "ENGINE-ESP", offset=part.start_bytes, size=part.size_bytes)
+    _exercise(FatFiles(disk, part.start_bytes), _big_file(tmp_path))
 
 
 def test_directory_files(tmp_path: Path) -> None:
@@ -187,8 +190,8 @@ def test_ext4_at_offset_read_back_by_debugfs(tmp_path: Path) -> None:
     create_image(disk, 40 * MIB)
     table = partition_image(disk, TableType.MBR, [PartitionSpec(size=None)])
     part = table.partitions[0]
-    make_ext4(disk, "engine-sys-a", offset=part.start, size=part.size)
-    assert read_ext4_files(disk, part.start, ["/missing"]) == {"/missing": None}
+    make_ext4(disk, "engine-sys-a", offset=part.start_bytes, size=part.size_bytes)
+    assert read_ext4_files(disk, part.start_bytes, ["/missing"]) == {"/missing": None}
     with pytest.raises(UserInputError, match="no ext4"):
         read_ext4_files(disk, 0, ["/x"])
 

@@ -39,7 +39,7 @@ def _two_ext4(tmp_path: Path) -> Path:
         [PartitionSpec(size=16 * MIB, name="one"), PartitionSpec(size=16 * MIB, name="two")],
     )
     for part in table.partitions:
-        make_ext4(disk, f"p{part.number}", offset=part.start, size=part.size)
+        make_ext4(disk, f"p{part.number}", offset=part.start_bytes, size=part.size_bytes)
     return disk
 
 

@@ -108,15 +108,17 @@ def test_random_layouts_and_trees_round_trip(
         cursor += part.size_mib
     create_image(disk, (cursor + 1) * MIB)
     table = partition_image(disk, table_type, specs)
-    assert [(p.start, p.size) for p in table.partitions] == [(s.start, s.size) for s in specs]
+    assert [(p.start_bytes, p.size_bytes) for p in table.partitions] == [
+        (s.start, s.size) for s in specs
+    ]
     if table_type is TableType.GPT:
         assert [p.name for p in table.partitions] == [s.name for s in specs]
 
     for part, info in zip(planned, table.partitions, strict=True):
         if part.fs == "ext4":
-            make_ext4(disk, "prop", offset=info.start, size=info.size)
+            make_ext4(disk, "prop", offset=info.start_bytes, size=info.size_bytes)
         elif part.fs == "vfat":
-            make_vfat(disk, "PROP", offset=info.start, size=info.size)
+            make_vfat(disk, "PROP", offset=info.start_bytes, size=info.size_bytes)
 
     # write: ext4 through the kernel (loop + mount), FAT through mtools
     with LoopDevice(disk) as loop, MountStack(workdir) as mounts:
@@ -125,7 +127,7 @@ def test_random_layouts_and_trees_round_trip(
             if part.fs == "ext4":
                 files = DirectoryFiles(mounts.mount(loop.partition(info.number), f"p{info.number}"))
             elif part.fs == "vfat":
-                files = FatFiles(disk, info.start)
+                files = FatFiles(disk, info.start_bytes)
             else:
                 continue
             for path, data in part.files.items():
@@ -135,9 +137,9 @@ def test_random_layouts_and_trees_round_trip(
     # read back without the kernel
     for part, info in zip(planned, table.partitions, strict=True):
         if part.fs == "ext4":
-            assert read_ext4_files(disk, info.start, list(part.files)) == part.files
+            assert read_ext4_files(disk, info.start_bytes, list(part.files)) == part.files
         elif part.fs == "vfat":
-            fat_files = FatFiles(disk, info.start, read_only=True)
+            fat_files = FatFiles(disk, info.start_bytes, read_only=True)
             for path, data in part.files.items():
                 assert fat_files.read(path) == data
             tops = {p.split("/")[1] for p in part.files}

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from disk_images.errors import InvalidStateFile
-from disk_images.image import MIB, PartitionInfo, PartitionTable, TableType
+from disk_images.image import MIB
 from disk_images.layout import (
     BootEntryName,
     Slot,
@@ -25,9 +25,12 @@ from disk_images.state import (
     VmKind,
     VmRecord,
 )
+from enginekit import gpt
 from enginekit.errors import UserInputError
 from enginekit.secret import Secret
 from enginekit.versions import DiskLayout
+
+SECTORS_PER_MIB = MIB // gpt.SECTOR_SIZE
 
 
 def test_upgrade_status_values_are_what_synchronizer_shows() -> None:
@@ -168,26 +171,40 @@ def test_too_small_disk_is_refused() -> None:
 
 
 def test_match_layout() -> None:
-    def gpt(names: list[str]) -> PartitionTable:
+    def gpt_table(names: list[str]) -> gpt.PartitionTable:
         starts = [1, 65, 193, 321]
-        return PartitionTable(
-            TableType.GPT,
+        return gpt.PartitionTable(
+            gpt.PartitionTableKind.GPT,
             "x",
+            512 * MIB,
             tuple(
-                PartitionInfo(i + 1, starts[i] * MIB, MIB, "L", name)
+                gpt.Partition(
+                    i + 1,
+                    starts[i] * SECTORS_PER_MIB,
+                    (starts[i] + 1) * SECTORS_PER_MIB - 1,
+                    type_guid=gpt.LINUX_FS_TYPE,
+                    name=name,
+                )
                 for i, name in enumerate(names)
             ),
         )
 
+    def mbr_partition(number: int, start_mib: int) -> gpt.Partition:
+        sectors = (start_mib * SECTORS_PER_MIB, (start_mib + 1) * SECTORS_PER_MIB - 1)
+        return gpt.Partition(number, *sectors, mbr_type=0x83)
+
     assert (
-        match_layout(gpt(["engine-esp", "engine-system-a", "engine-system-b", "engine-storage"]))
+        match_layout(
+            gpt_table(["engine-esp", "engine-system-a", "engine-system-b", "engine-storage"])
+        )
         is DiskLayout.GPT_AB
     )
-    assert match_layout(gpt(["engine-esp", "engine-system-a", "x", "engine-storage"])) is None
-    mbr = PartitionTable(
-        TableType.MBR,
+    assert match_layout(gpt_table(["engine-esp", "engine-system-a", "x", "engine-storage"])) is None
+    mbr = gpt.PartitionTable(
+        gpt.PartitionTableKind.MBR,
         "mbr-1",
-        (PartitionInfo(1, 65 * MIB, MIB, "83"), PartitionInfo(2, 321 * MIB, MIB, "83")),
+        512 * MIB,
+        (mbr_partition(1, 65), mbr_partition(2, 321)),
     )
     assert match_layout(mbr) is DiskLayout.MBR
 

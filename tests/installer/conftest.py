@@ -3,9 +3,20 @@ target disk of the smallest size Engine accepts."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+from enginekit.process import run
+
+
+def engine_install(*args: object) -> tuple[int, str, str]:
+    """`engine-install ARGS` run as a program: (exit status, stdout, stderr)."""
+    proc = run(
+        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
+    )
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
 @pytest.fixture(scope="module")

@@ -163,7 +163,7 @@ def test_migrate_4_0_mbr_to_4_5_gpt_in_place(
     assert found.version == "4.0.0"
     assert found.slots == {Slot.A: "4.0.0", Slot.B: "4.5.0"}
     assert found.upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
-    assert [p.start // MIB for p in found.partitions] == [1, 65, 193, 321]
+    assert [p.start_bytes // MIB for p in found.partitions] == [1, 65, 193, 321]
     assert [e.file_name for e in found.boot_entries] == ["engine-1-a.conf", "engine-2-b+1-0.conf"]
     # the old system was not moved or rewritten: it is slot A now, byte for byte
     assert _region_digest(disk, *slot_a) == old_system

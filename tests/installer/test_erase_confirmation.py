@@ -15,8 +15,6 @@ the real CLI.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,41 +26,10 @@ from installer.engine.refusals import Refused
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.model import Screen
 from installer.plan import InstallMode, InstallPlan, Registration, RegistrationMode
+from reference_builds.answer_files import FRESH_STANDALONE, erase_standalone
+from reference_builds.pytest_plugin import sparse_digest
 
-FRESH = """\
-[eula]
-accept = true
-[keyboard]
-layout = "us"
-[registration]
-mode = "standalone"
-"""
-ERASE = """\
-[eula]
-accept = true
-[keyboard]
-layout = "us"
-[existing]
-action = "erase"
-confirm_erase = "{disk_id}"
-[registration]
-mode = "standalone"
-"""
-
-
-def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run(
-        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
-    )
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+from .conftest import engine_install
 
 
 def damage_primary_gpt(disk: Path) -> None:
@@ -104,15 +71,15 @@ def test_fresh_answers_refused_on_a_disk_with_data(
     assert isinstance(found, NoInstallation)
     assert found.kind is not NoInstallationKind.BLANK
     answers = tmp_path / "fresh.toml"
-    answers.write_text(FRESH)
-    before = sha256(disk)
+    answers.write_text(FRESH_STANDALONE)
+    before = sparse_digest(disk)
     status, _, err = engine_install("--media", medium, "--target", disk, "--answers", answers)
     assert status == 2, err
     assert "holds data but no Engine installation" in err
     assert found.reason in err
     assert 'action = "erase"' in err
     assert "remove the [existing]" not in err
-    assert sha256(disk) == before
+    assert sparse_digest(disk) == before
     # A dry run refuses the same way (it checks the same answers).
     status, _, err = engine_install(
         "--media", medium, "--target", disk, "--answers", answers, "--dry-run"
@@ -160,15 +127,15 @@ def test_damaged_gpt_with_vms_is_not_wiped(
     found = probe(disk)
     assert isinstance(found, NoInstallation), found
     assert found.reason.startswith("GPT header CRC mismatch")
-    before = sha256(disk)
+    before = sparse_digest(disk)
 
     answers = tmp_path / "fresh.toml"
-    answers.write_text(FRESH)
+    answers.write_text(FRESH_STANDALONE)
     status, _, err = engine_install("--media", medium, "--target", disk, "--answers", answers)
     assert status == 2, err
     assert "GPT header CRC mismatch" in err
     assert "erase" in err
-    assert sha256(disk) == before
+    assert sparse_digest(disk) == before
 
     # The engine's own last guard, whatever the caller says.
     plan = InstallPlan(
@@ -184,7 +151,7 @@ def test_damaged_gpt_with_vms_is_not_wiped(
     )
     with pytest.raises(Refused, match=r"holds data: GPT header CRC mismatch.*; choose erase"):
         run_plan(plan)
-    assert sha256(disk) == before
+    assert sparse_digest(disk) == before
 
     # Only the primary GPT is damaged: the disk id is the intact backup's disk GUID, not the
     # file name (which would confirm any disk of that name).
@@ -192,24 +159,20 @@ def test_damaged_gpt_with_vms_is_not_wiped(
     assert found.disk_id != disk.name
     assert found.disk_id.count("-") == 4, found.disk_id
     erase = tmp_path / "erase.toml"
-    erase.write_text(ERASE.format(disk_id=disk.name))
+    erase.write_text(erase_standalone(disk.name))
     status, out, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
     assert status == 2, err
     assert f"confirm with the disk id '{found.disk_id}'" in err, err
     assert out == ""
-    assert sha256(disk) == before
+    assert sparse_digest(disk) == before
     # The confirmed erase goes through.
-    erase.write_text(ERASE.format(disk_id=found.disk_id))
+    erase.write_text(erase_standalone(found.disk_id))
     status, _, err = engine_install("--media", medium, "--target", disk, "--answers", erase)
     assert status == 0, err
     after = probe(disk)
     assert not isinstance(after, NoInstallation)
     assert after.version == "5.0.0"
     assert after.vms == ()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _data_disk(path: Path) -> Path:
@@ -240,7 +203,7 @@ def test_erase_without_or_with_a_stale_id_is_refused(tmp_path: Path, iso: Path) 
     assert isinstance(found, NoInstallation)
     assert found.disk_id is not None
     assert found.disk_id.startswith("data-")
-    before = _sha256(disk)
+    before = sparse_digest(disk)
     with pytest.raises(Refused, match="an erase needs the disk id") as caught:
         run_plan(_erase(iso, disk, None))
     assert found.disk_id in caught.value.message
@@ -249,14 +212,14 @@ def test_erase_without_or_with_a_stale_id_is_refused(tmp_path: Path, iso: Path) 
     with disk.open("r+b") as stream:
         stream.seek(4096)
         stream.write(b"other data!!!!")
-    changed = _sha256(disk)
+    changed = sparse_digest(disk)
     with pytest.raises(Refused, match="the disk changed since it was confirmed"):
         run_plan(_erase(iso, disk, confirmed))
-    assert _sha256(disk) == changed != before
+    assert sparse_digest(disk) == changed != before
     # The file name is not an id.
     with pytest.raises(Refused, match="the disk changed since it was confirmed"):
         run_plan(_erase(iso, disk, disk.name))
-    assert _sha256(disk) == changed
+    assert sparse_digest(disk) == changed
 
 
 @pytest.mark.root

@@ -8,30 +8,14 @@ engine's reference disks.
 
 from __future__ import annotations
 
-import hashlib
-import sys
 from pathlib import Path
 
 import pytest
 
-from enginekit.process import run
 from reference_builds.disk import create_reference_disk
+from reference_builds.pytest_plugin import sparse_digest
 
-
-def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run(
-        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=120
-    )
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+from .conftest import engine_install
 
 FRESH = """\
 [eula]
@@ -97,7 +81,7 @@ def test_dry_run_refuses_what_the_real_run_would(tmp_path: Path, iso: Path) -> N
 def test_dry_run_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
     answers = tmp_path / "a.toml"
     answers.write_text(FRESH)
-    before = sha256(blank)
+    before = sparse_digest(blank)
     status, out, err = engine_install(
         "--media", iso, "--target", blank, "--answers", answers, "--dry-run"
     )
@@ -105,7 +89,7 @@ def test_dry_run_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
     assert "dry run: this is the plan; nothing was written to the target" in out
     assert "mode: fresh" in out
     assert "keyboard: de" in out
-    assert sha256(blank) == before
+    assert sparse_digest(blank) == before
 
 
 def test_no_terminal_is_an_error_not_a_hanging_prompt(iso: Path, blank: Path) -> None:
@@ -133,11 +117,11 @@ def test_missing_files_are_one_line(tmp_path: Path, iso: Path, blank: Path) -> N
 def test_declined_eula_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
     answers = tmp_path / "a.toml"
     answers.write_text(FRESH.replace("accept = true", "accept = false"))
-    before = sha256(blank)
+    before = sparse_digest(blank)
     status, _, err = engine_install("--media", iso, "--target", blank, "--answers", answers)
     assert status == 2
     assert "the licence was declined; nothing was written" in err
-    assert sha256(blank) == before
+    assert sparse_digest(blank) == before
 
 
 @pytest.mark.root
@@ -153,7 +137,7 @@ def test_refusal_is_one_line_and_disk_unchanged(
     create_reference_disk(disk, installed, 1 << 30)
     answers = tmp_path / "a.toml"
     answers.write_text('[eula]\naccept = true\n[existing]\naction = "upgrade"\n')
-    before = sha256(disk)
+    before = sparse_digest(disk)
     status, out, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
     assert status == 2
     assert out == ""
@@ -161,7 +145,7 @@ def test_refusal_is_one_line_and_disk_unchanged(
     assert expected in err.splitlines()[0]
     assert len(err.splitlines()) == 2
     assert err.splitlines()[1].startswith("hint: ")
-    assert sha256(disk) == before
+    assert sparse_digest(disk) == before
 
 
 def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> None:
@@ -170,7 +154,7 @@ def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> N
         stream.truncate(64 << 20)
     answers = tmp_path / "a.toml"
     answers.write_text(FRESH)
-    before = sha256(small)
+    before = sparse_digest(small)
     status, _, err = engine_install("--media", iso, "--target", small, "--answers", answers)
     assert status == 2, err
     lines = err.splitlines()
@@ -178,7 +162,7 @@ def test_target_too_small_is_refused_in_one_line(tmp_path: Path, iso: Path) -> N
     assert "small" in lines[0]
     assert len(lines) == 2
     assert lines[1].startswith("hint: ")
-    assert sha256(small) == before
+    assert sparse_digest(small) == before
 
 
 @pytest.mark.root
@@ -193,11 +177,11 @@ def test_erase_needs_the_disk_id_that_inspect_shows(tmp_path: Path, iso: Path) -
     assert found.disk_id.startswith("mbr-")
     answers = tmp_path / "a.toml"
     answers.write_text(FRESH + '[existing]\naction = "erase"\nconfirm_erase = "mbr-00000000"\n')
-    before = sha256(disk)
+    before = sparse_digest(disk)
     status, _, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
     assert status == 2
     assert f"existing.confirm_erase: to erase, confirm with the disk id '{found.disk_id}'" in err
-    assert sha256(disk) == before
+    assert sparse_digest(disk) == before
     answers.write_text(answers.read_text().replace("mbr-00000000", found.disk_id))
     status, out, err = engine_install("--media", iso, "--target", disk, "--answers", answers)
     assert status == 0, err

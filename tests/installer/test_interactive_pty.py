@@ -7,7 +7,6 @@ upgrade needs the install engine and a real 4.5.0 reference disk.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
@@ -17,19 +16,11 @@ import pytest
 from disk_images.layout import Slot
 from disk_images.probe import Installation, probe
 from reference_builds.disk import create_reference_disk
-from reference_builds.pytest_plugin import EngineDiskFactory
+from reference_builds.pytest_plugin import EngineDiskFactory, sparse_digest
 
 DOWN = "\x1b[B"
 ENTER = "\r"
 CTRL_C = "\x03"
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Terminal:
@@ -70,7 +61,7 @@ class Terminal:
 
 
 def test_fresh_dry_run_with_back_and_a_progress_bar(tmp_path: Path, iso: Path, blank: Path) -> None:
-    before = sha256(blank)
+    before = sparse_digest(blank)
     recorded = tmp_path / "recorded.toml"
     term = Terminal(
         tmp_path, "--media", iso, "--target", blank, "--dry-run", "--record-answers", recorded
@@ -94,7 +85,7 @@ def test_fresh_dry_run_with_back_and_a_progress_bar(tmp_path: Path, iso: Path, b
     term.answer("Do not reboot", DOWN + ENTER)
     term.expect("dry run: this is the plan; nothing was written to the target")
     assert term.finish() == 0
-    assert sha256(blank) == before
+    assert sparse_digest(blank) == before
     text = recorded.read_text()
     assert 'layout = "de"' in text
     assert 'mode = "standalone"' in text
@@ -120,7 +111,7 @@ def test_ctrl_c_at_the_finish_prompt_still_records(tmp_path: Path, iso: Path, bl
 
 
 def test_ctrl_c_before_confirmation_writes_nothing(tmp_path: Path, iso: Path, blank: Path) -> None:
-    before = sha256(blank)
+    before = sparse_digest(blank)
     term = Terminal(tmp_path, "--media", iso, "--target", blank)
     term.answer("Install Engine", ENTER)
     term.answer("Welcome to the Engine", ENTER)
@@ -128,18 +119,18 @@ def test_ctrl_c_before_confirmation_writes_nothing(tmp_path: Path, iso: Path, bl
     term.answer("Choose the keyboard layout.", CTRL_C)
     term.expect("error: installation cancelled; nothing was written to the target")
     assert term.finish() == 130
-    assert sha256(blank) == before
+    assert sparse_digest(blank) == before
 
 
 def test_declining_the_eula_ends_the_run(tmp_path: Path, iso: Path, blank: Path) -> None:
-    before = sha256(blank)
+    before = sparse_digest(blank)
     term = Terminal(tmp_path, "--media", iso, "--target", blank)
     term.answer("Install Engine", ENTER)
     term.answer("Welcome to the Engine", ENTER)
     term.answer("I do not accept", DOWN + ENTER)
     term.expect("The licence was not accepted; nothing was written.")
     assert term.finish() == 2  # the same as declining in an answer file
-    assert sha256(blank) == before
+    assert sparse_digest(blank) == before
 
 
 @pytest.mark.root

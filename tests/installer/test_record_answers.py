@@ -7,28 +7,13 @@ internal error after the disk was changed. The real CLI, the real medium, a blan
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from enginekit.process import run
+from reference_builds.answer_files import FRESH_STANDALONE
 
-FRESH = """\
-[eula]
-accept = true
-[keyboard]
-layout = "us"
-[registration]
-mode = "standalone"
-"""
-
-
-def engine_install(*args: object) -> tuple[int, str, str]:
-    proc = run(
-        [sys.executable, "-m", "commands.engine_install", *map(str, args)], check=False, timeout=300
-    )
-    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+from .conftest import engine_install
 
 
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "real"])
@@ -36,7 +21,7 @@ def test_record_to_the_answers_file_is_refused(
     tmp_path: Path, iso: Path, blank: Path, dry_run: bool
 ) -> None:
     answers = tmp_path / "sync.toml"
-    answers.write_text(FRESH)
+    answers.write_text(FRESH_STANDALONE)
     (tmp_path / "sub").mkdir()
     other_spelling = tmp_path / "sub" / ".." / "sync.toml"
     extra = ["--dry-run"] if dry_run else []
@@ -50,7 +35,7 @@ def test_record_to_the_answers_file_is_refused(
     assert "is the --answers file" in lines[0]
     assert lines[1].startswith("hint: ")
     assert out == ""
-    assert answers.read_text() == FRESH
+    assert answers.read_text() == FRESH_STANDALONE
     assert blank.stat().st_blocks == 0
 
 
@@ -58,7 +43,7 @@ def test_record_to_an_existing_file_is_refused_even_dry_run(
     tmp_path: Path, iso: Path, blank: Path
 ) -> None:
     answers = tmp_path / "fresh.toml"
-    answers.write_text(FRESH)
+    answers.write_text(FRESH_STANDALONE)
     existing = tmp_path / "old.toml"
     existing.write_text("# keep me\n")
     status, out, err = engine_install(
@@ -87,7 +72,7 @@ def test_unwritable_record_path_refused_before_anything(
     assert callable(where)
     out_path: Path = where(tmp_path)
     answers = tmp_path / "fresh.toml"
-    answers.write_text(FRESH)
+    answers.write_text(FRESH_STANDALONE)
     status, out, err = engine_install(
         "--media", iso, "--target", blank, "--answers", answers, "--record-answers", out_path
     )
@@ -102,7 +87,7 @@ def test_unwritable_record_path_refused_before_anything(
 
 def test_recorded_answers_replay(tmp_path: Path, iso: Path, blank: Path) -> None:
     answers = tmp_path / "fresh.toml"
-    answers.write_text(FRESH)
+    answers.write_text(FRESH_STANDALONE)
     recorded = tmp_path / "recorded.toml"
     status, out, err = engine_install(
         "--media", iso, "--target", blank, "--answers", answers, "--dry-run",

@@ -45,7 +45,7 @@ MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1"}
 def _esp_offset(image: Path) -> int:
     found = probe(image)
     assert isinstance(found, Installation), found
-    return next(p.start for p in found.partitions if p.name == "engine-esp")
+    return next(p.start_bytes for p in found.partitions if p.name == "engine-esp")
 
 
 def esp_free_bytes(image: Path) -> int:

@@ -113,7 +113,7 @@ def disk_map(disk_factory: Callable[[], Path]) -> DiskMap:
     image = disk_factory()
     found = probe(image)
     assert isinstance(found, Installation), found
-    partitions = {p.name or str(p.number): p.start for p in found.partitions}
+    partitions = {p.name or str(p.number): p.start_bytes for p in found.partitions}
     files: dict[str, bytes] = {}
     for part, path in ENGINE_FILES:
         content = read_ext4_files(image, partitions[part], [path])[path]

@@ -30,6 +30,7 @@ from disk_images.loop import backing_file
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
 from enginekit.process import spawn
 from installer.engine.checkpoints import CRASH_ENV, FRESH_STEPS
+from reference_builds.answer_files import FRESH_STANDALONE, erase_standalone
 
 from .conftest import (
     CliOutcome,
@@ -44,25 +45,6 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 KILL_PROPERTY = "kill_fresh_install"
 DISK_SIZE = 1024 * 1024 * 1024
-FRESH_ANSWERS = """\
-[eula]
-accept = true
-[keyboard]
-layout = "us"
-[registration]
-mode = "standalone"
-"""
-ERASE_ANSWERS = """\
-[eula]
-accept = true
-[keyboard]
-layout = "us"
-[existing]
-action = "erase"
-confirm_erase = "{disk_id}"
-[registration]
-mode = "standalone"
-"""
 
 
 @dataclass
@@ -76,7 +58,7 @@ class KillRun:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.image = create_image(self.workdir / "blank.img", DISK_SIZE)
         self.answers = self.workdir / "fresh.toml"
-        self.answers.write_text(FRESH_ANSWERS)
+        self.answers.write_text(FRESH_STANDALONE)
         self.tmpdir = self.workdir / "tmp"
         self.tmpdir.mkdir()
 
@@ -176,7 +158,7 @@ def _recover(run: KillRun) -> str:
     assert "erase" in message, again.describe()
     assert after_kill.disk_id, after_kill
     erase = run.workdir / "erase.toml"
-    erase.write_text(ERASE_ANSWERS.format(disk_id=after_kill.disk_id))
+    erase.write_text(erase_standalone(after_kill.disk_id))
     erased = run.install(erase)
     assert erased.status == 0, erased.describe()
     assert complete_5_0_0(run.image), probe(run.image)

@@ -9,6 +9,7 @@ when it fails; no test ever acts on a loop device by a number it read earlier.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -127,6 +128,27 @@ def run_engine_media(
     out, err = capsys.readouterr()
     assert "Traceback" not in err
     return status, out, err
+
+
+#: `usb write ISO TARGET FLAGS...` run in-process: (exit status, stderr).
+UsbWrite = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def usb_write(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> UsbWrite:
+    """`engine-media usb write ISO TARGET FLAGS...` in-process: (exit status, stderr)."""
+
+    def write(iso: Path, target: Path, *flags: str) -> tuple[int, str]:
+        argv = ["usb", "write", str(iso), str(target), *flags]
+        status, _, err = run_engine_media(capsys, monkeypatch, argv)
+        return status, err
+
+    return write
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes: equal before and after means not one byte changed."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def error_lines(err: str) -> list[str]:

@@ -9,22 +9,18 @@ real loop device, a real Engine disk from the reference builds.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from .conftest import attached_loop, error_lines, run_engine_media
+from .conftest import UsbWrite, attached_loop, digest, error_lines
 
 MiB = 1024 * 1024
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @contextmanager
@@ -38,82 +34,59 @@ def qemu_style_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def stick_file(tmp_path: Path, iso: Path) -> Path:
+@dataclass(frozen=True)
+class HeldStick:
+    """A stick image the size of `iso` plus 1 MiB of random bytes, to write `iso` onto while
+    something holds it."""
+
+    iso: Path
+    stick: Path
+    before: str
+    usb_write: UsbWrite
+
+    def refused(self, words: str, target: Path | None = None) -> str:
+        """Write `iso` onto `target` (the stick) with --force: refused with one error line
+        holding `words` and a hint, and not one byte of the stick changed. The stderr."""
+        status, err = self.usb_write(self.iso, target or self.stick, "--yes", "--force")
+        assert status == 2, err
+        (line,) = error_lines(err)
+        assert words in line
+        assert "hint:" in err
+        assert digest(self.stick) == self.before
+        return err
+
+
+@pytest.fixture
+def held_stick(tmp_path: Path, make_iso: Callable[[int], Path], usb_write: UsbWrite) -> HeldStick:
+    iso = make_iso(MiB)
     stick = tmp_path / "stick.img"
     stick.write_bytes(os.urandom(iso.stat().st_size + MiB))
-    return stick
+    return HeldStick(iso, stick, digest(stick), usb_write)
 
 
-def assert_refused(err: str, status: int, words: str) -> None:
-    assert status == 2, err
-    (line,) = error_lines(err)
-    assert words in line
-    assert "hint:" in err
-
-
-def test_a_file_under_flock_is_refused(
-    tmp_path: Path,
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    iso = make_iso(MiB)
-    stick = stick_file(tmp_path, iso)
-    before = digest(stick)
-    with open(stick, "rb") as held:
+def test_a_file_under_flock_is_refused(held_stick: HeldStick) -> None:
+    with open(held_stick.stick, "rb") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
-        argv = ["usb", "write", str(iso), str(stick), "--yes", "--force"]
-        status, _, err = run_engine_media(capsys, monkeypatch, argv)
-    assert_refused(err, status, "is in use by process")
+        err = held_stick.refused("is in use by process")
     assert "flock" in err
-    assert digest(stick) == before
 
 
-def test_a_file_a_virtual_machine_has_open_is_refused(
-    tmp_path: Path,
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    iso = make_iso(MiB)
-    stick = stick_file(tmp_path, iso)
-    before = digest(stick)
-    with qemu_style_lock(stick):
-        argv = ["usb", "write", str(iso), str(stick), "--yes", "--force"]
-        status, _, err = run_engine_media(capsys, monkeypatch, argv)
-    assert_refused(err, status, "is in use by a QEMU virtual machine")
-    assert digest(stick) == before
+def test_a_file_a_virtual_machine_has_open_is_refused(held_stick: HeldStick) -> None:
+    with qemu_style_lock(held_stick.stick):
+        held_stick.refused("is in use by a QEMU virtual machine")
 
 
 @pytest.mark.root
-def test_a_file_attached_to_a_loop_device_is_refused(
-    tmp_path: Path,
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    iso = make_iso(MiB)
-    stick = stick_file(tmp_path, iso)
-    before = digest(stick)
-    with attached_loop(stick) as loop:
-        argv = ["usb", "write", str(iso), str(stick), "--yes", "--force"]
-        status, _, err = run_engine_media(capsys, monkeypatch, argv)
-    assert_refused(err, status, f"is in use (attached to {loop})")
-    assert digest(stick) == before
+def test_a_file_attached_to_a_loop_device_is_refused(held_stick: HeldStick) -> None:
+    with attached_loop(held_stick.stick) as loop:
+        held_stick.refused(f"is in use (attached to {loop})")
 
 
 @pytest.mark.root
 def test_a_loop_device_over_a_file_a_virtual_machine_uses_is_refused_even_with_force(
-    tmp_path: Path,
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    held_stick: HeldStick,
 ) -> None:
-    iso = make_iso(MiB)
-    stick = stick_file(tmp_path, iso)
-    before = digest(stick)
-    with attached_loop(stick) as loop, qemu_style_lock(stick):
-        argv = ["usb", "write", str(iso), str(loop), "--yes", "--force"]
-        status, _, err = run_engine_media(capsys, monkeypatch, argv)
-    assert_refused(err, status, "is a loop device over a file in use by a QEMU virtual machine")
-    assert digest(stick) == before
+    with attached_loop(held_stick.stick) as loop, qemu_style_lock(held_stick.stick):
+        held_stick.refused(
+            "is a loop device over a file in use by a QEMU virtual machine", target=loop
+        )

@@ -5,7 +5,6 @@ with an Engine ISO is rewritten without --force; a stick's own partitions are on
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,26 +12,24 @@ import pytest
 
 from enginekit.process import require_tool, run
 
-from .conftest import attached_loop, error_lines, run_engine_media
+from .conftest import UsbWrite, attached_loop, digest, error_lines
 
 MiB = 1024 * 1024
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def partitioned_file(path: Path, sfdisk_script: str) -> Path:
+    """A 16 MiB file of zeros partitioned by sfdisk from `sfdisk_script`."""
+    path.write_bytes(bytes(16 * MiB))
+    run([require_tool("sfdisk", "fdisk"), "-q", path], input=sfdisk_script.encode())
+    return path
 
 
 def test_a_file_holding_an_engine_disk_is_refused_without_force(
-    engine_disk: Callable[..., Path],
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    engine_disk: Callable[..., Path], make_iso: Callable[[int], Path], usb_write: UsbWrite
 ) -> None:
     disk = engine_disk("4.5.0", size="2G", with_vms=True)
-    iso = make_iso(MiB)
     before = digest(disk)
-    argv = ["usb", "write", str(iso), str(disk), "--yes"]
-    status, _, err = run_engine_media(capsys, monkeypatch, argv)
+    status, err = usb_write(make_iso(MiB), disk, "--yes")
     assert status == 2, err
     (line,) = error_lines(err)
     assert "holds a GPT with" in line
@@ -43,44 +40,30 @@ def test_a_file_holding_an_engine_disk_is_refused_without_force(
 
 
 def test_a_file_with_foreign_partitions_is_written_with_force(
-    tmp_path: Path,
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, make_iso: Callable[[int], Path], usb_write: UsbWrite
 ) -> None:
     iso = make_iso(MiB)
-    image = tmp_path / "data.img"
-    image.write_bytes(bytes(16 * MiB))
-    sfdisk = require_tool("sfdisk", "fdisk")
-    run([sfdisk, "-q", image], input=b"label: dos\n,4M,83\n,,83\n")
+    image = partitioned_file(tmp_path / "data.img", "label: dos\n,4M,83\n,,83\n")
     before = digest(image)
-    status, _, err = run_engine_media(
-        capsys, monkeypatch, ["usb", "write", str(iso), str(image), "--yes"]
-    )
+    status, err = usb_write(iso, image, "--yes")
     assert status == 2, err
     (line,) = error_lines(err)
     assert "holds an MBR with 2 partitions" in line
     assert digest(image) == before
 
-    status, _, err = run_engine_media(
-        capsys, monkeypatch, ["usb", "write", str(iso), str(image), "--yes", "--force"]
-    )
+    status, err = usb_write(iso, image, "--yes", "--force")
     assert status == 0, err
     assert image.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
 
 
 def test_a_stick_image_written_with_an_engine_iso_is_written_again(
-    tmp_path: Path,
-    engine_medium: Callable[[str], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, engine_medium: Callable[[str], Path], usb_write: UsbWrite
 ) -> None:
     iso = engine_medium("5.0.0")
     stick = tmp_path / "stick.img"
     stick.write_bytes(bytes(iso.stat().st_size + MiB))
-    argv = ["usb", "write", str(iso), str(stick), "--yes"]
     for _ in range(2):
-        status, _, err = run_engine_media(capsys, monkeypatch, argv)
+        status, err = usb_write(iso, stick, "--yes")
         assert status == 0, err
         assert "holds" not in err
     assert stick.read_bytes()[: iso.stat().st_size] == iso.read_bytes()
@@ -88,18 +71,11 @@ def test_a_stick_image_written_with_an_engine_iso_is_written_again(
 
 @pytest.mark.root
 def test_a_stick_holding_partitions_is_named_not_refused(
-    tmp_path: Path,
-    make_iso: Callable[[int], Path],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, make_iso: Callable[[int], Path], usb_write: UsbWrite
 ) -> None:
     iso = make_iso(MiB)
-    backing = tmp_path / "stick.img"
-    backing.write_bytes(bytes(16 * MiB))
-    sfdisk = require_tool("sfdisk", "fdisk")
-    run([sfdisk, "-q", backing], input=b"label: gpt\nsize=4M, type=L, name=photos\n")
+    backing = partitioned_file(tmp_path / "stick.img", "label: gpt\nsize=4M, type=L, name=photos\n")
     with attached_loop(backing) as loop:
-        argv = ["usb", "write", str(iso), str(loop), "--yes", "--force"]
-        status, _, err = run_engine_media(capsys, monkeypatch, argv)
+        status, err = usb_write(iso, loop, "--yes", "--force")
     assert status == 0, err
     assert "holds a GPT with 1 partition: photos" in err
