@@ -264,3 +264,42 @@ def test_an_upgrade_shows_the_installation_found_and_says_upgrade_now(
     assert "Install now" not in shown
     term.send("\x03")
     assert term.finish()[0] == 130
+
+
+def test_reboot_now_is_returned_to_the_caller_on_a_terminal_of_a_given_size(
+    iso: Path, blank: Path
+) -> None:
+    """The live system's way in: `run_interactive` on a terminal it names, with the size it
+    says (a serial console cannot report one); "Reboot now" comes back as a request."""
+    import os
+    import pty
+    import threading
+
+    from installer.frontends.fullscreen import ScreenTerminal
+    from installer.frontends.interactive import InteractiveResult, run_interactive
+    from installer.frontends.layout import TerminalSize
+
+    master, slave = pty.openpty()
+    screen = _FrameScreen(60, 12)
+    stream = pyte.Stream(screen)
+    installer = Installer(load_medium(iso), load_target(blank), dry_run=True)
+    terminal = ScreenTerminal(slave, slave, size=lambda: TerminalSize(60, 12))
+
+    def user() -> None:
+        """Types the answers, and Enter on the finish screen once it is drawn."""
+        keys = ENTER + ENTER + SPACE * 20 + ENTER + ENTER + DOWN + ENTER + ENTER
+        os.write(master, keys.encode())
+        while not ("9/9 Finished" in "".join(screen.display) and not screen.drawing):
+            stream.feed(os.read(master, 65536).decode("utf-8", "replace"))
+        os.write(master, ENTER.encode())  # Reboot now (the pointer starts on it)
+
+    typing = threading.Thread(target=user, daemon=True)
+    typing.start()
+    try:
+        result: InteractiveResult = run_interactive(installer, terminal=terminal)
+    finally:
+        os.close(slave)
+        typing.join(timeout=60)
+        os.close(master)
+    assert result.reboot
+    assert result.report is not None
