@@ -63,7 +63,9 @@ class _FrameScreen(pyte.Screen):  # type: ignore[misc,unused-ignore]
 class Pty:
     """engine-install on a pty of `columns` x `rows`, its output rendered by pyte."""
 
-    def __init__(self, size: tuple[int, int], *args: object, timeout: float = 60) -> None:
+    def __init__(
+        self, size: tuple[int, int], *args: object, timeout: float = 60, term: str = "xterm"
+    ) -> None:
         self.columns, self.rows = size
         self.screen = _FrameScreen(self.columns, self.rows)
         self.stream = pyte.Stream(self.screen)
@@ -74,7 +76,12 @@ class Pty:
             dimensions=(self.rows, self.columns),
             encoding="utf-8",
             timeout=timeout,
-            env={"TERM": "xterm", "LC_ALL": "C.UTF-8", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            env={
+                "TERM": term,
+                "LC_ALL": "C.UTF-8",
+                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                "PROMPT_TOOLKIT_NO_CPR": "1",  # the transcript's prompts: nobody answers CPR
+            },
         )
 
     def rows_text(self) -> list[str]:
@@ -236,6 +243,24 @@ def test_esc_goes_back_a_screen(iso: Path, blank: Path) -> None:
     term.expect_heading(registration)
     term.send(ESC)
     term.expect_heading(keyboard)  # a blank disk has no screen 5: Back skips it too
+    term.send("\x03")
+    assert term.finish()[0] == 130
+
+
+def test_the_screen_is_drawn_again_at_the_new_size_when_the_terminal_is_resized(
+    iso: Path, blank: Path
+) -> None:
+    model = Installer(load_medium(iso), load_target(blank), dry_run=True)
+    term = Pty((80, 24), "--media", iso, "--target", blank, "--dry-run")
+    term.expect_heading(model.view.heading)
+    assert len(term.title()) > 30
+    term.sent_at = term.screen.frames
+    term.screen.resize(10, 30)
+    term.rows, term.columns = 10, 30
+    term.child.setwinsize(10, 30)  # the kernel sends the program SIGWINCH
+    term.wait_for("the title bar wrapped to 30 columns", lambda: term.bar_rows()[:2] == [True] * 2)
+    assert squeeze(term.title()) == squeeze(model.view.heading)
+    assert all(len(row) <= 30 for row in term.rows_text())
     term.send("\x03")
     assert term.finish()[0] == 130
 
