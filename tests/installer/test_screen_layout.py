@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 from installer.frontends.layout import TerminalSize, body, compose
 
 WORDS = st.text(alphabet="abcdefghij/-.", min_size=1, max_size=60)
-TEXT = st.lists(st.lists(WORDS, min_size=0, max_size=12).map(" ".join), max_size=30).map(
-    "\n".join
-)
+TEXT = st.lists(st.lists(WORDS, min_size=0, max_size=12).map(" ".join), max_size=30).map("\n".join)
 
 
 @given(
