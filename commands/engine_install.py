@@ -305,6 +305,7 @@ def _drive(
     if record_to is not None:
         # Written when the progress step ends (then again with the finish answer).
         installer.on_installed = record_to.write
+    reboot = False  # "Reboot now" chosen: on the host, say how to boot the disk
     if answers is not None:
         # With --json, stdout carries the one JSON object: the step lines go to stderr.
         progress = _text_progress(sys.stderr if args.json else sys.stdout)
@@ -323,11 +324,13 @@ def _drive(
             )
         from installer.frontends.interactive import run_interactive
 
-        report = run_interactive(installer)
-        if report is None:
+        result = run_interactive(installer)
+        if result.report is None:
             # Quit or a declined licence: the screen said nothing was written. Exit 2 like a
             # declined licence in an answer file (1 is reserved for a failed check).
             return 2
+        report = result.report
+        reboot = result.reboot
     if args.json:
         return _print_report_json(args, installer, report, record_to)
     if args.dry_run:
@@ -340,7 +343,7 @@ def _drive(
         # The interactive finish screen has shown the report already; once is enough.
         _print_report(report)
     finish = installer.model.answer(Screen.FINISH)
-    if isinstance(finish, FinishAnswer) and finish.reboot:
+    if reboot or (answers is not None and isinstance(finish, FinishAnswer) and finish.reboot):
         print(f"reboot: boot the disk to run the new Engine (engine-disk boot {args.target})")
     if record_to is not None and installer.screen is Screen.DONE:
         record_to.write(installer.model)

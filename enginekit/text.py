@@ -45,32 +45,44 @@ def display_text(text: str) -> str:
     return _UNSAFE_DISPLAY.sub(lambda m: _escaped(m.group(0)), text)
 
 
-def wrap_hanging(line: str, width: int, hang: int = 0) -> list[str]:
+def wrap_hanging(line: str, width: int, hang: int = 0, *, split_long: bool = False) -> list[str]:
     """`line` broken at spaces to fit `width` columns; every continuation line starts at the
     line's own indent plus `hang` columns, so it reads as part of the line above (a terminal's
-    own wrapping would start it at column 0). Words longer than the width are not split."""
+    own wrapping would start it at column 0). Words longer than the width are not split, so a
+    path stays one piece to copy, unless `split_long` (a screen that clips at its edge): then
+    they are, and no line is ever wider than `width`."""
     import textwrap
 
     indent = len(line) - len(line.lstrip(" "))
     if len(line) <= width:
         return [line]
+    if split_long:
+        indent = min(indent, max(0, width // 2 - hang))
+        usable = max(width, 1)
+    else:
+        usable = max(width, indent + hang + 10)
     return textwrap.wrap(
-        line[indent:],
-        width=max(width, indent + hang + 10),
+        line.lstrip(" "),
+        width=usable,
         initial_indent=" " * indent,
         subsequent_indent=" " * (indent + hang),
-        break_long_words=False,
+        break_long_words=split_long,
         break_on_hyphens=False,
     )
 
 
-def wrap_block(text: str, width: int) -> list[str]:
+def wrap_block(text: str, width: int, *, split_long: bool = False) -> list[str]:
     """Every line of `text` wrapped to `width`; an indented line (an item of a list) wraps
-    two columns further in than its own indent, so the item stays visibly one item."""
+    two columns further in than its own indent, so the item stays visibly one item.
+    `split_long` as for `wrap_hanging`."""
     lines: list[str] = []
     for line in text.splitlines():
         indented = line.startswith(" ")
-        lines += wrap_hanging(line, width, 2 if indented else 0) if line.strip() else [line]
+        hang = 2 if indented else 0
+        if line.strip():
+            lines += wrap_hanging(line, width, hang, split_long=split_long)
+        else:
+            lines.append(line[:width] if split_long else line)
     return lines
 
 

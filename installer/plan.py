@@ -26,6 +26,16 @@ class InstallMode(enum.StrEnum):
     UPGRADE = "upgrade"  # Engine found, older version: new Engine into the inactive slot
     REPAIR = "repair"  # Engine found, same version: reinstall the inactive slot, keep data
 
+    @property
+    def confirm_label(self) -> str:
+        """What the summary's confirm choice says for a run of this mode."""
+        return {
+            InstallMode.FRESH: "Install now",
+            InstallMode.ERASE: "Erase and install now",
+            InstallMode.UPGRADE: "Upgrade now",
+            InstallMode.REPAIR: "Repair now",
+        }[self]
+
 
 @dataclass(frozen=True)
 class InstallPlan:

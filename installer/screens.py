@@ -62,6 +62,10 @@ class View:
     can_back: bool
     can_quit: bool
     fields: Mapping[str, tuple[Field, ...]]  # choice value -> the fields it needs
+    # The title bar: product, version, the screen's number and name.
+    heading: str = ""
+    # The text must have been shown to its last line before a choice is taken (the licence).
+    read_to_end: bool = False
 
 
 # ---- views -----------------------------------------------------------------------------------
@@ -236,8 +240,8 @@ def view(model: InstallerModel) -> View:
     choices: tuple[Choice, ...]
     default: str | None
     if screen is Screen.BOOT_MENU:
-        title = f"Engine {medium.version}"
-        text = "Boot menu"
+        title = "Boot menu"
+        text = f"Engine {medium.version}: install Engine, or upgrade the Engine on this disk."
         choices, default = (Choice("install", "Install Engine"),), "install"
     elif screen is Screen.WELCOME:
         title = "Welcome"
@@ -299,7 +303,9 @@ def view(model: InstallerModel) -> View:
     elif screen is Screen.SUMMARY:
         title = "Summary"
         text = "\n".join(plan_lines(model))
-        choices, default = (Choice("install", "Install now"),), "install"
+        # The mode the plan carries out (`to_plan()` takes it from `model.mode` too), so an
+        # upgrade is confirmed with "Upgrade now", a fresh install with "Install now".
+        choices, default = (Choice("install", model.mode.confirm_label),), "install"
     elif screen is Screen.PROGRESS:
         title = "Installing"
         text = "Installing Engine; do not switch the computer off."
@@ -314,7 +320,21 @@ def view(model: InstallerModel) -> View:
         title = screen.value
         text = model.message
         choices, default = (), None
-    return View(screen, title, text, choices, default, can_back, can_quit, fields)
+    heading = f"Engine {medium.version} installer"
+    if not screen.terminal:
+        heading += f" \u2014 {steps.number(screen)}/{len(steps.STEPS)} {title}"
+    return View(
+        screen,
+        title,
+        text,
+        choices,
+        default,
+        can_back,
+        can_quit,
+        fields,
+        heading=heading,
+        read_to_end=screen is Screen.EULA and not model.eula_accepted,
+    )
 
 
 # ---- answers from choices (for front ends) --------------------------------------------------

@@ -60,6 +60,12 @@ def step_for(screen: Screen) -> Step:
         raise InternalError(f"{screen} is not a step") from None
 
 
+def number(screen: Screen) -> int:
+    """The screen's place in the step list, counted from 1 as the vendor's guide counts
+    ("screen 5" is the existing installation, whether or not this run shows it)."""
+    return _INDEX[step_for(screen).screen] + 1
+
+
 def can_go_back(model: InstallerModel, screen: Screen) -> bool:
     """Whether Back makes sense on `screen`: allowed there, and some earlier step applies."""
     if screen.terminal or not step_for(screen).back_allowed:

@@ -1,17 +1,22 @@
-"""The interactive front end: each screen's view rendered as a questionary prompt in a terminal.
+"""The interactive front end: each screen's view shown in a terminal, one screen at a time.
 
 It only renders `installer.screens.View`s and hands the choices back to the controller
 (`installer.frontends.api.Installer`); Back and Quit are extra choices where the step list
-allows them. The progress screen is a rich progress bar fed by the engine's progress
-callback. Ctrl-C before the summary is confirmed ends the run with nothing written. The one
-check that needs the network, whether the Synchronizer server answers, is made here, before
-the token is asked for.
+allows them. Two renderers take the same screens: on a terminal that can draw, each screen is
+drawn whole (`installer.frontends.fullscreen`: title bar, text, choices, footer, paging); on a
+dumb terminal, or when output is not a terminal, the screens follow one another as a
+transcript of questionary prompts with a rich progress bar. Ctrl-C before the summary is
+confirmed ends the run with nothing written. The one check that needs the network, whether
+the Synchronizer server answers, is made here, before the token is asked for.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TextIO
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TextIO
 
 import questionary
 from rich.console import Console
@@ -22,12 +27,42 @@ from enginekit.interrupts import PendingInterrupt, deferred_interrupt
 from enginekit.text import wrap_block
 from installer.addresses import parse_server, server_problem, unreachable
 from installer.frontends.api import Installer
-from installer.model import Screen
+from installer.frontends.fullscreen import BACK, QUIT, ScreenPrompter, ScreenTerminal
+from installer.model import FinishAnswer, Screen
 from installer.plan import InstallReport
+from installer.screens import Choice, View
 from installer.validators import short
 
-BACK = "__back__"
-QUIT = "__quit__"
+BACK_LABEL = "< Back"
+QUIT_LABEL = "Quit (nothing is written)"
+
+
+@dataclass(frozen=True)
+class InteractiveResult:
+    """How the run ended: the engine's report (None: the user quit or declined the licence,
+    nothing was written), and whether "Reboot now" was chosen on the finish screen, which
+    the caller carries out (the host prints how to boot the disk; the live system reboots)."""
+
+    report: InstallReport | None
+    reboot: bool = False
+
+
+class Prompter(Protocol):
+    """What the installer loop needs from a renderer."""
+
+    def show(self, view: View) -> None: ...
+
+    def say(self, line: str) -> None: ...
+
+    def choose(
+        self, choices: Sequence[Choice], message: str, default: str | None, held: PendingInterrupt
+    ) -> str: ...
+
+    def field(
+        self, prompt: str, secret: bool, default: str, held: PendingInterrupt
+    ) -> str | None: ...
+
+    def install(self, installer: Installer) -> InstallReport: ...
 
 
 def _ask(question: questionary.Question, held: PendingInterrupt) -> object:
@@ -70,31 +105,30 @@ CHANGE_SERVER = "change"
 KEEP_SERVER = "keep"
 
 
-def _ask_server(console: Console, prompt: str, default: str, held: PendingInterrupt) -> str:
+def _ask_server(
+    prompter: Prompter, prompt: str, default: str, held: PendingInterrupt
+) -> str | None:
     """The Synchronizer server, checked before the token is asked for: a malformed address
     is asked again; one that does not answer (a TCP connect with a short timeout) is said
-    plainly, and the user changes it or goes on with it (it may be reachable only later)."""
+    plainly, and the user changes it or goes on with it (it may be reachable only later).
+    None: the user went back to the screen's choices."""
     server = default
     while True:
-        server = _ask_field(prompt, False, server, held)
+        typed = prompter.field(prompt, False, server, held)
+        if typed is None:
+            return None
+        server = typed
         problem = server_problem(server)
         if problem is not None:
-            console.print(f"! server {short(server)}: {problem}", markup=False, style="bold red")
+            prompter.say(f"! server {short(server)}: {problem}")
             continue
         address = parse_server(server)
         why = unreachable(address)
         if why is None:
             return server
-        console.print(
-            f"! The Synchronizer server {address.display} could not be reached ({why}).",
-            markup=False,
-            style="bold red",
-        )
-        choice = _ask_choice(
-            [
-                questionary.Choice(title="Change the server", value=CHANGE_SERVER),
-                questionary.Choice(title="Use it anyway", value=KEEP_SERVER),
-            ],
+        prompter.say(f"! The Synchronizer server {address.display} could not be reached ({why}).")
+        choice = prompter.choose(
+            [Choice(CHANGE_SERVER, "Change the server"), Choice(KEEP_SERVER, "Use it anyway")],
             "Server not reachable",
             CHANGE_SERVER,
             held,
@@ -134,18 +168,61 @@ def _install_with_bar(installer: Installer, console: Console) -> InstallReport:
     return report
 
 
-def run_interactive(installer: Installer, stream: TextIO | None = None) -> InstallReport | None:
-    """Show screens until the run ends. Returns the engine's report, or None if the user
-    quit or declined the licence (nothing was written then)."""
-    console = Console(file=stream or sys.stdout, highlight=False)
+class TranscriptPrompter:
+    """The screens as a transcript: a rule with the title, the text, a questionary prompt."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def show(self, view: View) -> None:
+        _show(self._console, view.title, view.text)
+
+    def say(self, line: str) -> None:
+        self._console.print(line, markup=False, style="bold red")
+
+    def choose(
+        self, choices: Sequence[Choice], message: str, default: str | None, held: PendingInterrupt
+    ) -> str:
+        offered = [questionary.Choice(title=c.label, value=c.value) for c in choices]
+        return _ask_choice(offered, message, default, held)
+
+    def field(self, prompt: str, secret: bool, default: str, held: PendingInterrupt) -> str:
+        return _ask_field(prompt, secret, default, held)
+
+    def install(self, installer: Installer) -> InstallReport:
+        return _install_with_bar(installer, self._console)
+
+
+def run_interactive(
+    installer: Installer, stream: TextIO | None = None, *, terminal: ScreenTerminal | None = None
+) -> InteractiveResult:
+    """Show screens until the run ends. With `terminal`, the screens are drawn whole on it
+    (the live system passes its console); without, on stdin/stdout when both are a terminal
+    that can draw ($TERM not dumb), else as a transcript on `stream` (stdout)."""
+    if terminal is None and stream is None:
+        fds = (sys.stdin.fileno(), sys.stdout.fileno())
+        if ScreenTerminal.usable(*fds, os.environ.get("TERM")):
+            terminal = ScreenTerminal(*fds, encoding=sys.stdout.encoding or "utf-8")
+    if terminal is None:
+        console = Console(file=stream or sys.stdout, highlight=False)
+        return _run(installer, TranscriptPrompter(console), console)
+    screen = ScreenPrompter(terminal)
+    screen.open()
+    try:
+        return _run(installer, screen, None)
+    finally:
+        screen.close()
+
+
+def _run(installer: Installer, prompter: Prompter, console: Console | None) -> InteractiveResult:
     try:
         while not installer.screen.terminal:
             if installer.screen is Screen.PROGRESS:
                 view = installer.view
-                _show(console, view.title, view.text)
-                _install_with_bar(installer, console)
+                prompter.show(view)
+                prompter.install(installer)
                 continue
-            _one_screen(installer, console)
+            _one_screen(installer, prompter)
     except KeyboardInterrupt:
         if installer.report is None and installer.screen is not Screen.PROGRESS:
             raise Interrupted(
@@ -154,28 +231,37 @@ def run_interactive(installer: Installer, stream: TextIO | None = None) -> Insta
             ) from None
         raise
     if installer.screen is Screen.ABORTED:
-        console.print(installer.message or "Installation cancelled; nothing was written.")
-        return None
-    return installer.report
+        line = installer.message or "Installation cancelled; nothing was written."
+        if console is not None:
+            console.print(line)
+        else:
+            print(line)
+        return InteractiveResult(None)
+    finish = installer.model.answer(Screen.FINISH)
+    return InteractiveResult(
+        installer.report, reboot=isinstance(finish, FinishAnswer) and finish.reboot
+    )
 
 
-def _one_screen(installer: Installer, console: Console) -> None:
+def _one_screen(installer: Installer, prompter: Prompter) -> None:
     """One screen, with Ctrl-C held back wherever its prompts do not handle it themselves
     (while it is drawn, while a prompt starts): raised when the screen ends, or by the next
     prompt as soon as it runs, and never lost."""
     with deferred_interrupt() as held:
-        _show_and_ask(installer, console, held)
+        _show_and_ask(installer, prompter, held)
 
 
-def _show_and_ask(installer: Installer, console: Console, held: PendingInterrupt) -> None:
+def _show_and_ask(installer: Installer, prompter: Prompter, held: PendingInterrupt) -> None:
     view = installer.view
-    _show(console, view.title, view.text)
-    choices = [questionary.Choice(title=c.label, value=c.value) for c in view.choices]
+    prompter.show(view)
+    if installer.message and installer.model.history[-2:-1] == (view.screen,):
+        prompter.say(f"! {installer.message}")
+    choices = list(view.choices)
     if view.can_back:
-        choices.append(questionary.Choice(title="< Back", value=BACK))
+        choices.append(Choice(BACK, BACK_LABEL))
     if view.can_quit:
-        choices.append(questionary.Choice(title="Quit (nothing is written)", value=QUIT))
-    value = _ask_choice(choices, view.title, view.default, held)
+        choices.append(Choice(QUIT, QUIT_LABEL))
+    value = prompter.choose(choices, view.title, view.default, held)
     if value == BACK:
         installer.back()
     elif value == QUIT:
@@ -184,9 +270,10 @@ def _show_and_ask(installer: Installer, console: Console, held: PendingInterrupt
         fields: dict[str, str] = {}
         for field in view.fields.get(value, ()):
             if field.name == "server":
-                fields[field.name] = _ask_server(console, field.prompt, field.default, held)
+                typed = _ask_server(prompter, field.prompt, field.default, held)
             else:
-                fields[field.name] = _ask_field(field.prompt, field.secret, field.default, held)
+                typed = prompter.field(field.prompt, field.secret, field.default, held)
+            if typed is None:
+                return  # Esc: the screen's choices again
+            fields[field.name] = typed
         installer.choose(value, **fields)
-    if installer.screen is view.screen and installer.message:
-        console.print(f"! {installer.message}", markup=False, style="bold red")

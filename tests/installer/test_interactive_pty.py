@@ -76,7 +76,7 @@ def test_fresh_dry_run_with_back_and_a_progress_bar(tmp_path: Path, iso: Path, b
     term.expect("Synchronizer registration")
     term.answer("< Back", DOWN * 2 + ENTER)
     term.expect("Choose the keyboard layout.")
-    term.answer("Keyboard layout", ENTER)  # the pointer stays on the chosen "de"
+    term.answer("> de  German", ENTER)  # the pointer stays on the chosen "de"
     term.answer("Standalone (not registered)", DOWN + ENTER)
     term.expect("Keyboard: de")
     term.answer("Install now", ENTER)
@@ -156,13 +156,13 @@ def test_full_interactive_upgrade_of_a_real_45_disk(tmp_path: Path, iso: Path) -
     # Back from screen 5 lands on screen 4; forward again finds the installation again.
     term.answer("Quit (nothing is written)", DOWN * 2 + ENTER)  # upgrade, erase, < Back
     term.expect("Choose the keyboard layout.")
-    term.answer("Keyboard layout", ENTER)
+    term.answer("Quit (nothing is written)", ENTER)
     term.expect("Found Engine 4.5.0 on disk")
     term.answer("Upgrade Engine 4.5.0 to 5.0.0 (keeps VMs)", ENTER)
     term.answer("Keep the current registration", ENTER)
     term.expect("the new system goes into slot B; VM disks are not touched")
     term.expect("by hand (upgrade guide, step 5)")
-    term.answer("Install now", ENTER)
+    term.answer("Upgrade now", ENTER)
     term.expect("100%", timeout=300)
     term.expect("Engine 5.0.0 installed in slot B.")
     term.expect("Upgrade status: Installed (Reboot Required)")
@@ -222,13 +222,13 @@ def test_back_from_the_summary_keeps_the_registration(
     term.answer("Use it anyway", DOWN + ENTER)  # no such host here: the check says so
     term.answer("Registration token", "tok-1" + ENTER)
     term.expect("Registration: Synchronizer sync.example.com")
-    term.answer("Install now", DOWN + ENTER)  # < Back
+    term.answer("Upgrade now", DOWN + ENTER)  # < Back
     term.answer("Standalone (not registered)", ENTER)  # the pointer is on synchronizer
     term.answer("Synchronizer server", ENTER)  # sync.example.com is filled in
     term.answer("Use it anyway", DOWN + ENTER)
     term.answer("Enter keeps the one typed before", ENTER)
     term.expect("Registration: Synchronizer sync.example.com")
-    term.answer("Install now", ENTER)
+    term.answer("Upgrade now", ENTER)
     term.answer("Do not reboot", DOWN + ENTER)
     term.expect("registration: synchronizer (server sync.example.com, token ***)")
     assert term.finish() == 0

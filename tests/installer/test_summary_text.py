@@ -68,3 +68,17 @@ def test_deleting_one_vm_says_one_vm() -> None:
     installer = Installer(medium("5.0.0", ("4.5.0",)), target("4.5.0", DiskLayout.GPT_AB, 1))
     text = summary(installer, "erase", confirm_erase=DISK_ID)
     assert "and its 1 VM on disk" in text
+
+
+def test_the_confirm_choice_names_the_run_the_plan_carries_out() -> None:
+    """Upgrade now, Repair now, Erase and install now: the label follows the plan's mode."""
+    for version, action, label in (
+        ("4.5.0", "upgrade", "Upgrade now"),
+        ("5.0.0", "repair", "Repair now"),
+        ("4.5.0", "erase", "Erase and install now"),
+    ):
+        installer = Installer(medium("5.0.0", ("4.5.0",)), target(version, DiskLayout.GPT_AB, 1))
+        fields = {"confirm_erase": DISK_ID} if action == "erase" else {}
+        summary(installer, action, **fields)
+        assert installer.plan().mode.value == action
+        assert [c.label for c in installer.view.choices] == [label]
