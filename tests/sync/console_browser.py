@@ -76,15 +76,21 @@ class Console:
         self.driver.find_element(By.CSS_SELECTOR, css).click()
 
     def text(self, css: str) -> str:
-        from selenium.webdriver.common.by import By
-
-        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+        """The element's rendered text, read in one script call (htmx may swap it any time)."""
+        found = self.driver.execute_script(
+            "const e = document.querySelector(arguments[0]); return e ? e.innerText : null", css
+        )
+        assert isinstance(found, str), f"no element {css}"
+        return found.strip()
 
     def attr(self, css: str, name: str) -> str | None:
-        from selenium.webdriver.common.by import By
-
-        found = self.driver.find_elements(By.CSS_SELECTOR, css)
-        return found[0].get_attribute(name) if found else None
+        found = self.driver.execute_script(
+            "const e = document.querySelector(arguments[0]);"
+            " return e ? e.getAttribute(arguments[1]) : null",
+            css,
+            name,
+        )
+        return found if isinstance(found, str) else None
 
     def sign_in(self, token: str) -> None:
         from selenium.webdriver.common.by import By
