@@ -75,6 +75,16 @@ class Console:
 
         self.driver.find_element(By.CSS_SELECTOR, css).click()
 
+    def follow(self, css: str) -> None:
+        """Click a link or submit button and wait until the next page has loaded."""
+        self.driver.execute_script("window.__leaving = true")
+        self.click(css)
+        self.wait(
+            lambda d: d.execute_script(
+                "return window.__leaving === undefined && document.readyState === 'complete'"
+            )
+        )
+
     def text(self, css: str) -> str:
         """The element's rendered text, read in one script call (htmx may swap it any time)."""
         found = self.driver.execute_script(

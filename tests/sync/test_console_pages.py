@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from disk_images.session import open_installation
 from sync_agent.daemon import AgentOptions, CycleResult, run_agents
 
 from .conftest import registered_disk, running_server
@@ -48,20 +49,20 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
         console = Console(driver, server.url, screenshot_dir(tmp_path))
         console.sign_in(server.admin_token)
         console.shot("01-software-library")
-        console.click("#import")
+        console.follow("#import")
         console.shot("02-import-engine-update")
-        console.click("#next")
+        console.follow("#next")
         assert console.text("#file option") == "engine-5.0.0.iso"
         console.shot("03-import-specify-file")
-        console.click("#finish")
+        console.follow("#finish")
         console.wait(lambda _d: console.attr("#task-state", "data-state") == "succeeded", 300)
         console.shot("04-import-task")
         console.open("/library")
-        console.driver.find_element("link text", "Engine 5.0.0").click()
+        console.follow("tr[data-kit='5.0.0'] a")
 
         for name in ("pc1", "pc2"):
             console.click(f"#upgrade-box-{ids[name]}")
-        console.click("#assign")
+        console.follow("#assign")
         assert console.text("#summary") == "Engine 5.0.0 assigned to 2 computer(s)."
         seen: dict[str, list[str]] = {"pc1": [], "pc2": [], "pc3": []}
 
@@ -96,6 +97,7 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
         assert seen["pc1"] == GUIDE_PATH, (seen, lines)
         assert seen["pc2"] == GUIDE_PATH, (seen, lines)
         assert seen["pc3"] == ["Blank"]
+        console.wait(lambda _d: console.text(f"#running-{ids['pc1']}") == "5.0.0")
         console.shot("07-kit-computers-blank")
 
         console.open("/computers")
@@ -104,7 +106,7 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
         )
         assert console.text(f"tr[data-computer='{ids['pc3']}'] .running") == "4.5.0"
         console.shot("08-computers")
-        console.click(f"tr[data-computer='{ids['pc3']}'] a")
+        console.follow(f"tr[data-computer='{ids['pc3']}'] a")
         console.shot("09-computer-software")
 
         # Two imports on the one-worker pool: the second waits queued behind the first and is
@@ -116,17 +118,52 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
             from selenium.webdriver.support.ui import Select
 
             Select(console.el("#file")).select_by_value(f"e{version}.iso")  # type: ignore[arg-type]
-            console.click("#finish")
+            console.follow("#finish")
         queued = console.driver.current_url.rsplit("/", 1)[1]
         console.open("/tasks")
         console.wait(lambda _d: console.attr(f"tr[data-task='{queued}']", "data-task") == queued)
         console.shot("10-tasks-active")
-        console.click(f"tr[data-task='{queued}'] a")
+        console.follow(f"tr[data-task='{queued}'] a")
         assert "must be rescheduled" in console.text("#cancel-warning")
         console.shot("11-task-properties")
-        console.click("#cancel")
+        console.follow("#cancel")
         assert console.text("#summary") == f"Task {queued} was cancelled."
         assert console.attr("#task-state", "data-state") == "cancelled"
         console.shot("12-task-cancelled")
         versions = {k["version"] for k in admin.get("/api/v1/kits")}
         assert "4.0.0" not in versions
+
+
+def test_a_failed_first_boot_shows_failed_with_its_reason(
+    engine_medium: Callable[[str], Path], tmp_path: Path
+) -> None:
+    with (
+        running_server(tmp_path) as server,
+        chromium(tmp_path / "chromium-profile") as driver,
+    ):
+        admin = server.admin()
+        task = admin.upload("/api/v1/imports", engine_medium("5.0.0"))
+        kit_id = admin.get(f"/api/v1/tasks/{task['id']}?wait=300")["kit_id"]
+        token = admin.post("/api/v1/tokens", {"name": "pc1"})["token"]
+        disk = registered_disk(tmp_path / "pc1.img", server.url, token)
+        cache = tmp_path / "agent-cache"
+        lines: list[str] = []
+        assert run_agents([disk], AgentOptions(cache), lines.append, once=True, interval=None)
+        (computer,) = admin.get("/api/v1/computers")
+        admin.post(f"/api/v1/kits/{kit_id}/assignments", {"computers": [computer["id"]]})
+        assert run_agents([disk], AgentOptions(cache), lines.append, once=True, interval=None)
+        # The new slot's first boot fails: its initramfs is not one.
+        with open_installation(disk) as session:
+            session.esp.write_atomic("/engine/b/initrd.img", b"not an initramfs\n" * 512)
+
+        console = Console(driver, server.url, screenshot_dir(tmp_path))
+        console.sign_in(server.admin_token)
+        console.open(f"/kits/{kit_id}/computers")
+        cell = f"#upgrade-{computer['id']}"
+        assert console.attr(cell, "data-status") == "Installed (Reboot Required)"
+        options = AgentOptions(cache, reboot=True)
+        results = run_agents([disk], options, lines.append, once=True, interval=None)
+        assert results == [CycleResult.FAILED], lines
+        console.wait(lambda _d: console.attr(cell, "data-status") == "Failed", 30)
+        assert console.text(cell) == "Failed: reverted to 4.5.0 after a failed boot"
+        console.shot("13-kit-computers-failed")

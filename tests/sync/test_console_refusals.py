@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,7 +37,7 @@ def test_a_form_with_a_wrong_csrf_token_is_refused_and_changes_nothing(
     console.sign_in(sync_server.admin_token)
     console.open("/library/import/file?kind=Engine+Update")
     console.driver.execute_script("document.querySelector('#finish').form.csrf.value = 'forged'")
-    console.click("#finish")
+    console.follow("#finish")
     console.wait(lambda d: "Form refused" in d.title)
     assert "nothing was changed" in console.text("#error-message")
     console.shot("refused-csrf")
@@ -81,3 +81,26 @@ def test_an_html_looking_computer_name_is_shown_as_text_and_never_run(
     assert console.driver.find_elements("css selector", "#computers img") == []
     assert console.driver.execute_script("return window.pwned === undefined")
     console.shot("escaped-name")
+
+
+def test_ticking_a_computer_behind_a_barrier_shows_the_reason_and_assigns_nothing(
+    sync_server: RunningServer, console: Console, engine_medium: Callable[[str], Path]
+) -> None:
+    admin = sync_server.admin()
+    task = admin.upload("/api/v1/imports", engine_medium("5.0.0"))
+    kit_id = admin.get(f"/api/v1/tasks/{task['id']}?wait=300")["kit_id"]
+    # A computer that checks in as 4.0.0 (the agent's protocol, no disk needed for a refusal).
+    token = admin.post("/api/v1/tokens", {"name": "old-pc"})["token"]
+    computer = sync_server.client(token).post("/api/v1/checkin", {"version": "4.0.0"})
+    console.sign_in(sync_server.admin_token)
+    console.open(f"/kits/{kit_id}/computers")
+    console.click(f"#upgrade-box-{computer['computer_id']}")
+    console.follow("#assign")
+    assert console.text("#summary") == "Engine 5.0.0 was assigned to no computer: 1 refused"
+    assert console.text("#refused") == (
+        f"computer {computer['computer_id']} (old-pc): Engine 4.0.0 cannot upgrade to 5.0.0 "
+        "directly: 4.5.0 is a barrier; assign the 4.5.0 kit first"
+    )
+    console.shot("refused-barrier")
+    assert console.attr(f"#upgrade-{computer['computer_id']}", "data-status") == "Blank"
+    assert admin.get(f"/api/v1/kits/{kit_id}/assignments") == []
