@@ -1,7 +1,8 @@
 """What one running server holds: its data directory, database, task runner and the
 FileImport folder, which a watcher thread scans for dropped ISOs.
 
-Data directory layout: `sync.db` (SQLite, WAL), `admin-token` (0600), `kits/` (imported
+Data directory layout: `sync.db` (SQLite, WAL), `admin-token` (0600), `console-secret`
+(0600, the key that signs console sessions), `kits/` (imported
 ISOs, named `engine-<version>-<sha256 prefix>.iso`), `FileImport/` (drop ISOs here; one being
 imported is moved to `FileImport/.importing/`, a failed one comes back as `<name>.failed`).
 """
