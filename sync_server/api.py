@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from sync_server import api_fleet, api_library
 from sync_server.api_common import ApiError
+from sync_server.console import CONSOLE_PATH, build_console
 from sync_server.state import ServerState
 
 
@@ -41,4 +42,5 @@ def build_app(state: ServerState) -> FastAPI:
 
     app.include_router(api_library.router)
     app.include_router(api_fleet.router)
+    app.mount(CONSOLE_PATH, build_console(state))
     return app

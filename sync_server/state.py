@@ -1,7 +1,8 @@
 """What one running server holds: its data directory, database, task runner and the
 FileImport folder, which a watcher thread scans for dropped ISOs.
 
-Data directory layout: `sync.db` (SQLite, WAL), `admin-token` (0600), `kits/` (imported
+Data directory layout: `sync.db` (SQLite, WAL), `admin-token` (0600), `console-secret`
+(0600, the key that signs console sessions), `kits/` (imported
 ISOs, named `engine-<version>-<sha256 prefix>.iso`), `FileImport/` (drop ISOs here; one being
 imported is moved to `FileImport/.importing/`, a failed one comes back as `<name>.failed`).
 """
@@ -77,12 +78,30 @@ class ServerState:
                     self._seen[path.name] = now
                     continue
                 self._seen.pop(path.name, None)
-                moved = claimed / f"{os.urandom(4).hex()}-{path.name}"
-                os.rename(path, moved)
-                started.append(
-                    self.runner.submit_import(moved, path.name, _dropped_cleanup(moved, path))
-                )
+                started.append(self._claim_and_import(path))
         return started
+
+    def file_import_isos(self) -> list[str]:
+        """The names of the ISOs waiting in FileImport (the console's "Specify file" list)."""
+        return sorted(p.name for p in self.file_import.glob("*.iso") if p.is_file())
+
+    def import_dropped(self, name: str) -> int | None:
+        """Start the import of one ISO in FileImport by its name; None if it is not there
+        (any more)."""
+        if name not in self.file_import_isos():
+            return None
+        (self.file_import / ".importing").mkdir(parents=True, exist_ok=True)
+        with self._scan_lock:
+            path = self.file_import / name
+            if not path.is_file():
+                return None
+            self._seen.pop(name, None)
+            return self._claim_and_import(path)
+
+    def _claim_and_import(self, path: Path) -> int:
+        moved = self.file_import / ".importing" / f"{os.urandom(4).hex()}-{path.name}"
+        os.rename(path, moved)
+        return self.runner.submit_import(moved, path.name, _dropped_cleanup(moved, path))
 
 
 def _dropped_cleanup(moved: Path, original: Path) -> _Cleanup:

@@ -1,7 +1,8 @@
 """Shared test scaffolding: capability probes, per-test leak checks, common fixtures.
 
 Tests that need root and loop devices are marked `root`; tests that boot QEMU are marked
-`qemu`. Whether they run is decided by *probing the capability* (attach a loop device, find
+`qemu`; tests that drive a real headless Chromium are marked `browser`. Whether they run is
+decided by *probing the capability* (attach a loop device, find
 QEMU and the cached kernel), never by checking the uid. In CI every probe succeeds; a skip
 there is a failure of the setup, and `ENGINEKIT_REQUIRE_ALL=1` (set by .ci/run) turns every
 skip, whatever raised it, into a failure.
@@ -61,8 +62,26 @@ def qemu_capability() -> str | None:
     return None
 
 
+@cache
+def browser_capability() -> str | None:
+    """None if Debian's chromium, chromium-driver and Selenium are all here, else what is
+    missing."""
+    missing = [p for p in ("/usr/bin/chromium", "/usr/bin/chromedriver") if not Path(p).exists()]
+    if missing:
+        return f"{' and '.join(missing)} not installed (run tools/setup)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "Selenium is not installed in the venv (run tools/setup)"
+    return None
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     reasons = []
+    if item.get_closest_marker("browser"):
+        reason = browser_capability()
+        if reason:
+            reasons.append(reason)
     if item.get_closest_marker("root"):
         reason = loop_capability()
         if reason:

@@ -3,6 +3,7 @@ started as its own process and stopped with SIGTERM; clients talk to it over HTT
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -34,6 +35,13 @@ class RunningServer:
 
 @pytest.fixture
 def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_server(tmp_path: Path, *extra: str) -> Iterator[RunningServer]:
+    """`engine-sync serve` with `extra` options, stopped (and checked clean) on exit."""
     data = tmp_path / "sync-data"
     log = tmp_path / "server.log"
     with log.open("wb") as log_file:
@@ -50,6 +58,7 @@ def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
                 data,
                 "--listen",
                 "127.0.0.1:0",
+                *extra,
             ],
             stderr=log_file.fileno(),
         )
