@@ -198,6 +198,10 @@ def _disks(server: RunningServer, cli: Cli, tmp_path: Path, count: int) -> list[
     return disks
 
 
+def _ids_by_name(cli: Cli) -> dict[str, int]:
+    return {c["name"]: c["id"] for c in json.loads(cli("computers", "--json")[1])}
+
+
 def _installation(disk: Path) -> Installation:
     found = probe(disk)
     assert isinstance(found, Installation), found
@@ -219,13 +223,13 @@ def test_a_rollout_over_real_disks_reaches_done(
     cache = str(tmp_path / "cache")
     assert agent("--once", "--jobs", "2", "--cache", cache, *map(str, disks)) == 0
     capsys.readouterr()
-    ids = [c["id"] for c in json.loads(sync_cli("computers", "--json")[1])]
+    ids = _ids_by_name(sync_cli)
     rollout = _rollout(
         sync_cli,
         "create",
         "5.0.0",
         "--test-group",
-        str(ids[0]),
+        str(ids["pc0"]),
         "--stages",
         "50%,100%",
         "--success-threshold",
@@ -263,7 +267,8 @@ def test_a_new_slot_that_fails_its_first_boot_fails_the_computer_and_pauses_the_
     cache = str(tmp_path / "cache")
     assert agent("--once", "--cache", cache, str(test_disk), str(other_disk)) == 0
     capsys.readouterr()
-    test_id, other_id = (c["id"] for c in json.loads(sync_cli("computers", "--json")[1]))
+    ids = _ids_by_name(sync_cli)
+    test_id, other_id = ids["pc0"], ids["pc1"]
     rollout = _rollout(
         sync_cli,
         "create",
