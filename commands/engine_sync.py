@@ -373,8 +373,9 @@ def build_parser() -> ArgumentParser:
     create_rollout.add_argument(
         "--stages",
         required=True,
-        metavar="30%%,60%%,100%%",
-        help="cumulative reach of each stage over the remaining targets, percents or counts",
+        metavar="STAGES",
+        help="cumulative reach of each stage over the remaining targets, percents or counts, "
+        "e.g. 30%%,60%%,100%% or 2,5",
     )
     create_rollout.add_argument(
         "--success-threshold",

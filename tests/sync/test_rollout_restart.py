@@ -144,7 +144,9 @@ def test_a_server_killed_during_a_rollout_loses_no_committed_state(
     _agree(server, capsys, disks)
     assert server.cli(capsys, "rollout", "status", number)["stage"] == 0
 
-    assert agent("--once", "--reboot", "--cache", cache, str(disks[0])) == 0  # pc0 commits
+    assert (
+        agent("--once", "--reboot", "--timeout", "600", "--cache", cache, str(disks[0])) == 0
+    )  # pc0 commits
     assert agent("--once", "--cache", cache, str(disks[1])) == 0  # stage 1: pc1 installs
     capsys.readouterr()
     server.kill()
@@ -153,7 +155,7 @@ def test_a_server_killed_during_a_rollout_loses_no_committed_state(
     rollout = server.cli(capsys, "rollout", "status", number)
     assert (rollout["state"], rollout["stage"]) == ("running", 1)
 
-    assert agent("--once", "--reboot", "--cache", cache, str(disks[1])) == 0
+    assert agent("--once", "--reboot", "--timeout", "600", "--cache", cache, str(disks[1])) == 0
     capsys.readouterr()
     _agree(server, capsys, disks)
     assert server.cli(capsys, "rollout", "status", number)["state"] == "done"

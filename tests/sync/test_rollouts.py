@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from disk_images.boot import STOP_SEAM
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
 from disk_images.state import UpgradeStatus
@@ -187,6 +188,18 @@ def test_a_failure_pauses_at_the_error_threshold_and_is_offered_again_only_on_re
     assert _outcomes(_rollout(sync_cli, "status", str(rollout["id"])))[test.id] == "in flight"
 
 
+def test_the_rollout_endpoints_are_in_the_openapi_document(sync_server: RunningServer) -> None:
+    with sync_server.admin() as admin:
+        paths = admin.get("/openapi.json")["paths"]
+    assert {path: sorted(paths[path]) for path in paths if path.startswith("/api/v1/rollouts")} == {
+        "/api/v1/rollouts": ["get", "post"],
+        "/api/v1/rollouts/{rollout_id}": ["get"],
+        "/api/v1/rollouts/{rollout_id}/cancel": ["post"],
+        "/api/v1/rollouts/{rollout_id}/pause": ["post"],
+        "/api/v1/rollouts/{rollout_id}/resume": ["post"],
+    }
+
+
 # --- real agents on real disk images -----------------------------------------------
 
 
@@ -238,8 +251,10 @@ def test_a_rollout_over_real_disks_reaches_done(
         "50%",
     )
     seen = []
-    for _ in range(4):  # each round: every disk checks in once, upgrading if Signalled
-        assert agent("--once", "--reboot", "--jobs", "2", "--cache", cache, *map(str, disks)) == 0
+    for _ in range(3):  # each round: every disk checks in once, upgrading if Signalled
+        # One disk at a time, with room for a slow boot: TCG on a loaded machine.
+        round_args = ("--once", "--reboot", "--jobs", "1", "--timeout", "600", "--cache", cache)
+        assert agent(*round_args, *map(str, disks)) == 0
         capsys.readouterr()
         rollout = _rollout(sync_cli, "status", str(rollout["id"]))
         seen.append((rollout["state"], rollout["stage"]))
@@ -286,7 +301,8 @@ def test_a_new_slot_that_fails_its_first_boot_fails_the_computer_and_pauses_the_
     capsys.readouterr()
     with open_installation(test_disk) as session:  # the new slot cannot boot
         session.esp.write_atomic("/engine/b/initrd.img", b"not an initramfs\n" * 512)
-    assert agent("--once", "--reboot", "--cache", cache, str(test_disk), str(other_disk)) == 1
+    reboot = ("--once", "--reboot", "--timeout", "600", "--cache", cache)
+    assert agent(*reboot, str(test_disk), str(other_disk)) == 1
     capsys.readouterr()
 
     rollout = _rollout(sync_cli, "status", str(rollout["id"]))
@@ -306,3 +322,39 @@ def test_a_new_slot_that_fails_its_first_boot_fails_the_computer_and_pauses_the_
     assert agent("--once", "--cache", cache, str(test_disk), str(other_disk)) == 0
     assert "Signalled" not in capsys.readouterr().out
     assert _installation(other_disk).upgrade_status is UpgradeStatus.BLANK
+
+
+@pytest.mark.root
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_a_boot_stopped_by_its_timeout_is_not_a_failure(
+    sync_server: RunningServer,
+    sync_cli: Cli,
+    engine_medium: Callable[[str], Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert import_kit(sync_cli, engine_medium("5.0.0"))[0] == 0
+    (disk,) = _disks(sync_server, sync_cli, tmp_path, 1)
+    cache = str(tmp_path / "cache")
+    assert agent("--once", "--cache", cache, str(disk)) == 0
+    capsys.readouterr()
+    ids = _ids_by_name(sync_cli)
+    args = ("--success-threshold", "100", "--error-threshold", "100")
+    number = str(
+        _rollout(
+            sync_cli, "create", "5.0.0", "--test-group", str(ids["pc0"]), "--stages", "1", *args
+        )["id"]
+    )
+    monkeypatch.setenv(STOP_SEAM, "timeout")  # the boot stops as a timeout would
+    assert agent("--once", "--reboot", "--cache", cache, str(disk)) == 1
+    assert "still Installed (Reboot Required)" in capsys.readouterr().out
+    rollout = _rollout(sync_cli, "status", number)
+    assert (rollout["state"], _outcomes(rollout)[ids["pc0"]]) == ("running", "in flight")
+    assert _installation(disk).upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+
+    monkeypatch.delenv(STOP_SEAM)
+    assert agent("--once", "--reboot", "--timeout", "600", "--cache", cache, str(disk)) == 0
+    capsys.readouterr()
+    assert _rollout(sync_cli, "status", number)["state"] == "done"
