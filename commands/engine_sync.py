@@ -20,6 +20,7 @@ from enginekit.cli import ArgumentParser, add_common_options, add_debug_option, 
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.text import one_line
 from sync_server.client import SERVER_ENV, TOKEN_ENV, ApiRefused, SyncClient
+from sync_server.rollout_state import parse_stages
 
 
 def _client(args: argparse.Namespace) -> SyncClient:
@@ -215,6 +216,14 @@ def _id_list(text: str) -> list[int]:
     return ids
 
 
+def _stages(text: str) -> list[str]:
+    """`30%,60%,100%` or `2,5` for --stages, checked as the server checks it."""
+    try:
+        return [str(spec) for spec in parse_stages([p for p in text.split(",") if p.strip()])]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _percent(text: str) -> float:
     """`80%` or `80` for the thresholds."""
     try:
@@ -234,7 +243,7 @@ def _rollout_lines(r: dict[str, Any]) -> list[str]:
     stages = r["stages"]
     lines = [
         f"rollout {r['id']}: {one_line(r['name'])}, Engine {r['kit_version']}, {r['state']} "
-        f"at the {stages[r['stage']]['name']} (success threshold "
+        f"at {'the ' if r['stage'] == 0 else ''}{stages[r['stage']]['name']} (success threshold "
         f"{_share(r['success_threshold'])}, error threshold {_share(r['error_threshold'])})"
     ]
     if r["reason"]:
@@ -262,7 +271,7 @@ def cmd_rollout_create(args: argparse.Namespace) -> int:
         body: dict[str, Any] = {
             "kit_id": _kit_id(client, args.kit),
             "test_group": args.test_group,
-            "stages": [part for part in args.stages.split(",") if part.strip()],
+            "stages": args.stages,
             "success_threshold": args.success_threshold,
             "error_threshold": args.error_threshold,
         }
@@ -372,6 +381,7 @@ def build_parser() -> ArgumentParser:
     )
     create_rollout.add_argument(
         "--stages",
+        type=_stages,
         required=True,
         metavar="STAGES",
         help="cumulative reach of each stage over the remaining targets, percents or counts, "

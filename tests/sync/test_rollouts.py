@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from commands import engine_sync
 from disk_images.boot import STOP_SEAM
 from disk_images.probe import Installation, probe
 from disk_images.session import open_installation
@@ -198,6 +199,35 @@ def test_the_rollout_endpoints_are_in_the_openapi_document(sync_server: RunningS
         "/api/v1/rollouts/{rollout_id}/pause": ["post"],
         "/api/v1/rollouts/{rollout_id}/resume": ["post"],
     }
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--stages", "30%,half", "argument --stages: stage 'half' is not a count (3) or a percent"),
+        ("--stages", "120%", "argument --stages: stage '120%': a count above 0, or a percent"),
+        ("--test-group", "1,x", "argument --test-group: '1,x' is not a list of computer ids"),
+        ("--error-threshold", "150%", "argument --error-threshold: '150%': a percent from 0%"),
+    ],
+)
+def test_a_bad_rollout_option_is_one_error_line_before_the_server_is_asked(
+    option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    options = {
+        "--test-group": "1",
+        "--stages": "100%",
+        "--success-threshold": "100",
+        "--error-threshold": "50",
+    }
+    options[option] = value
+    argv = ["rollout", "create", "5.0.0", *(p for kv in options.items() for p in kv)]
+    server = ("--server", "http://127.0.0.1:9", "--token", "unused")
+    with pytest.raises(SystemExit) as exited:
+        engine_sync.main([*argv, *server])
+    assert exited.value.code == 2
+    first, hint = capsys.readouterr().err.splitlines()
+    assert first.startswith(f"error: engine-sync rollout create: {message}")
+    assert hint == "hint: see 'engine-sync rollout create --help'"
 
 
 # --- real agents on real disk images -----------------------------------------------
