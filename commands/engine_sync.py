@@ -20,6 +20,7 @@ from enginekit.cli import ArgumentParser, add_common_options, add_debug_option, 
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.text import one_line
 from sync_server.client import SERVER_ENV, TOKEN_ENV, ApiRefused, SyncClient
+from sync_server.rollout_state import parse_stages
 
 
 def _client(args: argparse.Namespace) -> SyncClient:
@@ -192,13 +193,113 @@ def _kit_id(client: SyncClient, kit: str) -> int:
 def cmd_assign(args: argparse.Namespace) -> int:
     with _client(args) as client, _refusal_hint("engine-sync computers lists the computers"):
         kit_id = _kit_id(client, args.kit)
-        rows = client.post(f"/api/v1/kits/{kit_id}/assignments", {"computers": args.computer})
+        body = {"computers": args.computer, "retry": args.retry}
+        rows = client.post(f"/api/v1/kits/{kit_id}/assignments", body)
     lines = [
         f"Engine {r['kit_version']} assigned to computer {r['computer_id']}: "
         f"Upgrade {r['status_label']}"
         for r in rows
     ]
     return _emit(args, rows, lines)
+
+
+def _id_list(text: str) -> list[int]:
+    """`3,4,7` for --test-group and --computers."""
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of computer ids (3,4,7)"
+        ) from None
+    if not ids:
+        raise argparse.ArgumentTypeError("give at least one computer id")
+    return ids
+
+
+def _stages(text: str) -> list[str]:
+    """`30%,60%,100%` or `2,5` for --stages, checked as the server checks it."""
+    try:
+        return [str(spec) for spec in parse_stages([p for p in text.split(",") if p.strip()])]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _percent(text: str) -> float:
+    """`80%` or `80` for the thresholds."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percent (80%)") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: a percent from 0% to 100%")
+    return value
+
+
+def _share(value: float) -> str:
+    return f"{value:g}%"
+
+
+def _rollout_lines(r: dict[str, Any]) -> list[str]:
+    stages = r["stages"]
+    lines = [
+        f"rollout {r['id']}: {one_line(r['name'])}, Engine {r['kit_version']}, {r['state']} "
+        f"at {'the ' if r['stage'] == 0 else ''}{stages[r['stage']]['name']} (success threshold "
+        f"{_share(r['success_threshold'])}, error threshold {_share(r['error_threshold'])})"
+    ]
+    if r["reason"]:
+        lines.append(f"  {r['state']}: {one_line(r['reason'])}")
+    for stage in stages:
+        reach = f" ({stage['reach']})" if stage["reach"] else ""
+        started = "" if stage["started"] else ", not started"
+        lines.append(
+            f"  {stage['name']}{reach}: {stage['succeeded']} of {stage['members']} succeeded, "
+            f"{stage['failed']} failed{started}"
+        )
+    for t in r["targets"]:
+        where = "skipped" if t["stage"] is None else stages[t["stage"]]["name"]
+        head = f"  computer {t['computer_id']} ({one_line(t['computer_name'])}), {where}: "
+        if t["status_label"] is not None:
+            detail = f" ({one_line(t['detail'])})" if t["detail"] else ""
+            lines.append(f"{head}Upgrade {t['status_label']}{detail}")
+        else:
+            lines.append(head + (one_line(t["note"]) or t["outcome"]))
+    return lines
+
+
+def cmd_rollout_create(args: argparse.Namespace) -> int:
+    with _client(args) as client, _refusal_hint("engine-sync computers lists the computers"):
+        body: dict[str, Any] = {
+            "kit_id": _kit_id(client, args.kit),
+            "test_group": args.test_group,
+            "stages": args.stages,
+            "success_threshold": args.success_threshold,
+            "error_threshold": args.error_threshold,
+        }
+        if args.computers is not None:
+            body["computers"] = args.computers
+        if args.name is not None:
+            body["name"] = args.name
+        rollout = client.post("/api/v1/rollouts", body)
+    return _emit(args, rollout, _rollout_lines(rollout))
+
+
+def cmd_rollout_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rollouts = client.get("/api/v1/rollouts")
+    lines = [_rollout_lines(r)[0] for r in rollouts] or ["no rollouts"]
+    return _emit(args, rollouts, lines)
+
+
+def cmd_rollout_status(args: argparse.Namespace) -> int:
+    with _client(args) as client, _refusal_hint("engine-sync rollout list lists the rollouts"):
+        rollout = client.get(f"/api/v1/rollouts/{args.id}")
+    return _emit(args, rollout, _rollout_lines(rollout))
+
+
+def cmd_rollout_act(args: argparse.Namespace) -> int:
+    with _client(args) as client, _refusal_hint("engine-sync rollout list lists the rollouts"):
+        rollout = client.post(f"/api/v1/rollouts/{args.id}/{args.rollout_command}")
+    return _emit(args, rollout, _rollout_lines(rollout))
 
 
 def build_parser() -> ArgumentParser:
@@ -277,6 +378,59 @@ def build_parser() -> ArgumentParser:
         metavar="ID",
         help="computer ids (engine-sync computers)",
     )
+    assign.add_argument(
+        "--retry",
+        action="store_true",
+        help="offer the kit again where it failed (a failed computer is never re-offered "
+        "the same kit without it)",
+    )
+    rollout = command("rollout", "staged rollouts: a test group first, then stages", None)
+    rollout_sub = rollout.add_subparsers(dest="rollout_command", required=True, metavar="ACTION")
+    create_rollout = command(
+        "create", "start a rollout of a kit", cmd_rollout_create, within=rollout_sub
+    )
+    create_rollout.add_argument("kit", help="kit id or Engine version")
+    create_rollout.add_argument(
+        "--test-group", type=_id_list, required=True, metavar="C1,C2", help="test computer ids"
+    )
+    create_rollout.add_argument(
+        "--computers",
+        type=_id_list,
+        metavar="C3,C4",
+        help="the other targets (default: every registered computer)",
+    )
+    create_rollout.add_argument(
+        "--stages",
+        type=_stages,
+        required=True,
+        metavar="STAGES",
+        help="cumulative reach of each stage over the remaining targets, percents or counts, "
+        "e.g. 30%%,60%%,100%% or 2,5",
+    )
+    create_rollout.add_argument(
+        "--success-threshold",
+        type=_percent,
+        required=True,
+        metavar="P",
+        help="percent of a stage that must succeed (booted and committed) before the next",
+    )
+    create_rollout.add_argument(
+        "--error-threshold",
+        type=_percent,
+        required=True,
+        metavar="P",
+        help="percent of a stage whose failure pauses the rollout",
+    )
+    create_rollout.add_argument("--name", help="the rollout's name (default: Engine VERSION)")
+    command("list", "list the rollouts", cmd_rollout_list, within=rollout_sub)
+    for name, handler, text in (
+        ("status", cmd_rollout_status, "a rollout's stages and targets"),
+        ("pause", cmd_rollout_act, "pause a rollout (in flight completes)"),
+        ("resume", cmd_rollout_act, "resume a paused rollout, accepting its failures so far"),
+        ("cancel", cmd_rollout_act, "cancel a rollout: no more offers; in flight completes"),
+    ):
+        action = command(name, text, handler, within=rollout_sub)
+        action.add_argument("id", type=int, metavar="ID", help="the rollout id (rollout list)")
     return parser
 
 

@@ -3,7 +3,8 @@
 One cycle (`check_in_once`): read the disk (read-only), check in with its version, slots,
 status and VMs; when the server names an assigned kit that is Signalled, download it, install
 it into the inactive slot and report "Installed (Reboot Required)"; with `reboot`, boot the
-disk and report Blank (the new version runs) or Failed (it fell back). A refused token stops
+disk and report Blank (the new version runs) or Failed (it fell back); a boot stopped by its
+timeout proves nothing and is tried again at the next cycle. A refused token stops
 the cycle before anything on the disk is touched. A disk in use is reported and left for the
 next cycle. `run_agents` runs the cycles of several disks on a bounded pool, once or every
 `interval` seconds (with jitter, so a fleet does not check in in lockstep).
@@ -175,13 +176,23 @@ class ComputerAgent:
         if running is not None and running.version == offer.version and not result.fell_back:
             self._report(client, offer, UpgradeStatus.BLANK, f"running in slot {running.slot}")
             outcome = CycleResult.OK
-        else:
-            self._report(
-                client,
-                offer,
-                UpgradeStatus.FAILED,
-                f"reverted to {old_version} after a failed boot",
+        elif running is None and any(a.stopped for a in result.attempts):
+            # Stopped by the timeout before any Engine ran: the new slot was not proven bad
+            # (its try was given back), so it stays Installed and boots at the next cycle.
+            timeout = self.options.boot_timeout
+            self.say(
+                f"Engine {offer.version}: the boot was stopped (--timeout {timeout:g} s) before "
+                "the Engine ran; still Installed (Reboot Required), booted again at the next "
+                "check-in"
             )
+            return CycleResult.FAILED
+        else:
+            why = (
+                f"reverted to {old_version} after a failed boot"
+                if running is not None
+                else "no slot booted after the upgrade"
+            )
+            self._report(client, offer, UpgradeStatus.FAILED, why)
             outcome = CycleResult.FAILED
         # Check in again at once, so the console shows the version the computer now runs.
         self._check_in(client, read_identity(self.disk).installation)

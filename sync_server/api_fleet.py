@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from disk_images.state import UpgradeStatus
-from sync_server import upgrade_graph
+from sync_server import eligibility, rollouts
 from sync_server.api_common import (
     ACTIVE,
     REPORTABLE,
@@ -110,7 +110,7 @@ def assign(
     on the kit's upgrade path (a barrier, a downgrade, the same version) refuses the lot."""
     with db_session(request) as session, session.begin():
         kit = kit_or_404(session, kit_id)
-        graph = [(k.version, k.upgrade_from_versions) for k in session.scalars(select(Kit))]
+        graph = eligibility.kit_graph(session)
         problems: list[str] = []
         chosen: list[Computer] = []
         for computer_id in dict.fromkeys(body.computers):
@@ -118,17 +118,9 @@ def assign(
             if computer is None:
                 problems.append(f"computer {computer_id}: no such computer")
                 continue
-            decision = upgrade_graph.decide(
-                computer.running_version, kit.version, kit.upgrade_from_versions, graph
-            )
-            active = active_assignment(session, computer.id)
-            if not decision.allowed:
-                problems.append(f"computer {computer.id} ({computer.name}): {decision.reason}")
-            elif active is not None and active.kit_id != kit.id:
-                problems.append(
-                    f"computer {computer.id} ({computer.name}): another kit is assigned "
-                    f"(status {UpgradeStatus(active.status).label})"
-                )
+            why = eligibility.refusal(session, computer, kit, graph, retry=body.retry)
+            if why is not None:
+                problems.append(f"computer {computer.id} ({computer.name}): {why}")
             else:
                 chosen.append(computer)
         if problems:
@@ -149,7 +141,8 @@ def assign(
                 row = Assignment(kit_id=kit.id, computer_id=computer.id, status="")
                 session.add(row)
             if row.status not in (s.value for s in ACTIVE):
-                row.status, row.detail = UpgradeStatus.PENDING.value, ""
+                # Assigned by hand (a retry too): no rollout holds or withdraws it.
+                row.status, row.detail, row.rollout_id = UpgradeStatus.PENDING.value, "", None
                 row.updated_at = utc_now()
             session.flush()
             docs.append(assignment_doc(row, kit))
@@ -190,7 +183,13 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
         assignment = active_assignment(session, computer.id)
         if assignment is not None:
             reconcile(session, computer, assignment)
-            if assignment.status == UpgradeStatus.PENDING:
+        # What this check-in says may move a rollout on (and start this computer's stage).
+        rollouts.on_contact(session, computer.id)
+        assignment = active_assignment(session, computer.id)
+        if assignment is not None:
+            if assignment.status == UpgradeStatus.PENDING and not rollouts.holds_offer(
+                session, assignment
+            ):
                 assignment.status = UpgradeStatus.SIGNALLED.value
                 assignment.updated_at = utc_now()
             if assignment.status in (
@@ -233,6 +232,7 @@ def report_status(
         if status not in REPORTABLE:
             raise ApiError(422, f"a computer cannot report {status.label!r}")
         row.status, row.detail, row.updated_at = status.value, body.detail, utc_now()
+        rollouts.on_contact(session, row.computer_id)
         kit = session.get(Kit, row.kit_id)
         assert kit is not None
         return assignment_doc(row, kit)

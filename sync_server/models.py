@@ -4,7 +4,7 @@
 Kits are the Software Library, computers are the Engines that checked in, assignments are the
 Upgrade column per (kit, computer), tasks are the background jobs (imports now; downloads to
 remote servers and backups later), tokens are the bearer credentials (digests only).
-`assignments.rollout_id` is reserved for staged rollouts.
+Rollouts and their targets are the staged deployments (their own section at the end).
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -127,3 +136,42 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- staged rollouts (migration 0002_rollouts) -------------------------------------------
+# `rollouts` holds each rollout's position in its state machine (sync_server.rollout_state):
+# state, current stage, the reason it paused, the failures per stage an operator resumed past.
+# `rollout_targets` lists the computers it considered: a stage (0 is the test group), or none
+# with the reason it was skipped; `assignment_id` links the Upgrade-column row made when the
+# target's stage started (that row's `rollout_id` names the rollout while it offers the kit).
+
+
+class Rollout(Base):
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kit_id: Mapped[int] = mapped_column(ForeignKey("kits.id"))
+    state: Mapped[str] = mapped_column(String(20))  # RolloutState value
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    stage: Mapped[int] = mapped_column(Integer, default=0)  # the current stage
+    stages: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"specs": [...], "sizes": [...]}
+    success_threshold: Mapped[float] = mapped_column(Float)
+    error_threshold: Mapped[float] = mapped_column(Float)
+    acknowledged: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"failures": [...]}
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class RolloutTarget(Base):
+    __tablename__ = "rollout_targets"
+    __table_args__ = (UniqueConstraint("rollout_id", "computer_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    computer_id: Mapped[int] = mapped_column(ForeignKey("computers.id"), index=True)
+    stage: Mapped[int | None] = mapped_column(Integer, default=None)  # None: skipped at create
+    note: Mapped[str] = mapped_column(String(500), default="")  # why skipped / not offered
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"), default=None)

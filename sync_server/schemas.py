@@ -103,6 +103,7 @@ class ComputerDoc(BaseModel):
 
 class AssignRequest(BaseModel):
     computers: list[int] = Field(min_length=1)
+    retry: bool = Field(default=False, description="offer again a kit that failed there")
 
 
 class CheckinRequest(BaseModel):
