@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sync_server import api_fleet, api_library
+from sync_server import api_fleet, api_library, api_ops, api_vms
 from sync_server.api_common import ApiError
 from sync_server.state import ServerState
 
@@ -41,4 +41,6 @@ def build_app(state: ServerState) -> FastAPI:
 
     app.include_router(api_library.router)
     app.include_router(api_fleet.router)
+    app.include_router(api_vms.router)
+    app.include_router(api_ops.router)
     return app

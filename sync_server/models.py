@@ -53,6 +53,7 @@ class TaskState(enum.StrEnum):
 
 class TaskKind(enum.StrEnum):
     IMPORT_KIT = "import-kit"
+    DAILY_ROLLUP_BACKUP = "Daily Roll-Up Backup"
 
 
 class Token(Base):
@@ -127,3 +128,7 @@ class Task(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# The VM image and server-upkeep tables share this metadata (one schema, one Alembic head).
+from sync_server import models_ops as models_ops  # noqa: E402

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +33,9 @@ class RunningServer:
         return SyncClient(self.url, token)
 
 
-@pytest.fixture
-def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
-    data = tmp_path / "sync-data"
-    log = tmp_path / "server.log"
+@contextmanager
+def running_server(data: Path, log: Path) -> Iterator[RunningServer]:
+    """`engine-sync serve --data DATA` on a free port of 127.0.0.1 until the block ends."""
     with log.open("wb") as log_file:
         proc = spawn(
             # --debug: the most the server ever logs (its access log included) goes to the
@@ -70,6 +70,12 @@ def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
                 raise
     assert proc.returncode == 0, log.read_text()
     assert rest.strip().endswith("stopped")
+
+
+@pytest.fixture
+def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(tmp_path / "sync-data", tmp_path / "server.log") as server:
+        yield server
 
 
 @pytest.fixture
