@@ -25,9 +25,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _restore(
-    archive: Path, data: Path, capsys: pytest.CaptureFixture[str]
-) -> tuple[int, str, str]:
+def _restore(archive: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
     status = engine_sync.main(["restore", str(archive), "--data", str(data)])
     out, err = capsys.readouterr()
     assert "Traceback" not in err
@@ -77,7 +75,7 @@ def _backup(sync_cli: Cli, tmp_path: Path) -> Path:
 
 
 def test_a_damaged_archive_is_refused_and_nothing_is_written(
-    sync_server: RunningServer, sync_cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sync_cli: Cli, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive = _backup(sync_cli, tmp_path)
     data = bytearray(archive.read_bytes())
@@ -119,9 +117,7 @@ def test_restore_never_writes_into_a_data_directory_in_use(
     assert _tree(sync_server.data) == before
 
 
-def test_backup_keeps_an_existing_file_unless_forced(
-    sync_server: RunningServer, sync_cli: Cli, tmp_path: Path
-) -> None:
+def test_backup_keeps_an_existing_file_unless_forced(sync_cli: Cli, tmp_path: Path) -> None:
     archive = tmp_path / "sync.tar"
     archive.write_bytes(b"keep me")
     status, _, err = sync_cli("backup", "-o", str(archive))
