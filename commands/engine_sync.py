@@ -75,6 +75,8 @@ def _task_line(task: dict[str, Any]) -> str:
         line += f" {task['progress'] * 100:.0f}%"
     if task.get("error"):
         line += f": {one_line(task['error'])}"
+    if task.get("note"):
+        line += f" ({one_line(task['note'])})"
     return line
 
 

@@ -259,9 +259,15 @@ def restore_backup(archive: Path, data_dir: Path) -> BackupManifest:
     try:
         manifest = _unpack_checked(archive, staging)
         (staging / "kits").mkdir(exist_ok=True)
-        if data_dir.is_dir():
-            data_dir.rmdir()  # empty, checked above; fails if something appeared meanwhile
-        os.rename(staging, data_dir)
+        try:
+            if data_dir.is_dir():
+                data_dir.rmdir()  # empty, checked above; fails if something appeared meanwhile
+            os.rename(staging, data_dir)
+        except OSError as exc:
+            raise UserInputError(
+                f"--data {data_dir}: cannot be put in place ({exc.strerror})",
+                hint="restore into a new directory, then engine-sync serve --data it",
+            ) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -72,6 +72,7 @@ def test_refused_while_tasks_run_and_a_cancelled_daily_backup_is_flagged(
     assert sync_cli("task", "cancel", str(task["id"]))[0] == 0
     tasks = json.loads(sync_cli("tasks", "--json")[1])
     assert tasks[0]["note"] == "cancelled: reschedule it (engine-sync backup --daily)"
+    assert "cancelled (cancelled: reschedule it" in sync_cli("tasks")[1]
     status, out, _ = sync_cli("upgrade-server", "--to", "5.0.0")
     assert status == 0
     assert "Synchronizer 4.5.0 -> 5.0.0: backup synchronizer-backup-" in out

@@ -162,3 +162,16 @@ def test_custom_and_local_vms_are_listed_for_a_manual_pv_driver_upgrade(fleet: F
     out = fleet.cli("vms")[1]
     assert "PV drivers to upgrade by hand (upgrade guide, step 5):" in out
     assert "finance-custom (custom VM) has PV drivers 4.5.0; its Engine runs 5.0.0" in out
+
+
+def test_a_staged_version_goes_to_the_named_test_users_only(fleet: Fleet) -> None:
+    fleet.computer("pc1")
+    fleet.user("tess", "pc1")
+    fleet.user("uma", "pc1")
+    assert fleet.cli("publish", "office-shared", "--user", "tess", "uma")[0] == 0
+    status, out, _ = fleet.cli("publish", "office-shared", "--staged", "--user", "tess")
+    assert status == 0
+    assert "version 2 (staged)" in out
+    tess, uma = fleet.row("office-shared", "tess"), fleet.row("office-shared", "uma")
+    assert (tess["assigned_version"], tess["staged"]) == (2, True)
+    assert (uma["assigned_version"], uma["staged"]) == (1, False)
