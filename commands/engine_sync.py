@@ -304,6 +304,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
             publish(partial, output, "the backup")
         finally:
             partial.unlink(missing_ok=True)
+        # The server keeps no second copy of every kit once this one is safe.
+        client.request("DELETE", f"/api/v1/backups/{quote(doc['name'])}")
     kits = sum(1 for f in doc["files"] if str(f["name"]).startswith("kits/"))
     line = (
         f"backup written to {output.path}: database and {kits} kit(s) of Synchronizer "

@@ -118,6 +118,16 @@ def download_backup(name: str, caller: Admin, request: Request) -> FileResponse:
     return FileResponse(path, media_type="application/x-tar")
 
 
+@router.delete("/api/v1/backups/{name}", status_code=204)
+def delete_backup(name: str, caller: Admin, request: Request) -> None:
+    """Remove a backup from DATA/backups (engine-sync backup does, once it has its copy)."""
+    folder = server_state(request).data_dir / BACKUPS
+    path = folder / name
+    if "/" in name or name.startswith(".") or not path.is_file():
+        raise ApiError(404, f"no backup {name!r}")
+    path.unlink()
+
+
 def next_two_am() -> datetime:
     now = utc_now()
     at = datetime.combine(now.date(), time(2, 0), tzinfo=now.tzinfo)

@@ -82,13 +82,14 @@ def test_a_damaged_archive_is_refused_and_nothing_is_written(
     at = data.index(b"SQLite format 3") + 4096  # inside the database member
     data[at] ^= 0xFF
     archive.write_bytes(bytes(data))
-    before = _tree(tmp_path)
-    status, _, err = _restore(archive, tmp_path / "restored", capsys)
+    parent = tmp_path / "restore-here"
+    parent.mkdir()
+    status, _, err = _restore(archive, parent / "restored", capsys)
     assert status == 2
     assert err.startswith("error: ")
     assert "sync.db does not match its checksum" in err.splitlines()[0]
     assert "hint: " in err
-    assert _tree(tmp_path) == before
+    assert list(parent.iterdir()) == []
 
 
 def test_an_archive_that_is_no_backup_is_refused(
@@ -126,3 +127,11 @@ def test_backup_keeps_an_existing_file_unless_forced(sync_cli: Cli, tmp_path: Pa
     assert archive.read_bytes() == b"keep me"
     assert sync_cli("backup", "-o", str(archive), "--force")[0] == 0
     assert archive.read_bytes().find(b"enginekit-synchronizer-backup") >= 0
+
+
+def test_the_server_keeps_no_copy_of_a_backup_once_downloaded(
+    sync_server: RunningServer, sync_cli: Cli, tmp_path: Path
+) -> None:
+    archive = _backup(sync_cli, tmp_path)
+    assert archive.stat().st_size > 0
+    assert list((sync_server.data / "backups").glob("*.tar")) == []
