@@ -33,7 +33,12 @@ def _restore(archive: Path, data: Path, capsys: pytest.CaptureFixture[str]) -> t
 
 
 def _tree(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+    """The files under `path`, without SQLite's own -wal/-shm/-journal files."""
+    return sorted(
+        str(p.relative_to(path))
+        for p in path.rglob("*")
+        if not p.name.endswith(("-wal", "-shm", "-journal"))
+    )
 
 
 @pytest.mark.root
