@@ -81,7 +81,7 @@ def test_refused_while_tasks_run_and_a_cancelled_daily_backup_is_flagged(
     assert len(_backups(sync_server)) == 1
 
 
-def test_the_target_defaults_to_the_newest_kit_and_an_empty_library_is_refused(
+def test_without_a_kit_or_a_target_version_the_upgrade_is_refused(
     sync_cli: Cli,
 ) -> None:
     status, _, err = sync_cli("upgrade-server")
