@@ -175,3 +175,13 @@ def test_a_staged_version_goes_to_the_named_test_users_only(fleet: Fleet) -> Non
     tess, uma = fleet.row("office-shared", "tess"), fleet.row("office-shared", "uma")
     assert (tess["assigned_version"], tess["staged"]) == (2, True)
     assert (uma["assigned_version"], uma["staged"]) == (1, False)
+
+
+def test_vms_for_one_user_lists_only_that_user(fleet: Fleet) -> None:
+    fleet.computer("pc1")
+    fleet.user("tess", "pc1", "--full-name", "Tess Test")
+    fleet.user("uma", "pc1")
+    assert fleet.cli("publish", "office-shared", "--user", "tess", "uma")[0] == 0
+    out = fleet.cli("vms", "--user", "tess")[1]
+    assert "Tess Test" in out
+    assert "uma" not in out
