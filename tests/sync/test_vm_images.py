@@ -16,6 +16,8 @@ import pytest
 from disk_images.probe import Installation, VmInfo, probe
 from reference_builds.disk import add_sample_vms
 from reference_builds.registered_disk import create_registered_disk
+from sync_agent.daemon import checkin_request
+from sync_agent.registration import read_identity
 
 from .conftest import RunningServer, agent
 
@@ -185,3 +187,18 @@ def test_vms_for_one_user_lists_only_that_user(fleet: Fleet) -> None:
     out = fleet.cli("vms", "--user", "tess")[1]
     assert "Tess Test" in out
     assert "uma" not in out
+
+
+def test_a_computer_offered_the_version_that_has_not_reported_it_is_downloading(
+    fleet: Fleet,
+) -> None:
+    disk = fleet.computer("pc1")
+    fleet.user("alice", "pc1")
+    assert fleet.cli("publish", "office-shared", "--user", "alice")[0] == 0
+    # The agent's own check-in, stopped before it writes the VM: the offer is out.
+    identity = read_identity(disk)
+    with fleet.server.client(identity.token) as computer:
+        body = checkin_request(identity.installation).model_dump()
+        answer = computer.post("/api/v1/checkin", body)
+    assert [(vm["name"], vm["version"]) for vm in answer["vms"]] == [("office-shared", 1)]
+    assert fleet.row("office-shared", "alice")["reason"] == "downloading"
