@@ -254,6 +254,13 @@ def cmd_vms(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
+    from disk_images.layout import VM_NAME
+
+    if not VM_NAME.match(args.vm):
+        raise UserInputError(
+            f"{one_line(args.vm)!r} is not a VM image name",
+            hint="use letters, digits, '.', '_' and '-' (at most 64)",
+        )
     body = {"kind": args.kind, "users": args.user or [], "staged": args.staged}
     with _client(args) as client, _refusal_hint("engine-sync vms lists images and users"):
         doc = client.post(f"/api/v1/vms/{quote(args.vm, safe='')}/publish", body)

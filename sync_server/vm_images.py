@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from disk_images.layout import VM_NAME
 from disk_images.state import VmKind
 from enginekit.versions import EngineVersion
 from sync_server.models import Computer, utc_now
@@ -82,6 +83,12 @@ def publish(
 ) -> Published:
     """A new version of image `name`, assigned to `users` and, unless `staged`, to everyone
     the image is already assigned to (staged: the named users only, the Staged box ticked)."""
+    if not VM_NAME.match(name):
+        raise VmRefused(
+            422,
+            f"{name!r} is not a VM image name",
+            "use letters, digits, '.', '_' and '-' (at most 64)",
+        )
     image = session.scalars(select(VmImage).where(VmImage.name == name)).first()
     if image is None:
         image = VmImage(name=name, kind=(kind or VmKind.SHARED).value)

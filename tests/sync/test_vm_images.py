@@ -202,3 +202,10 @@ def test_a_computer_offered_the_version_that_has_not_reported_it_is_downloading(
         answer = computer.post("/api/v1/checkin", body)
     assert [(vm["name"], vm["version"]) for vm in answer["vms"]] == [("office-shared", 1)]
     assert fleet.row("office-shared", "alice")["reason"] == "downloading"
+
+
+def test_a_name_that_cannot_be_a_vm_directory_is_refused(fleet: Fleet) -> None:
+    status, _, err = fleet.cli("publish", "../escape")
+    assert status == 2
+    assert "is not a VM image name" in err.splitlines()[0]
+    assert json.loads(fleet.cli("vms", "--json")[1])["users"] == []
