@@ -381,6 +381,11 @@ def _add_agent(
         help="seconds between check-ins (default: what the server asks for)",
     )
     agent.add_argument("--reboot", action="store_true", help="boot the disk after installing")
+    agent.add_argument(
+        "--restart-vms",
+        action="store_true",
+        help="restart the VMs, so VM image versions already downloaded start running",
+    )
     agent.add_argument("--jobs", type=int, default=2, help="disks at a time (default 2)")
     agent.add_argument(
         "--cache", type=Path, help="download cache (default $ENGINEKIT_CACHE/agent-kits)"
@@ -404,7 +409,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
             f"--jobs {args.jobs}: must be at least 1", hint="e.g. --jobs 4 for four disks at once"
         )
     options = AgentOptions(
-        cache=args.cache or cache_dir("agent-kits"), reboot=args.reboot, boot_timeout=args.timeout
+        cache=args.cache or cache_dir("agent-kits"),
+        reboot=args.reboot,
+        boot_timeout=args.timeout,
+        restart_vms=args.restart_vms,
     )
     results = run_agents(
         args.disks,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import stat
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from enginekit.cli import ArgumentParser, add_common_options, add_debug_option, run_main
 from enginekit.errors import EngineKitError, UserInputError
@@ -74,6 +76,8 @@ def _task_line(task: dict[str, Any]) -> str:
         line += f" {task['progress'] * 100:.0f}%"
     if task.get("error"):
         line += f": {one_line(task['error'])}"
+    if task.get("note"):
+        line += f" ({one_line(task['note'])})"
     return line
 
 
@@ -302,6 +306,161 @@ def cmd_rollout_act(args: argparse.Namespace) -> int:
     return _emit(args, rollout, _rollout_lines(rollout))
 
 
+# --- VM images, backups and the server's own upgrade --------------------------------
+
+VM_COLUMNS = ("Assign", "Staged", "Name", "Full Name", "Running Version", "Assigned Version")
+
+
+def _vm_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Each image's "Users" tab, the guide's columns plus why Running differs."""
+    lines: list[str] = []
+    for image in dict.fromkeys(r["image"] for r in rows):
+        mine = [r for r in rows if r["image"] == image]
+        lines.append(f"VM {one_line(image)} ({mine[0]['kind']})")
+        table = [
+            (
+                "x" if r["assign"] else "",
+                "x" if r["staged"] else "",
+                one_line(r["name"]),
+                one_line(r["full_name"]),
+                "" if r["running_version"] is None else str(r["running_version"]),
+                "" if r["assigned_version"] is None else str(r["assigned_version"]),
+                one_line(r["reason"]),
+            )
+            for r in mine
+        ]
+        header = (*VM_COLUMNS, "Reason")
+        widths = [max(len(c[i]) for c in [header, *table]) for i in range(len(header))]
+        for cells in [header, *table]:
+            padded = (c.ljust(w) for c, w in zip(cells, widths, strict=True))
+            lines.append("  " + "  ".join(padded).rstrip())
+    return lines
+
+
+def cmd_vms(args: argparse.Namespace) -> int:
+    query = f"?user={quote(args.user)}" if args.user else ""
+    with _client(args) as client:
+        doc = client.get(f"/api/v1/vms{query}")
+    lines = [f"Synchronizer {doc['synchronizer_version']}"]
+    lines += _vm_table(doc["users"]) or ["no VM images published"]
+    manual = doc["manual_pv_upgrades"]
+    if manual:
+        lines.append("PV drivers to upgrade by hand (upgrade guide, step 5):")
+        lines += [
+            f"  computer {m['computer_id']} ({one_line(m['computer'])}): {m['vm']} "
+            f"({m['kind']} VM) has PV drivers {m['pv_drivers']}; its Engine runs {m['engine']}"
+            for m in manual
+        ]
+    return _emit(args, doc, lines)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from disk_images.layout import VM_NAME
+
+    if not VM_NAME.match(args.vm):
+        raise UserInputError(
+            f"{one_line(args.vm)!r} is not a VM image name",
+            hint="use letters, digits, '.', '_' and '-' (at most 64)",
+        )
+    body = {"kind": args.kind, "users": args.user or [], "staged": args.staged}
+    with _client(args) as client, _refusal_hint("engine-sync vms lists images and users"):
+        doc = client.post(f"/api/v1/vms/{quote(args.vm, safe='')}/publish", body)
+    staged = " (staged)" if doc["staged"] else ""
+    users = ", ".join(one_line(u) for u in doc["users"]) or "nobody yet"
+    line = (
+        f"VM {one_line(doc['image'])} version {doc['version']}{staged} published by "
+        f"Synchronizer {doc['published_by']} (PV drivers {doc['pv_drivers']}), assigned to "
+        f"{users}"
+    )
+    return _emit(args, doc, [line])
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    body = {"name": args.name, "full_name": args.full_name, "computer_id": args.computer}
+    with _client(args) as client, _refusal_hint("engine-sync computers lists the computers"):
+        doc = client.post("/api/v1/users", body)
+    return _emit(
+        args, doc, [f"user {one_line(doc['name'])} on computer {doc['computer_id']} added"]
+    )
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from enginekit.outputs import check_new_output, partial_prefix, publish
+    from enginekit.scratch import create_owned_partial, sweep_owned_partials
+    from sync_server.backup import backup_name
+
+    if args.daily:
+        with _client(args) as client:
+            task = client.post("/api/v1/backups/daily", {"at": args.at})
+        return _emit(args, task, [_task_line(task)])
+    output = check_new_output(args.output or Path(backup_name(datetime.now(UTC))), force=args.force)
+    with _client(args) as client:
+        doc = client.post("/api/v1/backups")
+        directory = output.path.parent
+        sweep_owned_partials(directory, partial_prefix(output.path))
+        fd, partial = create_owned_partial(directory, partial_prefix(output.path))
+        os.close(fd)
+        try:
+            client.download(f"/api/v1/backups/{quote(doc['name'])}/file", partial)
+            if partial.stat().st_size != doc["size"]:
+                raise BackupIncomplete(
+                    f"{output.path}: the backup download is incomplete",
+                    hint="run engine-sync backup again",
+                )
+            publish(partial, output, "the backup")
+        finally:
+            partial.unlink(missing_ok=True)
+        # The server keeps no second copy of every kit once this one is safe.
+        client.request("DELETE", f"/api/v1/backups/{quote(doc['name'])}")
+    kits = sum(1 for f in doc["files"] if str(f["name"]).startswith("kits/"))
+    line = (
+        f"backup written to {output.path}: database and {kits} kit(s) of Synchronizer "
+        f"{doc['synchronizer_version']}, each with its sha256 in the manifest"
+    )
+    return _emit(args, {**doc, "path": str(output.path)}, [line])
+
+
+class BackupIncomplete(EngineKitError):
+    """The archive did not arrive whole (exit status 1)."""
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from sync_server.backup import restore_backup
+
+    manifest = restore_backup(args.archive, args.data)
+    kits = sum(1 for f in manifest.files if f.name.startswith("kits/"))
+    doc = {
+        "data": str(args.data),
+        "synchronizer_version": manifest.synchronizer_version,
+        "schema_revision": manifest.schema_revision,
+        "created_at": manifest.created_at,
+        "files": [vars(f) for f in manifest.files],
+    }
+    line = (
+        f"restored Synchronizer {manifest.synchronizer_version} (backup of "
+        f"{manifest.created_at}): database and {kits} kit(s) into {args.data}; start it with "
+        f"engine-sync serve --data {args.data} (it writes a new admin token)"
+    )
+    return _emit(args, doc, [line])
+
+
+def cmd_upgrade_server(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        doc = client.post("/api/v1/server/upgrade", {"to": args.to, "force": args.force})
+    lines = [
+        f"Synchronizer {doc['previous']} -> {doc['synchronizer_version']}: backup "
+        f"{doc['backup']} taken first (in the server's DATA/backups)"
+    ]
+    lines += [f"warning: forced past the order rule: {one_line(c)}" for c in doc["forced_past"]]
+    lines += [f"note: {one_line(r)}" for r in doc["reschedule"]]
+    lines.append(
+        "next: republish every VM image (engine-sync publish VM) so it gets the new PV drivers"
+    )
+    return _emit(args, doc, lines)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="engine-sync", description="Synchronizer: Engine update kits.")
     add_common_options(parser)
@@ -431,6 +590,40 @@ def build_parser() -> ArgumentParser:
     ):
         action = command(name, text, handler, within=rollout_sub)
         action.add_argument("id", type=int, metavar="ID", help="the rollout id (rollout list)")
+    vms = command("vms", "VM images: each image's Users tab", cmd_vms)
+    vms.add_argument("--user", help="only this user")
+    publish = command("publish", "publish a new version of a VM image", cmd_publish)
+    publish.add_argument("vm", help="VM image name")
+    publish.add_argument("--kind", choices=["shared", "custom", "local"], help="a new image's kind")
+    publish.add_argument("--user", nargs="+", metavar="NAME", help="assign it to these users")
+    publish.add_argument(
+        "--staged", action="store_true", help="only to the --user names (a test group) for now"
+    )
+    user = command("user", "the users VM images are assigned to", None)
+    user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    user_add = command("add", "add a user on a computer", cmd_user_add, within=user_sub)
+    user_add.add_argument("name")
+    user_add.add_argument("--full-name", default="")
+    user_add.add_argument("--computer", type=int, required=True, metavar="ID")
+    backup = command("backup", "back up the database and the kits into one archive", cmd_backup)
+    backup.add_argument("-o", "--output", type=Path, metavar="FILE", help="archive to write")
+    backup.add_argument("--force", action="store_true", help="replace an existing FILE")
+    backup.add_argument(
+        "--daily", action="store_true", help="schedule the Daily Roll-Up Backup task instead"
+    )
+    backup.add_argument("--at", metavar="TIME", help="with --daily: ISO time (default 02:00Z)")
+    restore = command(
+        "restore", "restore a backup into a new data directory", cmd_restore, client=False
+    )
+    restore.add_argument("archive", type=Path)
+    restore.add_argument("--data", type=Path, required=True, metavar="DIR")
+    upgrade = command(
+        "upgrade-server", "upgrade Synchronizer itself (after every Engine)", cmd_upgrade_server
+    )
+    upgrade.add_argument("--to", metavar="VERSION", help="default: the newest Engine kit")
+    upgrade.add_argument(
+        "--force", action="store_true", help="even though computers run an older Engine"
+    )
     return parser
 
 

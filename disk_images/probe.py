@@ -74,15 +74,22 @@ class VmInfo:
     pv_drivers: str
     published_for: str
     size_bytes: int  # apparent size of disk.img (0 when there is none)
+    image_version: int | None = None  # Synchronizer image version running (None: never synced)
+    pending_version: int | None = None  # downloaded, waits for the VM to restart
 
     def as_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "name": self.name,
             "kind": self.kind,
             "pv_drivers": self.pv_drivers,
             "published_for": self.published_for,
             "size_bytes": self.size_bytes,
         }
+        if self.image_version is not None:
+            doc["image_version"] = self.image_version
+        if self.pending_version is not None:
+            doc["pending_version"] = self.pending_version
+        return doc
 
 
 class Repair(enum.StrEnum):
@@ -507,6 +514,8 @@ def _probe_engine(
                     record.pv_drivers,
                     record.published_for,
                     disk_size,
+                    record.image_version,
+                    record.pending_version,
                 )
             )
 

@@ -55,7 +55,13 @@ class RegistrationMode(enum.StrEnum):
 class _Reader:
     """Reads one JSON object field by field, naming `source` in every error."""
 
-    def __init__(self, source: str, data: bytes | str, allowed: set[str]) -> None:
+    def __init__(
+        self,
+        source: str,
+        data: bytes | str,
+        allowed: set[str],
+        optional: frozenset[str] = frozenset(),
+    ) -> None:
         self.source = source
         try:
             value = json.loads(data)
@@ -66,7 +72,7 @@ class _Reader:
         except ValueError as exc:  # e.g. an integer with more digits than Python converts
             raise InvalidStateFile(source, f"not valid JSON: {exc}") from None
         self.obj = self.as_object(value, "")
-        unknown = sorted(set(self.obj) - allowed)
+        unknown = sorted(set(self.obj) - allowed - optional)
         if unknown:
             raise InvalidStateFile(source, f"unknown key(s): {', '.join(unknown)}")
         missing = sorted(allowed - set(self.obj))
@@ -108,6 +114,12 @@ class _Reader:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise InvalidStateFile(self.source, f"{key} must be a whole number >= 0")
         return value
+
+    def opt_integer(self, key: str) -> int | None:
+        """An optional key: absent or null is None."""
+        if self.obj.get(key) is None:
+            return None
+        return self.integer(key)
 
     def version(self, key: str, value: str | None) -> str | None:
         if value is None:
@@ -313,12 +325,16 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class VmRecord:
-    """`/vms/<name>/vm.json` on storage."""
+    """`/vms/<name>/vm.json` on storage. `image_version` is the Synchronizer image version the
+    VM runs and `pending_version` one downloaded that waits for the VM to restart; both are
+    absent (None) on VMs Synchronizer never deployed, and absent keys are not written."""
 
     name: str
     kind: VmKind
     pv_drivers: str
     published_for: str
+    image_version: int | None = None
+    pending_version: int | None = None
 
     def __post_init__(self) -> None:
         if not VM_NAME.match(self.name):
@@ -330,18 +346,26 @@ class VmRecord:
         _check_version(self.published_for)
 
     def to_json(self) -> bytes:
-        return _dump(
-            {
-                "name": self.name,
-                "kind": self.kind.value,
-                "pv_drivers": self.pv_drivers,
-                "published_for": self.published_for,
-            }
-        )
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind.value,
+            "pv_drivers": self.pv_drivers,
+            "published_for": self.published_for,
+        }
+        if self.image_version is not None:
+            doc["image_version"] = self.image_version
+        if self.pending_version is not None:
+            doc["pending_version"] = self.pending_version
+        return _dump(doc)
 
     @classmethod
     def from_json(cls, data: bytes | str, source: str = "vm.json") -> VmRecord:
-        r = _Reader(source, data, {"name", "kind", "pv_drivers", "published_for"})
+        r = _Reader(
+            source,
+            data,
+            {"name", "kind", "pv_drivers", "published_for"},
+            optional=frozenset({"image_version", "pending_version"}),
+        )
         name = r.string("name")
         if not VM_NAME.match(name):
             raise InvalidStateFile(source, f"name {name!r} is not a valid VM name")
@@ -354,4 +378,6 @@ class VmRecord:
             kind=r.choice("kind", VmKind, r.string("kind")),
             pv_drivers=pv,
             published_for=published,
+            image_version=r.opt_integer("image_version"),
+            pending_version=r.opt_integer("pending_version"),
         )

@@ -29,6 +29,7 @@ from enginekit.errors import EngineKitError
 from sync_agent.install import install_kit
 from sync_agent.kit_download import fetch_kit
 from sync_agent.registration import ComputerIdentity, read_identity
+from sync_agent.vm_deploy import deploy_vms
 from sync_server.client import ApiRefused, SyncClient
 from sync_server.schemas import CheckinRequest, CheckinResponse, UpdateOffer, VmDoc
 
@@ -48,9 +49,12 @@ class AgentOptions:
     cache: Path
     reboot: bool = False
     boot_timeout: float = 120.0
+    restart_vms: bool = False  # the VMs restart, so downloaded VM versions start running
 
 
-def checkin_request(installed: Installation) -> CheckinRequest:
+def checkin_request(
+    installed: Installation, vm_failures: dict[str, str] | None = None
+) -> CheckinRequest:
     return CheckinRequest(
         disk_id=installed.disk_id,
         version=installed.version,
@@ -59,10 +63,16 @@ def checkin_request(installed: Installation) -> CheckinRequest:
         upgrade_status=installed.upgrade_status.value,
         vms=[
             VmDoc(
-                name=vm.name, kind=vm.kind, pv_drivers=vm.pv_drivers, published_for=vm.published_for
+                name=vm.name,
+                kind=vm.kind,
+                pv_drivers=vm.pv_drivers,
+                published_for=vm.published_for,
+                image_version=vm.image_version,
+                pending_version=vm.pending_version,
             )
             for vm in installed.vms
         ],
+        vm_failures=vm_failures or {},
     )
 
 
@@ -100,8 +110,13 @@ class ComputerAgent:
             self.say(f"error: {exc.message}")
             return CycleResult.REFUSED if exc.exit_status == 2 else CycleResult.FAILED
 
-    def _check_in(self, client: SyncClient, installed: Installation) -> CheckinResponse:
-        body = checkin_request(installed).model_dump()
+    def _check_in(
+        self,
+        client: SyncClient,
+        installed: Installation,
+        vm_failures: dict[str, str] | None = None,
+    ) -> CheckinResponse:
+        body = checkin_request(installed, vm_failures).model_dump()
         answer = CheckinResponse.model_validate(client.post("/api/v1/checkin", body))
         self.interval = answer.checkin_interval
         status = installed.upgrade_status.label
@@ -122,7 +137,10 @@ class ComputerAgent:
 
     def _cycle(self, identity: ComputerIdentity, client: SyncClient) -> CycleResult:
         installed = identity.installation
-        offer = self._check_in(client, installed).update
+        answer = self._check_in(client, installed)
+        if answer.vms:
+            installed = self._deploy_vms(client, installed, answer)
+        offer = answer.update
         if offer is None:
             return CycleResult.OK
         pending = installed.state.pending_slot
@@ -142,6 +160,21 @@ class ComputerAgent:
         if not self.options.reboot:
             return CycleResult.OK
         return self._reboot(client, offer, installed.version)
+
+    def _deploy_vms(
+        self, client: SyncClient, installed: Installation, answer: CheckinResponse
+    ) -> Installation:
+        """Write the offered VM versions, then check in again so the server sees them."""
+        done = deploy_vms(self.disk, installed, answer.vms, restart=self.options.restart_vms)
+        for line in done.written:
+            self.say(f"VM {line}")
+        for name, why in done.failures.items():
+            self.say(f"VM {name}: failed: {why}")
+        if not done.written and not done.failures:
+            return installed
+        installed = read_identity(self.disk).installation if done.written else installed
+        self._check_in(client, installed, done.failures)
+        return installed
 
     def _install(
         self, client: SyncClient, offer: UpdateOffer, installed: Installation

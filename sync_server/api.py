@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sync_server import api_fleet, api_library, api_rollouts
+from sync_server import api_fleet, api_library, api_ops, api_rollouts, api_vms
 from sync_server.api_common import ApiError
 from sync_server.console import CONSOLE_PATH, build_console
 from sync_server.state import ServerState
@@ -44,4 +44,6 @@ def build_app(state: ServerState) -> FastAPI:
     app.include_router(api_fleet.router)
     app.include_router(api_rollouts.router)
     app.mount(CONSOLE_PATH, build_console(state))
+    app.include_router(api_vms.router)
+    app.include_router(api_ops.router)
     return app

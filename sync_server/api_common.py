@@ -13,7 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from disk_images.state import UpgradeStatus
-from sync_server.models import Assignment, Computer, Kit, Task, Token, utc_now
+from sync_server.models import (
+    Assignment,
+    Computer,
+    Kit,
+    Task,
+    TaskKind,
+    TaskState,
+    Token,
+    utc_now,
+)
 from sync_server.schemas import (
     AssignmentDoc,
     ComputerDoc,
@@ -116,7 +125,18 @@ def task_doc(task: Task) -> TaskDoc:
         created_at=task.created_at,
         started_at=task.started_at,
         finished_at=task.finished_at,
+        note=task_note(task),
     )
+
+
+RESCHEDULE_NOTE = "cancelled: reschedule it (engine-sync backup --daily)"
+
+
+def task_note(task: Task) -> str:
+    """The guide (6.3): a cancelled Daily Roll-Up Backup must be rescheduled."""
+    if task.kind == TaskKind.DAILY_ROLLUP_BACKUP and task.state == TaskState.CANCELLED:
+        return RESCHEDULE_NOTE
+    return ""
 
 
 def token_doc(row: Token) -> TokenDoc:

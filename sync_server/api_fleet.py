@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from disk_images.state import UpgradeStatus
-from sync_server import eligibility, rollouts
+from sync_server import eligibility, rollouts, vm_images
 from sync_server.api_common import (
     ACTIVE,
     REPORTABLE,
@@ -36,6 +36,7 @@ from sync_server.schemas import (
     TokenDoc,
     TokenRequest,
     UpdateOffer,
+    VmOffer,
 )
 from sync_server.tokens import TokenRole, new_token, token_digest
 
@@ -179,6 +180,9 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
         computer.engine_status = engine_status.value
         computer.vms = {"vms": [vm.model_dump() for vm in body.vms]}
         computer.last_contact = utc_now()
+        vm_offers = [
+            VmOffer(**vars(o)) for o in vm_images.checked_in(session, computer, body.vm_failures)
+        ]
         offer = None
         assignment = active_assignment(session, computer.id)
         if assignment is not None:
@@ -211,6 +215,7 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
             computer_id=computer.id,
             checkin_interval=server_state(request).checkin_interval,
             update=offer,
+            vms=vm_offers,
         )
 
 

@@ -113,7 +113,7 @@ class SyncClient:
                 hint="is engine-sync serve running there?",
             ) from None
         self._check(response)
-        return response.json()
+        return response.json() if response.content else None
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)

@@ -62,6 +62,7 @@ class TaskState(enum.StrEnum):
 
 class TaskKind(enum.StrEnum):
     IMPORT_KIT = "import-kit"
+    DAILY_ROLLUP_BACKUP = "Daily Roll-Up Backup"
 
 
 class Token(Base):
@@ -175,3 +176,7 @@ class RolloutTarget(Base):
     note: Mapped[str] = mapped_column(String(500), default="")  # why skipped / not offered
     skipped: Mapped[bool] = mapped_column(Boolean, default=False)
     assignment_id: Mapped[int | None] = mapped_column(ForeignKey("assignments.id"), default=None)
+
+
+# The VM image and server-upkeep tables share this metadata (one schema, one Alembic head).
+from sync_server import models_ops as models_ops  # noqa: E402

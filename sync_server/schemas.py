@@ -38,6 +38,7 @@ class TaskDoc(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    note: str = ""  # e.g. a cancelled Daily Roll-Up Backup that must be rescheduled
 
 
 MAX_NAME_LENGTH = 200
@@ -74,6 +75,8 @@ class VmDoc(BaseModel):
     kind: str
     pv_drivers: str
     published_for: str
+    image_version: int | None = None  # the Synchronizer image version the VM runs
+    pending_version: int | None = None  # downloaded; waits for the VM to restart
 
 
 class AssignmentDoc(BaseModel):
@@ -113,6 +116,7 @@ class CheckinRequest(BaseModel):
     slots: dict[str, str | None] = Field(default_factory=dict)
     upgrade_status: str = ""
     vms: list[VmDoc] = Field(default_factory=list)
+    vm_failures: dict[str, str] = Field(default_factory=dict)  # VM name: why it failed
 
 
 class UpdateOffer(BaseModel):
@@ -127,10 +131,21 @@ class UpdateOffer(BaseModel):
     download: str  # path of the kit file on this server (HTTP Range supported)
 
 
+class VmOffer(BaseModel):
+    """A VM image version for the computer to deploy (its Engine can run it)."""
+
+    name: str
+    kind: str
+    version: int
+    published_for: str
+    pv_drivers: str
+
+
 class CheckinResponse(BaseModel):
     computer_id: int
     checkin_interval: float
     update: UpdateOffer | None
+    vms: list[VmOffer] = Field(default_factory=list)
 
 
 class StatusReport(BaseModel):

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -55,6 +56,55 @@ class TaskRunner:
             self._cancel[task_id] = threading.Event()
         self._pool.submit(self._run_import, task_id, source, cleanup)
         return task_id
+
+    def submit_scheduled(
+        self, kind: TaskKind, source: str, run_at: datetime, work: Callable[[], None]
+    ) -> int:
+        """A task that stays queued until `run_at` (cancellable meanwhile), then runs `work`
+        on its own thread, so a waiting schedule never holds up an import."""
+        with self._db.sessions.begin() as session:
+            task = Task(kind=kind.value, source=source)
+            session.add(task)
+            session.flush()
+            task_id = task.id
+        event = threading.Event()
+        with self._lock:
+            self._cancel[task_id] = event
+        thread = threading.Thread(
+            target=self._run_scheduled,
+            args=(task_id, run_at, work, event),
+            name=f"sync-task-{task_id}",
+            daemon=True,
+        )
+        thread.start()
+        return task_id
+
+    def _run_scheduled(
+        self, task_id: int, run_at: datetime, work: Callable[[], None], event: threading.Event
+    ) -> None:
+        try:
+            if event.wait(max(0.0, (run_at - utc_now()).total_seconds())):
+                return  # cancelled (or the server stops) before its time
+            with self._db.sessions.begin() as session:
+                task = session.get(Task, task_id)
+                if task is None or task.state != TaskState.QUEUED:
+                    return
+                task.state, task.started_at = TaskState.RUNNING.value, utc_now()
+            try:
+                work()
+            except EngineKitError as exc:
+                self._set(task_id, state=TaskState.FAILED.value, error=exc.message)
+            except Exception as exc:
+                log.exception("task %d: internal error", task_id)
+                self._set(task_id, state=TaskState.FAILED.value, error=f"internal error: {exc}")
+            else:
+                self._set(task_id, state=TaskState.SUCCEEDED.value, progress=1.0)
+            self._set(task_id, finished_at=utc_now())
+        finally:
+            with self._lock:
+                self._cancel.pop(task_id, None)
+            with self._ended:
+                self._ended.notify_all()
 
     def cancel(self, task_id: int) -> bool:
         """Ask a queued or running task to stop; False when it already finished."""

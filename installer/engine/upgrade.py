@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from disk_images.layout import PartitionRole, Slot
 from disk_images.session import InstallationSession, open_installation
-from disk_images.state import EngineConfig, EngineState, UpgradeStatus, VmKind, VmRecord
+from disk_images.state import EngineConfig, EngineState, UpgradeStatus, VmKind
 from enginekit.errors import InternalError
 from enginekit.versions import DiskLayout, EngineVersion
 from installer.engine import bootloader
@@ -59,7 +59,7 @@ def update_shared_vms(session: InstallationSession, image: SystemImage) -> None:
             continue  # will not run on this Engine; leave it as published
         if vm.pv_drivers == image.pv_drivers:
             continue
-        session.write_vm(VmRecord(vm.name, vm.kind, image.pv_drivers, vm.published_for))
+        session.write_vm(replace(vm, pv_drivers=image.pv_drivers))
 
 
 def _write_and_switch(

@@ -57,6 +57,7 @@ def test_upgrade_status_values_are_what_synchronizer_shows() -> None:
             "us", Registration(RegistrationMode.SYNCHRONIZER, "sync.lan", Secret("t0ken"))
         ),
         VmRecord("win-10_x.y", VmKind.LOCAL, "4.5.0", "4.0.0"),
+        VmRecord("office", VmKind.SHARED, "5.0.0", "5.0.0", image_version=2, pending_version=3),
     ],
 )
 def test_state_files_round_trip(value: object) -> None:
@@ -133,6 +134,12 @@ BAD = [
         b'{"name": "x", "kind": "weird", "pv_drivers": "4.0.0",'
         b' "published_for": "4.0.0", "more": 2}',
         "unknown key(s): more",
+    ),
+    (
+        VmRecord,
+        b'{"name": "x", "kind": "shared", "pv_drivers": "4.0.0",'
+        b' "published_for": "4.0.0", "image_version": "two"}',
+        "image_version must be a whole number >= 0",
     ),
 ]
 

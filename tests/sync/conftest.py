@@ -3,11 +3,11 @@ started as its own process and stopped with SIGTERM; clients talk to it over HTT
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,17 +33,10 @@ class RunningServer:
         return SyncClient(self.url, token)
 
 
-@pytest.fixture
-def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
-    with running_server(tmp_path) as server:
-        yield server
-
-
-@contextlib.contextmanager
-def running_server(tmp_path: Path, *extra: str) -> Iterator[RunningServer]:
-    """`engine-sync serve` with `extra` options, stopped (and checked clean) on exit."""
-    data = tmp_path / "sync-data"
-    log = tmp_path / "server.log"
+@contextmanager
+def running_server(data: Path, log: Path, *extra: str) -> Iterator[RunningServer]:
+    """`engine-sync serve --data DATA` with `extra` options on a free port of 127.0.0.1 until
+    the block ends; stopped with SIGTERM and checked clean."""
     with log.open("wb") as log_file:
         proc = spawn(
             # --debug: the most the server ever logs (its access log included) goes to the
@@ -79,6 +72,12 @@ def running_server(tmp_path: Path, *extra: str) -> Iterator[RunningServer]:
                 raise
     assert proc.returncode == 0, log.read_text()
     assert rest.strip().endswith("stopped")
+
+
+@pytest.fixture
+def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(tmp_path / "sync-data", tmp_path / "server.log") as server:
+        yield server
 
 
 @pytest.fixture

@@ -29,7 +29,9 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
 ) -> None:
     # --scan-interval: the console's Import step, not the folder watcher, imports the ISO.
     with (
-        running_server(tmp_path, "--scan-interval", "3600") as server,
+        running_server(
+            tmp_path / "sync-data", tmp_path / "server.log", "--scan-interval", "3600"
+        ) as server,
         chromium(tmp_path / "chromium-profile") as driver,
     ):
         admin = server.admin()
@@ -138,7 +140,7 @@ def test_a_failed_first_boot_shows_failed_with_its_reason(
     engine_medium: Callable[[str], Path], tmp_path: Path
 ) -> None:
     with (
-        running_server(tmp_path) as server,
+        running_server(tmp_path / "sync-data", tmp_path / "server.log") as server,
         chromium(tmp_path / "chromium-profile") as driver,
     ):
         admin = server.admin()
