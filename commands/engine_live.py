@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from commands.engine_install import _print_report, _text_progress
+from commands.engine_install import print_report, text_progress
 from commands.live_events import EVENTS_PORT, EventPort
 from disk_images.probe import Installation, probe
 from enginekit.cli import ArgumentParser, add_common_options, run_main
@@ -169,14 +169,14 @@ def _install(args: argparse.Namespace, events: EventPort) -> Installer:
     events.emit("screen", screen=installer.screen.value)
     if answers is not None:
         events.emit("answer", source=str(answers_path), disk=str(target.path))
-        report = drive(installer, answers, _progress(events, _text_progress(sys.stdout)))
+        report = drive(installer, answers, _progress(events, text_progress(sys.stdout)))
         if report is None:
             raise UserInputError(
                 f"{answers_path}: eula.accept is false: the licence was declined; "
                 "nothing was written",
                 hint="set [eula] accept = true to install",
             )
-        _print_report(report)
+        print_report(report)
         return installer
     from installer.frontends.interactive import run_interactive
 
