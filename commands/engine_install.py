@@ -186,7 +186,7 @@ class _Recording:
             ) from None
 
 
-def _text_progress(stream: TextIO) -> ProgressCallback:
+def text_progress(stream: TextIO) -> ProgressCallback:
     last: list[str] = []
 
     def progress(step: str, fraction: float) -> None:
@@ -197,7 +197,7 @@ def _text_progress(stream: TextIO) -> ProgressCallback:
     return progress
 
 
-def _print_report(report: InstallReport) -> None:
+def print_report(report: InstallReport) -> None:
     for line in screens.report_lines(report):
         print_wrapped(line)
 
@@ -308,7 +308,7 @@ def _drive(
     reboot = False  # "Reboot now" chosen: on the host, say how to boot the disk
     if answers is not None:
         # With --json, stdout carries the one JSON object: the step lines go to stderr.
-        progress = _text_progress(sys.stderr if args.json else sys.stdout)
+        progress = text_progress(sys.stderr if args.json else sys.stdout)
         report = drive(installer, answers, progress)
         if report is None:
             raise UserInputError(
@@ -341,7 +341,7 @@ def _drive(
             print_wrapped(f"  {line}")
     elif answers is not None:
         # The interactive finish screen has shown the report already; once is enough.
-        _print_report(report)
+        print_report(report)
     finish = installer.model.answer(Screen.FINISH)
     if reboot or (answers is not None and isinstance(finish, FinishAnswer) and finish.reboot):
         print(f"reboot: boot the disk to run the new Engine (engine-disk boot {args.target})")

@@ -1,35 +1,78 @@
-"""engine-live: what the live installer medium runs once its init has loaded the drivers.
+"""engine-live: the installer the live medium runs, on the computer's own disks.
 
-For now it reports what is on each of the machine's fixed disks, one `ENGINE DISK` line per
-disk, read with `disk_images.probe` (read-only, never mounted). Removable media (the DVD the
-machine booted from, a USB stick) and virtual devices (loop, ram, zram) are not disks to
-install on and are left out.
+It finds the installer medium among the machine's block devices (the DVD drive, a stick: the
+first one whose manifest reads), offers the fixed disks that do not hold it, and runs the same
+model, screens and install engine as `engine-install` with the disk as the target: from the
+answer file packed into the initramfs (`ANSWERS_PATH`) when there is one, else interactively
+on the console. Every step is also one JSON object per line on the second serial port
+(`live_events`), for harnesses that never read screens. "Reboot now" restarts the computer.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from commands.engine_install import print_report, text_progress
+from commands.live_events import EVENTS_PORT, EventPort
 from disk_images.probe import Installation, probe
 from enginekit.cli import ArgumentParser, add_common_options, run_main
-from enginekit.errors import EngineKitError
+from enginekit.errors import EngineKitError, UserInputError
+from enginekit.identity import medium_relation
+from enginekit.sizes import human_size
+from installer import answers as answer_files
+from installer.frontends.api import Installer, load_medium, load_target
+from installer.frontends.unattended import drive
+from installer.model import FinishAnswer, Screen, TargetInfo
+from installer.plan import ProgressCallback
+from media.reader import MediumReader
 
 SYS_BLOCK = Path("/sys/block")
+# Where `engine-media build --answers` puts the answer file: a small newc segment appended to
+# the live initramfs, which the kernel unpacks over the rest.
+ANSWERS_PATH = Path("/etc/engine/answers.toml")
+SYSRQ_TRIGGER = Path("/proc/sysrq-trigger")
 DISK_LINE = "ENGINE DISK {device} {what}"
+
+
+def _hardware_disks(sys_block: Path) -> list[tuple[str, bool]]:
+    """(name, removable) of the block devices backed by hardware (a `device` link)."""
+    found = []
+    for entry in sorted(sys_block.iterdir()) if sys_block.is_dir() else ():
+        removable = entry / "removable"
+        if (entry / "device").exists() and removable.is_file():
+            found.append((entry.name, removable.read_text().strip() != "0"))
+    return found
 
 
 def fixed_disks(sys_block: Path = SYS_BLOCK) -> tuple[str, ...]:
     """Names of the block devices backed by hardware (a `device` link) that are not removable."""
-    names = []
-    for entry in sorted(sys_block.iterdir()) if sys_block.is_dir() else ():
-        removable = entry / "removable"
-        if not (entry / "device").exists() or not removable.is_file():
+    return tuple(name for name, removable in _hardware_disks(sys_block) if not removable)
+
+
+def find_medium(sys_block: Path, dev: Path) -> Path | None:
+    """The block device holding an Engine installer medium: removable devices first (the DVD
+    drive, a stick), then the others (a stick that says it is fixed)."""
+    disks = _hardware_disks(sys_block)
+    for name, _removable in sorted(disks, key=lambda d: not d[1]):
+        try:
+            with MediumReader.open(dev / name):
+                return dev / name
+        except (EngineKitError, OSError):
             continue
-        if removable.read_text().strip() == "0":
-            names.append(entry.name)
-    return tuple(names)
+    return None
+
+
+def target_disks(sys_block: Path, dev: Path, medium: Path) -> tuple[Path, ...]:
+    """The fixed disks one may install on: never the medium, nor a disk that holds it."""
+    return tuple(
+        dev / name
+        for name in fixed_disks(sys_block)
+        if medium_relation(dev / name, medium) is None and dev / name != medium
+    )
 
 
 def disk_line(device: Path) -> str:
@@ -43,16 +86,143 @@ def disk_line(device: Path) -> str:
     return DISK_LINE.format(device=device, what=f"none kind={result.kind}")
 
 
-def _report(args: argparse.Namespace) -> int:
-    dev = Path(args.dev)
-    for name in fixed_disks(Path(args.sys_block)):
+def _describe(target: TargetInfo) -> dict[str, object]:
+    found = target.installation
+    return {
+        "device": str(target.path),
+        "disk_id": target.disk_id,
+        "size_bytes": target.size_bytes,
+        "engine": found.version if found is not None else None,
+    }
+
+
+def _disk_title(target: TargetInfo) -> str:
+    found = target.installation
+    what = f"Engine {found.version}" if found is not None else "no Engine"
+    return f"{target.path} ({human_size(target.size_bytes)}, {what}, disk id {target.disk_id})"
+
+
+def _choose_disk(targets: list[TargetInfo], answers: answer_files.AnswerFile | None) -> TargetInfo:
+    """The disk this run installs on: the one the answers name, the only one, or the user's
+    pick on the console."""
+    listing = "; ".join(_disk_title(t) for t in targets)
+    if answers is not None and answers.disk is not None:
+        for target in targets:
+            if answer_files.names_disk(answers.disk, target):
+                return target
+        raise UserInputError(
+            f"{answers.source}: disk.target: names {answers.disk!r}, which is not one of this "
+            f"computer's disks: {listing}; nothing was written",
+            hint="name one of the disks listed, by device path or disk id",
+        )
+    if len(targets) == 1:
+        return targets[0]
+    if answers is not None:
+        raise UserInputError(
+            f"{answers.source}: disk.target: is needed: this computer has {len(targets)} "
+            f"disks: {listing}; nothing was written",
+            hint='add [disk] target = "/dev/sda" (or the disk id) to the answer file',
+        )
+    import questionary
+
+    choice = questionary.select(
+        "Install Engine on which disk?",
+        choices=[questionary.Choice(title=_disk_title(t), value=str(t.path)) for t in targets],
+        qmark=">",
+    ).unsafe_ask()
+    return next(t for t in targets if str(t.path) == choice)
+
+
+def _progress(events: EventPort, echo: ProgressCallback) -> ProgressCallback:
+    def progress(step: str, fraction: float) -> None:
+        events.emit("step", step=step, fraction=round(fraction, 3))
+        echo(step, fraction)
+
+    return progress
+
+
+def _install(args: argparse.Namespace, events: EventPort) -> Installer:
+    sys_block, dev = Path(args.sys_block), Path(args.dev)
+    for name in fixed_disks(sys_block):
         print(disk_line(dev / name), flush=True)
+    answers_path = Path(args.answers)
+    answers = answer_files.load_answers(answers_path) if answers_path.exists() else None
+    medium_path = find_medium(sys_block, dev)
+    if medium_path is None:
+        raise UserInputError(
+            "no Engine installer medium found in this computer's drives",
+            hint="insert the Engine DVD or stick and start the computer again",
+        )
+    medium = load_medium(medium_path)
+    targets = [
+        load_target(path, block_device=True) for path in target_disks(sys_block, dev, medium_path)
+    ]
+    events.emit("disks", medium=str(medium_path), disks=[_describe(t) for t in targets])
+    if not targets:
+        raise UserInputError(
+            "this computer has no disk to install Engine on (the installer medium is not one)",
+            hint="attach the computer's disk and start it again",
+        )
+    target = _choose_disk(targets, answers)
+    installer = Installer(medium, target)
+    installer.on_screen = lambda screen: events.emit("screen", screen=screen.value)
+    events.emit("screen", screen=installer.screen.value)
+    if answers is not None:
+        events.emit("answer", source=str(answers_path), disk=str(target.path))
+        report = drive(installer, answers, _progress(events, text_progress(sys.stdout)))
+        if report is None:
+            raise UserInputError(
+                f"{answers_path}: eula.accept is false: the licence was declined; "
+                "nothing was written",
+                hint="set [eula] accept = true to install",
+            )
+        print_report(report)
+        return installer
+    from installer.frontends.interactive import run_interactive
+
+    run_interactive(installer)
+    return installer
+
+
+def _reboot_now(events: EventPort) -> None:
+    """Restart the computer at once: the init has no service manager to stop."""
+    events.emit("rebooting")
+    os.sync()
+    SYSRQ_TRIGGER.write_text("b")
+
+
+def _live(args: argparse.Namespace) -> int:
+    with EventPort(Path(args.events)) as events:
+        events.emit("booted")
+        try:
+            installer = _install(args, events)
+        except EngineKitError as exc:
+            events.emit("failed", error=exc.message)
+            raise
+        except KeyboardInterrupt:
+            events.emit("failed", error="interrupted")
+            raise
+        report = installer.report
+        if report is None:
+            events.emit("failed", error="the run was cancelled; nothing was written")
+            return 2
+        events.emit(
+            "finished",
+            version=report.installed_version,
+            slot=report.slot,
+            upgrade_status=report.upgrade_status.value,
+            device=str(report.plan.target),
+        )
+        finish = installer.model.answer(Screen.FINISH)
+        if args.reboot and isinstance(finish, FinishAnswer) and finish.reboot:
+            _reboot_now(events)
     return 0
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="engine-live", description="report what is on each of this machine's fixed disks"
+        prog="engine-live",
+        description="install or upgrade Engine on this computer's disk (the live installer)",
     )
     add_common_options(parser)
     parser.add_argument(
@@ -64,11 +234,29 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--dev", default="/dev", metavar="DIR", help="where the device nodes are (default /dev)"
     )
+    parser.add_argument(
+        "--answers",
+        default=str(ANSWERS_PATH),
+        metavar="FILE",
+        help=f"the answer file baked into the medium, if any (default {ANSWERS_PATH})",
+    )
+    parser.add_argument(
+        "--events",
+        default=str(EVENTS_PORT),
+        metavar="PORT",
+        help=f"where the JSON event lines go (default {EVENTS_PORT}, the second serial port)",
+    )
+    parser.add_argument(
+        "--no-reboot",
+        dest="reboot",
+        action="store_false",
+        help="when the installer is done, stay up instead of rebooting",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(), _report, argv)
+    return run_main(build_parser(), _live, argv)
 
 
 if __name__ == "__main__":

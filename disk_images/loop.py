@@ -134,8 +134,10 @@ class LoopDevice:
         self.detach()
 
     def attach(self) -> Path:
-        if not self.image.is_file():
-            raise LoopDeviceError(f"{self.image}: not a regular file; cannot attach it")
+        # A disk is attached the same way as an image file (the live installer writes the
+        # computer's disk through the session code the host uses for images).
+        if not (self.image.is_file() or self.image.is_block_device()):
+            raise LoopDeviceError(f"{self.image}: not a regular file or a disk; cannot attach it")
         mode = os.O_RDONLY if self.read_only else os.O_RDWR
         backing_fd = os.open(self.image, mode | os.O_CLOEXEC)
         try:

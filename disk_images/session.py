@@ -200,8 +200,8 @@ def open_installation(
     new temp dir in `mount_parent` (default: the system temp dir).
     """
     path = Path(path)
-    if not path.is_file():
-        raise InvalidDiskImage(f"{path}: not a regular file (a disk image is needed)")
+    if not (path.is_file() or path.is_block_device()):
+        raise InvalidDiskImage(f"{path}: not a disk image file or a disk")
     with ExitStack() as stack:
         # Held for the whole session: a second writer (an install, an upgrade, a boot) on the
         # same image gets one clear line instead of changing the disk under this one.

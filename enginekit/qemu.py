@@ -69,6 +69,9 @@ class BootSpec:
     kernel: Path | None = None
     initrd: Path | None = None
     append: str = ""
+    # The second serial port (the guest's ttyS1) written to this file: the live installer's
+    # JSON events. None: the machine has one serial port.
+    events_log: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,7 @@ class QemuMachine:
             "-display", "none",
             "-vga", "none",
             "-serial", f"file:{_absolute(self.serial_log)}",
+            *(("-serial", f"file:{_absolute(spec.events_log)}") if spec.events_log else ()),
             "-monitor", "none",
             "-no-reboot",
             "-boot", "menu=off,strict=on",
@@ -203,13 +207,18 @@ class QemuMachine:
         has_usb = any(d.kind is DriveKind.USB for d in spec.drives)
         if has_usb:
             argv += ["-device", "qemu-xhci,id=xhci"]
+        ahci_ports = 0  # q35's AHCI controller: ports ide.0 to ide.5, one drive each
         for i, drive in enumerate(spec.drives):
             node = f"drive{i}"
+            port = ""
+            if drive.kind in (DriveKind.CDROM, DriveKind.SATA):
+                port = f",bus=ide.{ahci_ports}"
+                ahci_ports += 1
             # With -kernel QEMU reserves boot index 0 for the kernel: no drive may claim one.
             boot_index = "" if spec.kernel else f",bootindex={i}"
             if drive.kind is DriveKind.CDROM:
                 argv += ["-blockdev", _raw_node(node, drive.path, read_only=True)]
-                argv += ["-device", f"ide-cd,drive={node}{boot_index}"]
+                argv += ["-device", f"ide-cd,drive={node}{port}{boot_index}"]
                 continue
             if drive.snapshot:
                 argv += ["-blockdev", _snapshot_node(node, drive.path, tmp / f"{node}.qcow2")]
@@ -218,7 +227,7 @@ class QemuMachine:
             if drive.kind is DriveKind.DISK:
                 argv += ["-device", f"virtio-blk-pci,drive={node}{boot_index}"]
             elif drive.kind is DriveKind.SATA:  # q35's built-in AHCI controller
-                argv += ["-device", f"ide-hd,drive={node}{boot_index}"]
+                argv += ["-device", f"ide-hd,drive={node}{port}{boot_index}"]
             elif drive.kind is DriveKind.NVME:
                 argv += ["-device", f"nvme,drive={node},serial=engine{i}{boot_index}"]
             else:

@@ -27,6 +27,7 @@ from installer.model import (
     KeyboardAnswer,
     RegistrationAnswer,
     Screen,
+    TargetInfo,
 )
 from installer.plan import InstallMode, RegistrationMode, Secret
 
@@ -44,6 +45,9 @@ SCHEMA: dict[str, dict[str, tuple[type, str]]] = {
     Screen.EXISTING.value: {"action": _STR, "confirm_erase": _STR},
     Screen.REGISTRATION.value: {"mode": _STR, "server": _STR, "token": _STR},
     Screen.FINISH.value: {"reboot": _BOOL},
+    # Which disk to install on: a device path or the disk id (the live installer's choice
+    # among the computer's disks; on the host it must name --target).
+    "disk": {"target": _STR},
 }
 _ACTIONS = (InstallMode.UPGRADE, InstallMode.ERASE, InstallMode.REPAIR)
 
@@ -79,6 +83,7 @@ class AnswerFile:
     server: str | None = None
     token: Secret | None = None
     reboot: bool | None = None
+    disk: str | None = None  # [disk] target: a device path or a disk id
 
 
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -147,6 +152,9 @@ def _check_values(
     existing = values.get("existing", {})
     registration = values.get("registration", {})
     finish = values.get("finish", {})
+    disk = values.get("disk", {}).get("target")
+    if disk is not None and not disk.strip():
+        problems.append("disk.target: is empty; give a device path (/dev/sda) or a disk id")
 
     layout = keyboard.get("layout")
     if layout is not None:
@@ -229,6 +237,7 @@ def _check_values(
         if token is not None and mode is RegistrationMode.SYNCHRONIZER
         else None,
         reboot=finish.get("reboot"),
+        disk=disk,
     )
 
 
@@ -300,6 +309,11 @@ def load_answers(path: Path) -> AnswerFile:
     return parse_answers(data, str(path))
 
 
+def names_disk(name: str, target: TargetInfo) -> bool:
+    """Whether `name` ([disk] target) is `target`'s device path or its disk id."""
+    return name == str(target.path) or (target.disk_id is not None and name == target.disk_id)
+
+
 def check_for_run(
     answers: AnswerFile, model: InstallerModel, *, decline_is_problem: bool = False
 ) -> None:
@@ -318,6 +332,11 @@ def check_for_run(
     problems: list[str] = []
     missing: list[str] = []
     found = model.target.installation
+    if answers.disk is not None and not names_disk(answers.disk, model.target):
+        problems.append(
+            f"disk.target: names {validators.short(answers.disk)}, but this run installs on "
+            f"{model.target.path} (disk id {model.target.disk_id or 'none: blank'})"
+        )
     refusal: rules.InstallRefused | None = None
     if answers.eula_accept is None:
         missing.append("eula.accept")

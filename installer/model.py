@@ -112,6 +112,9 @@ class TargetInfo:
     # No Engine, but not blank either (foreign table, damaged GPT, a filesystem, an incomplete
     # install): such a disk is only ever erased after its disk id is typed, never overwritten.
     holds_data: bool = False
+    # One of the computer's disks (a block device) rather than an image file: only the live
+    # installer offers these.
+    block_device: bool = False
 
     @property
     def other_data(self) -> str | None:
@@ -367,6 +370,7 @@ class InstallerModel:
             reboot=reboot,
             eula_accepted=True,
             expected_disk_id=self._expected_disk_id(mode),
+            target_is_device=self.target.block_device,
         )
 
     def _expected_disk_id(self, mode: InstallMode) -> str | None:

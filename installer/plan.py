@@ -57,6 +57,9 @@ class InstallPlan:
     # with its own probe under the disk lock and refuses a disk that changed since. Required
     # for ERASE of a disk that is not blank; None on a blank disk.
     expected_disk_id: str | None = None
+    # The target is one of the computer's own disks (a block device), as the live installer
+    # sees them; engine-install on the host installs into image files only.
+    target_is_device: bool = False
 
 
 @dataclass(frozen=True)

@@ -171,6 +171,9 @@ LIVE_MODULES = (
     "sr_mod", "cdrom", "isofs",
     "xhci_pci", "xhci_hcd", "usb_storage", "uas",
     "vfat", "fat", "nls_cp437", "nls_ascii", "nls_utf8",
+    # The install engine mounts the Engine disk's ext4 slots through a loop device over the
+    # disk (the same code path as for an image file); ext4 wants crc32c at mount time.
+    "ext4", "crc32c_generic", "loop",
 )  # fmt: skip
 # Besides modules.dep, modprobe reads these to tell built-in modules from missing ones.
 _MODULE_INDEX_FILES = ("modules.order", "modules.builtin", "modules.builtin.modinfo")
@@ -218,6 +221,8 @@ def cached_live_kernel(package: str | None = None) -> LiveKernel | None:
         load=tuple(data["load"]),
         builtin=tuple(data["builtin"]),
     )
+    if set(kernel.load) | set(kernel.builtin) != {_normal(m) for m in LIVE_MODULES}:
+        return None  # made for another module list: prune the package again
     if kernel.vmlinuz.is_file() and (kernel.modules_dir / "modules.dep").is_file():
         return kernel
     return None

@@ -4,7 +4,8 @@ The kernel unpacks the archive into its RAM-backed rootfs, so the installer runs
 a DVD and from a stick and needs no root file system of its own. The archive holds:
 
 - the tree `live_userland` extracted with mmdebstrap, without what an installer never reads
-  (documentation, man pages, locales, iconv modules, apt's state, unused stdlib packages);
+  (documentation, man pages, locales, the iconv modules but the code page mtools needs,
+  apt's state, unused stdlib packages);
 - the generic kernel's pruned modules tree (`kernel.fetch_live_kernel`), for modprobe;
 - EngineKit's packages from this checkout and the pure-Python wheels they import at run time,
   taken from the project's venv (installed there from PyPI);
@@ -61,8 +62,12 @@ PRUNED_DIRS = (
     "dev", "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
     "usr/share/lintian", "usr/share/bash-completion", "usr/share/bug", "usr/share/perl5",
     "usr/share/zoneinfo", "usr/share/common-licenses", "usr/include",
-    "usr/lib/x86_64-linux-gnu/gconv", "var/cache", "var/lib/apt", "var/log",
+    "var/cache", "var/lib/apt", "var/log",
 )  # fmt: skip
+# glibc's iconv modules: only the DOS code page mtools converts FAT names with (it refuses to
+# open a FAT filesystem without it) and the index files that name the modules.
+GCONV_DIR = "usr/lib/x86_64-linux-gnu/gconv"
+GCONV_KEPT = ("gconv-modules", "gconv-modules.cache", "gconv-modules.d", "IBM850.so")
 PRUNED_STDLIB = (
     "test", "tkinter", "idlelib", "ensurepip", "lib2to3", "pydoc_data", "turtledemo",
     "distutils", "venv", "config-{version}-x86_64-linux-gnu", "unittest", "sqlite3",
@@ -205,6 +210,8 @@ def _pruned(tree: Path) -> Callable[[str], bool]:
     def pruned(rel: str) -> bool:
         if rel.startswith(prefixes) or "__pycache__" in rel.split("/"):
             return True
+        if rel.startswith(GCONV_DIR + "/"):
+            return rel.removeprefix(GCONV_DIR + "/").split("/")[0] not in GCONV_KEPT
         return rel.endswith(".pyc")
 
     return pruned
@@ -289,7 +296,7 @@ class _Builder:
 
 
 # Bump when base_archive() lays the tree out differently: the cached base segments go stale.
-BASE_LAYOUT = 1
+BASE_LAYOUT = 2
 
 
 def _base_key(
@@ -297,8 +304,14 @@ def _base_key(
 ) -> str:
     """What the base segment is made of: a change to any of these makes a new segment."""
     wheels = {name: importlib.metadata.version(name) for name in WHEELS}
-    rules = (BASE_LAYOUT, PRUNED_DIRS, PRUNED_STDLIB, APPLETS, EXTRA_DIRS, sys.version_info[:2])
-    blob = repr((userland.key, kernel.package, wheels, rules, compression.value, form.value))
+    rules = (
+        BASE_LAYOUT, PRUNED_DIRS, GCONV_KEPT, PRUNED_STDLIB, APPLETS, EXTRA_DIRS,
+        sys.version_info[:2],
+    )  # fmt: skip
+    modules = (kernel.load, kernel.builtin)  # a new module list repacks the modules tree
+    blob = repr(
+        (userland.key, kernel.package, modules, wheels, rules, compression.value, form.value)
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -342,6 +355,27 @@ def enginekit_archive(
         builder.file(f"{SITE_DIR}/{rel}", source.read_bytes(), 0o644)
     builder.archive.add_file("init", live_init_script(version, kernel.load).encode(), 0o755)
     return builder.archive.to_bytes()
+
+
+ANSWERS_MEMBER = "etc/engine/answers.toml"  # commands.engine_live.ANSWERS_PATH
+
+
+def with_answers(image: LiveImage, answers: bytes, out: Path) -> LiveImage:
+    """`image` with an answer file: its initramfs followed by one small uncompressed newc
+    segment holding `ANSWERS_MEMBER`, which the kernel unpacks over the rest. This is how an
+    unattended medium carries its answers (`engine-media build --answers`)."""
+    archive = NewcArchive()
+    archive.add_dir("etc", 0o755)
+    archive.add_dir("etc/engine", 0o755)
+    archive.add_file(ANSWERS_MEMBER, answers, 0o644)
+    base = image.initrd.read_bytes()
+    # The kernel looks for an uncompressed archive's header at a 4-byte boundary only; zeros
+    # between archives are skipped.
+    padding = b"\0" * (-len(base) % 4)
+    out.write_bytes(base + padding + archive.to_bytes())
+    return LiveImage(
+        kernel=image.kernel, initrd=out, compression=image.compression, append=image.append
+    )
 
 
 def _cached_segment(name: str, compression: Compression, make: Callable[[], bytes]) -> Path:

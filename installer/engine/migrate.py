@@ -62,7 +62,7 @@ from installer.engine.common import (
     write_slot,
 )
 from installer.engine.config import new_config
-from installer.engine.refusals import Refused
+from installer.engine.refusals import Refused, target_size
 from installer.engine.upgrade import SlotSwitch, update_shared_vms
 from installer.plan import InstallPlan
 
@@ -146,7 +146,7 @@ def migrate_mbr_to_gpt(
     The three sessions below share the disk lock `run_plan` holds for the whole run, so no
     other process can open the disk while its table is rewritten between them.
     """
-    disk_size = plan.target.stat().st_size
+    disk_size = target_size(plan.target, device=plan.target_is_device)
     esp_start, esp_size = region_bounds(ESP_REGION, disk_size)
     b_start, b_size = region_bounds(SLOT_B_REGION, disk_size)
     _check_reserved_regions_free(plan.target, disk_size)

@@ -46,8 +46,9 @@ def refuse_medium_as_target(target: Path, medium: Path) -> None:
         )
 
 
-def target_size(target: Path) -> int:
-    """Size of the target disk image file in bytes, or a refusal."""
+def target_size(target: Path, *, device: bool = False) -> int:
+    """Size of the target disk image file in bytes, or a refusal. A block device is the
+    target only when the plan says so (`device`: the live installer's own disks)."""
     try:
         st = target.stat()
     except FileNotFoundError:
@@ -56,7 +57,9 @@ def target_size(target: Path) -> int:
             hint="create one first, e.g. engine-disk create DISK.img --size 8G",
         ) from None
     if stat.S_ISBLK(st.st_mode):
-        raise refuse_block_device(target)
+        if not device:
+            raise refuse_block_device(target)
+        return device_size(target)
     if not stat.S_ISREG(st.st_mode):
         raise Refused(
             f"{target}: not a disk image file",
@@ -65,9 +68,24 @@ def target_size(target: Path) -> int:
     return st.st_size
 
 
-def check_target(target: Path) -> int:
+def device_size(target: Path) -> int:
+    """A block device's size in bytes (its st_size is 0): where a seek to the end lands."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise Refused(
+            f"{target}: cannot read the disk ({exc.strerror})",
+            hint="check that the disk is attached and readable",
+        ) from None
+    try:
+        return os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+
+
+def check_target(target: Path, *, device: bool = False) -> int:
     """Refuse a target we cannot write or that is too small; return its size."""
-    size = target_size(target)
+    size = target_size(target, device=device)
     if not os.access(target, os.W_OK):
         raise Refused(
             f"{target}: the target is not writable",

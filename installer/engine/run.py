@@ -256,7 +256,7 @@ def check_plan(plan: InstallPlan, tracker: StepTracker | None = None) -> Checked
         )
     tracker = tracker or StepTracker(_steps_for(plan), None)
     refuse_medium_as_target(plan.target, plan.medium)
-    disk_size = check_target(plan.target)
+    disk_size = check_target(plan.target, device=plan.target_is_device)
     tracker.reach(Checkpoint.VERIFY_MEDIUM)
     with _open_medium(plan.medium) as medium:
         image = _verify_medium(medium, plan, tracker)
@@ -281,7 +281,8 @@ def hold_target(plan: InstallPlan, *, exclusive: bool) -> Iterator[None]:
     a shared one only while it checks: it refuses while a writer is busy, and leaves nothing
     behind.
     """
-    target_size(plan.target)  # a missing or non-file target gets its own clear line first
+    # A missing or non-file target gets its own clear line first.
+    target_size(plan.target, device=plan.target_is_device)
     with hold_disk(plan.target, exclusive=exclusive):
         yield
 
@@ -304,7 +305,7 @@ def _check_before_lock(plan: InstallPlan) -> None:
     if not plan.eula_accepted:
         check_plan(plan)  # raises the EULA refusal before the disk is touched at all
     refuse_medium_as_target(plan.target, plan.medium)
-    check_target(plan.target)
+    check_target(plan.target, device=plan.target_is_device)
 
 
 def dry_run_check(plan: InstallPlan) -> CheckedPlan:

@@ -28,6 +28,7 @@ from installer.model import (
     InstalledEngine,
     InstallerModel,
     MediumInfo,
+    Outcome,
     ProgressAnswer,
     Screen,
     TargetInfo,
@@ -111,6 +112,15 @@ class Installer:
         # Called once the engine has run and the model is on the finish screen (the CLI
         # records the answers there, so a Ctrl-C at the finish prompt still keeps them).
         self.on_installed: Callable[[InstallerModel], None] | None = None
+        # Called with each screen the run moves to (the live installer's event port).
+        self.on_screen: Callable[[Screen], None] | None = None
+
+    def _move(self, outcome: Outcome) -> Screen:
+        """The one way the controller moves the model: then the observer hears of it."""
+        screen = self.model.move(outcome)
+        if self.on_screen is not None:
+            self.on_screen(screen)
+        return screen
 
     @property
     def screen(self) -> Screen:
@@ -136,7 +146,7 @@ class Installer:
         """Give the current screen a typed answer and move where it decides."""
         if self.screen is Screen.PROGRESS:
             raise InternalError("the progress screen is left through install()")
-        return self.model.move(screens.handle(self.model, answer))
+        return self._move(screens.handle(self.model, answer))
 
     def choose(self, value: str, **fields: str) -> Screen:
         """Pick choice `value` on the current screen (with the text fields it needs)."""
@@ -144,7 +154,7 @@ class Installer:
             raise InternalError(f"the installer already ended ({self.screen})")
         if self.screen is Screen.PROGRESS:
             raise InternalError("the progress screen is left through install()")
-        return self.model.move(screens.choose(self.model, value, fields))
+        return self._move(screens.choose(self.model, value, fields))
 
     def next(self) -> Screen:
         """Take the current screen's default choice (and the text its fields show, as Enter
@@ -166,10 +176,10 @@ class Installer:
         return self.choose(current.default, **fields)
 
     def back(self) -> Screen:
-        return self.model.move(screens.back(self.model))
+        return self._move(screens.back(self.model))
 
     def quit(self) -> Screen:
-        return self.model.move(screens.quit_run(self.model))
+        return self._move(screens.quit_run(self.model))
 
     def install(self, progress: ProgressCallback | None = None) -> InstallReport:
         """Run the engine with the confirmed plan, then move on to the finish screen."""
@@ -178,7 +188,7 @@ class Installer:
         plan = self.plan()
         log.debug("running the engine: mode=%s target=%s", plan.mode, plan.target)
         report = self._engine(plan, progress or _no_progress)
-        self.model.move(screens.handle(self.model, ProgressAnswer(report)))
+        self._move(screens.handle(self.model, ProgressAnswer(report)))
         if self.on_installed is not None:
             self.on_installed(self.model)
         return report
@@ -284,17 +294,25 @@ def target_info_from(found: ProbeResult, path: Path, size_bytes: int) -> TargetI
     )
 
 
-def load_target(path: Path) -> TargetInfo:
+def load_target(path: Path, *, block_device: bool = False) -> TargetInfo:
+    """What the probe finds on `path`. A block device is refused unless `block_device` (the
+    live installer, which installs onto the computer's own disks)."""
     if not path.exists():
         raise UserInputError(
             f"{path}: no such target disk", hint="create one, e.g. engine-disk create DISK.img"
         )
-    if path.is_block_device():
-        from installer.engine.refusals import refuse_block_device
-
-        raise refuse_block_device(path)
     from disk_images.probe import probe
 
+    if path.is_block_device():
+        if not block_device:
+            from installer.engine.refusals import refuse_block_device
+
+            raise refuse_block_device(path)
+        from installer.engine.run import hold_disk
+
+        with hold_disk(path, exclusive=False):
+            found = target_info_from(probe(path), path, _size_of(path))
+        return replace(found, block_device=True)
     if not path.is_file():
         return target_info_from(probe(path), path, _size_of(path))  # probe's own one line
     from installer.engine.run import hold_disk

@@ -132,7 +132,7 @@ def test_upgrade_needs_only_eula_and_action() -> None:
         (
             "[install]\nmode = 'x'",
             "install: unknown section; known sections are eula, keyboard, existing, "
-            "registration, finish",
+            "registration, finish, disk",
         ),
         ("[keyboard]\nlayout = 'US!'", "keyboard.layout: 'US!' is not a layout name"),
         ("[keyboard]", "keyboard.layout: is needed when there is a [keyboard] section"),
@@ -410,3 +410,19 @@ def test_a_declined_licence_is_not_asked_for_the_answers_it_would_never_reach() 
     with pytest.raises(AnswerFileError) as caught:
         check_for_run(parsed, model("4.5.0"), decline_is_problem=True)
     assert any(p.startswith("eula.accept: is false") for p in caught.value.problems)
+
+
+UPGRADE_ON = '[eula]\naccept = true\n[existing]\naction = "upgrade"\n[disk]\ntarget = "{}"\n'
+
+
+@pytest.mark.parametrize("name", ["/d.img", DISK_ID])
+def test_disk_target_names_the_disk_by_path_or_id(name: str) -> None:
+    check_for_run(parse_answers(UPGRADE_ON.format(name).encode(), "a"), model("4.5.0"))
+
+
+def test_disk_target_naming_another_disk_is_an_error() -> None:
+    with pytest.raises(AnswerFileError) as caught:
+        check_for_run(parse_answers(UPGRADE_ON.format("/dev/sdb").encode(), "a"), model("4.5.0"))
+    assert caught.value.problems == (
+        f"disk.target: names '/dev/sdb', but this run installs on /d.img (disk id {DISK_ID})",
+    )

@@ -25,3 +25,14 @@ def live_image() -> LiveImage:
         if os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1":
             pytest.fail(f"cannot build the live installer image: {exc.message}")
         pytest.skip(f"cannot build the live installer image here: {exc.message}")
+
+
+@pytest.fixture(scope="session")
+def live_installer() -> LiveImage:
+    """The live image of the 5.0.0 medium: the installer that upgrades to 5.0.0."""
+    try:
+        return build_live_image("5.0.0")
+    except HostError as exc:
+        if os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1":
+            pytest.fail(f"cannot build the live installer image: {exc.message}")
+        pytest.skip(f"cannot build the live installer image here: {exc.message}")

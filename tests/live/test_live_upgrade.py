@@ -1,0 +1,158 @@
+"""The live installer upgrades the computer's own disk unattended, then the disk boots alone.
+
+The live kernel and initramfs boot straight from QEMU (-kernel/-initrd) with the answer file
+packed into the initramfs, the reference 5.0.0 ISO in the DVD drive (the payload is read from
+it) and the Engine disk on the SATA or NVMe bus. The events come from the second serial port.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commands.engine_disk import main as engine_disk_main
+from disk_images.image import create_image
+from disk_images.probe import Installation, probe
+from disk_images.state import UpgradeStatus
+from enginekit.qemu import BootResult, BootSpec, Drive, DriveKind, Firmware, boot
+from reference_builds.live_initramfs import LiveImage, with_answers
+from reference_builds.pytest_plugin import (
+    EngineDiskFactory,
+    EngineMediumFactory,
+    sparse_digest,
+    vm_disk_digests,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
+
+UPGRADE = """\
+[eula]
+accept = true
+
+[keyboard]
+layout = "us"
+
+[existing]
+action = "upgrade"
+
+[finish]
+reboot = true
+"""
+
+
+def _run_live(
+    tmp_path: Path, image: LiveImage, answers: str, drives: tuple[Drive, ...]
+) -> tuple[BootResult, list[dict[str, Any]]]:
+    """Boot the live installer with `answers` until it reboots or powers the machine off."""
+    live = with_answers(image, answers.encode(), tmp_path / "initrd-answers")
+    events_log = tmp_path / "events.jsonl"
+    spec = BootSpec(
+        firmware=Firmware.BIOS,
+        drives=drives,
+        memory_mb=1024,
+        kernel=live.kernel.vmlinuz,
+        initrd=live.initrd,
+        append=live.append,
+        events_log=events_log,
+    )
+    # Nothing on the console ends the run: the guest reboots (QEMU runs with -no-reboot) or
+    # powers off by itself.
+    result = boot(spec, r"ENGINE BOOT FAILED", timeout=400)
+    events = [json.loads(line) for line in events_log.read_text().splitlines() if line]
+    return result, events
+
+
+def _names(events: list[dict[str, Any]]) -> list[str]:
+    return [e["event"] for e in events]
+
+
+def _installed(disk: Path) -> Installation:
+    found = probe(disk)
+    assert isinstance(found, Installation), found
+    return found
+
+
+def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
+    tmp_path: Path,
+    live_installer: LiveImage,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    disk = engine_disk("4.5.0")
+    vms_before = vm_disk_digests(disk)
+    drives = (Drive(disk, DriveKind.SATA), Drive(engine_medium("5.0.0"), DriveKind.CDROM))
+    result, events = _run_live(tmp_path, live_installer, UPGRADE, drives)
+    assert result.powered_off, result.tail(20)
+    assert result.matched is None, result.tail(20)
+    names = _names(events)
+    assert names[:1] == ["booted"], result.tail(40)
+    assert names[-2:] == ["finished", "rebooting"], events
+    assert all(isinstance(e["t"], float) for e in events)
+    screens = [e["screen"] for e in events if e["event"] == "screen"]
+    assert screens[:4] == ["boot", "welcome", "eula", "keyboard"], screens
+    assert "existing" in screens
+    disks = next(e for e in events if e["event"] == "disks")
+    assert disks["medium"] == "/dev/sr0"
+    assert [d["device"] for d in disks["disks"]] == ["/dev/sda"]
+    finished = events[-2]
+    assert (finished["version"], finished["slot"]) == ("5.0.0", "B")
+    assert finished["upgrade_status"] == "Installed (Reboot Required)"
+    assert "step" in names
+
+    assert engine_disk_main(["boot", str(disk)]) == 0
+    assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in capsys.readouterr().out
+    after = _installed(disk)
+    assert after.version == "5.0.0"
+    assert after.state.pending_slot is None
+    assert vm_disk_digests(disk) == vms_before
+
+
+def test_with_two_disks_only_the_engine_disk_named_by_its_id_changes(
+    tmp_path: Path,
+    live_installer: LiveImage,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+) -> None:
+    disk = engine_disk("4.5.0", with_vms=False)
+    other = create_image(tmp_path / "other.img", 1 << 30)
+    other_before = sparse_digest(other)
+    disk_id = _installed(disk).disk_id
+    answers = UPGRADE.replace("reboot = true", "reboot = false")
+    answers += f'\n[disk]\ntarget = "{disk_id}"\n'
+    drives = (
+        Drive(other, DriveKind.NVME),
+        Drive(disk, DriveKind.SATA),
+        Drive(engine_medium("5.0.0"), DriveKind.CDROM),
+    )
+    result, events = _run_live(tmp_path, live_installer, answers, drives)
+    assert result.powered_off, result.tail(20)
+    assert result.matched is None, result.tail(20)
+    offered = next(e for e in events if e["event"] == "disks")["disks"]
+    assert [d["device"] for d in offered] == ["/dev/nvme0n1", "/dev/sda"]
+    assert _names(events)[-1] == "finished", events  # reboot = false: it powers off
+    assert events[-1]["device"] == "/dev/sda"
+    assert _installed(disk).upgrade_status is UpgradeStatus.INSTALLED_REBOOT_REQUIRED
+    assert sparse_digest(other) == other_before
+
+
+def test_a_4_0_0_disk_is_refused_with_nothing_written(
+    tmp_path: Path,
+    live_installer: LiveImage,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+) -> None:
+    disk = engine_disk("4.0.0", with_vms=False)
+    before = sparse_digest(disk)
+    drives = (Drive(disk, DriveKind.SATA), Drive(engine_medium("5.0.0"), DriveKind.CDROM))
+    result, events = _run_live(tmp_path, live_installer, UPGRADE, drives)
+    assert result.matched == "ENGINE BOOT FAILED reason=engine-live", result.tail(20)
+    failed = events[-1]
+    assert failed["event"] == "failed", events
+    assert "4.5.0 first" in failed["error"]
+    assert "install_started" not in _names(events)
+    assert "step" not in _names(events)
+    assert sparse_digest(disk) == before
