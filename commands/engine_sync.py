@@ -602,9 +602,13 @@ def build_parser() -> ArgumentParser:
     user = command("user", "the users VM images are assigned to", None)
     user_sub = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     user_add = command("add", "add a user on a computer", cmd_user_add, within=user_sub)
-    user_add.add_argument("name")
-    user_add.add_argument("--full-name", default="")
-    user_add.add_argument("--computer", type=int, required=True, metavar="ID")
+    user_add.add_argument("name", help="the user's login name (the guide's Name column)")
+    user_add.add_argument(
+        "--full-name", default="", help="the user's full name (the guide's Full Name column)"
+    )
+    user_add.add_argument(
+        "--computer", type=int, required=True, metavar="ID", help="the computer the user is on"
+    )
     backup = command("backup", "back up the database and the kits into one archive", cmd_backup)
     backup.add_argument("-o", "--output", type=Path, metavar="FILE", help="archive to write")
     backup.add_argument("--force", action="store_true", help="replace an existing FILE")
@@ -615,8 +619,14 @@ def build_parser() -> ArgumentParser:
     restore = command(
         "restore", "restore a backup into a new data directory", cmd_restore, client=False
     )
-    restore.add_argument("archive", type=Path)
-    restore.add_argument("--data", type=Path, required=True, metavar="DIR")
+    restore.add_argument("archive", type=Path, help="an archive made by engine-sync backup")
+    restore.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="a new or empty data directory to restore into",
+    )
     upgrade = command(
         "upgrade-server", "upgrade Synchronizer itself (after every Engine)", cmd_upgrade_server
     )
