@@ -1,8 +1,9 @@
-"""Reference Engine payloads (4.0.0, 4.5.0, 5.0.0): real kernel, busybox inits, manifest.
+"""Reference Engine payloads (4.0.0, 4.5.0, 5.0.0): the live installer, the Engine, manifest.
 
 `write_reference_payload` lays out a payload tree exactly as DESIGN.md "Reference payload and
-medium layout" describes, from Debian's kernel in the cache and generated, deterministic
-content, so the same kernel always yields the same tree and the same manifest.
+medium layout" describes: under `boot/` the live installer's kernel and initramfs
+(`live_initramfs`), under `system/` Debian's cloud kernel with the Engine's busybox init, and
+generated, deterministic content, so the same inputs always yield the same tree and manifest.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from enginekit.errors import UserInputError
 from media.manifest import Manifest
 from media.payload_tree import manifest_for_tree, write_manifest
 from reference_builds.builds import ReferenceBuild, reference_build
-from reference_builds.initramfs import engine_initramfs, installer_initramfs
+from reference_builds.initramfs import engine_initramfs
 from reference_builds.kernel import Kernel, fetch_kernel
+from reference_builds.live_initramfs import LiveImage, live_image_for
 
 PRODUCT = "Engine"
 KEYBOARDS: dict[str, str] = {
@@ -123,11 +125,15 @@ def _write(dest: Path, rel: str, data: bytes) -> None:
     target.write_bytes(data)
 
 
-def write_reference_payload(version: str, dest: Path, kernel: Kernel | None = None) -> Manifest:
+def write_reference_payload(
+    version: str, dest: Path, kernel: Kernel | None = None, live: LiveImage | None = None
+) -> Manifest:
     """Write the reference payload tree for `version` into `dest` and return its manifest.
 
-    `dest` may exist but must be empty. `kernel` defaults to the cached Debian kernel
-    (`fetch_kernel()`); for the same kernel the tree is byte-for-byte the same every time.
+    `dest` may exist but must be empty. `kernel` (the installed Engine's) defaults to the
+    cached Debian kernel (`fetch_kernel()`), `live` (what the medium boots) to the live
+    installer image of `version` (`live_image_for`); for the same inputs the tree is
+    byte-for-byte the same every time.
     """
     build = reference_build(version)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -136,11 +142,12 @@ def write_reference_payload(version: str, dest: Path, kernel: Kernel | None = No
             hint="give a new or empty directory for the payload",
         )
     kernel = kernel or fetch_kernel()
+    live = live or live_image_for(version)
     vmlinuz = kernel.vmlinuz.read_bytes()
     keyboards = keyboards_for(version)
     files: dict[str, bytes] = {
-        "boot/vmlinuz": vmlinuz,
-        "boot/initrd.img": installer_initramfs(version),
+        "boot/vmlinuz": live.kernel.vmlinuz.read_bytes(),
+        "boot/initrd.img": live.initrd.read_bytes(),
         "engine/EULA.txt": eula_text(version).encode(),
         "engine/keyboards.json": (json.dumps(keyboards, indent=2) + "\n").encode(),
         "system/vmlinuz": vmlinuz,

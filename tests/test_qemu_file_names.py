@@ -45,7 +45,7 @@ def test_an_odd_iso_name_boots_that_iso(
     victim = _namesake(tmp_path, 4 * 1024**2)
     before = {p: _digest(p) for p in (iso, victim)}
     spec = BootSpec(Firmware.BIOS, (Drive(iso, kind, snapshot=kind is DriveKind.USB),))
-    result = boot(spec, INSTALLER_BOOTED, timeout=120)
+    result = boot(spec, INSTALLER_BOOTED, timeout=300)
     assert result.matched is not None, result.tail()
     assert {p: _digest(p) for p in (iso, victim)} == before  # a snapshot boot writes neither
 
@@ -59,7 +59,7 @@ def test_a_scratch_directory_with_a_comma_boots_uefi(
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     spec = BootSpec(Firmware.UEFI, (Drive(engine_medium("5.0.0"), DriveKind.CDROM),))
-    result = boot(spec, INSTALLER_BOOTED, timeout=180)
+    result = boot(spec, INSTALLER_BOOTED, timeout=300)
     assert result.matched is not None, result.tail()
     assert os.listdir(scratch) == []
 

@@ -51,7 +51,7 @@ def written_stick(
 @pytest.mark.parametrize("firmware", [Firmware.BIOS, Firmware.UEFI])
 def test_written_stick_boots_as_usb_storage(written_stick: Path, firmware: Firmware) -> None:
     spec = BootSpec(firmware=firmware, drives=(Drive(written_stick, DriveKind.USB, snapshot=True),))
-    result = boot(spec, r"ENGINE (INSTALLER BOOTED|BOOT FAILED)", timeout=120)
+    result = boot(spec, r"ENGINE (INSTALLER BOOTED|BOOT FAILED)", timeout=300)
     assert result.matched == f"ENGINE INSTALLER BOOTED version=5.0.0 firmware={firmware}", (
         result.tail()
     )
