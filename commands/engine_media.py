@@ -342,9 +342,11 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
     verify.add_argument(
         "--timeout",
         type=positive_seconds,
-        default=90.0,
+        # media.verify.BOOT_TIMEOUT, not imported here: it would load QEMU and pycdlib code
+        # into every engine-media start.
+        default=300.0,
         metavar="SECONDS",
-        help="per boot (default 90)",
+        help="per boot (default 300)",
     )
     add_debug_option(verify)
     verify.set_defaults(handler=_cmd_verify)

@@ -1,9 +1,10 @@
 """The boot files the ISO builder adds next to a payload: isolinux for BIOS, a FAT ESP image
 with systemd-boot for UEFI.
 
-Both boot paths start the payload's installer kernel (`boot/vmlinuz`, `boot/initrd.img`) with
-the same command line. The ESP image is made with `mkfs.vfat` and filled with mtools, so no
-mount (and no vfat driver in the host kernel) is needed.
+Both boot paths show the same menu (`media.boot_menu`) and start the payload's installer kernel
+(`boot/vmlinuz`, `boot/initrd.img`) with each entry's command line. The ESP image is made
+with `mkfs.vfat` and filled with mtools, so no mount (and no vfat driver in the host kernel)
+is needed.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from enginekit.process import require_tool, run
+from media.boot_menu import DEFAULT_ENTRY, MENU_TIMEOUT_SECONDS, BootEntry
 
 ISOLINUX_BIN = Path("/usr/lib/ISOLINUX/isolinux.bin")
-LDLINUX_C32 = Path("/usr/lib/syslinux/modules/bios/ldlinux.c32")
+SYSLINUX_MODULES = Path("/usr/lib/syslinux/modules/bios")
+LDLINUX_C32 = SYSLINUX_MODULES / "ldlinux.c32"
+# The text menu module and the libraries it loads (syslinux 6).
+MENU_MODULES = ("menu.c32", "libutil.c32", "libcom32.c32")
 ISOHYBRID_MBR = Path("/usr/lib/ISOLINUX/isohdpfx.bin")
 SYSTEMD_BOOT_EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 
-# The installer's kernel command line, the same on every boot path. panic=-1 makes a broken
-# initramfs reboot at once (QEMU runs with -no-reboot, so the test sees it stop).
-KERNEL_OPTIONS = "console=ttyS0 panic=-1"
-MENU_TITLE = "Install Engine"
+MENU_TITLE = DEFAULT_ENTRY.menu_title
 
 # Where the builder puts its own files on the medium (ISO paths, relative). All of them live
 # under isolinux/, the one directory a payload leaves to the builder (media.manifest).
@@ -33,9 +35,11 @@ LDLINUX_PATH = "isolinux/ldlinux.c32"
 ISOLINUX_CFG_PATH = "isolinux/isolinux.cfg"
 BOOT_CATALOG_PATH = "isolinux/boot.cat"
 ESP_IMAGE_PATH = "isolinux/efiboot.img"
+MENU_MODULE_PATHS = tuple(f"{ISOLINUX_DIR}/{name}" for name in MENU_MODULES)
 BUILDER_PATHS = (
     ISOLINUX_BIN_PATH,
     LDLINUX_PATH,
+    *MENU_MODULE_PATHS,
     ISOLINUX_CFG_PATH,
     BOOT_CATALOG_PATH,
     ESP_IMAGE_PATH,
@@ -47,6 +51,7 @@ _HOST_FILES = {
     LDLINUX_C32: "syslinux-common",
     ISOHYBRID_MBR: "isolinux",
     SYSTEMD_BOOT_EFI: "systemd-boot-efi",
+    **{SYSLINUX_MODULES / name: "syslinux-common" for name in MENU_MODULES},
 }
 
 
@@ -56,6 +61,7 @@ class BootFiles:
 
     isolinux_bin: Path
     ldlinux_c32: Path
+    menu_modules: tuple[Path, ...]  # in the order of MENU_MODULE_PATHS
     isolinux_cfg: Path
     esp_image: Path
     isohybrid_mbr: Path
@@ -73,32 +79,47 @@ def check_host_boot_files() -> None:
 
 
 def isolinux_config() -> str:
-    """isolinux.cfg: one entry, no prompt, console on the first serial port."""
-    return (
-        "SERIAL 0 115200\n"
-        "DEFAULT install\n"
-        "PROMPT 0\n"
-        "TIMEOUT 0\n"
-        "LABEL install\n"
-        f"  MENU LABEL {MENU_TITLE}\n"
-        "  KERNEL /boot/vmlinuz\n"
-        "  INITRD /boot/initrd.img\n"
-        f"  APPEND {KERNEL_OPTIONS}\n"
-    )
+    """isolinux.cfg: the boot menu (menu.c32) on the screen and the first serial port, the
+    install entry booted when nobody presses a key within the timeout."""
+    lines = [
+        "SERIAL 0 115200",
+        "UI menu.c32",
+        f"DEFAULT {DEFAULT_ENTRY.value}",
+        "PROMPT 0",
+        f"TIMEOUT {MENU_TIMEOUT_SECONDS * 10}",  # tenths of a second
+        "MENU TITLE Engine installer",
+    ]
+    for entry in BootEntry:
+        lines += [
+            f"LABEL {entry.value}",
+            f"  MENU LABEL {entry.menu_title}",
+            *(["  MENU DEFAULT"] if entry is DEFAULT_ENTRY else []),
+            "  KERNEL /boot/vmlinuz",
+            "  INITRD /boot/initrd.img",
+            f"  APPEND {entry.kernel_options}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def loader_conf() -> str:
-    # Only one entry exists, so it boots whether or not `default` matches the id form of
-    # this systemd-boot version.
-    return "timeout 0\ndefault install.conf\n"
+    """systemd-boot's loader.conf: the menu for the timeout, the install entry the default."""
+    return f"timeout {MENU_TIMEOUT_SECONDS}\ndefault {entry_file(DEFAULT_ENTRY)}\n"
 
 
-def install_entry() -> str:
+def entry_file(entry: BootEntry) -> str:
+    """The name of `entry`'s file in loader/entries/ on the ESP."""
+    return f"{entry.value}.conf"
+
+
+def loader_entry(entry: BootEntry) -> str:
+    """One systemd-boot entry; sort-key keeps the menu in BootEntry's order."""
+    order = list(BootEntry).index(entry) + 1
     return (
-        f"title {MENU_TITLE}\n"
+        f"title {entry.menu_title}\n"
+        f"sort-key {order}\n"
         "linux /boot/vmlinuz\n"
         "initrd /boot/initrd.img\n"
-        f"options {KERNEL_OPTIONS}\n"
+        f"options {entry.kernel_options}\n"
     )
 
 
@@ -126,7 +147,8 @@ def make_esp_image(image: Path, vmlinuz: Path, initrd: Path) -> Path:
         _link_or_copy(source, tree / rel)
     (tree / "loader/entries").mkdir(parents=True)
     (tree / "loader/loader.conf").write_text(loader_conf())
-    (tree / "loader/entries/install.conf").write_text(install_entry())
+    for entry in BootEntry:
+        (tree / "loader/entries" / entry_file(entry)).write_text(loader_entry(entry))
     payload = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
     size = esp_image_size(payload)
     image.unlink(missing_ok=True)
@@ -153,6 +175,7 @@ def prepare_boot_files(work: Path, vmlinuz: Path, initrd: Path) -> BootFiles:
     return BootFiles(
         isolinux_bin=ISOLINUX_BIN,
         ldlinux_c32=LDLINUX_C32,
+        menu_modules=tuple(SYSLINUX_MODULES / name for name in MENU_MODULES),
         isolinux_cfg=cfg,
         esp_image=esp,
         isohybrid_mbr=ISOHYBRID_MBR,

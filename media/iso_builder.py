@@ -261,6 +261,7 @@ class HybridIsoBuilder:
         extra = {
             eltorito.ISOLINUX_BIN_PATH: boot.isolinux_bin,
             eltorito.LDLINUX_PATH: boot.ldlinux_c32,
+            **dict(zip(eltorito.MENU_MODULE_PATHS, boot.menu_modules, strict=True)),
             eltorito.ISOLINUX_CFG_PATH: boot.isolinux_cfg,
             eltorito.ESP_IMAGE_PATH: boot.esp_image,
         }

@@ -30,7 +30,9 @@ from media.reader import MediumReader
 
 MARKER = re.compile(r"ENGINE INSTALLER BOOTED version=(\S+) firmware=(\S+)")
 FAILURE = re.compile(r"Kernel panic|No bootable device|Boot failed|not a bootable disk")
-BOOT_TIMEOUT = 90.0
+# The medium boots the live installer (about 30 MiB through the firmware), which takes
+# minutes under TCG on a loaded machine.
+BOOT_TIMEOUT = 300.0
 
 # The four ways a technician's machine may start the medium.
 BOOT_PATHS: tuple[tuple[Firmware, DriveKind], ...] = (

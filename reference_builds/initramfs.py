@@ -177,6 +177,8 @@ def installer_init_script(version: str | EngineVersion) -> str:
         )
         + f"""
 if [ -d /sys/firmware/efi ]; then firmware=uefi; else firmware=bios; fi
+# The boot menu leaves the cursor on its last line: the marker starts a line of its own.
+echo
 echo "{marker}"
 halt_now
 """

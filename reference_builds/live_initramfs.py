@@ -13,7 +13,8 @@ a DVD and from a stick and needs no root file system of its own. The archive hol
   compile at boot, no timestamps), when the build's Python matches the target's
   (`PythonForm`; sources only is the other choice, smaller but compiled at each boot);
 - an /init that mounts the kernel file systems, prints the installer marker, loads the
-  drivers, lists the block devices and runs `commands.engine_live`, then powers off.
+  drivers, lists the block devices, checks the medium when the boot menu's check entry was
+  chosen (`commands.engine_live_check`), runs `commands.engine_live`, then powers off.
 
 The initramfs is two archives back to back (the kernel unpacks both): the large base above,
 cached under a key of the package versions and these rules, and EngineKit with the /init,
@@ -25,6 +26,7 @@ in `initramfs` and compressed with the codec measured to give the best size and 
 from __future__ import annotations
 
 import enum
+import functools
 import gzip
 import hashlib
 import importlib.metadata
@@ -43,6 +45,7 @@ from enginekit.cache import cache_dir
 from enginekit.errors import HostError
 from enginekit.process import require_tool, run
 from enginekit.versions import EngineVersion
+from media.boot_menu import ENTRY_OPTION, KERNEL_OPTIONS, BootEntry
 from reference_builds.initramfs import FAILED_MARKER, INSTALLER_MARKER, NewcArchive
 from reference_builds.kernel import LiveKernel, fetch_live_kernel
 from reference_builds.live_userland import Userland, fetch_userland
@@ -77,7 +80,8 @@ APPLETS = ("sh", "mount", "umount", "mkdir", "cat", "ls", "sleep", "usleep", "sy
            "poweroff", "tail")  # fmt: skip
 EXTRA_DIRS = ("proc", "sys", "run", "mnt")
 ENTRY_MODULE = "commands.engine_live"
-LIVE_APPEND = "console=ttyS0 panic=-1 quiet"
+CHECK_MODULE = "commands.engine_live_check"  # the boot menu's check entry
+LIVE_APPEND = KERNEL_OPTIONS  # what the medium's boot menu gives, less the entry
 
 
 class Compression(enum.StrEnum):
@@ -159,6 +163,8 @@ mount -t devtmpfs devtmpfs /dev || fail mount-devtmpfs
 # Keep kernel messages from splitting our lines on the serial console.
 echo 1 > /proc/sys/kernel/printk
 if [ -d /sys/firmware/efi ]; then firmware=uefi; else firmware=bios; fi
+# The boot menu leaves the cursor on its last line: the marker starts a line of its own.
+echo
 echo "{marker}"
 
 modprobe -a {" ".join(modules)} || fail modprobe
@@ -176,6 +182,13 @@ while [ "$same" -lt 15 ] && [ "$tries" -gt 0 ]; do
     usleep 100000
 done
 echo "ENGINE BLOCK DEVICES $(echo $seen)"
+
+# The boot menu's check entry: the embedded MD5 over the raw medium first; a damaged medium
+# stops here and installs nothing.
+case " $(cat /proc/cmdline) " in
+*" {ENTRY_OPTION}={BootEntry.CHECK.value} "*)
+    python3 -m {CHECK_MODULE} --version {checked} || fail medium-check ;;
+esac
 
 python3 -m {ENTRY_MODULE} || fail engine-live
 halt_now
@@ -419,6 +432,14 @@ def build_live_image(
         partial.write_bytes(base.read_bytes() + top_path.read_bytes())
         partial.rename(out)
     return LiveImage(kernel=kernel, initrd=out, compression=compression)
+
+
+@functools.cache
+def live_image_for(version: str) -> LiveImage:
+    """`build_live_image(version)` with the defaults, once per process: finding the cached
+    image asks apt for the package versions and recompiles EngineKit, a few seconds that
+    every reference medium and payload of a test session would pay again."""
+    return build_live_image(version)
 
 
 if __name__ == "__main__":

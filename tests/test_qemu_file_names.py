@@ -1,7 +1,8 @@
 """Every file reaches QEMU as exactly the file named: a disk or ISO called
 `victim,snapshot=off` (or with `=`, spaces, unicode) boots that file and never its namesake
 `victim`, and a scratch directory with a comma in its path does not break a UEFI boot. Real
-QEMU, real reference media and disks."""
+QEMU, real reference media (the marker-only kind: what is tested is how QEMU gets the file)
+and disks."""
 
 from __future__ import annotations
 
@@ -15,10 +16,17 @@ import pytest
 
 from disk_images.boot import boot_installed_disk
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
-from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory
+from reference_builds.media import reference_iso
+from reference_builds.payload import InstallerImage
+from reference_builds.pytest_plugin import EngineDiskFactory
 
 INSTALLER_BOOTED = r"ENGINE INSTALLER BOOTED version=5\.0\.0"
 ODD_NAMES = ["victim,snapshot=off", "victim,format=qcow2,file.filename=x", "vi ctim=ü,.iso"]
+
+
+@pytest.fixture(scope="module")
+def marker_medium() -> Path:
+    return reference_iso("5.0.0", InstallerImage.MARKER)
 
 
 def _digest(path: Path) -> str:
@@ -38,10 +46,10 @@ def _namesake(directory: Path, size: int) -> Path:
     [*((name, DriveKind.CDROM) for name in ODD_NAMES), (ODD_NAMES[0], DriveKind.USB)],
 )
 def test_an_odd_iso_name_boots_that_iso(
-    engine_medium: EngineMediumFactory, tmp_path: Path, name: str, kind: DriveKind
+    marker_medium: Path, tmp_path: Path, name: str, kind: DriveKind
 ) -> None:
     iso = tmp_path / name
-    shutil.copyfile(engine_medium("5.0.0"), iso)
+    shutil.copyfile(marker_medium, iso)
     victim = _namesake(tmp_path, 4 * 1024**2)
     before = {p: _digest(p) for p in (iso, victim)}
     spec = BootSpec(Firmware.BIOS, (Drive(iso, kind, snapshot=kind is DriveKind.USB),))
@@ -52,13 +60,13 @@ def test_an_odd_iso_name_boots_that_iso(
 
 @pytest.mark.qemu
 def test_a_scratch_directory_with_a_comma_boots_uefi(
-    engine_medium: EngineMediumFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    marker_medium: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The OVMF variable store and the serial log live in a scratch directory under TMPDIR."""
     scratch = tmp_path / "tmp,readonly=on,file=x"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    spec = BootSpec(Firmware.UEFI, (Drive(engine_medium("5.0.0"), DriveKind.CDROM),))
+    spec = BootSpec(Firmware.UEFI, (Drive(marker_medium, DriveKind.CDROM),))
     result = boot(spec, INSTALLER_BOOTED, timeout=180)
     assert result.matched is not None, result.tail()
     assert os.listdir(scratch) == []

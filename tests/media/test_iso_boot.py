@@ -19,14 +19,14 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 
 def test_reference_iso_boots_on_all_four_paths(reference_iso_5: Path) -> None:
-    report = verify_iso(reference_iso_5, boot=True, timeout=120)
+    report = verify_iso(reference_iso_5, boot=True, timeout=300)
     assert report.ok, report.failures()
     assert [(b.firmware, b.drive) for b in report.boots] == [
         (str(fw), str(kind)) for fw, kind in BOOT_PATHS
     ]
     for boot in report.boots:
         assert boot.marker == f"ENGINE INSTALLER BOOTED version=5.0.0 firmware={boot.firmware}"
-        assert boot.seconds < 120
+        assert boot.seconds < 300
     as_json = report.to_dict()["boots"]
     assert [b["path"] for b in as_json] == [
         "bios from CD", "bios from disk", "uefi from CD", "uefi from disk",

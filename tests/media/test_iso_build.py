@@ -4,6 +4,7 @@ atomic output, refused payloads, and hypothesis on payload trees."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -307,20 +308,25 @@ def test_reference_cache_is_keyed_and_safe_in_parallel(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
+    from reference_builds.live_initramfs import live_image_for
     from reference_builds.media import reference_iso, reference_iso_name
 
+    live = live_image_for("4.5.0")
+    other_live = dataclasses.replace(live, initrd=live.initrd.with_name("initrd-other.cpio.zst"))
     names = {
-        reference_iso_name("5.0.0", "k1"),
-        reference_iso_name("5.0.0", "k2"),
-        reference_iso_name("4.5.0", "k1"),
+        reference_iso_name("5.0.0", "k1", live),
+        reference_iso_name("5.0.0", "k2", live),
+        reference_iso_name("4.5.0", "k1", live),
+        reference_iso_name("4.5.0", "k1", other_live),
     }
-    assert len(names) == 3
+    assert len(names) == 4
     assert all(n.startswith("engine-") for n in names)
     # A private cache, with the kernel entry of the real one so nothing is downloaded.
     real_cache = cache_dir()
     monkeypatch.setenv("ENGINEKIT_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
-    os.symlink(real_cache / "kernel", tmp_path / "cache" / "kernel")
+    for entry in ("kernel", "kernel-live", "live-userland", "live-initramfs"):
+        os.symlink(real_cache / entry, tmp_path / "cache" / entry)
     with ThreadPoolExecutor(2) as pool:
         paths = list(pool.map(reference_iso, ["4.5.0", "4.5.0"]))
     assert paths[0] == paths[1]

@@ -1,9 +1,10 @@
 """A stick written by `engine-media usb write` boots as real USB mass storage, BIOS and UEFI.
 
-The reference 5.0.0 ISO is written to a loop device that first carried a GPT of its own (a
-stale backup table at the end is what confuses firmware), then QEMU boots the block device
-itself, `/dev/loopN`, behind an xHCI controller as a usb-storage device, so what boots is
-exactly what was written.
+The reference 5.0.0 ISO (the marker-only kind: the firmware's path is what is tested here;
+the live installer's medium boots from a stick in tests/live/test_medium_boot_menu.py) is
+written to a loop device that first carried a GPT of its own (a stale backup table at the end
+is what confuses firmware), then QEMU boots the block device itself, `/dev/loopN`, behind an
+xHCI controller as a usb-storage device, so what boots is exactly what was written.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from commands.engine_media import main
 from enginekit.process import require_tool, run
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
 from reference_builds.media import reference_iso
+from reference_builds.payload import InstallerImage
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu]
 
@@ -30,7 +32,7 @@ def written_stick(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
-    iso = reference_iso("5.0.0")
+    iso = reference_iso("5.0.0", InstallerImage.MARKER)
     size = (iso.stat().st_size // MiB + 64) * MiB  # a stick is bigger than the image
     stick = loop_device(size)
     run(
