@@ -12,7 +12,7 @@ import pytest
 from commands import engine_sync
 from enginekit.process import run
 
-from .conftest import RunningServer
+from .conftest import ON_BOTH_DATABASES, RunningServer
 
 
 def test_port_in_use_is_one_error_line(
@@ -28,6 +28,7 @@ def test_port_in_use_is_one_error_line(
     assert not data.exists()
 
 
+@ON_BOTH_DATABASES
 def test_openapi_document_lists_the_api(sync_server: RunningServer) -> None:
     doc = httpx.get(f"{sync_server.url}/openapi.json").json()
     for path in ("/api/v1/checkin", "/api/v1/kits/{kit_id}/assignments", "/api/v1/tasks"):
