@@ -13,7 +13,16 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -90,7 +99,8 @@ class Kit(Base):
     version: Mapped[str] = mapped_column(String(20), unique=True)
     upgrade_from: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"versions": [...]}
     layout: Mapped[str] = mapped_column(String(20))
-    size: Mapped[int] = mapped_column(Integer)
+    # ISOs may exceed 2 GiB: 64 bits (SQLite's INTEGER is 64 bits already)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     sha256: Mapped[str] = mapped_column(String(64))
     file_name: Mapped[str] = mapped_column(String(200))
     imported_at: Mapped[datetime] = mapped_column(default=utc_now)
