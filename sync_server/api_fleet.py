@@ -177,7 +177,8 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
         "vms": {"vms": [vm.model_dump() for vm in body.vms]},
         "last_contact": utc_now(),
     }
-    with db_session(request) as session, session.begin():
+    writing = server_state(request).db.writing()
+    with writing, db_session(request) as session, session.begin():
         # The common case, a computer that checked in before, is one UPDATE (no ORM load):
         # check-ins are most of the server's traffic.
         computer_id = caller.computer_id
