@@ -461,6 +461,62 @@ def cmd_upgrade_server(args: argparse.Namespace) -> int:
     return _emit(args, doc, lines)
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability from 0 to 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of computers (1 or more)")
+    return int(text)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from sync_agent.simulated import FleetOptions, Outcomes, run_fleet
+
+    client = _client(args)  # checks --server/--token the same way as every command
+    client.close()
+    options = FleetOptions(
+        count=args.count,
+        seed=args.seed,
+        engine=args.engine,
+        outcomes=Outcomes(
+            download_failure=args.download_failure,
+            install_failure=args.install_failure,
+            boot_fallback=args.boot_fallback,
+        ),
+        reboot=not args.no_reboot,
+        interval=args.interval,
+        concurrency=args.concurrency,
+    )
+    token = args.token or os.environ.get(TOKEN_ENV, "")
+    summary = run_fleet(client.server, token, options, args.duration)
+    doc = {
+        "simulated_seconds": summary.simulated_seconds,
+        "checkins": summary.checkins,
+        "errors": summary.errors,
+        "versions": summary.versions,
+        "reports": summary.reports,
+    }
+    return _emit(args, doc, summary.lines())
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="engine-sync", description="Synchronizer: Engine update kits.")
     add_common_options(parser)
@@ -633,6 +689,42 @@ def build_parser() -> ArgumentParser:
     upgrade.add_argument("--to", metavar="VERSION", help="default: the newest Engine kit")
     upgrade.add_argument(
         "--force", action="store_true", help="even though computers run an older Engine"
+    )
+    sim = command(
+        "simulate",
+        "run simulated computers (the check-in protocol, no disk, seeded outcomes, a "
+        "simulated clock) against the server; needs the admin token to enrol them",
+        cmd_simulate,
+    )
+    sim.add_argument("--count", type=_count, required=True, metavar="N", help="computers")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the outcomes (default 0)")
+    sim.add_argument("--engine", default="4.5.0", metavar="VERSION", help="running version")
+    sim.add_argument(
+        "--duration",
+        type=_positive,
+        default=3600.0,
+        metavar="S",
+        help="simulated seconds to run (default 3600)",
+    )
+    sim.add_argument(
+        "--interval", type=_positive, metavar="S", help="check-in interval (default: the server's)"
+    )
+    sim.add_argument("--concurrency", type=int, default=8, metavar="C", help="parallel requests")
+    sim.add_argument("--no-reboot", action="store_true", help="stop at Installed (Reboot Req.)")
+    for name, default in (("download", 0.01), ("install", 0.01)):
+        sim.add_argument(
+            f"--{name}-failure",
+            type=_probability,
+            default=default,
+            metavar="P",
+            help=f"{name} failure probability (default {default})",
+        )
+    sim.add_argument(
+        "--boot-fallback",
+        type=_probability,
+        default=0.02,
+        metavar="P",
+        help="probability that the new slot falls back at its first boot (default 0.02)",
     )
     return parser
 

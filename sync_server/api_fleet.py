@@ -5,7 +5,7 @@ and the computer's own side: check-in and status reports.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from disk_images.state import UpgradeStatus
 from sync_server import eligibility, rollouts, vm_images
@@ -162,34 +162,52 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
         engine_status = UpgradeStatus(body.upgrade_status)
     except ValueError:
         raise ApiError(422, f"unknown upgrade status {body.upgrade_status!r}") from None
-    with db_session(request) as session, session.begin():
-        token = session.get(Token, caller.token_id)
-        assert token is not None
-        computer = session.get(Computer, token.computer_id) if token.computer_id else None
-        if computer is None:
-            computer = Computer(
+    seen = {
+        "disk_id": body.disk_id,
+        "running_version": body.version,
+        "active_slot": body.active_slot,
+        "slots": dict(body.slots),
+        "engine_status": engine_status.value,
+        "vms": {"vms": [vm.model_dump() for vm in body.vms]},
+        "last_contact": utc_now(),
+    }
+    writing = server_state(request).db.writing()
+    with writing, db_session(request) as session, session.begin():
+        # The common case, a computer that checked in before, is one UPDATE (no ORM load):
+        # check-ins are most of the server's traffic.
+        computer_id = caller.computer_id
+        if computer_id is not None:
+            done = session.execute(
+                update(Computer).where(Computer.id == computer_id).values(**seen),
+                execution_options={"synchronize_session": False},
+            )
+            if getattr(done, "rowcount", 1) == 0:
+                computer_id = None
+        if computer_id is None:
+            token = session.get(Token, caller.token_id)
+            assert token is not None
+            created = Computer(
                 name=token.name or body.disk_id or "computer", running_version=body.version
             )
-            session.add(computer)
+            for key, value in seen.items():
+                setattr(created, key, value)
+            session.add(created)
             session.flush()
-            token.computer_id = computer.id
-        computer.disk_id = body.disk_id
-        computer.running_version = body.version
-        computer.active_slot = body.active_slot
-        computer.slots = dict(body.slots)
-        computer.engine_status = engine_status.value
-        computer.vms = {"vms": [vm.model_dump() for vm in body.vms]}
-        computer.last_contact = utc_now()
+            token.computer_id = computer_id = created.id
+        # Loaded by its key (no query when just created): the VM offers, the upgrade's
+        # reconcile and the rollouts read it.
+        computer = session.get(Computer, computer_id)
+        assert computer is not None
         vm_offers = [
             VmOffer(**vars(o)) for o in vm_images.checked_in(session, computer, body.vm_failures)
         ]
         offer = None
-        assignment = active_assignment(session, computer.id)
+        assignment = active_assignment(session, computer_id)
         if assignment is not None:
             reconcile(session, computer, assignment)
         # What this check-in says may move a rollout on (and start this computer's stage).
-        rollouts.on_contact(session, computer.id)
-        assignment = active_assignment(session, computer.id)
+        rollouts.on_contact(session, computer_id)
+        assignment = active_assignment(session, computer_id)
         if assignment is not None:
             if assignment.status == UpgradeStatus.PENDING and not rollouts.holds_offer(
                 session, assignment
@@ -212,7 +230,7 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
                     download=f"/api/v1/kits/{kit.id}/file",
                 )
         return CheckinResponse(
-            computer_id=computer.id,
+            computer_id=computer_id,
             checkin_interval=server_state(request).checkin_interval,
             update=offer,
             vms=vm_offers,

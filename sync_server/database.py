@@ -5,7 +5,10 @@ schema with Alembic before anything else touches it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
 class Database:
     engine: Engine
     sessions: sessionmaker[Session]
+    # SQLite has one write lock per file: concurrent writers wait in its busy handler, which
+    # sleeps in growing steps (the tail latency of a busy server). Writers of this process
+    # queue on a lock instead and start the moment the previous one committed.
+    _sqlite_writer: threading.Lock | None = field(default=None, repr=False)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold around a write transaction (its commit included) on the request path."""
+        if self._sqlite_writer is None:
+            yield
+            return
+        with self._sqlite_writer:
+            yield
 
     def close(self) -> None:
         self.engine.dispose()
@@ -82,4 +98,5 @@ def open_database(url: str) -> Database:
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {reason}",
             hint="check --database (server running, credentials, permissions on --data)",
         ) from None
-    return Database(engine, sessionmaker(engine, expire_on_commit=False))
+    writer = threading.Lock() if engine.dialect.name == "sqlite" else None
+    return Database(engine, sessionmaker(engine, expire_on_commit=False), writer)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -100,7 +101,8 @@ class Kit(Base):
     version: Mapped[str] = mapped_column(String(20), unique=True)
     upgrade_from: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"versions": [...]}
     layout: Mapped[str] = mapped_column(String(20))
-    size: Mapped[int] = mapped_column(Integer)
+    # ISOs may exceed 2 GiB: 64 bits (SQLite's INTEGER is 64 bits already)
+    size: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     sha256: Mapped[str] = mapped_column(String(64))
     file_name: Mapped[str] = mapped_column(String(200))
     imported_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -1,5 +1,9 @@
 """A real `engine-sync serve` on 127.0.0.1 (port 0: the kernel picks a free one) per test,
-started as its own process and stopped with SIGTERM; clients talk to it over HTTP."""
+started as its own process and stopped with SIGTERM; clients talk to it over HTTP.
+
+The server keeps its state in SQLite in its data directory, as by default; a test decorated
+with `ON_BOTH_DATABASES` runs a second time against PostgreSQL: a private cluster started
+once per test session (per xdist worker) and a database of its own per test."""
 
 from __future__ import annotations
 
@@ -15,8 +19,38 @@ import pytest
 
 from commands import engine_disk, engine_sync
 from enginekit.process import spawn
+from reference_builds.postgres import PrivateCluster, postgres_capability, start_cluster
 from reference_builds.registered_disk import create_registered_disk
 from sync_server.client import SyncClient
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+# The tests that matter for the database (serve, import, assign, check-in, tokens) run on
+# both; the rest run on SQLite only, so the suite's time barely grows.
+ON_BOTH_DATABASES = pytest.mark.parametrize("sync_database", [SQLITE, POSTGRESQL], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PrivateCluster]:
+    """A private PostgreSQL server for the whole session, stopped at its end."""
+    reason = postgres_capability()
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture
+def sync_database(request: pytest.FixtureRequest) -> str | None:
+    """The server's --database URL: None (SQLite in its data directory) unless the test is
+    parametrized with POSTGRESQL, then a new database on the session's cluster."""
+    kind = getattr(request, "param", SQLITE)
+    if kind == SQLITE:
+        return None
+    cluster: PrivateCluster = request.getfixturevalue("postgres_cluster")
+    return cluster.new_database()
 
 
 @dataclass(frozen=True)
@@ -25,6 +59,7 @@ class RunningServer:
     data: Path
     log: Path
     admin_token: str
+    database: str | None = None  # None: SQLite in `data`
 
     def admin(self) -> SyncClient:
         return SyncClient(self.url, self.admin_token)
@@ -34,9 +69,13 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(data: Path, log: Path, *extra: str) -> Iterator[RunningServer]:
-    """`engine-sync serve --data DATA` with `extra` options on a free port of 127.0.0.1 until
-    the block ends; stopped with SIGTERM and checked clean."""
+def running_server(
+    data: Path, log: Path, *extra: str, database: str | None = None
+) -> Iterator[RunningServer]:
+    """`engine-sync serve --data DATA` with `extra` options (and `--database` when given) on a
+    free port of 127.0.0.1 until the block ends; stopped with SIGTERM and checked clean."""
+    if database:
+        extra = (*extra, "--database", database)
     with log.open("wb") as log_file:
         proc = spawn(
             # --debug: the most the server ever logs (its access log included) goes to the
@@ -61,7 +100,7 @@ def running_server(data: Path, log: Path, *extra: str) -> Iterator[RunningServer
             assert first.startswith("listening on "), log.read_text()
             url = first.split()[2]
             token = (data / "admin-token").read_text().strip()
-            yield RunningServer(url, data, log, token)
+            yield RunningServer(url, data, log, token, database)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -75,8 +114,9 @@ def running_server(data: Path, log: Path, *extra: str) -> Iterator[RunningServer
 
 
 @pytest.fixture
-def sync_server(tmp_path: Path) -> Iterator[RunningServer]:
-    with running_server(tmp_path / "sync-data", tmp_path / "server.log") as server:
+def sync_server(tmp_path: Path, sync_database: str | None) -> Iterator[RunningServer]:
+    data, log = tmp_path / "sync-data", tmp_path / "server.log"
+    with running_server(data, log, database=sync_database) as server:
         yield server
 
 

@@ -16,7 +16,7 @@ from disk_images.state import UpgradeStatus
 from enginekit.process import spawn
 from sync_agent.daemon import AgentOptions, CycleResult, run_agents
 
-from .conftest import RunningServer, agent, import_kit, registered_disk
+from .conftest import ON_BOTH_DATABASES, RunningServer, agent, import_kit, registered_disk
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -39,6 +39,7 @@ def _registered(
     return registered_disk(tmp_path / f"{name}.img", sync_server.url, token)
 
 
+@ON_BOTH_DATABASES
 def test_two_disks_install_the_assigned_kit_side_by_side(
     sync_server: RunningServer,
     sync_cli: Callable[..., tuple[int, str, str]],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pycdlib
 import pytest
 
-from .conftest import RunningServer, import_kit
+from .conftest import ON_BOTH_DATABASES, RunningServer, import_kit
 
 
 def _flip_payload_byte(iso: Path, rr_path: str) -> None:
@@ -26,6 +26,7 @@ def _flip_payload_byte(iso: Path, rr_path: str) -> None:
         fp.write(bytes([byte[0] ^ 0x01]))
 
 
+@ON_BOTH_DATABASES
 def test_import_makes_a_kit_with_the_manifest_and_sha256(
     sync_server: RunningServer,
     sync_cli: Callable[..., tuple[int, str, str]],
@@ -83,6 +84,7 @@ def test_iso_dropped_into_file_import_is_imported(
     assert not dropped.exists()
 
 
+@ON_BOTH_DATABASES
 @pytest.mark.usefixtures("sync_server")
 def test_the_same_version_twice_is_refused(
     sync_cli: Callable[..., tuple[int, str, str]], engine_medium: Callable[[str], Path]

@@ -10,7 +10,7 @@ import pytest
 
 from commands import engine_disk
 
-from .conftest import RunningServer, agent, registered_disk
+from .conftest import ON_BOTH_DATABASES, RunningServer, agent, registered_disk
 
 
 @pytest.mark.parametrize(
@@ -36,6 +36,7 @@ def test_registration_options_are_checked_first(
     assert not disk.exists()
 
 
+@ON_BOTH_DATABASES
 @pytest.mark.root
 def test_a_computer_registered_with_host_and_port_checks_in(
     sync_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -13,7 +13,7 @@ from reference_builds.pytest_plugin import sparse_digest
 from sync_server.client import ApiRefused
 from sync_server.tokens import new_token
 
-from .conftest import RunningServer, agent, import_kit, registered_disk
+from .conftest import ON_BOTH_DATABASES, RunningServer, agent, import_kit, registered_disk
 
 
 def _token(sync_server: RunningServer, name: str) -> str:
@@ -27,6 +27,7 @@ def test_wrong_token_is_refused(sync_server: RunningServer) -> None:
     assert refused.value.status == 401
 
 
+@ON_BOTH_DATABASES
 def test_revoked_token_is_refused(sync_server: RunningServer) -> None:
     token = _token(sync_server, "pc")
     with sync_server.client(token) as client:
@@ -39,6 +40,7 @@ def test_revoked_token_is_refused(sync_server: RunningServer) -> None:
     assert refused.value.status == 401
 
 
+@ON_BOTH_DATABASES
 def test_a_computer_token_cannot_read_or_change_another_computer(
     sync_server: RunningServer,
     sync_cli: Callable[..., tuple[int, str, str]],

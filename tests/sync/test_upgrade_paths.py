@@ -11,7 +11,7 @@ import pytest
 
 from sync_server.upgrade_graph import decide
 
-from .conftest import RunningServer, import_kit
+from .conftest import ON_BOTH_DATABASES, RunningServer, import_kit
 
 
 def _computer(sync_server: RunningServer, version: str, name: str) -> int:
@@ -22,6 +22,7 @@ def _computer(sync_server: RunningServer, version: str, name: str) -> int:
         return int(client.post("/api/v1/checkin", {"version": version})["computer_id"])
 
 
+@ON_BOTH_DATABASES
 @pytest.mark.parametrize(
     ("running", "reason"),
     [
