@@ -25,6 +25,7 @@ from pathlib import Path
 from enginekit.cache import cache_dir
 from enginekit.errors import HostError
 from enginekit.process import run, run_text
+from reference_builds.cache_lock import built_once
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,12 @@ def _unpacked_kernel(package: str, root: Path) -> Iterator[_UnpackedKernel]:
 
 
 def fetch_kernel() -> Kernel:
-    """Return the cached kernel, downloading and unpacking Debian's package if needed."""
-    found = cached_kernel()
-    if found:
-        return found
+    """Return the cached kernel, downloading and unpacking Debian's package if needed (one
+    process at a time)."""
+    return built_once("kernel", cached_kernel, _build_kernel)
+
+
+def _build_kernel() -> Kernel:
     package = _resolve_package()
     root = _kernel_root()
     with _unpacked_kernel(package, root) as kernel:
@@ -268,9 +271,12 @@ def fetch_live_kernel() -> LiveKernel:
     (downloaded with apt-get, unpacked with dpkg-deb, never installed), pruned to
     LIVE_MODULES and their dependencies."""
     package = _resolve_package(LIVE_META_PACKAGE)
-    found = cached_live_kernel(package)
-    if found:
-        return found
+    return built_once(
+        "kernel-live", lambda: cached_live_kernel(package), lambda: _build_live_kernel(package)
+    )
+
+
+def _build_live_kernel(package: str) -> LiveKernel:
     root = _live_root()
     with _unpacked_kernel(package, root) as kernel:
         release, dest, source, unpacked = (

@@ -46,6 +46,7 @@ from enginekit.errors import HostError
 from enginekit.process import require_tool, run
 from enginekit.versions import EngineVersion
 from media.boot_menu import ENTRY_OPTION, KERNEL_OPTIONS, BootEntry
+from reference_builds.cache_lock import built_once
 from reference_builds.initramfs import FAILED_MARKER, INSTALLER_MARKER, NewcArchive
 from reference_builds.kernel import LiveKernel, fetch_live_kernel
 from reference_builds.live_userland import Userland, fetch_userland
@@ -393,11 +394,14 @@ def with_answers(image: LiveImage, answers: bytes, out: Path) -> LiveImage:
 
 def _cached_segment(name: str, compression: Compression, make: Callable[[], bytes]) -> Path:
     out = cache_dir("live-initramfs") / f"{name}.cpio.{compression.suffix}"
-    if not out.is_file():
+
+    def build() -> Path:
         partial = out.with_name(out.name + ".partial")
         partial.write_bytes(compression.compress(make()))
         partial.rename(out)
-    return out
+        return out
+
+    return built_once(f"live-initramfs-{out.name}", lambda: out if out.is_file() else None, build)
 
 
 def build_live_image(

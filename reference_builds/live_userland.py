@@ -20,6 +20,7 @@ from pathlib import Path
 from enginekit.cache import cache_dir
 from enginekit.errors import HostError
 from enginekit.process import require_tool, run, run_text
+from reference_builds.cache_lock import built_once
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +95,14 @@ def cached_userland(versions: dict[str, str]) -> Userland | None:
 def fetch_userland(packages: tuple[str, ...] = DEBIAN_PACKAGES) -> Userland:
     """The extracted tree for `packages` from the cache, else built with mmdebstrap."""
     versions = candidate_versions(packages)
-    found = cached_userland(versions)
-    if found:
-        return found
+    return built_once(
+        "live-userland",
+        lambda: cached_userland(versions),
+        lambda: _build_userland(packages, versions),
+    )
+
+
+def _build_userland(packages: tuple[str, ...], versions: dict[str, str]) -> Userland:
     mmdebstrap = require_tool("mmdebstrap", "mmdebstrap")
     key = userland_key(versions)
     base = _userland_dir(key)

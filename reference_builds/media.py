@@ -13,7 +13,6 @@ read-only: copy it before changing a byte.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from enginekit.cache import cache_dir
 from reference_builds.builds import reference_build
+from reference_builds.cache_lock import built_once
 from reference_builds.kernel import fetch_kernel
 from reference_builds.live_initramfs import LiveImage, live_image_for
 from reference_builds.payload import InstallerImage
@@ -71,12 +71,8 @@ def reference_iso(version: str, installer: InstallerImage = InstallerImage.LIVE)
     live = live_image_for(version) if installer is InstallerImage.LIVE else None
     root = cache_dir("media")
     target = root / reference_iso_name(version, kernel.release, live)
-    if target.is_file():
-        return target
-    with open(root / f"engine-{version}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if target.is_file():  # another worker built it while we waited
-            return target
+
+    def build() -> Path:
         log.info("building reference ISO %s", target.name)
         with tempfile.TemporaryDirectory(prefix="enginekit-ref-", dir=root) as tmp:
             payload = Path(tmp) / "payload"
@@ -89,4 +85,6 @@ def reference_iso(version: str, installer: InstallerImage = InstallerImage.LIVE)
             with contextlib.suppress(OSError):
                 if stale != target and stale.stat().st_mtime < cutoff:
                     stale.unlink()
-    return target
+        return target
+
+    return built_once(f"engine-{version}.iso", lambda: target if target.is_file() else None, build)
