@@ -48,19 +48,6 @@ class PublishDoc(BaseModel):
     users: list[str]
 
 
-class VmUserRowDoc(BaseModel):
-    image: str
-    kind: str
-    assign: bool
-    staged: bool
-    name: str
-    full_name: str
-    computer_id: int
-    running_version: int | None
-    assigned_version: int | None
-    reason: str
-
-
 class ManualPvDoc(BaseModel):
     computer_id: int
     computer: str
@@ -72,7 +59,7 @@ class ManualPvDoc(BaseModel):
 
 class VmsDoc(BaseModel):
     synchronizer_version: str
-    users: list[VmUserRowDoc]
+    users: list[vm_images.UserRow]  # the domain's row as it is: one definition
     manual_pv_upgrades: list[ManualPvDoc]
 
 
@@ -123,7 +110,7 @@ def list_vms(caller: Admin, request: Request, user: str | None = None) -> VmsDoc
     with db_session(request) as session:
         return VmsDoc(
             synchronizer_version=vm_images.synchronizer_version(session),
-            users=[VmUserRowDoc(**vars(r)) for r in vm_images.users_tab(session, user)],
+            users=vm_images.users_tab(session, user),
             manual_pv_upgrades=[
                 ManualPvDoc(**vars(m)) for m in vm_images.manual_pv_upgrades(session)
             ],
