@@ -445,3 +445,19 @@ def test_long_non_ascii_names_keep_their_full_rock_ridge_name(
     run(["xorriso", "-indev", out, "-osirrox", "on", "-extract", "/extra", extracted])
     for rel, data in files.items():
         assert (extracted / rel.removeprefix("extra/")).read_bytes() == data
+
+
+def test_runs_of_zeros_are_holes_in_the_built_medium(tmp_path: Path) -> None:
+    """A zero-filled payload file (a VM image's unused space) is a hole in the ISO, not 64 MiB
+    written; the medium still reads back, verifies and passes checkisomd5 byte for byte."""
+    payload = write_small_payload(
+        tmp_path / "payload", {"system/root/empty.img": bytes(64 * 1024 * 1024)}
+    )
+    iso = tmp_path / "sparse.iso"
+    build_iso(payload, iso)
+    info = iso.stat()
+    assert info.st_blocks * 512 < 8 * 1024 * 1024 < info.st_size
+    assert verify_iso(iso).ok
+    run(["checkisomd5", str(iso)])
+    with MediumReader.open(iso) as reader:
+        assert reader.read_bytes("system/root/empty.img") == bytes(64 * 1024 * 1024)
