@@ -150,7 +150,8 @@ class Task(Base):
 # --- remote (branch-office) servers (migration 0005_sites) -------------------------------
 # A site is one remote server: a token of role "site" names it (tokens.site_id); the row
 # keeps what the remote last said about itself (Synchronizer version, running or stopped, its
-# contact interval) and the kits complete in its cache. Computers record the site they check in through; relay tasks name their site.
+# contact interval) and the kits complete in its cache. Computers record the site they check
+# in through; relay tasks name their site.
 
 
 class Site(Base):

@@ -1,5 +1,5 @@
-"""Remote (branch-office) servers: the sites table, the site a token names, the site a computer checks in through and
-the site a relay task brings a kit to.
+"""Remote (branch-office) servers: the sites table, the site a token names, the site a
+computer checks in through and the site a relay task brings a kit to.
 
 Revision ID: 0005_sites
 Revises: 0004_pgscale
