@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from commands import engine_sync
@@ -226,7 +227,7 @@ def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
         )
         assert running["state"] == "running"
         assert computer.post("/api/v1/checkin", {"version": "4.5.0"})["update"] is None
-        status, out, _ = cli(fleet, "computers", "--json")
+        out = cli(fleet, "computers", "--json")[1]
         (shown,) = [c for c in json.loads(out) if c["id"] == computer_id]
         assert shown["site"] == "branch"
         assert shown["assignments"][0]["status_label"] == "Ready to download update"
@@ -238,19 +239,19 @@ def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
         have = partial.stat().st_size
         assert 0 < have < kit["size"]
         fleet.remote.start(FAST)
-        with fleet.main.admin() as admin:
-            done = admin.get(f"/api/v1/tasks/{running['id']}")
-            done = until(
-                lambda: (t := relay_task(fleet, "5.0.0")) and t["state"] == "succeeded" and t,
-                "the relay of Engine 5.0.0 finished",
-            )
+        done = until(
+            lambda: (t := relay_task(fleet, "5.0.0")) and t["state"] == "succeeded" and t,
+            "the relay of Engine 5.0.0 finished",
+        )
         assert done["id"] == running["id"]  # the same task, resumed
         asked = re.findall(
             rf"kit {kit['id']} to site branch: bytes=(\d+)- of {kit['size']} bytes",
             fleet.main.log.read_text(),
         )
-        assert asked and int(asked[-1]) == have  # resumed at the partial file's size
-        assert kit["size"] - int(asked[-1]) < kit["size"]
+        assert asked, "the remote asked for no range"
+        resumed_at = int(asked[-1])
+        assert resumed_at == have  # the partial file's size: only the rest is sent again
+        assert kit["size"] - resumed_at < kit["size"]
 
         offer = computer.post("/api/v1/checkin", {"version": "4.5.0"})["update"]
         assert offer["status"] == UpgradeStatus.SIGNALLED.value
@@ -285,6 +286,38 @@ def test_a_cancelled_relay_stops_and_its_partial_file_is_removed(fleet: Fleet) -
     assert "5.0.0" not in site["kits"]
 
 
+def console_page(fleet: Fleet, path: str) -> str:
+    """A console page as the signed-in admin sees it (the sign-in form, then the page)."""
+    with httpx.Client(base_url=f"{fleet.main.url}/console", follow_redirects=True) as browser:
+        form = browser.get("/login").text
+        match = re.search(r'name="csrf" value="([^"]+)"', form)
+        assert match is not None
+        signed_in = browser.post(
+            "/login", data={"token": fleet.main.admin_token, "csrf": match.group(1)}
+        )
+        assert signed_in.status_code == 200
+        answer = browser.get(path)
+        assert answer.status_code == 200
+        return answer.text
+
+
+def test_the_console_shows_ready_to_download_update_and_the_site(fleet: Fleet) -> None:
+    restart_empty(fleet, SLOW)
+    computer, computer_id = simulated_computer(fleet, "branch-console", "4.5.0")
+    with computer:
+        assert cli(fleet, "assign", "5.0.0", "--computer", str(computer_id))[0] == 0
+        computer.post("/api/v1/checkin", {"version": "4.5.0"})
+    kit_tab = console_page(fleet, f"/kits/{fleet.kits['5.0.0']['id']}/computers")
+    cell = re.search(rf'<span id="upgrade-{computer_id}"[^>]*>([^<]*)<', kit_tab)
+    assert cell is not None
+    assert cell.group(1) == "Ready to download update"
+    computers = console_page(fleet, "/computers")
+    row = re.search(rf'<tr data-computer="{computer_id}">(.*?)</tr>', computers, re.S)
+    assert row is not None
+    assert "<td>branch</td>" in row.group(1)
+    assert 'data-status="Ready to download update"' in row.group(1)
+
+
 def test_the_server_upgrade_is_refused_while_a_remote_server_runs(fleet: Fleet) -> None:
     fleet.remote.running_at(fleet.remote.bandwidth or FAST)
     until(lambda: cli(fleet, "sites", "--json")[1].count('"running": true'), "the remote runs")
@@ -294,7 +327,7 @@ def test_the_server_upgrade_is_refused_while_a_remote_server_runs(fleet: Fleet) 
     assert "stop every remote server" in error
     assert "site 1 (branch)" in error
     fleet.remote.stop()
-    status, _, err = cli(fleet, "upgrade-server", "--to", "5.0.0")
+    err = cli(fleet, "upgrade-server", "--to", "5.0.0")[2]
     assert "stop every remote server" not in err  # another rule may refuse, not the remote
 
 
@@ -310,7 +343,7 @@ def test_a_real_disk_behind_the_remote_server_ends_blank_on_the_new_version(
     disk = registered_disk(tmp_path / "pc.img", fleet.remote.url, token)
     cache = str(tmp_path / "cache")
     assert agent("--once", "--cache", cache, str(disk)) == 0
-    status, out, _ = cli(fleet, "computers", "--json")
+    out = cli(fleet, "computers", "--json")[1]
     (computer,) = [c for c in json.loads(out) if c["name"] == "branch-disk"]
     assert computer["site"] == "branch"
     assert cli(fleet, "assign", "5.0.0", "--computer", str(computer["id"]))[0] == 0
@@ -328,3 +361,18 @@ def test_a_real_disk_behind_the_remote_server_ends_blank_on_the_new_version(
     assert isinstance(found, Installation)
     assert found.version == "5.0.0"
     assert f"GET /api/v1/kits/{fleet.kits['5.0.0']['id']}/file" in fleet.remote.log.read_text()
+
+
+@pytest.mark.parametrize("rate", ["fast", "10", "0M", "1.5B"])
+def test_a_bandwidth_that_is_not_a_rate_is_one_error_line(
+    rate: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "--data", str(tmp_path / "remote"), "--listen", "127.0.0.1:0"]
+    argv += ["--upstream", "http://127.0.0.1:9", "--upstream-token", "t", "--bandwidth", rate]
+    assert engine_sync.main(argv) == 2
+    err = capsys.readouterr().err
+    (error,) = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert f"--bandwidth {rate!r}" in error
+    assert any(ln.startswith("hint:") for ln in err.splitlines())
+    assert "Traceback" not in err
+    assert not (tmp_path / "remote").exists()
