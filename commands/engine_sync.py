@@ -89,7 +89,7 @@ def _remote_options(args: argparse.Namespace) -> tuple[str | None, int | None]:
         ]
         if given:
             raise UserInputError(
-                f"{' and '.join(given)} belong to a remote server",
+                f"only a remote server takes {' and '.join(given)}",
                 hint="add --upstream URL (the main server) and --upstream-token T, or leave "
                 f"{given[0]} out",
             )
@@ -494,9 +494,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def _site_lines(site: dict[str, Any]) -> list[str]:
     state = "running" if site["running"] else "stopped"
-    version = site["version"] or "never contacted"
+    version = f"Synchronizer {site['version']}" if site["version"] else "never contacted"
     lines = [
-        f"site {site['id']}: {one_line(site['name'])}, Synchronizer {version}, {state}, last "
+        f"site {site['id']}: {one_line(site['name'])}, {version}, {state}, last "
         f"contact {site['last_contact'] or 'never'}, {site['computers']} computer(s), kits "
         f"{', '.join(site['kits']) or '-'}"
     ]
