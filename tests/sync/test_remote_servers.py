@@ -209,6 +209,7 @@ def upgrade_status(fleet: Fleet, computer_id: int) -> str:
     return str(assignment["status"])
 
 
+@pytest.mark.slow  # the module's servers and kit import take seconds
 def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
     fleet: Fleet,
 ) -> None:
@@ -262,6 +263,7 @@ def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
     downloaded.unlink()
 
 
+@pytest.mark.slow  # the module's servers and kit import take seconds
 def test_a_cancelled_relay_stops_and_its_partial_file_is_removed(fleet: Fleet) -> None:
     restart_empty(fleet, SLOW)
     computer, computer_id = simulated_computer(fleet, "branch-cancel", "4.5.0")
@@ -301,6 +303,7 @@ def console_page(fleet: Fleet, path: str) -> str:
         return answer.text
 
 
+@pytest.mark.slow  # the module's servers and kit import take seconds
 def test_the_console_shows_ready_to_download_update_and_the_site(fleet: Fleet) -> None:
     restart_empty(fleet, SLOW)
     computer, computer_id = simulated_computer(fleet, "branch-console", "4.5.0")
@@ -318,6 +321,7 @@ def test_the_console_shows_ready_to_download_update_and_the_site(fleet: Fleet) -
     assert 'data-status="Ready to download update"' in row.group(1)
 
 
+@pytest.mark.slow  # the module's servers and kit import take seconds
 def test_the_server_upgrade_is_refused_while_a_remote_server_runs(fleet: Fleet) -> None:
     fleet.remote.running_at(fleet.remote.bandwidth or FAST)
     until(lambda: cli(fleet, "sites", "--json")[1].count('"running": true'), "the remote runs")
