@@ -1,6 +1,7 @@
 """`engine-sync`: the Synchronizer server (`serve`) and its command-line console.
 
-`serve --data DIR` runs the server; every other sub-command is a client of its JSON API
+`serve --data DIR` runs the server (with `--upstream URL`, a remote server of that one);
+every other sub-command is a client of its JSON API
 (documented at /openapi.json), reading the server URL and token from --server/--token or
 ENGINE_SYNC_SERVER/ENGINE_SYNC_TOKEN. `--json` prints the API's own documents.
 """
@@ -57,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.DEBUG if args.debug else logging.INFO)
     host, port = parse_listen(args.listen)
+    upstream, bandwidth = _remote_options(args)
     serve(
         ServeOptions(
             data_dir=args.data,
@@ -65,9 +67,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
             database=args.database,
             scan_interval=args.scan_interval,
             checkin_interval=args.checkin_interval,
+            upstream=upstream,
+            upstream_token=args.upstream_token,
+            bandwidth=bandwidth,
+            contact_interval=args.contact_interval,
         )
     )
     return 0
+
+
+def _remote_options(args: argparse.Namespace) -> tuple[str | None, int | None]:
+    """--upstream URL --upstream-token T [--bandwidth RATE], checked before anything starts."""
+    from sync_server.bandwidth import parse_rate
+    from sync_server.client import checked_server_url
+
+    if args.upstream is None:
+        given = [
+            o
+            for o, v in (("--upstream-token", args.upstream_token), ("--bandwidth", args.bandwidth))
+            if v is not None
+        ]
+        if given:
+            raise UserInputError(
+                f"only a remote server takes {' and '.join(given)}",
+                hint="add --upstream URL (the main server) and --upstream-token T, or leave "
+                f"{given[0]} out",
+            )
+        return None, None
+    try:
+        upstream = checked_server_url(args.upstream)
+    except UserInputError:
+        raise UserInputError(
+            f"--upstream {one_line(args.upstream)}: not an http:// or https:// URL",
+            hint="give the main server's URL, e.g. --upstream http://main:8470",
+        ) from None
+    if not args.upstream_token:
+        raise UserInputError(
+            "--upstream needs --upstream-token",
+            hint="engine-sync site add NAME on the main server prints the site token",
+        )
+    if args.database is not None:
+        raise UserInputError(
+            "--database: a remote server keeps no database (the main server holds it)",
+            hint="leave --database out with --upstream",
+        )
+    bandwidth = None if args.bandwidth is None else parse_rate(args.bandwidth)
+    return upstream, bandwidth
 
 
 def _task_line(task: dict[str, Any]) -> str:
@@ -173,6 +218,7 @@ def _computer_lines(c: dict[str, Any]) -> list[str]:
         f"computer {c['id']}: {one_line(c['name'])} Engine {one_line(c['running_version'])}"
         f"{slot}, "
         f"{len(c['vms'])} VMs, last contact {c['last_contact']}"
+        + (f", site {one_line(c['site'])}" if c.get("site") else "")
     ]
     for a in c["assignments"]:
         detail = f" ({one_line(a['detail'])})" if a["detail"] else ""
@@ -446,6 +492,32 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return _emit(args, doc, [line])
 
 
+def _site_lines(site: dict[str, Any]) -> list[str]:
+    state = "running" if site["running"] else "stopped"
+    version = f"Synchronizer {site['version']}" if site["version"] else "never contacted"
+    lines = [
+        f"site {site['id']}: {one_line(site['name'])}, {version}, {state}, last "
+        f"contact {site['last_contact'] or 'never'}, {site['computers']} computer(s), kits "
+        f"{', '.join(site['kits']) or '-'}"
+    ]
+    lines += [f"  {_task_line(t)}" for t in site["relays"]]
+    return lines
+
+
+def cmd_site_add(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        site = client.post("/api/v1/sites", {"name": args.name})
+    # The site token is the one thing printed (as for token create): it is shown only once.
+    return _emit(args, site, [site["token"]])
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        sites = client.get("/api/v1/sites")
+    lines = [line for site in sites for line in _site_lines(site)] or ["no remote servers"]
+    return _emit(args, sites, lines)
+
+
 def cmd_upgrade_server(args: argparse.Namespace) -> int:
     with _client(args) as client:
         doc = client.post("/api/v1/server/upgrade", {"to": args.to, "force": args.force})
@@ -453,7 +525,7 @@ def cmd_upgrade_server(args: argparse.Namespace) -> int:
         f"Synchronizer {doc['previous']} -> {doc['synchronizer_version']}: backup "
         f"{doc['backup']} taken first (in the server's DATA/backups)"
     ]
-    lines += [f"warning: forced past the order rule: {one_line(c)}" for c in doc["forced_past"]]
+    lines += [f"warning: forced past: {one_line(c)}" for c in doc["forced_past"]]
     lines += [f"note: {one_line(r)}" for r in doc["reschedule"]]
     lines.append(
         "next: republish every VM image (engine-sync publish VM) so it gets the new PV drivers"
@@ -559,6 +631,28 @@ def build_parser() -> ArgumentParser:
         metavar="S",
         help="seconds the server tells computers to wait between check-ins (default 60)",
     )
+    serve.add_argument(
+        "--upstream",
+        metavar="URL",
+        help="run a remote (branch-office) server of this main server: computers registered "
+        "with this one check in through it and download their kits from it",
+    )
+    serve.add_argument(
+        "--upstream-token", metavar="T", help="with --upstream: the site token (site add)"
+    )
+    serve.add_argument(
+        "--bandwidth",
+        metavar="RATE",
+        help="with --upstream: bytes per second for kits from the main server, a size such "
+        "as 2M or 500kB (default: no limit)",
+    )
+    serve.add_argument(
+        "--contact-interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="with --upstream: seconds between contacts with the main server (default 10)",
+    )
     imp = command("import", "import an Engine ISO as an Engine Update kit", cmd_import)
     imp.add_argument("iso", type=Path, metavar="ISO", help="the Engine installer ISO")
     imp.add_argument("--wait", action="store_true", help="wait for the import task to finish")
@@ -583,6 +677,13 @@ def build_parser() -> ArgumentParser:
         "id", type=int, metavar="ID", help="the token id (engine-sync token create printed it)"
     )
     command("computers", "list the computers that checked in", cmd_computers)
+    site = command("site", "remote (branch-office) servers", None)
+    site_sub = site.add_subparsers(dest="site_command", required=True, metavar="ACTION")
+    site_add = command(
+        "add", "add a remote server; prints its site token once", cmd_site_add, within=site_sub
+    )
+    site_add.add_argument("name", help="the site's name (printable, at most 200 characters)")
+    command("sites", "list the remote servers: version, last contact, relays", cmd_sites)
     assign = command("assign", "assign a kit to computers (the Upgrade box)", cmd_assign)
     assign.add_argument("kit", help="kit id or Engine version")
     assign.add_argument(

@@ -25,6 +25,9 @@ class UpgradeStatus(enum.StrEnum):
 
     BLANK = ""
     PENDING = "Pending"
+    # Behind a remote (branch-office) server: the computer saw the update, but the kit is not
+    # at its remote server yet (the main server's relay task brings it there).
+    READY_TO_DOWNLOAD = "Ready to download update"
     SIGNALLED = "Signalled"
     INSTALLED_REBOOT_REQUIRED = "Installed (Reboot Required)"
     FAILED = "Failed"

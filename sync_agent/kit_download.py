@@ -8,27 +8,17 @@ through an flock on `<sha256>.lock`: the second finds the first one's finished f
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 from pathlib import Path
 
 from enginekit.errors import EngineKitError
 from sync_server.client import SyncClient
+from sync_server.digests import file_sha256
 from sync_server.schemas import UpdateOffer
-
-CHUNK = 1024 * 1024
 
 
 class KitDownloadFailed(EngineKitError):
     """The downloaded kit is not the one the server described."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_kit(client: SyncClient, offer: UpdateOffer, cache: Path) -> Path:

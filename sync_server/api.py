@@ -2,7 +2,9 @@
 
 Every call carries `Authorization: Bearer <token>`. The admin token may do everything; a
 computer token may check in (which binds it to one computer at first use), report the status
-of its own assignments, read its own computer and download the kits assigned to it. Anything
+of its own assignments, read its own computer and download the kits assigned to it; a site
+token (a remote server) may report itself and its relays, download kits and forward its
+computers' check-ins. Anything
 else is 403; an unknown or revoked token is 401. Errors are `{"error", "hint", "details"}`.
 """
 
@@ -12,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sync_server import api_fleet, api_library, api_ops, api_rollouts, api_vms
+from sync_server import api_fleet, api_library, api_ops, api_rollouts, api_sites, api_vms
 from sync_server.api_common import ApiError
 from sync_server.console import CONSOLE_PATH, build_console
 from sync_server.state import ServerState
@@ -46,4 +48,5 @@ def build_app(state: ServerState) -> FastAPI:
     app.mount(CONSOLE_PATH, build_console(state))
     app.include_router(api_vms.router)
     app.include_router(api_ops.router)
+    app.include_router(api_sites.router)
     return app

@@ -17,6 +17,7 @@ from sync_server.models import (
     Assignment,
     Computer,
     Kit,
+    Site,
     Task,
     TaskKind,
     TaskState,
@@ -34,7 +35,12 @@ from sync_server.schemas import (
 from sync_server.state import ServerState
 from sync_server.tokens import TokenRole, digest_matches, token_digest
 
-ACTIVE = (UpgradeStatus.PENDING, UpgradeStatus.SIGNALLED, UpgradeStatus.INSTALLED_REBOOT_REQUIRED)
+ACTIVE = (
+    UpgradeStatus.PENDING,
+    UpgradeStatus.READY_TO_DOWNLOAD,
+    UpgradeStatus.SIGNALLED,
+    UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
+)
 # What a computer may report about its own assignment.
 REPORTABLE = (
     UpgradeStatus.SIGNALLED,
@@ -58,6 +64,7 @@ class Principal:
     role: TokenRole
     computer_id: int | None
     name: str
+    site_id: int | None = None  # a remote server's token
 
     def require_admin(self) -> None:
         if self.role is not TokenRole.ADMIN:
@@ -85,7 +92,7 @@ def principal(request: Request) -> Principal:
         row = session.scalars(select(Token).where(Token.digest == token_digest(token))).first()
         if row is None or not digest_matches(token, row.digest) or row.revoked_at is not None:
             raise ApiError(401, "the token is not valid (unknown or revoked)")
-        return Principal(row.id, TokenRole(row.role), row.computer_id, row.name)
+        return Principal(row.id, TokenRole(row.role), row.computer_id, row.name, row.site_id)
 
 
 Caller = Annotated[Principal, Depends(principal)]
@@ -181,8 +188,13 @@ def computer_doc(session: Session, computer: Computer) -> ComputerDoc:
         vms=[VmDoc(**vm) for vm in computer.vms.get("vms", [])],
         first_contact=computer.first_contact,
         last_contact=computer.last_contact,
+        site=site.name if (site := _site(session, computer)) is not None else None,
         assignments=[assignment_doc(a, k) for a, k in rows],
     )
+
+
+def _site(session: Session, computer: Computer) -> Site | None:
+    return session.get(Site, computer.site_id) if computer.site_id is not None else None
 
 
 def active_assignment(session: Session, computer_id: int) -> Assignment | None:

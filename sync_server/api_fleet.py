@@ -1,14 +1,16 @@
 """The fleet API: computer tokens, computers, assignments (checked against the upgrade graph)
-and the computer's own side: check-in and status reports.
+and the computer's own side: check-in and status reports (direct, or forwarded by the remote
+server the computer is registered with).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from disk_images.state import UpgradeStatus
-from sync_server import eligibility, rollouts, vm_images
+from sync_server import eligibility, rollouts, sites, vm_images
 from sync_server.api_common import (
     ACTIVE,
     REPORTABLE,
@@ -24,7 +26,7 @@ from sync_server.api_common import (
     server_state,
     token_doc,
 )
-from sync_server.models import Assignment, Computer, Kit, Token, utc_now
+from sync_server.models import Assignment, Computer, Kit, Site, Token, utc_now
 from sync_server.schemas import (
     AssignmentDoc,
     AssignRequest,
@@ -145,6 +147,9 @@ def assign(
                 # Assigned by hand (a retry too): no rollout holds or withdraws it.
                 row.status, row.detail, row.rollout_id = UpgradeStatus.PENDING.value, "", None
                 row.updated_at = utc_now()
+            site = session.get(Site, computer.site_id) if computer.site_id is not None else None
+            if site is not None and not sites.has_kit(site, kit):
+                sites.ensure_relay(session, site, kit, again=True)
             session.flush()
             docs.append(assignment_doc(row, kit))
         return docs
@@ -162,7 +167,7 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
         engine_status = UpgradeStatus(body.upgrade_status)
     except ValueError:
         raise ApiError(422, f"unknown upgrade status {body.upgrade_status!r}") from None
-    seen = {
+    seen: dict[str, object] = {
         "disk_id": body.disk_id,
         "running_version": body.version,
         "active_slot": body.active_slot,
@@ -173,6 +178,8 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
     }
     writing = server_state(request).db.writing()
     with writing, db_session(request) as session, session.begin():
+        site = sites.forwarding_site(session, request)
+        seen["site_id"] = site.id if site is not None else None
         # The common case, a computer that checked in before, is one UPDATE (no ORM load):
         # check-ins are most of the server's traffic.
         computer_id = caller.computer_id
@@ -209,11 +216,9 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
         rollouts.on_contact(session, computer_id)
         assignment = active_assignment(session, computer_id)
         if assignment is not None:
-            if assignment.status == UpgradeStatus.PENDING and not rollouts.holds_offer(
-                session, assignment
-            ):
-                assignment.status = UpgradeStatus.SIGNALLED.value
-                assignment.updated_at = utc_now()
+            waiting = (UpgradeStatus.PENDING, UpgradeStatus.READY_TO_DOWNLOAD)
+            if assignment.status in waiting and not rollouts.holds_offer(session, assignment):
+                signal_or_wait_for_site(session, assignment, site)
             if assignment.status in (
                 UpgradeStatus.SIGNALLED,
                 UpgradeStatus.INSTALLED_REBOOT_REQUIRED,
@@ -235,6 +240,20 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
             update=offer,
             vms=vm_offers,
         )
+
+
+def signal_or_wait_for_site(session: Session, assignment: Assignment, site: Site | None) -> None:
+    """Signalled, unless the computer is behind a remote server that lacks the kit: then
+    "Ready to download update" and a relay task brings the kit there."""
+    status = UpgradeStatus.SIGNALLED
+    if site is not None:
+        kit = session.get(Kit, assignment.kit_id)
+        assert kit is not None
+        if not sites.has_kit(site, kit):
+            sites.ensure_relay(session, site, kit, again=False)
+            status = UpgradeStatus.READY_TO_DOWNLOAD
+    if assignment.status != status:
+        assignment.status, assignment.updated_at = status.value, utc_now()
 
 
 @router.post("/api/v1/assignments/{assignment_id}/status", response_model=AssignmentDoc)

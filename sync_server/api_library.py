@@ -4,18 +4,21 @@ tasks, and kit downloads (HTTP Range, so a computer's download resumes).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from sync_server.api_common import (
     ACTIVE,
     Admin,
     ApiError,
     Caller,
+    Principal,
     db_session,
     kit_doc,
     kit_or_404,
@@ -29,6 +32,7 @@ from sync_server.schemas import (
 )
 from sync_server.tokens import TokenRole
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 
@@ -96,20 +100,40 @@ def cancel_task(task_id: int, caller: Admin, request: Request) -> TaskDoc:
         return task_doc(task)
 
 
+def _check_may_download(session: Session, caller: Principal, kit_id: int) -> Kit:
+    """The admin and remote servers may download every kit; a computer only the kit assigned
+    to it."""
+    kit = kit_or_404(session, kit_id)
+    if caller.role not in (TokenRole.ADMIN, TokenRole.SITE):
+        assigned = session.scalars(
+            select(Assignment).where(
+                Assignment.kit_id == kit_id,
+                Assignment.computer_id == caller.computer_id,
+                Assignment.status.in_([s.value for s in ACTIVE]),
+            )
+        ).first()
+        if assigned is None:
+            raise ApiError(403, f"kit {kit_id} is not assigned to this computer")
+    return kit
+
+
 @router.get("/api/v1/kits/{kit_id}/file")
 def download_kit(kit_id: int, caller: Caller, request: Request) -> FileResponse:
     """The kit's ISO; HTTP Range requests resume a download."""
     with db_session(request) as session:
-        kit = kit_or_404(session, kit_id)
-        if caller.role is not TokenRole.ADMIN:
-            assigned = session.scalars(
-                select(Assignment).where(
-                    Assignment.kit_id == kit_id,
-                    Assignment.computer_id == caller.computer_id,
-                    Assignment.status.in_([s.value for s in ACTIVE]),
-                )
-            ).first()
-            if assigned is None:
-                raise ApiError(403, f"kit {kit_id} is not assigned to this computer")
+        kit = _check_may_download(session, caller, kit_id)
         path = server_state(request).kits_dir / kit.file_name
+    if caller.role is TokenRole.SITE:
+        # What a relay asks for: a resumed one names the byte it resumes at.
+        asked = request.headers.get("range", "the whole file")
+        log.info("kit %d to %s: %s of %d bytes", kit_id, caller.name, asked, kit.size)
     return FileResponse(path, media_type="application/octet-stream")
+
+
+@router.get("/api/v1/kits/{kit_id}/grant", status_code=204)
+def download_grant(kit_id: int, caller: Caller, request: Request) -> Response:
+    """204 when the caller may download the kit: a remote server asks this with its
+    computer's token before it serves the kit from its own cache."""
+    with db_session(request) as session:
+        _check_may_download(session, caller, kit_id)
+    return Response(status_code=204)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from sync_server import server_upgrade
+from sync_server import server_upgrade, sites
 from sync_server.api_common import Admin, ApiError, db_session, server_state, task_doc
 from sync_server.backup import BackupUnsupported, write_backup
 from sync_server.models import Task, TaskKind, utc_now
@@ -30,14 +30,14 @@ class ServerDoc(BaseModel):
 
 class UpgradeRequest(BaseModel):
     to: str | None = Field(default=None, description="default: the newest Engine kit")
-    force: bool = False  # past the order rule only; active tasks always refuse
+    force: bool = False  # past the order rule and running remotes; active tasks always refuse
 
 
 class UpgradeDoc(BaseModel):
     previous: str
     synchronizer_version: str
     backup: str  # the archive's name (GET /api/v1/backups/{name}/file)
-    forced_past: list[str]  # computers still on an older Engine (with force)
+    forced_past: list[str]  # computers on an older Engine, running remotes (with force)
     reschedule: list[str]  # cancelled Daily Roll-Up Backups to schedule again
 
 
@@ -86,6 +86,7 @@ def upgrade(body: UpgradeRequest, caller: Admin, request: Request) -> UpgradeDoc
             target = server_upgrade.target_version(session, body.to)
             previous = server_upgrade.check_upgrade(session, target, force=body.force)
             forced = server_upgrade.older_computers(session, target)
+            forced += sites.running_sites(session)
             reschedule = server_upgrade.reschedule_notes(session)
     except UpgradeRefused as exc:
         raise ApiError(409, exc.error, exc.hint, exc.details) from None

@@ -28,6 +28,7 @@ from typing import IO, Any
 
 from enginekit.errors import UserInputError
 from sync_server.database import Database
+from sync_server.digests import file_sha256
 
 FORMAT = "enginekit-synchronizer-backup"
 FORMAT_VERSION = 1
@@ -94,14 +95,6 @@ class BackupManifest:
             raise DamagedBackup(f"{source}: its manifest is damaged ({exc})") from None
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as src:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def snapshot_database(db: Database, dest: Path) -> None:
     """A consistent copy of the live SQLite database (the online backup API)."""
     if db.engine.dialect.name != "sqlite":
@@ -151,7 +144,7 @@ def write_backup(db: Database, data_dir: Path, dest_dir: Path) -> tuple[Path, Ba
         kits, version, revision = _snapshot_facts(snapshot)
         sources = [(DATABASE, snapshot)] + [(f"kits/{k}", data_dir / "kits" / k) for k in kits]
         files = tuple(
-            BackupFile(name, path.stat().st_size, _sha256_of(path)) for name, path in sources
+            BackupFile(name, path.stat().st_size, file_sha256(path)) for name, path in sources
         )
         manifest = BackupManifest(now.isoformat(), version, revision, files)
         partial = Path(tmp) / "archive.tar"

@@ -8,6 +8,7 @@ Authorization header and is never part of a message.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ import httpx
 
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.text import one_line
+from sync_server.bandwidth import Throttle
 
 SERVER_ENV = "ENGINE_SYNC_SERVER"
 TOKEN_ENV = "ENGINE_SYNC_TOKEN"
 CHUNK = 1024 * 1024
+# A remote server forwards its computers' check-ins with its own site token in this header.
+SITE_HEADER = "X-Sync-Site-Token"
 
 
 class ApiRefused(UserInputError):
@@ -136,11 +140,20 @@ class SyncClient:
             timeout=None,
         )
 
-    def download(self, path: str, dest: Path) -> int:
+    def download(
+        self,
+        path: str,
+        dest: Path,
+        *,
+        rate: int | None = None,
+        go_on: Callable[[int], bool] | None = None,
+    ) -> int:
         """Append the rest of `path` to `dest`, resuming from its size with HTTP Range;
-        returns the number of bytes received."""
+        returns the number of bytes received. With `rate`, at most that many bytes per
+        second; `go_on(size of dest)` after each chunk may stop the download (False)."""
         have = dest.stat().st_size if dest.exists() else 0
         headers = {"Range": f"bytes={have}-"} if have else {}
+        throttle = Throttle(rate) if rate else None
         try:
             with self._http.stream("GET", path, headers=headers, timeout=None) as response:
                 if response.status_code == 416:
@@ -148,12 +161,20 @@ class SyncClient:
                 if not response.is_success:
                     response.read()
                     self._check(response)
-                mode = "ab" if response.status_code == 206 else "wb"
+                resumed = response.status_code == 206
+                mode = "ab" if resumed else "wb"
+                base = have if resumed else 0
                 received = 0
                 with dest.open(mode) as out:
-                    for chunk in response.iter_bytes(CHUNK):
+                    for chunk in response.iter_bytes(throttle.chunk if throttle else CHUNK):
                         out.write(chunk)
                         received += len(chunk)
+                        if throttle is not None:
+                            throttle.pace(received)
+                        if go_on is not None:
+                            out.flush()
+                            if not go_on(base + received):
+                                break
                 return received
         except httpx.HTTPError as exc:
             raise ServerUnreachable(

@@ -2,8 +2,9 @@
 `sync_server/migrations` create and evolve the same tables.
 
 Kits are the Software Library, computers are the Engines that checked in, assignments are the
-Upgrade column per (kit, computer), tasks are the background jobs (imports now; downloads to
-remote servers and backups later), tokens are the bearer credentials (digests only).
+Upgrade column per (kit, computer), tasks are the background jobs (imports, relays of kits to
+remote servers, backups), tokens are the bearer credentials (digests only), sites are the
+remote (branch-office) servers.
 Rollouts and their targets are the staged deployments (their own section at the end).
 """
 
@@ -64,6 +65,7 @@ class TaskState(enum.StrEnum):
 class TaskKind(enum.StrEnum):
     IMPORT_KIT = "import-kit"
     DAILY_ROLLUP_BACKUP = "Daily Roll-Up Backup"
+    RELAY_KIT = "Relay kit"  # main -> remote server; the remote runs it and reports progress
 
 
 class Token(Base):
@@ -74,6 +76,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(20))  # TokenRole value
     digest: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     computer_id: Mapped[int | None] = mapped_column(ForeignKey("computers.id"), default=None)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)  # role site
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
@@ -91,6 +94,8 @@ class Computer(Base):
     vms: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"vms": [...]}
     first_contact: Mapped[datetime] = mapped_column(default=utc_now)
     last_contact: Mapped[datetime] = mapped_column(default=utc_now)
+    # The remote server it last checked in through; None: this (the main) server.
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)
 
 
 class Kit(Base):
@@ -136,9 +141,34 @@ class Task(Base):
     source: Mapped[str] = mapped_column(String(500), default="")
     error: Mapped[str | None] = mapped_column(String(1000), default=None)
     kit_id: Mapped[int | None] = mapped_column(ForeignKey("kits.id"), default=None)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)  # a relay's
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- remote (branch-office) servers (migration 0005_sites) -------------------------------
+# A site is one remote server: a token of role "site" names it (tokens.site_id); the row
+# keeps what the remote last said about itself (Synchronizer version, running or stopped, its
+# contact interval) and the kits complete in its cache. Computers record the site they check
+# in through; relay tasks name their site.
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    version: Mapped[str | None] = mapped_column(String(20), default=None)
+    running: Mapped[bool] = mapped_column(Boolean, default=False)
+    contact_interval: Mapped[float] = mapped_column(Float, default=10.0)
+    kits: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"kits": [kit ids]}
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    last_contact: Mapped[datetime | None] = mapped_column(default=None)
+
+    @property
+    def kit_ids(self) -> list[int]:
+        return [int(k) for k in self.kits.get("kits", [])]
 
 
 # --- staged rollouts (migration 0002_rollouts) -------------------------------------------

@@ -102,6 +102,7 @@ class ComputerDoc(BaseModel):
     first_contact: datetime
     last_contact: datetime
     assignments: list[AssignmentDoc]
+    site: str | None = None  # the remote server it checks in through; None: the main server
 
 
 class AssignRequest(BaseModel):
@@ -151,3 +152,68 @@ class CheckinResponse(BaseModel):
 class StatusReport(BaseModel):
     status: str
     detail: str = Field(default="", max_length=500)
+
+
+class SiteRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, name: str) -> str:
+        if not name.strip() or not name.isprintable():
+            raise ValueError("a name is printable text, not empty and without control characters")
+        return name
+
+
+class SiteDoc(BaseModel):
+    """A remote (branch-office) server as the main server knows it."""
+
+    id: int
+    name: str
+    version: str | None  # the Synchronizer version it reported; None: never contacted
+    running: bool  # it said so at a recent contact
+    last_contact: datetime | None
+    kits: list[str]  # the Engine versions complete in its cache
+    computers: int  # checking in through it
+    relays: list[TaskDoc]  # its relay tasks still queued or running
+
+
+class NewSiteDoc(SiteDoc):
+    token: str  # the site token, shown once; the server keeps only its SHA-256
+
+
+class SiteContact(BaseModel):
+    """What a remote server says about itself at each contact."""
+
+    version: str | None = None  # None at its first contact after a start: it adopts ours
+    running: bool = True  # False: its last word before it stops
+    contact_interval: float = Field(default=10.0, gt=0)
+    kits: list[int] = Field(default_factory=list)  # the kit ids complete in its cache
+
+
+class RelayJob(BaseModel):
+    task_id: int
+    kit_id: int
+    version: str
+    size: int
+    sha256: str
+    download: str  # the kit's file on the main server (HTTP Range supported)
+
+
+class SiteContactAnswer(BaseModel):
+    name: str
+    synchronizer_version: str
+    relays: list[RelayJob]
+
+
+class RelayReport(BaseModel):
+    """The remote's progress on one relay: bytes in its partial file, or the end."""
+
+    received: int = Field(ge=0)
+    resumed_from: int = Field(default=0, ge=0)
+    complete: bool = False  # the whole kit arrived and matched its sha256
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class RelayState(BaseModel):
+    state: str  # the task's state: "cancelled" tells the remote to stop and drop its partial

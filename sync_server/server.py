@@ -2,6 +2,10 @@
 bind the listening socket ourselves (so a port in use is one clear line, and port 0 works),
 hold the data directory (one server per directory, `data_lock`), then run the API under
 uvicorn until SIGINT or SIGTERM, and shut the task pool down cleanly.
+
+With `upstream`, the server is a remote (branch-office) server of that main server: no
+database of its own, its data directory holds the relayed kits (`kits/`); it forwards its
+computers' check-ins, serves their downloads and runs its relays (`sync_server.relay`).
 """
 
 from __future__ import annotations
@@ -14,15 +18,15 @@ import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from enginekit.errors import HostError, UserInputError
-from sync_server.api import build_app
 from sync_server.data_lock import hold_data_dir
-from sync_server.database import Database, open_database, sqlite_url
-from sync_server.state import FileImportWatcher, ServerState, ensure_admin_token
-from sync_server.tasks import TaskRunner
+
+if TYPE_CHECKING:
+    from sync_server.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,10 @@ class ServeOptions:
     database: str | None = None
     scan_interval: float = 10.0
     checkin_interval: float = 60.0
+    upstream: str | None = None  # a remote server: the main server's URL
+    upstream_token: str | None = None  # its site token (engine-sync site add)
+    bandwidth: int | None = None  # bytes per second for its relays; None: no limit
+    contact_interval: float = 10.0  # seconds between a remote's contacts with its main
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -93,12 +101,22 @@ def serve(options: ServeOptions) -> None:
         held.callback(sock.close)
         prepare_data_dir(data)
         held.enter_context(hold_data_dir(data))
+        if options.upstream is not None:
+            _run_remote(options, data, sock)
+            return
+        # Imported here: a remote server has no database and starts faster without them.
+        from sync_server.database import open_database, sqlite_url
+
         db = open_database(options.database or sqlite_url(data))
         held.callback(db.close)
         _run(options, data, db, sock)
 
 
 def _run(options: ServeOptions, data: Path, db: Database, sock: socket.socket) -> None:
+    from sync_server.api import build_app
+    from sync_server.state import FileImportWatcher, ServerState, ensure_admin_token
+    from sync_server.tasks import TaskRunner
+
     runner = TaskRunner(db, data / "kits")
     state = ServerState(data, db, runner, checkin_interval=options.checkin_interval)
     token_file = ensure_admin_token(data, db)
@@ -122,5 +140,37 @@ def _run(options: ServeOptions, data: Path, db: Database, sock: socket.socket) -
     finally:
         watcher.stop()
         runner.shutdown()
+        sys.stdout.write("stopped\n")
+        sys.stdout.flush()
+
+
+def _run_remote(options: ServeOptions, data: Path, sock: socket.socket) -> None:
+    from sync_server.client import SyncClient
+    from sync_server.relay import RelayWorker, RemoteCache
+    from sync_server.remote_proxy import RemoteState, build_remote_app
+
+    assert options.upstream is not None
+    assert options.upstream_token is not None
+    cache = RemoteCache(data / "kits")
+    cache.kits_dir.mkdir(parents=True, exist_ok=True)
+    upstream = SyncClient(options.upstream, options.upstream_token)
+    worker = RelayWorker(upstream, cache, options.bandwidth, options.contact_interval)
+    state = RemoteState(upstream.server, options.upstream_token, cache)
+    config = uvicorn.Config(build_remote_app(state), log_config=None, access_log=True)
+    server = uvicorn.Server(config)
+    host, port = sock.getsockname()[:2]
+    worker.start()
+    try:
+        sys.stdout.write(
+            f"listening on http://{host}:{port} (remote server of {upstream.server})\n"
+        )
+        sys.stdout.flush()
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+    finally:
+        worker.stop()
+        upstream.close()
         sys.stdout.write("stopped\n")
         sys.stdout.flush()

@@ -2,7 +2,9 @@
 
 Synchronizer is upgraded last: while any registered computer runs an Engine older than the
 version the server is upgraded to, the upgrade is refused and those computers are named
-(unless forced: VMs it then publishes will not reach them). It is refused while tasks are
+(unless forced: VMs it then publishes will not reach them). It is refused while a remote
+server still runs (6.4: stop every remote first, upgrade the main server, then the remotes),
+each named, unless forced. It is refused while tasks are
 active (queued or running), each listed; a cancelled Daily Roll-Up Backup is flagged for
 rescheduling. A backup (database and kits) is taken before the new version is recorded.
 """
@@ -18,6 +20,7 @@ from sqlalchemy.orm import Session
 from enginekit.versions import EngineVersion
 from sync_server.api_common import task_note
 from sync_server.models import Computer, Kit, Task, TaskState
+from sync_server.sites import running_sites
 from sync_server.vm_images import older, synchronizer_version
 
 
@@ -74,6 +77,15 @@ def check_upgrade(session: Session, target: str, *, force: bool) -> str:
         raise UpgradeRefused(
             f"this server already runs Synchronizer {current}; nothing to upgrade to {target}",
             "give --to a newer version",
+            (),
+        )
+    remotes = running_sites(session)
+    if remotes and not force:
+        raise UpgradeRefused(
+            "stop every remote server before the main server is upgraded; still running: "
+            + "; ".join(remotes),
+            "stop engine-sync serve --upstream on each (its service only), upgrade this "
+            "server, then start the remotes again; or --force",
             (),
         )
     behind = older_computers(session, target)

@@ -1,8 +1,9 @@
-"""Background tasks: a small pool that runs queued tasks (kit imports today) and records each
+"""Background tasks: a small pool that runs queued tasks (kit imports) and records each
 one's state, progress and error line in the tasks table, so the console can show and cancel it.
 
 A queued task that is cancelled never starts; a running one stops at its next checkpoint. A
 task left queued or running by a server that stopped is marked failed at the next start.
+Relay tasks (a kit to a remote server) are rows only here: their remote runs them.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ class TaskRunner:
     def _fail_leftovers(self) -> None:
         with self._db.sessions.begin() as session:
             for task in session.scalars(
-                select(Task).where(Task.state.in_([TaskState.QUEUED, TaskState.RUNNING]))
+                select(Task).where(
+                    Task.state.in_([TaskState.QUEUED, TaskState.RUNNING]),
+                    # A relay runs on its remote server, which goes on with it.
+                    Task.kind != TaskKind.RELAY_KIT.value,
+                )
             ):
                 task.state = TaskState.FAILED.value
                 task.error = "interrupted: the server stopped before the task finished"
@@ -112,7 +117,9 @@ class TaskRunner:
             task = session.get(Task, task_id)
             if task is None or TaskState(task.state).finished:
                 return False
-            if task.state == TaskState.QUEUED:
+            # A relay runs on its remote server: cancelled here at once, the remote learns
+            # it at its next report, stops and drops its partial file.
+            if task.state == TaskState.QUEUED or task.kind == TaskKind.RELAY_KIT:
                 task.state = TaskState.CANCELLED.value
                 task.finished_at = utc_now()
         with self._lock:

@@ -19,6 +19,7 @@ TOKEN_BYTES = 32
 class TokenRole(enum.StrEnum):
     ADMIN = "admin"  # the operator: every API call
     COMPUTER = "computer"  # one Engine computer: its own check-in, status and downloads
+    SITE = "site"  # one remote server: its contact, its relays, kit downloads, forwarding
 
 
 def new_token() -> str:

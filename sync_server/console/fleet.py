@@ -14,11 +14,10 @@ from sync_server import api_fleet, upgrade_graph
 from sync_server.api_common import ApiError, active_assignment, db_session
 from sync_server.console.auth import ConsoleRefusal, Operator, checked_form, operator
 from sync_server.console.rendering import page
-from sync_server.models import Assignment, Computer, Kit
+from sync_server.models import Assignment, Computer, Kit, Site
 from sync_server.schemas import AssignRequest
 
-# Computers behind a remote (branch-office) server are not modelled yet: every computer
-# checks in with this server.
+# The Site column of a computer that checks in with this (the main) server itself.
 THIS_SERVER = "This server"
 
 # Every page here needs a signed-in operator.
@@ -52,13 +51,14 @@ def computer_rows(request: Request) -> list[ComputerRow]:
         for c in db.scalars(select(Computer).order_by(Computer.name, Computer.id)):
             active = active_assignment(db, c.id)
             kit = db.get(Kit, active.kit_id) if active is not None else None
+            site = db.get(Site, c.site_id) if c.site_id is not None else None
             rows.append(
                 ComputerRow(
                     c.id,
                     c.name,
                     c.running_version,
                     c.last_contact,
-                    THIS_SERVER,
+                    site.name if site is not None else THIS_SERVER,
                     active.status if active is not None else "",
                     kit.version if kit is not None else "",
                 )
