@@ -7,7 +7,6 @@ change nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,10 +50,12 @@ def fleet(server: RunningServer) -> Iterator[SimulatedFleet]:
         yield simulated
 
 
-@pytest.fixture
-def console(server: RunningServer, tmp_path: Path) -> Iterator[Console]:
-    with chromium(tmp_path / "chromium-profile") as driver:
-        page = Console(driver, server.url, screenshot_dir(tmp_path))
+@pytest.fixture(scope="module")
+def console(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """One browser for the module, signed in once."""
+    root = tmp_path_factory.mktemp("browser")
+    with chromium(root / "chromium-profile") as driver:
+        page = Console(driver, server.url, screenshot_dir(root))
         page.sign_in(server.admin_token)
         yield page
 
