@@ -20,7 +20,16 @@ return [...document.querySelectorAll('input:not([type=hidden]), select, button')
                && !e.textContent.trim())
   .map(e => e.outerHTML);
 """
-PAGES = ("/library", "/library/import", "/library/import/file", "/computers", "/tasks")
+PAGES = (
+    "/library",
+    "/library/import",
+    "/library/import/file",
+    "/computers",
+    "/rollouts",
+    "/rollouts/new",
+    "/vms",
+    "/tasks",
+)
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def test_sign_in_and_the_menu_work_with_the_keyboard_alone(
     body = console.driver.switch_to.active_element
     body.send_keys(Keys.TAB)  # the skip link first
     assert console.driver.switch_to.active_element.text == "Skip to content"
-    for _ in range(3):  # Software Library, Computers, Tasks
+    for _ in range(5):  # Software Library, Computers, Rollouts, Virtual Machines, Tasks
         console.driver.switch_to.active_element.send_keys(Keys.TAB)
     assert console.driver.switch_to.active_element.text == "Tasks"
     console.driver.switch_to.active_element.send_keys(Keys.ENTER)

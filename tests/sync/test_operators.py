@@ -1,0 +1,76 @@
+"""Named console operators over the JSON API with `engine-sync operator add/list/remove`
+(admin token only): the password is read from stdin (or typed without echo), stored only as
+its Argon2id hash and never in clear in the server's database or log."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+
+import pytest
+
+from .conftest import RunningServer
+
+Cli = Callable[..., tuple[int, str, str]]
+PASSWORD = "correct horse battery staple"
+
+
+def _add(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, name: str, password: str
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    return cli("operator", "add", name, "--password-stdin", "--json")
+
+
+def test_operators_are_added_listed_and_removed(
+    sync_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    status, out, err = _add(sync_cli, monkeypatch, "olga", PASSWORD)
+    assert status == 0, err
+    added = json.loads(out)
+    assert added["name"] == "olga"
+    assert "password" not in out
+    status, out, _ = sync_cli("operator", "list", "--json")
+    assert [d["name"] for d in json.loads(out)] == ["olga"]
+    assert sync_cli("operator", "list")[1].startswith("olga (added ")
+    status, out, _ = sync_cli("operator", "remove", "olga", "--json")
+    assert status == 0
+    assert json.loads(out)["id"] == added["id"]
+    assert json.loads(sync_cli("operator", "list", "--json")[1]) == []
+
+
+def test_refused_operator_requests_say_why_and_change_nothing(
+    sync_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _add(sync_cli, monkeypatch, "olga", PASSWORD)[0] == 0
+    status, _, err = _add(sync_cli, monkeypatch, "olga", "another password")
+    assert status == 2
+    assert "error: server refused (409): operator 'olga' already exists" in err
+    status, _, err = _add(sync_cli, monkeypatch, "short", "1234567")
+    assert status == 2
+    assert "shorter than 8 characters" in err
+    assert "hint: " in err
+    status, _, err = sync_cli("operator", "remove", "nobody")
+    assert status == 2
+    assert "no operator 'nobody'" in err
+    computer = sync_cli("token", "create", "--name", "pc")[1].strip()
+    status, _, err = sync_cli("operator", "list", token=computer)
+    assert status == 2
+    assert "admin token" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal
+    status, _, err = sync_cli("operator", "add", "typed")
+    assert status == 2
+    assert "--password-stdin" in err
+    assert [d["name"] for d in json.loads(sync_cli("operator", "list", "--json")[1])] == ["olga"]
+
+
+def test_passwords_never_appear_in_clear_in_the_log_or_database(
+    sync_server: RunningServer, sync_cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert _add(sync_cli, monkeypatch, "olga", PASSWORD)[0] == 0
+    stored = b"".join(p.read_bytes() for p in sync_server.data.glob("sync.db*"))
+    assert b"$argon2id$" in stored  # the hash is there
+    log = sync_server.log.read_bytes()
+    assert b'"POST /api/v1/operators HTTP/1.1" 201' in log  # the access log is there
+    assert PASSWORD.encode() not in stored + log
