@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
+import pexpect
 import pytest
 
 from .conftest import RunningServer
@@ -74,3 +77,40 @@ def test_passwords_never_appear_in_clear_in_the_log_or_database(
     log = sync_server.log.read_bytes()
     assert b'"POST /api/v1/operators HTTP/1.1" 201' in log  # the access log is there
     assert PASSWORD.encode() not in stored + log
+
+
+def test_a_typed_password_is_not_echoed_and_must_be_typed_twice(
+    sync_server: RunningServer, sync_cli: Cli, tmp_path: Path
+) -> None:
+    def add(name: str, first: str, second: str) -> tuple[int, str]:
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "commands.engine_sync", "operator", "add", name],
+            encoding="utf-8",
+            timeout=60,
+            cwd=str(Path(__file__).parents[2]),
+            env={
+                "PATH": "/usr/bin:/bin",
+                "TMPDIR": str(tmp_path),
+                "ENGINE_SYNC_SERVER": sync_server.url,
+                "ENGINE_SYNC_TOKEN": sync_server.admin_token,
+            },
+        )
+        transcript = io.StringIO()
+        child.logfile_read = transcript  # everything the terminal showed
+        child.expect_exact(f"password for {name}: ")
+        child.sendline(first)
+        child.expect_exact("again: ")
+        child.sendline(second)
+        child.expect(pexpect.EOF)
+        child.close()
+        return int(child.exitstatus or 0), transcript.getvalue()
+
+    status, transcript = add("typist", PASSWORD, PASSWORD)
+    assert status == 0, transcript
+    assert "operator typist added" in transcript
+    assert PASSWORD not in transcript  # not echoed
+    status, transcript = add("sloppy", PASSWORD, PASSWORD + "!")
+    assert status == 2
+    assert "the two passwords differ" in transcript
+    assert [d["name"] for d in json.loads(sync_cli("operator", "list", "--json")[1])] == ["typist"]
