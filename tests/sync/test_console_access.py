@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 
 from .conftest import RunningServer
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, chromium, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-UNLABELLED = """
-return [...document.querySelectorAll('input:not([type=hidden]), select, button')]
-  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-               && !e.textContent.trim())
-  .map(e => e.outerHTML);
-"""
 PAGES = (
     "/library",
     "/library/import",
@@ -69,12 +63,9 @@ def test_every_form_control_has_a_name_for_screen_readers(
 
 def test_the_pages_fit_a_phone_width_window(sync_server: RunningServer, console: Console) -> None:
     console.sign_in(sync_server.admin_token)
-    console.driver.set_window_size(390, 844)
+    console.driver.set_window_size(*PHONE)
     for path in PAGES:
         console.open(path)
-        overflow = console.driver.execute_script(
-            "return document.documentElement.scrollWidth - window.innerWidth"
-        )
-        assert overflow <= 0, path
+        assert console.driver.execute_script(OVERFLOW) <= 0, path
     console.open("/library")
     console.shot("phone-software-library")

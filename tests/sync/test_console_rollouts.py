@@ -15,7 +15,7 @@ from reference_builds.media import reference_iso
 from sync_agent.simulated import FleetOptions, Outcomes, SimulatedFleet
 
 from .conftest import RunningServer, running_server
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, chromium, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -180,3 +180,36 @@ def test_forged_forms_unknown_rollouts_and_hostile_names_change_nothing(
     console.open("/rollouts/999999")
     console.wait(lambda d: "No such rollout" in d.title)
     assert console.text("#error-message") == "There is no rollout 999999: nothing was changed."
+
+
+@pytest.mark.usefixtures("fleet")
+def test_rollout_pages_have_named_controls_and_fit_a_phone(
+    server: RunningServer, console: Console
+) -> None:
+    with server.admin() as admin:
+        kit_id = admin.get("/api/v1/kits")[0]["id"]
+        computers = [c["id"] for c in admin.get("/api/v1/computers")]
+        admin.post(
+            "/api/v1/rollouts",
+            {
+                "kit_id": kit_id,
+                "test_group": computers[-1:],
+                "computers": computers[-1:],
+                "stages": ["100%"],
+                "success_threshold": 100,
+                "error_threshold": 50,
+            },
+        )
+    rollout_id = max(r["id"] for r in _rollouts(server))
+    pages = ("/rollouts", "/rollouts/new", f"/rollouts/{rollout_id}")
+    for path in pages:
+        console.open(path)
+        assert console.driver.execute_script(UNLABELLED) == [], path
+    console.driver.set_window_size(*PHONE)
+    try:
+        for path in pages:
+            console.open(path)
+            assert console.driver.execute_script(OVERFLOW) <= 0, path
+        console.shot("phone-rollout")
+    finally:
+        console.driver.set_window_size(1280, 720)

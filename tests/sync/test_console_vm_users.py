@@ -14,7 +14,7 @@ import pytest
 from sync_agent.simulated import FleetOptions, SimulatedComputer, SimulatedFleet
 
 from .conftest import RunningServer, running_server
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, chromium, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -163,3 +163,19 @@ def test_forged_publish_and_unknown_images_change_nothing(
     assert HOSTILE in console.text("#error-message")
     assert console.driver.execute_script("return window.pwned === undefined")
     console.shot("refused-vm-image")
+
+
+@pytest.mark.usefixtures("fleet")
+def test_vm_pages_have_named_controls_and_fit_a_phone(console: Console) -> None:
+    pages = ("/vms", "/vms/office/users")
+    for path in pages:
+        console.open(path)
+        assert console.driver.execute_script(UNLABELLED) == [], path
+    console.driver.set_window_size(*PHONE)
+    try:
+        for path in pages:
+            console.open(path)
+            assert console.driver.execute_script(OVERFLOW) <= 0, path
+        console.shot("phone-vm-users")
+    finally:
+        console.driver.set_window_size(1280, 720)
