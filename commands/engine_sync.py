@@ -23,6 +23,7 @@ from enginekit.cli import ArgumentParser, add_common_options, add_debug_option, 
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.text import one_line
 from sync_server.client import SERVER_ENV, TOKEN_ENV, ApiRefused, SyncClient
+from sync_server.operators import MIN_PASSWORD
 from sync_server.rollout_state import parse_stages
 
 
@@ -430,6 +431,56 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     )
 
 
+# --- console operators ---------------------------------------------------------------
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """The new operator's password: the first line of stdin with --password-stdin, else
+    typed twice at the terminal without echo."""
+    import getpass
+
+    if args.password_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    elif not sys.stdin.isatty():
+        raise UserInputError(
+            "operator add: no terminal to type the password on",
+            hint="pipe it in with --password-stdin",
+        )
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserInputError(
+                "operator add: the two passwords differ", hint="run it again and type it twice"
+            )
+    if len(password) < MIN_PASSWORD:
+        raise UserInputError(
+            f"operator add: the password is shorter than {MIN_PASSWORD} characters",
+            hint="choose a longer password",
+        )
+    return password
+
+
+def cmd_operator_add(args: argparse.Namespace) -> int:
+    password = _read_password(args)
+    with _client(args) as client, _refusal_hint("engine-sync operator list lists them"):
+        doc = client.post("/api/v1/operators", {"name": args.name, "password": password})
+    return _emit(args, doc, [f"operator {one_line(doc['name'])} added"])
+
+
+def cmd_operator_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        docs = client.get("/api/v1/operators")
+    lines = [f"{one_line(d['name'])} (added {d['created_at']})" for d in docs] or ["no operators"]
+    return _emit(args, docs, lines)
+
+
+def cmd_operator_remove(args: argparse.Namespace) -> int:
+    with _client(args) as client, _refusal_hint("engine-sync operator list lists them"):
+        doc = client.post(f"/api/v1/operators/{quote(args.name, safe='')}/remove")
+    lines = [f"operator {one_line(doc['name'])} removed; their console sessions ended"]
+    return _emit(args, doc, lines)
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -766,6 +817,20 @@ def build_parser() -> ArgumentParser:
     user_add.add_argument(
         "--computer", type=int, required=True, metavar="ID", help="the computer the user is on"
     )
+    op_group = command("operator", "named console operators (name and password)", None)
+    op_sub = op_group.add_subparsers(dest="operator_command", required=True, metavar="ACTION")
+    op_add = command("add", "add a console operator", cmd_operator_add, within=op_sub)
+    op_add.add_argument("name", help="the operator's sign-in name")
+    op_add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (default: type it, no echo)",
+    )
+    command("list", "list the console operators", cmd_operator_list, within=op_sub)
+    op_remove = command(
+        "remove", "remove an operator (their sessions end)", cmd_operator_remove, within=op_sub
+    )
+    op_remove.add_argument("name", help="the operator's name (engine-sync operator list)")
     backup = command("backup", "back up the database and the kits into one archive", cmd_backup)
     backup.add_argument("-o", "--output", type=Path, metavar="FILE", help="archive to write")
     backup.add_argument("--force", action="store_true", help="replace an existing FILE")

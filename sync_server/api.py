@@ -14,7 +14,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from sync_server import api_fleet, api_library, api_ops, api_rollouts, api_sites, api_vms
+from sync_server import (
+    api_fleet,
+    api_library,
+    api_operators,
+    api_ops,
+    api_rollouts,
+    api_sites,
+    api_vms,
+)
 from sync_server.api_common import ApiError
 from sync_server.console import CONSOLE_PATH, build_console
 from sync_server.state import ServerState
@@ -49,4 +57,5 @@ def build_app(state: ServerState) -> FastAPI:
     app.include_router(api_vms.router)
     app.include_router(api_ops.router)
     app.include_router(api_sites.router)
+    app.include_router(api_operators.router)
     return app

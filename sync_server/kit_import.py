@@ -3,7 +3,10 @@ its SHA-256, verify the copy with the media library (structure, El Torito, hybri
 embedded MD5, manifest, every file; no boots), and only then name it a kit.
 
 The copy is what gets verified, so the kit served to computers is byte for byte the file that
-passed. A damaged or foreign ISO raises `KitRejected` with the first problem found, and the
+passed. The source may be a named pipe (an ISO streamed in as it arrives, e.g. from a
+download): it is read once, to its end, and its copy is verified like any other.
+
+A damaged or foreign ISO raises `KitRejected` with the first problem found, and the
 partial copy is removed: there is never a kit for it.
 """
 
@@ -57,16 +60,21 @@ class ImportControl:
         self.progress(fraction)
 
 
+def importable(path: Path) -> bool:
+    """A regular file, or a named pipe to read the ISO from as it is written."""
+    return path.is_file() or path.is_fifo()
+
+
 def _copy_hashed(source: Path, dest: Path, control: ImportControl) -> tuple[int, str]:
     digest = hashlib.sha256()
-    total = max(source.stat().st_size, 1)
+    total = source.stat().st_size if source.is_file() else 0  # a pipe's size is unknown
     done = 0
     with source.open("rb") as src, dest.open("xb") as out:
         while chunk := src.read(CHUNK):
             out.write(chunk)
             digest.update(chunk)
             done += len(chunk)
-            control.checkpoint(COPY_SHARE * done / total)
+            control.checkpoint(COPY_SHARE * done / total if total else 0.0)
         out.flush()
         os.fsync(out.fileno())
     return done, digest.hexdigest()
@@ -76,7 +84,7 @@ def import_kit(
     source: Path, kits_dir: Path, control: ImportControl, known_versions: Callable[[], set[str]]
 ) -> ImportedKit:
     """Copy, verify and publish `source` into `kits_dir`; see the module docstring."""
-    if not source.is_file():
+    if not importable(source):
         raise KitRejected(
             f"{source.name}: no such file to import",
             hint="give the path of an Engine installer ISO, or drop it into DIR/FileImport",

@@ -5,6 +5,7 @@
 (`vm_images`) has numbered versions (`vm_versions`), each stamped with the Synchronizer
 version that published it; `vm_users` are the people VMs are assigned to, each on one computer;
 `vm_assignments` is the image's "Users" tab: per user the assigned version and the Staged box.
+`operators` are the console's named operators (password hashes only).
 """
 
 from __future__ import annotations
@@ -66,3 +67,17 @@ class VmAssignment(Base):
     staged: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str] = mapped_column(String(500), default="")  # the computer's last failure
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class Operator(Base):
+    """A named console operator (migration 0005). The password is kept only as its Argon2id
+    hash; `session_key` is in every console session the operator opens, so removing the
+    operator (or re-adding the name) ends those sessions."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    session_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)

@@ -3,7 +3,8 @@ FileImport folder, which a watcher thread scans for dropped ISOs.
 
 Data directory layout: `sync.db` (SQLite, WAL), `admin-token` (0600), `console-secret`
 (0600, the key that signs console sessions), `kits/` (imported
-ISOs, named `engine-<version>-<sha256 prefix>.iso`), `FileImport/` (drop ISOs here; one being
+ISOs, named `engine-<version>-<sha256 prefix>.iso`), `FileImport/` (drop ISOs here, or a
+named pipe an ISO is streamed into; one being
 imported is moved to `FileImport/.importing/`, a failed one comes back as `<name>.failed`).
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from sync_server.database import Database
+from sync_server.kit_import import importable
 from sync_server.models import Token
 from sync_server.tasks import TaskRunner
 from sync_server.tokens import TokenRole, new_token, token_digest
@@ -70,7 +72,7 @@ class ServerState:
         claimed.mkdir(parents=True, exist_ok=True)
         with self._scan_lock:
             for path in sorted(self.file_import.glob("*.iso")):
-                if not path.is_file():
+                if not importable(path):
                     continue
                 stat = path.stat()
                 now = (stat.st_size, stat.st_mtime_ns)
@@ -83,7 +85,7 @@ class ServerState:
 
     def file_import_isos(self) -> list[str]:
         """The names of the ISOs waiting in FileImport (the console's "Specify file" list)."""
-        return sorted(p.name for p in self.file_import.glob("*.iso") if p.is_file())
+        return sorted(p.name for p in self.file_import.glob("*.iso") if importable(p))
 
     def import_dropped(self, name: str) -> int | None:
         """Start the import of one ISO in FileImport by its name; None if it is not there
@@ -93,7 +95,7 @@ class ServerState:
         (self.file_import / ".importing").mkdir(parents=True, exist_ok=True)
         with self._scan_lock:
             path = self.file_import / name
-            if not path.is_file():
+            if not importable(path):
                 return None
             self._seen.pop(name, None)
             return self._claim_and_import(path)

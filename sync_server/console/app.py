@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from sync_server.console import auth, fleet, library, task_pages
+from sync_server.console import auth, fleet, library, rollout_pages, task_pages, vm_pages
 from sync_server.console.auth import (
     SESSION_COOKIE,
     SESSION_LIFETIME,
@@ -64,7 +64,7 @@ def build_console(state: ServerState) -> FastAPI:
                 404,
                 "Page not found",
                 f"The console has no page {request.url.path}.",
-                "Use the menu: Software Library, Computers or Tasks.",
+                "Use the menu: Software Library, Computers, Rollouts, Virtual Machines or Tasks.",
             )
         return _error_page(request, exc.status_code, "Request refused", str(exc.detail), "")
 
@@ -76,11 +76,13 @@ def build_console(state: ServerState) -> FastAPI:
             404,
             "Page not found",
             f"The address {request.url.path} is not valid ({where}): nothing was changed.",
-            "Use the menu: Software Library, Computers or Tasks.",
+            "Use the menu: Software Library, Computers, Rollouts, Virtual Machines or Tasks.",
         )
 
     app.include_router(auth.router)
     app.include_router(library.router)
     app.include_router(fleet.router)
     app.include_router(task_pages.router)
+    app.include_router(rollout_pages.router)
+    app.include_router(vm_pages.router)
     return app

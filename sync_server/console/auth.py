@@ -1,7 +1,9 @@
-"""Who is using the console: sign-in with the admin token, a signed session cookie that
+"""Who is using the console: sign-in with the admin token or as a named operator (name and
+password, `sync_server.operators`), a signed session cookie that
 expires (Starlette's SessionMiddleware, signed with itsdangerous; the sign-in time is in the
 session and checked against `SESSION_LIFETIME`, so a page that keeps polling does not keep a
-session alive forever), and a CSRF token per session that every form carries."""
+session alive forever), and a CSRF token per session that every form carries. An operator's
+session carries their session key: removing the operator ends it at the next request."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
 
+from sync_server import operators
 from sync_server.api_common import Principal, db_session
 from sync_server.console.rendering import page
 from sync_server.models import Token
@@ -76,16 +79,28 @@ async def checked_form(request: Request) -> FormData:
     return form
 
 
+# A named operator's Principal has no token: its token_id is this.
+NO_TOKEN = 0
+
+
 def operator(request: Request) -> Principal:
     """The signed-in operator, or SignInRequired (the pages answer with the sign-in page)."""
     session = request.session
     token_id, since = session.get("token_id"), session.get("signed_in_at")
-    if not isinstance(token_id, int) or not isinstance(since, int | float):
+    operator_id, key = session.get("operator_id"), session.get("operator_key")
+    named = isinstance(operator_id, int) and isinstance(key, str)
+    if not (isinstance(token_id, int) or named) or not isinstance(since, int | float):
         raise SignInRequired(expired=False)
     if time.time() - since > SESSION_LIFETIME:
         session.clear()
         raise SignInRequired(expired=True)
     with db_session(request) as db:
+        if isinstance(operator_id, int) and isinstance(key, str):
+            found = operators.session_valid(db, operator_id, key)
+            if found is None:
+                session.clear()
+                raise SignInRequired(expired=True)
+            return Principal(NO_TOKEN, TokenRole.ADMIN, None, found.name)
         row = db.get(Token, token_id)
         if row is None or row.role != TokenRole.ADMIN or row.revoked_at is not None:
             session.clear()
@@ -104,30 +119,42 @@ def login_page(request: Request, expired: int = 0) -> Response:
     return page(request, "login.html", {"expired": bool(expired), "problem": ""})
 
 
+def _token_sign_in(request: Request, token: str) -> dict[str, object] | str:
+    """The session for the admin token, or why it is refused."""
+    with db_session(request) as db:
+        row = db.scalars(select(Token).where(Token.digest == token_digest(token))).first()
+        if row is None or not digest_matches(token, row.digest) or row.revoked_at is not None:
+            return "The token is not valid (unknown or revoked)."
+        if row.role != TokenRole.ADMIN:
+            return "That is a computer's token: the console needs the admin token."
+        return {"token_id": row.id}
+
+
+def _operator_sign_in(request: Request, name: str, password: str) -> dict[str, object] | str:
+    with db_session(request) as db:
+        found = operators.signed_in(db, name, password)
+        if found is None:
+            return "The operator name or password is not right."
+        return {"operator_id": found.id, "operator_key": found.session_key, "who": found.name}
+
+
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
     form = await checked_form(request)
     token = str(form.get("token", "")).strip()
-    with db_session(request) as db:
-        row = db.scalars(select(Token).where(Token.digest == token_digest(token))).first()
-        valid = (
-            row is not None
-            and token != ""
-            and digest_matches(token, row.digest)
-            and row.revoked_at is None
-        )
-        role = row.role if row is not None else None
-        token_id = row.id if row is not None else None
-    if not valid or role != TokenRole.ADMIN:
-        problem = (
-            "That is a computer's token: the console needs the admin token."
-            if valid
-            else "The token is not valid (unknown or revoked)."
-        )
+    name = str(form.get("name", "")).strip()
+    password = str(form.get("password", ""))
+    if token:
+        outcome = _token_sign_in(request, token)
+    elif name and password:
+        outcome = _operator_sign_in(request, name, password)
+    else:
+        outcome = "Give the admin token, or an operator's name and password."
+    if isinstance(outcome, str):
         csrf_token(request)
-        return page(request, "login.html", {"expired": False, "problem": problem}, 401)
+        return page(request, "login.html", {"expired": False, "problem": outcome}, 401)
     request.session.clear()
-    request.session.update({"token_id": token_id, "signed_in_at": int(time.time())})
+    request.session.update({**outcome, "signed_in_at": int(time.time())})
     csrf_token(request)
     return RedirectResponse(request.url_for("library"), status_code=303)
 

@@ -45,5 +45,7 @@ def page(
     request: Request, template: str, context: dict[str, Any], status_code: int = 200
 ) -> HTMLResponse:
     session = request.scope.get("session") or {}
-    full = {"csrf": session.get("csrf", ""), "signed_in": "token_id" in session, **context}
+    signed_in = "token_id" in session or "operator_id" in session
+    who = session.get("who", "admin token") if signed_in else ""
+    full = {"csrf": session.get("csrf", ""), "signed_in": signed_in, "who": who, **context}
     return TEMPLATES.TemplateResponse(request, template, full, status_code=status_code)

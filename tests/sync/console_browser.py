@@ -23,6 +23,16 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
+# The form controls a screen reader could not name (no label, no aria-label, no text).
+UNLABELLED = """
+return [...document.querySelectorAll('input:not([type=hidden]), select, button')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.textContent.trim())
+  .map(e => e.outerHTML);
+"""
+# How far the page scrolls sideways (more than 0: it does not fit the window).
+OVERFLOW = "return document.documentElement.scrollWidth - window.innerWidth"
+PHONE = (390, 844)
 # Where the screenshots of each screen go: $ENGINEKIT_SCREENSHOTS, else the test's tmp_path.
 SCREENSHOTS_ENV = "ENGINEKIT_SCREENSHOTS"
 

@@ -10,17 +10,20 @@ from pathlib import Path
 import pytest
 
 from .conftest import RunningServer
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, chromium, screenshot_dir
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-UNLABELLED = """
-return [...document.querySelectorAll('input:not([type=hidden]), select, button')]
-  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-               && !e.textContent.trim())
-  .map(e => e.outerHTML);
-"""
-PAGES = ("/library", "/library/import", "/library/import/file", "/computers", "/tasks")
+PAGES = (
+    "/library",
+    "/library/import",
+    "/library/import/file",
+    "/computers",
+    "/rollouts",
+    "/rollouts/new",
+    "/vms",
+    "/tasks",
+)
 
 
 @pytest.fixture
@@ -41,7 +44,7 @@ def test_sign_in_and_the_menu_work_with_the_keyboard_alone(
     body = console.driver.switch_to.active_element
     body.send_keys(Keys.TAB)  # the skip link first
     assert console.driver.switch_to.active_element.text == "Skip to content"
-    for _ in range(3):  # Software Library, Computers, Tasks
+    for _ in range(5):  # Software Library, Computers, Rollouts, Virtual Machines, Tasks
         console.driver.switch_to.active_element.send_keys(Keys.TAB)
     assert console.driver.switch_to.active_element.text == "Tasks"
     console.driver.switch_to.active_element.send_keys(Keys.ENTER)
@@ -60,12 +63,9 @@ def test_every_form_control_has_a_name_for_screen_readers(
 
 def test_the_pages_fit_a_phone_width_window(sync_server: RunningServer, console: Console) -> None:
     console.sign_in(sync_server.admin_token)
-    console.driver.set_window_size(390, 844)
+    console.driver.set_window_size(*PHONE)
     for path in PAGES:
         console.open(path)
-        overflow = console.driver.execute_script(
-            "return document.documentElement.scrollWidth - window.innerWidth"
-        )
-        assert overflow <= 0, path
+        assert console.driver.execute_script(OVERFLOW) <= 0, path
     console.open("/library")
     console.shot("phone-software-library")
