@@ -431,11 +431,15 @@ def build_live_image(
         f"enginekit-{hashlib.sha256(top).hexdigest()[:16]}", compression, lambda: top
     )
     out = cache_dir("live-initramfs") / f"initrd-{base.name.split('.')[0]}-{top_path.name}"
-    if not out.is_file():
+
+    def join() -> Path:
         partial = out.with_name(out.name + ".partial")
         partial.write_bytes(base.read_bytes() + top_path.read_bytes())
         partial.rename(out)
-    return LiveImage(kernel=kernel, initrd=out, compression=compression)
+        return out
+
+    initrd = built_once(f"live-initramfs-{out.name}", lambda: out if out.is_file() else None, join)
+    return LiveImage(kernel=kernel, initrd=initrd, compression=compression)
 
 
 @functools.cache
