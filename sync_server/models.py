@@ -91,6 +91,9 @@ class Computer(Base):
     vms: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"vms": [...]}
     first_contact: Mapped[datetime] = mapped_column(default=utc_now)
     last_contact: Mapped[datetime] = mapped_column(default=utc_now)
+    # The enrolment token it first checked in with (tokens.id; no foreign key, tokens refer
+    # to computers already): unique, so simultaneous first check-ins make one computer.
+    token_id: Mapped[int | None] = mapped_column(Integer, default=None, unique=True, index=True)
 
 
 class Kit(Base):
