@@ -525,8 +525,9 @@ class BackupIncomplete(EngineKitError):
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from sync_server.backup import restore_backup
+    from sync_server.database import shown_url
 
-    manifest = restore_backup(args.archive, args.data)
+    manifest = restore_backup(args.archive, args.data, args.database)
     kits = sum(1 for f in manifest.files if f.name.startswith("kits/"))
     doc = {
         "data": str(args.data),
@@ -535,10 +536,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
         "created_at": manifest.created_at,
         "files": [vars(f) for f in manifest.files],
     }
+    serve = f"engine-sync serve --data {args.data}"
+    if args.database:
+        serve += f" --database {shown_url(args.database)}"
     line = (
         f"restored Synchronizer {manifest.synchronizer_version} (backup of "
         f"{manifest.created_at}): database and {kits} kit(s) into {args.data}; start it with "
-        f"engine-sync serve --data {args.data} (it writes a new admin token)"
+        f"{serve} (it writes a new admin token)"
     )
     return _emit(args, doc, [line])
 
@@ -848,6 +852,11 @@ def build_parser() -> ArgumentParser:
         required=True,
         metavar="DIR",
         help="a new or empty data directory to restore into",
+    )
+    restore.add_argument(
+        "--database",
+        metavar="URL",
+        help="a PostgreSQL backup: the new, empty database to load it into",
     )
     upgrade = command(
         "upgrade-server", "upgrade Synchronizer itself (after every Engine)", cmd_upgrade_server

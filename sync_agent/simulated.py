@@ -82,6 +82,7 @@ class SimulatedComputer:
     busy: bool = False
     last_report: str = ""  # the Upgrade status this computer last reported
     checkins: int = 0
+    reports: int = 0  # status reports sent
     errors: int = 0
 
     @property
@@ -137,17 +138,23 @@ class SimulatedFleet:
         self._queue: list[tuple[float, int, int, Event]] = []
         self._seq = 0
         self.computers: list[SimulatedComputer] = []
-        with SyncClient(server, admin_token) as admin:
-            for index in range(options.count):
-                name = f"{options.name_prefix}-{index:05d}"
-                token = str(admin.post("/api/v1/tokens", {"name": name})["token"])
-                rng = random.Random(f"{options.seed}:{index}")
-                computer = SimulatedComputer(
-                    index, name, token, options.engine, rng, slots={"A": options.engine}
-                )
-                self.computers.append(computer)
-                first = rng.uniform(0.0, self._interval(None))
-                self._push(first, index, Event.CHECK_IN)
+        names = [f"{options.name_prefix}-{index:05d}" for index in range(options.count)]
+        # Enrolment tokens on the fleet's pool of clients (10,000 one after the other take
+        # minutes); the computers still come in index order.
+        with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
+            tokens = list(pool.map(self._enrolment_token, names))
+        self.close()  # the pool's threads are gone; run_for makes its own clients
+        for index, (name, token) in enumerate(zip(names, tokens, strict=True)):
+            rng = random.Random(f"{options.seed}:{index}")
+            computer = SimulatedComputer(
+                index, name, token, options.engine, rng, slots={"A": options.engine}
+            )
+            self.computers.append(computer)
+            first = rng.uniform(0.0, self._interval(None))
+            self._push(first, index, Event.CHECK_IN)
+
+    def _enrolment_token(self, name: str) -> str:
+        return str(self._client().post("/api/v1/tokens", {"name": name})["token"])
 
     # --- the clock ------------------------------------------------------------------
 
@@ -248,6 +255,7 @@ class SimulatedFleet:
             {"status": status.value, "detail": detail},
         )
         computer.last_report = status.value
+        computer.reports += 1
 
     def _draw(self, computer: SimulatedComputer, span: tuple[float, float]) -> float:
         return computer.rng.uniform(*span)

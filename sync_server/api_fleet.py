@@ -5,18 +5,21 @@ server the computer is registered with).
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from disk_images.state import UpgradeStatus
-from sync_server import eligibility, rollouts, sites, vm_images
+from sync_server import eligibility, rollouts, sites, upsert, vm_images
 from sync_server.api_common import (
     ACTIVE,
     REPORTABLE,
     Admin,
     ApiError,
     Caller,
+    Principal,
     active_assignment,
     assignment_doc,
     computer_doc,
@@ -191,16 +194,7 @@ def checkin(body: CheckinRequest, caller: Caller, request: Request) -> CheckinRe
             if getattr(done, "rowcount", 1) == 0:
                 computer_id = None
         if computer_id is None:
-            token = session.get(Token, caller.token_id)
-            assert token is not None
-            created = Computer(
-                name=token.name or body.disk_id or "computer", running_version=body.version
-            )
-            for key, value in seen.items():
-                setattr(created, key, value)
-            session.add(created)
-            session.flush()
-            token.computer_id = computer_id = created.id
+            computer_id = _enrol(session, caller, body, seen)
         # Loaded by its key (no query when just created): the VM offers, the upgrade's
         # reconcile and the rollouts read it.
         computer = session.get(Computer, computer_id)
@@ -254,6 +248,35 @@ def signal_or_wait_for_site(session: Session, assignment: Assignment, site: Site
             status = UpgradeStatus.READY_TO_DOWNLOAD
     if assignment.status != status:
         assignment.status, assignment.updated_at = status.value, utc_now()
+
+
+def _enrol(session: Session, caller: Principal, body: CheckinRequest, seen: dict[str, Any]) -> int:
+    """The computer of the caller's token, created at its first check-in. Simultaneous first
+    check-ins with one token (an agent's retry while the first is in flight, two agents on one
+    disk) all get the same computer: the insert does nothing when another one already holds
+    the token (computers.token_id is unique; on PostgreSQL it waits for that one's commit),
+    and the row is read back; the later check-in's report is written over it."""
+    token = session.get(Token, caller.token_id)
+    assert token is not None
+    values = {
+        "name": token.name or body.disk_id or "computer",
+        "first_contact": seen["last_contact"],
+        "token_id": token.id,
+        **seen,
+    }
+    inserted = session.execute(
+        upsert.insert(session, Computer)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[Computer.token_id])
+    )
+    computer_id = session.scalars(select(Computer.id).where(Computer.token_id == token.id)).one()
+    if getattr(inserted, "rowcount", 1) == 0:
+        session.execute(
+            update(Computer).where(Computer.id == computer_id).values(**seen),
+            execution_options={"synchronize_session": False},
+        )
+    token.computer_id = computer_id
+    return computer_id
 
 
 @router.post("/api/v1/assignments/{assignment_id}/status", response_model=AssignmentDoc)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from enginekit.errors import HostError
 from sync_server import server_upgrade, sites
 from sync_server.api_common import Admin, ApiError, db_session, server_state, task_doc
 from sync_server.backup import BackupUnsupported, write_backup
@@ -58,6 +59,8 @@ def _backup(state: ServerState) -> BackupDoc:
         path, manifest = write_backup(state.db, state.data_dir, state.data_dir / BACKUPS)
     except BackupUnsupported as exc:
         raise ApiError(409, exc.message, exc.hint) from None
+    except HostError as exc:  # pg_dump missing or failing on the server's host
+        raise ApiError(503, exc.message, exc.hint) from None
     return BackupDoc(
         name=path.name,
         size=path.stat().st_size,

@@ -1,12 +1,14 @@
 """Backups of a Synchronizer: one uncompressed tar holding `manifest.json` first, then an
 online snapshot of the database (`sync.db`, taken with SQLite's backup API while the server
-runs) and every kit file the snapshot lists (`kits/...`). The manifest names each file with
+runs, or `sync.pgdump`, pg_dump's custom format of a PostgreSQL database, see pg_backup) and
+every kit file the snapshot lists (`kits/...`). The manifest names each file with
 its size and SHA-256, so `restore` proves the whole archive before it writes anything.
 
 Restore goes into a data directory that does not exist or is empty (the server is not
 running there): the archive is unpacked beside it, checked, and renamed into place in one
-step; a damaged or foreign archive is refused and nothing is left behind. The admin token is
-not in a backup; the restored server writes a new one at its first start.
+step; a damaged or foreign archive is refused and nothing is left behind. A PostgreSQL
+backup is loaded into a new, empty database (--database) first, in one transaction. The
+admin token is not in a backup; the restored server writes a new one at its first start.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from sqlalchemy import Connection, create_engine, make_url, text
+
 from enginekit.errors import UserInputError
-from sync_server.database import Database
+from sync_server import pg_backup
+from sync_server.database import Database, shown_url
 from sync_server.digests import file_sha256
 
 FORMAT = "enginekit-synchronizer-backup"
@@ -95,15 +100,33 @@ class BackupManifest:
             raise DamagedBackup(f"{source}: its manifest is damaged ({exc})") from None
 
 
-def snapshot_database(db: Database, dest: Path) -> None:
+@dataclass(frozen=True)
+class SnapshotFacts:
+    """What the database snapshot holds that the manifest names."""
+
+    kits: tuple[str, ...]  # kit file names
+    synchronizer_version: str
+    schema_revision: str
+
+
+def _facts(connection: Connection) -> SnapshotFacts:
+    from sync_server.vm_images import INITIAL_SYNCHRONIZER_VERSION, SYNCHRONIZER_VERSION
+
+    kits = connection.scalars(text("SELECT file_name FROM kits ORDER BY id"))
+    version = connection.scalar(
+        text("SELECT value FROM server_settings WHERE name = :name"),
+        {"name": SYNCHRONIZER_VERSION},
+    )
+    revision = connection.scalar(text("SELECT version_num FROM alembic_version"))
+    return SnapshotFacts(
+        tuple(str(k) for k in kits),
+        str(version) if version is not None else INITIAL_SYNCHRONIZER_VERSION,
+        str(revision) if revision is not None else "",
+    )
+
+
+def _sqlite_snapshot(db: Database, dest: Path) -> SnapshotFacts:
     """A consistent copy of the live SQLite database (the online backup API)."""
-    if db.engine.dialect.name != "sqlite":
-        raise BackupUnsupported(
-            f"the server's database is {db.engine.dialect.name}; engine-sync backup copies "
-            "SQLite databases only",
-            hint="back the database up with its own tool (pg_dump for PostgreSQL) and copy "
-            "DATA/kits beside it",
-        )
     raw = db.engine.raw_connection()
     try:
         with closing(sqlite3.connect(dest)) as target:
@@ -111,22 +134,28 @@ def snapshot_database(db: Database, dest: Path) -> None:
             source.backup(target)
     finally:
         raw.close()
+    copy = create_engine(f"sqlite:///{dest}")
+    try:
+        with copy.connect() as connection:
+            return _facts(connection)
+    finally:
+        copy.dispose()
 
 
-def _snapshot_facts(snapshot: Path) -> tuple[list[str], str, str]:
-    """The kit files, the Synchronizer version and the schema revision the snapshot holds."""
-    from sync_server.vm_images import INITIAL_SYNCHRONIZER_VERSION, SYNCHRONIZER_VERSION
-
-    with closing(sqlite3.connect(snapshot)) as con:
-        kits = [str(r[0]) for r in con.execute("SELECT file_name FROM kits ORDER BY id")]
-        row = con.execute(
-            "SELECT value FROM server_settings WHERE name = ?", (SYNCHRONIZER_VERSION,)
-        ).fetchone()
-        revision = con.execute("SELECT version_num FROM alembic_version").fetchone()
-    return (
-        kits,
-        str(row[0]) if row else INITIAL_SYNCHRONIZER_VERSION,
-        str(revision[0]) if revision else "",
+def snapshot_database(db: Database, folder: Path) -> tuple[str, Path, SnapshotFacts]:
+    """The database as one file in `folder`: its name in the archive, its path, its facts."""
+    dialect = db.engine.dialect.name
+    if dialect == "sqlite":
+        dest = folder / DATABASE
+        return DATABASE, dest, _sqlite_snapshot(db, dest)
+    if dialect == "postgresql":
+        dest = folder / pg_backup.DUMP
+        url = db.engine.url.render_as_string(hide_password=False)
+        return pg_backup.DUMP, dest, pg_backup.dump(url, dest, _facts)
+    raise BackupUnsupported(
+        f"the server's database is {dialect}; engine-sync backup copies SQLite and "
+        "PostgreSQL databases",
+        hint="back the database up with its own tool and copy DATA/kits beside it",
     )
 
 
@@ -139,14 +168,14 @@ def write_backup(db: Database, data_dir: Path, dest_dir: Path) -> tuple[Path, Ba
     dest_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".backup-") as tmp:
-        snapshot = Path(tmp) / DATABASE
-        snapshot_database(db, snapshot)
-        kits, version, revision = _snapshot_facts(snapshot)
-        sources = [(DATABASE, snapshot)] + [(f"kits/{k}", data_dir / "kits" / k) for k in kits]
+        name, snapshot, facts = snapshot_database(db, Path(tmp))
+        sources = [(name, snapshot)] + [(f"kits/{k}", data_dir / "kits" / k) for k in facts.kits]
         files = tuple(
             BackupFile(name, path.stat().st_size, file_sha256(path)) for name, path in sources
         )
-        manifest = BackupManifest(now.isoformat(), version, revision, files)
+        manifest = BackupManifest(
+            now.isoformat(), facts.synchronizer_version, facts.schema_revision, files
+        )
         partial = Path(tmp) / "archive.tar"
         with tarfile.open(partial, "w", format=tarfile.PAX_FORMAT) as tar:
             body = manifest.to_json()
@@ -245,12 +274,44 @@ def _unpack_checked(archive: Path, staging: Path) -> BackupManifest:
     return manifest
 
 
-def restore_backup(archive: Path, data_dir: Path) -> BackupManifest:
-    """Unpack `archive` into the new data directory `data_dir`, all or nothing."""
+def _restore_database(
+    manifest: BackupManifest, staging: Path, database: str | None, source: str
+) -> None:
+    """Put the backup's database where the restored server finds it: SQLite's file stays in
+    the data directory; a PostgreSQL dump is loaded into `database` and leaves it."""
+    names = {f.name for f in manifest.files}
+    if pg_backup.DUMP in names:
+        if database is None:
+            raise UserInputError(
+                f"{source}: a backup of a PostgreSQL database; restore needs the database "
+                "to load it into",
+                hint="create a new, empty database (createdb) and give --database "
+                "postgresql+psycopg://USER@HOST/DB",
+            )
+        if make_url(database).get_backend_name() != "postgresql":
+            raise UserInputError(
+                f"--database {shown_url(database)}: a PostgreSQL backup restores into "
+                "PostgreSQL only",
+                hint="give --database postgresql+psycopg://USER@HOST/DB of a new, empty database",
+            )
+        pg_backup.check_empty(database)
+        pg_backup.restore(staging / pg_backup.DUMP, database, source)
+        (staging / pg_backup.DUMP).unlink()
+    elif database is not None:
+        raise UserInputError(
+            f"{source}: a backup of a SQLite database; it restores into DATA/sync.db",
+            hint="leave out --database",
+        )
+
+
+def restore_backup(archive: Path, data_dir: Path, database: str | None = None) -> BackupManifest:
+    """Unpack `archive` into the new data directory `data_dir`, all or nothing; a PostgreSQL
+    backup's database goes into the new, empty database at the URL `database`."""
     _check_target(data_dir)
     staging = Path(tempfile.mkdtemp(dir=data_dir.parent, prefix=f".{data_dir.name}.restoring-"))
     try:
         manifest = _unpack_checked(archive, staging)
+        _restore_database(manifest, staging, database, str(archive))
         (staging / "kits").mkdir(exist_ok=True)
         try:
             if data_dir.is_dir():

@@ -96,6 +96,9 @@ class Computer(Base):
     last_contact: Mapped[datetime] = mapped_column(default=utc_now)
     # The remote server it last checked in through; None: this (the main) server.
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), default=None)
+    # The enrolment token it first checked in with (tokens.id; no foreign key, tokens refer
+    # to computers already): unique, so simultaneous first check-ins make one computer.
+    token_id: Mapped[int | None] = mapped_column(Integer, default=None, unique=True, index=True)
 
 
 class Kit(Base):

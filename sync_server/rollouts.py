@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from disk_images.state import UpgradeStatus
@@ -116,15 +116,40 @@ def _rows(
 
 
 def _tallies(session: Session, rollout: Rollout, kit: Kit) -> list[StageTally]:
+    """Each stage's members, succeeded and failed (as `target_outcome` judges them), counted
+    by the database in one GROUP BY: a check-in of a target of a rollout over thousands of
+    computers reads a row per stage, not a row per target."""
     count = len(_sizes(rollout)) + 1
     members, succeeded, failed = [0] * count, [0] * count, [0] * count
-    for target, assignment, computer in _rows(session, rollout):
-        if target.skipped or target.stage is None:
-            continue
-        members[target.stage] += 1
-        outcome = target_outcome(target, assignment, computer, kit)
-        succeeded[target.stage] += outcome is TargetOutcome.SUCCEEDED
-        failed[target.stage] += outcome is TargetOutcome.FAILED
+    status = Assignment.status
+    query = (
+        select(
+            RolloutTarget.stage,
+            func.count(),
+            func.count(
+                case(
+                    (
+                        (status == UpgradeStatus.BLANK.value)
+                        & (Computer.running_version == kit.version),
+                        1,
+                    )
+                )
+            ),
+            func.count(case((status == UpgradeStatus.FAILED.value, 1))),
+        )
+        .join(Computer, Computer.id == RolloutTarget.computer_id)
+        .outerjoin(Assignment, Assignment.id == RolloutTarget.assignment_id)
+        .where(
+            RolloutTarget.rollout_id == rollout.id,
+            RolloutTarget.stage.is_not(None),
+            RolloutTarget.skipped.is_(False),
+        )
+        .group_by(RolloutTarget.stage)
+    )
+    for stage, in_stage, stage_succeeded, stage_failed in session.execute(query).all():
+        assert stage is not None  # filtered above
+        at = stage
+        members[at], succeeded[at], failed[at] = in_stage, stage_succeeded, stage_failed
     return [StageTally(m, s, f) for m, s, f in zip(members, succeeded, failed, strict=True)]
 
 
