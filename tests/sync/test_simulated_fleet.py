@@ -89,18 +89,18 @@ def test_a_fleet_of_simulated_computers_and_a_real_disk_takes_the_kit(
     cache = str(tmp_path / "cache")
     assert agent("--once", "--cache", cache, str(disk)) == 0
     capsys.readouterr()  # the agent's lines
-    options = FleetOptions(count=100, seed=11, interval=INTERVAL)
+    options = FleetOptions(count=50, seed=11, interval=INTERVAL)
     with SimulatedFleet(sync_server.url, sync_server.admin_token, options) as fleet:
         fleet.run_for(INTERVAL)
         computers = json.loads(sync_cli("computers", "--json")[1])
-        assert len(computers) == 101
+        assert len(computers) == 51
         _assign(sync_cli, [c["id"] for c in computers])
         assert agent("--once", "--cache", cache, str(disk)) == 0
         capsys.readouterr()
         summary = fleet.run_for(3 * INTERVAL)
     assert summary.errors == 0
-    assert sum(summary.versions.values()) == 100
-    assert summary.versions["5.0.0"] > 90  # the default distribution fails a few percent
+    assert sum(summary.versions.values()) == 50
+    assert summary.versions["5.0.0"] > 45  # the default distribution fails a few percent
     labels = {
         c["name"]: c["assignments"][0]["status"]
         for c in json.loads(sync_cli("computers", "--json")[1])
