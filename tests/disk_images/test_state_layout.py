@@ -37,6 +37,7 @@ def test_upgrade_status_values_are_what_synchronizer_shows() -> None:
     assert [s.value for s in UpgradeStatus] == [
         "",
         "Pending",
+        "Ready to download update",  # behind a remote server that lacks the kit yet
         "Signalled",
         "Installed (Reboot Required)",
         "Failed",
