@@ -128,20 +128,28 @@ def _run(options: ServeOptions, data: Path, db: Database, sock: socket.socket) -
     server = uvicorn.Server(config)
     watcher.start()
     try:
-        # One line that scripts (and the tests) read to learn the address.
-        sys.stdout.write(f"listening on http://{host}:{port} (admin token in {token_file})\n")
-        sys.stdout.flush()
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:
-            # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it
-            # caught: that is a clean stop, not an interruption.
-            pass
+        _serve_until_stopped(server, sock, f"http://{host}:{port} (admin token in {token_file})")
     finally:
         watcher.stop()
         runner.shutdown()
-        sys.stdout.write("stopped\n")
-        sys.stdout.flush()
+        _say("stopped")
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _serve_until_stopped(server: uvicorn.Server, sock: socket.socket, where: str) -> None:
+    """Print the listening line (scripts and the tests read it to learn the address), then
+    serve until SIGINT/SIGTERM."""
+    _say(f"listening on {where}")
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it
+        # caught: that is a clean stop, not an interruption.
+        pass
 
 
 def _run_remote(options: ServeOptions, data: Path, sock: socket.socket) -> None:
@@ -161,16 +169,10 @@ def _run_remote(options: ServeOptions, data: Path, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     worker.start()
     try:
-        sys.stdout.write(
-            f"listening on http://{host}:{port} (remote server of {upstream.server})\n"
+        _serve_until_stopped(
+            server, sock, f"http://{host}:{port} (remote server of {upstream.server})"
         )
-        sys.stdout.flush()
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:
-            pass
     finally:
         worker.stop()
         upstream.close()
-        sys.stdout.write("stopped\n")
-        sys.stdout.flush()
+        _say("stopped")
