@@ -6,7 +6,7 @@ session, and the converters from rows to the API's documents.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import select
@@ -34,6 +34,8 @@ from sync_server.schemas import (
 )
 from sync_server.state import ServerState
 from sync_server.tokens import TokenRole, digest_matches, token_digest
+
+RowT = TypeVar("RowT")
 
 ACTIVE = (
     UpgradeStatus.PENDING,
@@ -206,11 +208,24 @@ def active_assignment(session: Session, computer_id: int) -> Assignment | None:
     ).first()
 
 
+def row_or_404(
+    session: Session,
+    model: type[RowT],
+    row_id: int,
+    what: str,
+    hint: str | None = None,
+    *,
+    lock: bool = False,
+) -> RowT:
+    """The row of `model` with this id, or the API's 404: "no `what` `row_id`"."""
+    row = session.get(model, row_id, with_for_update=lock)
+    if row is None:
+        raise ApiError(404, f"no {what} {row_id}", hint=hint)
+    return row
+
+
 def kit_or_404(session: Session, kit_id: int) -> Kit:
-    kit = session.get(Kit, kit_id)
-    if kit is None:
-        raise ApiError(404, f"no kit {kit_id}", hint="engine-sync kits lists the kits")
-    return kit
+    return row_or_404(session, Kit, kit_id, "kit", "engine-sync kits lists the kits")
 
 
 def reconcile(session: Session, computer: Computer, assignment: Assignment) -> None:

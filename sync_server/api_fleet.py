@@ -26,6 +26,7 @@ from sync_server.api_common import (
     db_session,
     kit_or_404,
     reconcile,
+    row_or_404,
     server_state,
     token_doc,
 )
@@ -69,9 +70,7 @@ def list_tokens(caller: Admin, request: Request) -> list[TokenDoc]:
 @router.post("/api/v1/tokens/{token_id}/revoke", response_model=TokenDoc)
 def revoke_token(token_id: int, caller: Admin, request: Request) -> TokenDoc:
     with db_session(request) as session, session.begin():
-        row = session.get(Token, token_id)
-        if row is None:
-            raise ApiError(404, f"no token {token_id}")
+        row = row_or_404(session, Token, token_id, "token")
         if row.role == TokenRole.ADMIN:
             raise ApiError(409, "the admin token cannot be revoked through the API")
         row.revoked_at = row.revoked_at or utc_now()
@@ -90,10 +89,7 @@ def get_computer(computer_id: int, caller: Caller, request: Request) -> Computer
     if not caller.may_see_computer(computer_id):
         raise ApiError(403, "a computer token may read only its own computer")
     with db_session(request) as session:
-        computer = session.get(Computer, computer_id)
-        if computer is None:
-            raise ApiError(404, f"no computer {computer_id}")
-        return computer_doc(session, computer)
+        return computer_doc(session, row_or_404(session, Computer, computer_id, "computer"))
 
 
 # --- assignments --------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sync_server.api_common import (
     db_session,
     kit_doc,
     kit_or_404,
+    row_or_404,
     server_state,
     task_doc,
 )
@@ -81,17 +82,13 @@ def get_task(task_id: int, caller: Admin, request: Request, wait: float = 0.0) -
     if wait > 0:
         server_state(request).runner.wait_finished(task_id, min(wait, 300.0))
     with db_session(request) as session:
-        task = session.get(Task, task_id)
-        if task is None:
-            raise ApiError(404, f"no task {task_id}")
-        return task_doc(task)
+        return task_doc(row_or_404(session, Task, task_id, "task"))
 
 
 @router.post("/api/v1/tasks/{task_id}/cancel", response_model=TaskDoc)
 def cancel_task(task_id: int, caller: Admin, request: Request) -> TaskDoc:
     with db_session(request) as session:
-        if session.get(Task, task_id) is None:
-            raise ApiError(404, f"no task {task_id}")
+        row_or_404(session, Task, task_id, "task")
     if not server_state(request).runner.cancel(task_id):
         raise ApiError(409, f"task {task_id} has already finished")
     with db_session(request) as session:

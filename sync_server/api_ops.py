@@ -5,6 +5,7 @@ of database and kits, downloadable) and the Daily Roll-Up Backup task.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from pathlib import Path
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
@@ -115,21 +116,21 @@ def create_backup(caller: Admin, request: Request) -> BackupDoc:
 
 @router.get("/api/v1/backups/{name}/file")
 def download_backup(name: str, caller: Admin, request: Request) -> FileResponse:
-    folder = server_state(request).data_dir / BACKUPS
-    path = folder / name
-    if "/" in name or name.startswith(".") or not path.is_file():
-        raise ApiError(404, f"no backup {name!r}")
-    return FileResponse(path, media_type="application/x-tar")
+    return FileResponse(_backup_file(request, name), media_type="application/x-tar")
 
 
 @router.delete("/api/v1/backups/{name}", status_code=204)
 def delete_backup(name: str, caller: Admin, request: Request) -> None:
     """Remove a backup from DATA/backups (engine-sync backup does, once it has its copy)."""
-    folder = server_state(request).data_dir / BACKUPS
-    path = folder / name
+    _backup_file(request, name).unlink()
+
+
+def _backup_file(request: Request, name: str) -> Path:
+    """DATA/backups/NAME, or 404 for a name that is not a backup there (no paths)."""
+    path = server_state(request).data_dir / BACKUPS / name
     if "/" in name or name.startswith(".") or not path.is_file():
         raise ApiError(404, f"no backup {name!r}")
-    path.unlink()
+    return path
 
 
 def next_two_am() -> datetime:

@@ -5,6 +5,7 @@ time does not tell which names exist."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 
 from argon2 import PasswordHasher
@@ -18,8 +19,14 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 
 _HASHER = PasswordHasher()
-# Checked against when the name is unknown (the same cost as a real check).
-_UNKNOWN = _HASHER.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _unknown_hash() -> str:
+    """Checked against when the name is unknown (the same cost as a real check). Made at the
+    first sign-in, not at import: hashing costs a fifth of a second, and every server start
+    and every client command would pay it."""
+    return _HASHER.hash(secrets.token_hex(16))
 
 
 class OperatorRefused(Exception):
@@ -61,7 +68,7 @@ def signed_in(session: Session, name: str, password: str) -> Operator | None:
     """The operator when `password` is theirs, else None."""
     row = session.scalars(select(Operator).where(Operator.name == name)).first()
     try:
-        _HASHER.verify(row.password_hash if row is not None else _UNKNOWN, password)
+        _HASHER.verify(row.password_hash if row is not None else _unknown_hash(), password)
     except (VerificationError, InvalidHashError):
         return None
     return row

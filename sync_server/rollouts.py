@@ -19,7 +19,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from disk_images.state import UpgradeStatus
-from sync_server.api_common import ApiError, active_assignment, kit_or_404
+from sync_server.api_common import ApiError, active_assignment, kit_or_404, row_or_404
 from sync_server.eligibility import Graph, assignment_of, kit_graph, refusal
 from sync_server.models import Assignment, Computer, Kit, Rollout, RolloutTarget, utc_now
 from sync_server.rollout_schemas import (
@@ -256,10 +256,8 @@ def holds_offer(session: Session, assignment: Assignment) -> bool:
 
 
 def rollout_or_404(session: Session, rollout_id: int, *, lock: bool = False) -> Rollout:
-    rollout = session.get(Rollout, rollout_id, with_for_update=lock)
-    if rollout is None:
-        raise ApiError(404, f"no rollout {rollout_id}", hint="engine-sync rollout list lists them")
-    return rollout
+    hint = "engine-sync rollout list lists them"
+    return row_or_404(session, Rollout, rollout_id, "rollout", hint, lock=lock)
 
 
 def create_rollout(session: Session, body: RolloutRequest) -> Rollout:

@@ -38,6 +38,17 @@ class ConsoleRefusal(Exception):
         self.status, self.title, self.message, self.hint = status, title, message, hint
 
 
+def no_such(thing: str, named: str, listed_in: str, *, done: str = "changed") -> ConsoleRefusal:
+    """The 404 page for an id or a name that names nothing: "No such kit", what was not done,
+    and where the things that exist are listed."""
+    return ConsoleRefusal(
+        404,
+        f"No such {thing}",
+        f"There is no {thing} {named}: nothing was {done}.",
+        f"Open {listed_in} and choose one of the {thing}s listed there.",
+    )
+
+
 class SignInRequired(Exception):
     def __init__(self, expired: bool) -> None:
         super().__init__("sign in")

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from sync_server import api_fleet, upgrade_graph
 from sync_server.api_common import ApiError, active_assignment, db_session
-from sync_server.console.auth import ConsoleRefusal, Operator, checked_form, operator
+from sync_server.console.auth import ConsoleRefusal, Operator, checked_form, no_such, operator
 from sync_server.console.rendering import page
 from sync_server.models import Assignment, Computer, Kit, Site
 from sync_server.schemas import AssignRequest
@@ -66,20 +66,11 @@ def computer_rows(request: Request) -> list[ComputerRow]:
         return rows
 
 
-def no_computer(computer_id: int) -> ConsoleRefusal:
-    return ConsoleRefusal(
-        404,
-        "No such computer",
-        f"There is no computer {computer_id}: nothing was changed.",
-        "Open Computers and choose one of the computers listed there.",
-    )
-
-
 def software_context(request: Request, computer_id: int) -> dict[str, object]:
     with db_session(request) as db:
         computer = db.get(Computer, computer_id)
         if computer is None:
-            raise no_computer(computer_id)
+            raise no_such("computer", str(computer_id), "Computers")
         kits = list(db.scalars(select(Kit).order_by(Kit.id)))
         graph = [(k.version, k.upgrade_from_versions) for k in kits]
         mine = {
@@ -142,12 +133,7 @@ async def assign_version(computer_id: int, request: Request, who: Operator) -> R
     kit_id = int(value)
     with db_session(request) as db:
         if db.get(Kit, kit_id) is None:
-            raise ConsoleRefusal(
-                404,
-                "No such kit",
-                f"There is no kit {kit_id} in the Software Library: nothing was assigned.",
-                "Reload the Software tab and choose one of the versions listed there.",
-            )
+            raise no_such("kit", str(kit_id), "the Software Library", done="assigned")
     status, refused = 200, []
     try:
         (done,) = api_fleet.assign(kit_id, AssignRequest(computers=[computer_id]), who, request)

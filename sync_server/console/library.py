@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from sync_server import api_fleet
 from sync_server.api_common import ACTIVE, ApiError, db_session, server_state
-from sync_server.console.auth import ConsoleRefusal, Operator, checked_form, operator
+from sync_server.console.auth import ConsoleRefusal, Operator, checked_form, no_such, operator
 from sync_server.console.rendering import page
 from sync_server.models import Assignment, Computer, Kit, Task, TaskKind, TaskState
 from sync_server.schemas import AssignRequest
@@ -33,20 +33,11 @@ class UpgradeRow:
     assigned: bool  # ticked: an assignment of this kit is in progress
 
 
-def no_kit(kit_id: int) -> ConsoleRefusal:
-    return ConsoleRefusal(
-        404,
-        "No such kit",
-        f"There is no kit {kit_id} in the Software Library: nothing was changed.",
-        "Open the Software Library and choose one of the kits listed there.",
-    )
-
-
 def kit_or_refusal(request: Request, kit_id: int) -> Kit:
     with db_session(request) as db:
         kit = db.get(Kit, kit_id)
         if kit is None:
-            raise no_kit(kit_id)
+            raise no_such("kit", str(kit_id), "the Software Library")
         db.expunge(kit)
         return kit
 

@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 
 from sync_server import rollouts
 from sync_server.api_common import ApiError, db_session
-from sync_server.console.auth import ConsoleRefusal, checked_form, operator
+from sync_server.console.auth import ConsoleRefusal, checked_form, no_such, operator
 from sync_server.console.rendering import page
 from sync_server.models import Computer, Kit, Rollout
 from sync_server.rollout_schemas import RolloutDoc, RolloutRequest
@@ -90,20 +90,11 @@ def _validation_problems(exc: ValidationError) -> list[str]:
     return problems
 
 
-def no_rollout(rollout_id: int) -> ConsoleRefusal:
-    return ConsoleRefusal(
-        404,
-        "No such rollout",
-        f"There is no rollout {rollout_id}: nothing was changed.",
-        "Open Rollouts and choose one of the rollouts listed there.",
-    )
-
-
 def rollout_doc(request: Request, rollout_id: int) -> RolloutDoc:
     with db_session(request) as session:
         rollout = session.get(Rollout, rollout_id)
         if rollout is None:
-            raise no_rollout(rollout_id)
+            raise no_such("rollout", str(rollout_id), "Rollouts")
         return rollouts.rollout_doc(session, rollout)
 
 

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
 from sync_server.api_common import db_session, server_state
-from sync_server.console.auth import ConsoleRefusal, checked_form, operator
+from sync_server.console.auth import ConsoleRefusal, checked_form, no_such, operator
 from sync_server.console.rendering import page
 from sync_server.models import Task, TaskState
 
@@ -45,12 +45,7 @@ def task_or_refusal(request: Request, task_id: int) -> Task:
     with db_session(request) as db:
         task = db.get(Task, task_id)
         if task is None:
-            raise ConsoleRefusal(
-                404,
-                "No such task",
-                f"There is no task {task_id}: nothing was changed.",
-                "Open Tasks and choose one of the tasks listed there.",
-            )
+            raise no_such("task", str(task_id), "Tasks")
         db.expunge(task)
         return task
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from sync_server import vm_images
 from sync_server.api_common import db_session
-from sync_server.console.auth import ConsoleRefusal, checked_form, operator
+from sync_server.console.auth import checked_form, no_such, operator
 from sync_server.console.rendering import page
 from sync_server.models_ops import VmImage, VmVersion
 from sync_server.vm_images import UserRow, VmRefused
@@ -20,20 +20,11 @@ from sync_server.vm_images import UserRow, VmRefused
 router = APIRouter(dependencies=[Depends(operator)])
 
 
-def no_image(name: str) -> ConsoleRefusal:
-    return ConsoleRefusal(
-        404,
-        "No such VM image",
-        f"There is no VM image {name!r}: nothing was changed.",
-        "Open Virtual Machines and choose one of the images listed there.",
-    )
-
-
 def image_context(request: Request, name: str) -> dict[str, object]:
     with db_session(request) as session:
         image = session.scalars(select(VmImage).where(VmImage.name == name)).first()
         if image is None:
-            raise no_image(name)
+            raise no_such("VM image", repr(name), "Virtual Machines")
         latest = session.scalar(
             select(func.max(VmVersion.version)).where(VmVersion.image_id == image.id)
         )

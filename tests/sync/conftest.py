@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +68,42 @@ class RunningServer:
         return SyncClient(self.url, token)
 
 
+def start_server(data: Path, log: Path, *extra: str | Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`engine-sync serve --debug --data DATA EXTRA...` as its own process, its log appended
+    to `log`: the process and the URL from its "listening on" line. Give `--listen`
+    in `extra` to choose the address; the default is a free port of 127.0.0.1."""
+    if "--listen" not in extra:
+        extra = ("--listen", "127.0.0.1:0", *extra)
+    with log.open("ab") as log_file:
+        # --debug: the most the server ever logs (its access log included) goes to the log
+        # file, so the token tests see all of it.
+        proc = spawn(
+            [sys.executable, "-m", "commands.engine_sync", "serve", "--debug", "--data", data,
+             *extra],
+            stderr=log_file.fileno(),
+        )  # fmt: skip
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode()
+    if not first.startswith("listening on "):
+        proc.kill()
+        proc.wait()
+        raise AssertionError(log.read_text())
+    return proc, first.split()[2]
+
+
+def stop_server(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM, then check the stop was clean: exit 0 and "stopped" last."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rest = proc.communicate(timeout=60)[0].decode()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    assert proc.returncode == 0, log.read_text()
+    assert rest.strip().endswith("stopped")
+
+
 @contextmanager
 def running_server(
     data: Path, log: Path, *extra: str, database: str | None = None
@@ -76,41 +112,18 @@ def running_server(
     free port of 127.0.0.1 until the block ends; stopped with SIGTERM and checked clean."""
     if database:
         extra = (*extra, "--database", database)
-    with log.open("wb") as log_file:
-        proc = spawn(
-            # --debug: the most the server ever logs (its access log included) goes to the
-            # log file, so the token tests see all of it.
-            [
-                sys.executable,
-                "-m",
-                "commands.engine_sync",
-                "serve",
-                "--debug",
-                "--data",
-                data,
-                "--listen",
-                "127.0.0.1:0",
-                *extra,
-            ],
-            stderr=log_file.fileno(),
-        )
-        try:
-            assert proc.stdout is not None
-            first = proc.stdout.readline().decode()
-            assert first.startswith("listening on "), log.read_text()
-            url = first.split()[2]
-            token = (data / "admin-token").read_text().strip()
-            yield RunningServer(url, data, log, token, database)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                rest = proc.communicate(timeout=60)[0].decode()
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                raise
-    assert proc.returncode == 0, log.read_text()
-    assert rest.strip().endswith("stopped")
+    log.write_bytes(b"")
+    proc, url = start_server(data, log, *extra)
+    try:
+        token = (data / "admin-token").read_text().strip()
+        yield RunningServer(url, data, log, token, database)
+    except BaseException:
+        # The test failed (or skipped): stop the server all the same, and report the test's
+        # own error rather than the stop's.
+        with suppress(AssertionError):
+            stop_server(proc, log)
+        raise
+    stop_server(proc, log)
 
 
 @pytest.fixture

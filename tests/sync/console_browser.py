@@ -123,6 +123,17 @@ class Console:
         self.wait(lambda d: d.execute_script("return typeof htmx !== 'undefined'"))
 
 
+@contextmanager
+def console_in(root: Path, server_url: str, admin_token: str | None = None) -> Iterator[Console]:
+    """A browser on the server's console, its profile and screenshots under `root`; signed
+    in with `admin_token` when one is given."""
+    with chromium(root / "chromium-profile") as driver:
+        console = Console(driver, server_url, screenshot_dir(root))
+        if admin_token is not None:
+            console.sign_in(admin_token)
+        yield console
+
+
 def screenshot_dir(tmp_path: Path) -> Path:
     chosen = os.environ.get(SCREENSHOTS_ENV)
     return Path(chosen) if chosen else tmp_path / "screenshots"

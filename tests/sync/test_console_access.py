@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import RunningServer
-from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, chromium, screenshot_dir
+from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, console_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -28,8 +28,8 @@ PAGES = (
 
 @pytest.fixture
 def console(sync_server: RunningServer, tmp_path: Path) -> Iterator[Console]:
-    with chromium(tmp_path / "chromium-profile") as driver:
-        yield Console(driver, sync_server.url, screenshot_dir(tmp_path))
+    with console_in(tmp_path, sync_server.url) as page:
+        yield page
 
 
 def test_sign_in_and_the_menu_work_with_the_keyboard_alone(

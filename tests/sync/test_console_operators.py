@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from .conftest import RunningServer, running_server
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import Console, console_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,9 +27,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def console(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    root = tmp_path_factory.mktemp("browser")
-    with chromium(root / "chromium-profile") as driver:
-        yield Console(driver, server.url, screenshot_dir(root))
+    with console_in(tmp_path_factory.mktemp("browser"), server.url) as page:
+        yield page
 
 
 def _add(server: RunningServer, name: str) -> None:

@@ -16,7 +16,7 @@ from itsdangerous import TimestampSigner
 from sync_server.console.auth import SECRET_FILE, SESSION_COOKIE, SESSION_LIFETIME
 
 from .conftest import RunningServer
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import Console, console_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,8 +25,8 @@ HOSTILE = '<img src=x onerror="window.pwned=1">'
 
 @pytest.fixture
 def console(sync_server: RunningServer, tmp_path: Path) -> Iterator[Console]:
-    with chromium(tmp_path / "chromium-profile") as driver:
-        yield Console(driver, sync_server.url, screenshot_dir(tmp_path))
+    with console_in(tmp_path, sync_server.url) as page:
+        yield page
 
 
 def test_a_form_with_a_wrong_csrf_token_is_refused_and_changes_nothing(

@@ -15,7 +15,7 @@ from reference_builds.media import reference_iso
 from sync_agent.simulated import FleetOptions, Outcomes, SimulatedFleet
 
 from .conftest import RunningServer, running_server
-from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, chromium, screenshot_dir
+from .console_browser import OVERFLOW, PHONE, UNLABELLED, Console, console_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -53,10 +53,7 @@ def fleet(server: RunningServer) -> Iterator[SimulatedFleet]:
 @pytest.fixture(scope="module")
 def console(server: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """One browser for the module, signed in once."""
-    root = tmp_path_factory.mktemp("browser")
-    with chromium(root / "chromium-profile") as driver:
-        page = Console(driver, server.url, screenshot_dir(root))
-        page.sign_in(server.admin_token)
+    with console_in(tmp_path_factory.mktemp("browser"), server.url, server.admin_token) as page:
         yield page
 
 

@@ -16,7 +16,7 @@ import pytest
 from reference_builds.media import reference_iso
 
 from .conftest import RunningServer, running_server
-from .console_browser import Console, chromium, screenshot_dir
+from .console_browser import console_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -67,9 +67,7 @@ def test_a_running_import_is_cancelled_from_its_properties_page(
     os.mkfifo(server.data / "FileImport" / "streamed.iso")
     feeder: PipeFeeder | None = None
     try:
-        with chromium(tmp_path / "chromium-profile") as driver:
-            console = Console(driver, server.url, screenshot_dir(tmp_path))
-            console.sign_in(server.admin_token)
+        with console_in(tmp_path, server.url, server.admin_token) as console:
             console.follow("#import")
             console.follow("#next")
             assert console.text("#file option") == "streamed.iso"

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,11 +26,17 @@ from commands import engine_sync
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from enginekit.errors import MissingCapability
-from enginekit.process import spawn
 from reference_builds.media import reference_iso
 from sync_server.client import SyncClient
 
-from .conftest import RunningServer, agent, registered_disk, running_server
+from .conftest import (
+    RunningServer,
+    agent,
+    registered_disk,
+    running_server,
+    start_server,
+    stop_server,
+)
 
 READY = UpgradeStatus.READY_TO_DOWNLOAD.value
 SLOW = "4M"  # bytes per second: an 80 MB kit takes 20 s, so a test sees it part-way
@@ -58,33 +62,21 @@ class RemoteServer:
     def start(self, bandwidth: str) -> None:
         assert self.proc is None
         self.bandwidth = bandwidth
-        with self.log.open("ab") as log:
-            self.proc = spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "commands.engine_sync",
-                    "serve",
-                    "--debug",
-                    "--data",
-                    self.data,
-                    "--listen",
-                    f"127.0.0.1:{self.port}",
-                    "--upstream",
-                    self.upstream,
-                    "--upstream-token",
-                    self.token,
-                    "--bandwidth",
-                    bandwidth,
-                    "--contact-interval",
-                    "0.2",
-                ],
-                stderr=log.fileno(),
-            )
-        assert self.proc.stdout is not None
-        first = self.proc.stdout.readline().decode()
-        assert first.startswith("listening on "), self.log.read_text()
-        self.port = int(first.split()[2].rsplit(":", 1)[1])
+        self.proc, url = start_server(
+            self.data,
+            self.log,
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--upstream",
+            self.upstream,
+            "--upstream-token",
+            self.token,
+            "--bandwidth",
+            bandwidth,
+            "--contact-interval",
+            "0.2",
+        )
+        self.port = int(url.rsplit(":", 1)[1])
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to the main server, the partial file stays as it was."""
@@ -95,11 +87,8 @@ class RemoteServer:
 
     def stop(self) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        out = self.proc.communicate(timeout=60)[0].decode()
-        status, self.proc = self.proc.returncode, None
-        assert status == 0, self.log.read_text()
-        assert out.strip().endswith("stopped")
+        proc, self.proc = self.proc, None
+        stop_server(proc, self.log)
 
     def restart(self, bandwidth: str, *, empty: bool = False) -> None:
         """Start again at `bandwidth`; with `empty`, with no kit in its cache."""
