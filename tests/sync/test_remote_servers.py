@@ -1,6 +1,7 @@
 """Remote (branch-office) servers: `engine-sync serve --upstream URL --bandwidth RATE` relays
 kits from the main server at that rate, as a task on the main server (throttled, resumed
-from its partial file after a cut link, cancellable); its computers read "Ready to download
+from its partial file after a restart and after a network link cut under a running remote,
+retried while the main server cannot be reached, cancellable); its computers read "Ready to download
 update" until the kit is there; a real disk behind it ends Blank on the new version; and the
 main server's upgrade is refused while a remote runs (upgrade guide 6.4).
 
@@ -27,7 +28,7 @@ from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from enginekit.errors import MissingCapability
 from reference_builds.media import reference_iso
-from sync_server.client import SyncClient
+from sync_server.client import ApiRefused, SyncClient
 
 from .conftest import (
     RunningServer,
@@ -37,10 +38,12 @@ from .conftest import (
     start_server,
     stop_server,
 )
+from .link_proxy import LinkProxy
 
 READY = UpgradeStatus.READY_TO_DOWNLOAD.value
 SLOW = "4M"  # bytes per second: an 80 MB kit takes 20 s, so a test sees it part-way
 FAST = "1G"
+LINK = "16M"  # the cut-link test: part-way after a progress report, done seconds later
 
 
 @dataclass
@@ -250,6 +253,73 @@ def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
         assert computer.download(offer["download"], downloaded) == kit["size"]
     assert downloaded.read_bytes() == fleet.isos["5.0.0"].read_bytes()
     downloaded.unlink()
+
+
+@pytest.mark.slow  # the module's servers and kit import take seconds
+def test_a_link_down_at_start_and_cut_mid_relay_is_retried_and_the_relay_resumes(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The remote keeps running through it all: it starts while the main server cannot be
+    reached, retries, relays once the link is up, and after the link breaks mid-transfer
+    resumes from its partial file by itself."""
+    if fleet.remote.proc is not None:
+        fleet.remote.stop()  # one remote per site at a time
+    kit = fleet.kits["5.0.0"]
+    main_port = int(fleet.main.url.rsplit(":", 1)[1])
+    with LinkProxy(main_port) as link:
+        remote = RemoteServer(
+            tmp_path / "remote", tmp_path / "remote.log", link.url, fleet.remote.token
+        )
+        remote.start(LINK)
+        try:
+
+            def retries() -> int:
+                return remote.log.read_text().count("(tried again in 0.2 s)")
+
+            until(lambda: retries() >= 2, "the remote retries its unreachable main server")
+            with fleet.main.admin() as admin:
+                pc_token = admin.post("/api/v1/tokens", {"name": "branch-link"})["token"]
+            with SyncClient(remote.url, pc_token) as computer:
+                with pytest.raises(ApiRefused) as refused:
+                    computer.post("/api/v1/checkin", {"version": "4.5.0"})
+                assert refused.value.status == 503
+                assert "cannot reach its main server" in refused.value.message
+
+                link.bring_up()
+                computer_id = int(
+                    computer.post("/api/v1/checkin", {"version": "4.5.0"})["computer_id"]
+                )
+                assert cli(fleet, "assign", "5.0.0", "--computer", str(computer_id))[0] == 0
+                assert computer.post("/api/v1/checkin", {"version": "4.5.0"})["update"] is None
+                assert upgrade_status(fleet, computer_id) == READY
+                running = until(
+                    lambda: (t := relay_task(fleet, "5.0.0")) and 0 < t["progress"] < 1 and t,
+                    "the relay of Engine 5.0.0 under way",
+                )
+
+                link.cut()
+                cut_at = retries()
+                until(lambda: retries() > cut_at, "the remote retries after the cut")
+                (partial,) = remote.partials()
+                have = partial.stat().st_size
+                assert 0 < have < kit["size"]
+
+                link.bring_up()  # the same remote process finishes the transfer
+                done = until(
+                    lambda: (t := relay_task(fleet, "5.0.0")) and t["state"] == "succeeded" and t,
+                    "the relay of Engine 5.0.0 finished",
+                )
+                assert done["id"] == running["id"]  # the same task, resumed
+                asked = re.findall(
+                    rf"kit {kit['id']} to site branch: bytes=(\d+)- of {kit['size']} bytes",
+                    fleet.main.log.read_text(),
+                )
+                assert int(asked[-1]) >= have  # from the partial file, not from byte 0
+                offer = computer.post("/api/v1/checkin", {"version": "4.5.0"})["update"]
+                assert offer["status"] == UpgradeStatus.SIGNALLED.value
+        finally:
+            if remote.proc is not None:
+                remote.stop()
 
 
 @pytest.mark.slow  # the module's servers and kit import take seconds
