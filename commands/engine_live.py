@@ -3,9 +3,10 @@
 It finds the installer medium among the machine's block devices (the DVD drive, a stick: the
 first one whose manifest reads), offers the fixed disks that do not hold it, and runs the same
 model, screens and install engine as `engine-install` with the disk as the target: from the
-answer file packed into the initramfs (`ANSWERS_PATH`) when there is one, else interactively
-on the console. Every step is also one JSON object per line on the second serial port
-(`live_events`), for harnesses that never read screens. "Reboot now" restarts the computer.
+answer file baked into the medium (`engine/answers.toml`, `engine-media build --answers`) when
+it has one, else interactively on the console. Every step is also one JSON object per line
+on the second serial port (`live_events`), for harnesses that never read screens. "Reboot
+now" restarts the computer.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ from installer.frontends.api import Installer, load_medium, load_target
 from installer.frontends.unattended import drive
 from installer.model import FinishAnswer, Screen, TargetInfo
 from installer.plan import ProgressCallback
+from media.manifest import ANSWERS_PATH
 from media.reader import MediumReader
 
 SYS_BLOCK = Path("/sys/block")
-# Where `engine-media build --answers` puts the answer file: a small newc segment appended to
-# the live initramfs, which the kernel unpacks over the rest.
-ANSWERS_PATH = Path("/etc/engine/answers.toml")
 SYSRQ_TRIGGER = Path("/proc/sysrq-trigger")
 DISK_LINE = "ENGINE DISK {device} {what}"
 
@@ -133,6 +132,16 @@ def _choose_disk(targets: list[TargetInfo], answers: answer_files.AnswerFile | N
     return next(t for t in targets if str(t.path) == choice)
 
 
+def baked_answers(medium: Path) -> answer_files.AnswerFile | None:
+    """The answer file baked into the medium (checked against the manifest, then the
+    schema), or None for an interactive medium."""
+    with MediumReader.open(medium) as reader:
+        if reader.manifest.file(ANSWERS_PATH) is None:
+            return None
+        data = reader.read_listed(ANSWERS_PATH)
+    return answer_files.parse_answers(data, f"{medium}: {ANSWERS_PATH}")
+
+
 def _progress(events: EventPort, echo: ProgressCallback) -> ProgressCallback:
     def progress(step: str, fraction: float) -> None:
         events.emit("step", step=step, fraction=round(fraction, 3))
@@ -145,14 +154,17 @@ def _install(args: argparse.Namespace, events: EventPort) -> Installer:
     sys_block, dev = Path(args.sys_block), Path(args.dev)
     for name in fixed_disks(sys_block):
         print(disk_line(dev / name), flush=True)
-    answers_path = Path(args.answers)
-    answers = answer_files.load_answers(answers_path) if answers_path.exists() else None
     medium_path = find_medium(sys_block, dev)
     if medium_path is None:
         raise UserInputError(
             "no Engine installer medium found in this computer's drives",
             hint="insert the Engine DVD or stick and start the computer again",
         )
+    answers = (
+        answer_files.load_answers(Path(args.answers))
+        if args.answers
+        else baked_answers(medium_path)
+    )
     medium = load_medium(medium_path)
     targets = [
         load_target(path, block_device=True) for path in target_disks(sys_block, dev, medium_path)
@@ -168,11 +180,11 @@ def _install(args: argparse.Namespace, events: EventPort) -> Installer:
     installer.on_screen = lambda screen: events.emit("screen", screen=screen.value)
     events.emit("screen", screen=installer.screen.value)
     if answers is not None:
-        events.emit("answer", source=str(answers_path), disk=str(target.path))
+        events.emit("answer", source=answers.source, disk=str(target.path))
         report = drive(installer, answers, _progress(events, text_progress(sys.stdout)))
         if report is None:
             raise UserInputError(
-                f"{answers_path}: eula.accept is false: the licence was declined; "
+                f"{answers.source}: eula.accept is false: the licence was declined; "
                 "nothing was written",
                 hint="set [eula] accept = true to install",
             )
@@ -236,9 +248,8 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--answers",
-        default=str(ANSWERS_PATH),
         metavar="FILE",
-        help=f"the answer file baked into the medium, if any (default {ANSWERS_PATH})",
+        help=f"run from this answer file (default: the medium's {ANSWERS_PATH}, if it has one)",
     )
     parser.add_argument(
         "--events",

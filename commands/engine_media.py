@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from media.iso_builder import BuildResult
+
 from enginekit.cli import (
     ArgumentParser,
     add_debug_option,
@@ -78,18 +80,70 @@ def _cmd_build(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if args.reference:
         reference_build(args.reference)  # an unknown version before any other check
+    answers = _answers_file(args.answers) if args.answers else None
     # Before the (slow) reference payload is made; the build checks again.
     check_output(out, force=args.force, payload=Path(args.payload) if args.payload else None)
     with scratch_tree("payload") as tmp:
+        payload = Path(tmp) / "payload"
         if args.reference:
             from reference_builds.payload import write_reference_payload
 
-            payload = Path(tmp) / "payload"
             write_reference_payload(args.reference, payload)
+        elif answers is not None:
+            from media.remaster import copy_payload
+
+            copy_payload(Path(args.payload), payload)  # the user's tree is never written
         else:
             payload = Path(args.payload)
+        if answers is not None:
+            _bake(payload, answers)
         with _progress_bar(f"building {out.name}") as progress:
             result = HybridIsoBuilder(payload, progress=progress).build(out, force=args.force)
+    return _report_build(args, result, answers)
+
+
+def _cmd_remaster(args: argparse.Namespace) -> int:
+    from media.iso_builder import HybridIsoBuilder, check_output
+    from media.remaster import extract_payload
+
+    source, out = Path(args.iso), Path(args.output)
+    _require_file(source)
+    answers = _answers_file(args.answers)
+    check_output(out, force=args.force, medium=source)
+    with scratch_tree("payload") as tmp:
+        payload = Path(tmp) / "payload"
+        extract_payload(source, payload)
+        _bake(payload, answers)
+        with _progress_bar(f"building {out.name}") as progress:
+            result = HybridIsoBuilder(payload, progress=progress).build(out, force=args.force)
+    return _report_build(args, result, answers)
+
+
+def _answers_file(path_text: str) -> tuple[Path, bytes]:
+    """The answer file to bake, checked against the schema first (the medium's own checks
+    follow in `_bake`): a bad file is one error line and no medium."""
+    from installer.answers import load_answers
+
+    path = Path(path_text)
+    load_answers(path)
+    return path, path.read_bytes()
+
+
+def _bake(payload: Path, answers: tuple[Path, bytes]) -> None:
+    from installer.answers import check_for_medium, parse_answers
+    from media.payload_tree import load_tree_manifest
+    from media.remaster import put_answers
+
+    path, data = answers
+    manifest = load_tree_manifest(payload)
+    check_for_medium(parse_answers(data, str(path)), manifest.keyboards)
+    put_answers(payload, data)
+
+
+def _report_build(
+    args: argparse.Namespace, result: BuildResult, answers: tuple[Path, bytes] | None
+) -> int:
+    baked = str(answers[0]) if answers is not None else None
     if args.json:
         print_json(
             {
@@ -98,12 +152,15 @@ def _cmd_build(args: argparse.Namespace) -> int:
                 "volume_id": result.volume_id,
                 "size_bytes": result.size_bytes,
                 "seconds": round(result.seconds, 1),
+                "answers": baked,
             }
         )
         return 0
+    with_answers = f", unattended (answers from {baked})" if baked else ""
     _console().print(
         f"built {result.path}: Engine {result.version}, volume {result.volume_id}, "
-        f"{human_size(result.size_bytes)} in {result.seconds:.1f} s"
+        f"{human_size(result.size_bytes)} in {result.seconds:.1f} s{with_answers}",
+        markup=False,
     )
     return 0
 
@@ -302,9 +359,41 @@ def build_parser(with_usb: bool = True) -> argparse.ArgumentParser:
         "or QEMU, never the payload or a file inside it, never through a symlink); the "
         "new ISO is built beside it and renamed over it only when complete",
     )
-    add_json_option(build, "what was built (path, version, volume id, size)")
+    build.add_argument(
+        "--answers",
+        metavar="FILE",
+        help="bake this answer file into the medium: the live installer then runs unattended "
+        "(the file is checked first, as engine-install --answers would)",
+    )
+    add_json_option(build, "what was built (path, version, volume id, size, answers)")
     add_debug_option(build)
     build.set_defaults(handler=_cmd_build)
+
+    remaster = sub.add_parser(
+        "remaster", help="a copy of an ISO with an answer file baked in (unattended)"
+    )
+    remaster.add_argument(
+        "iso", metavar="IN.iso", help="the installer ISO to start from (only read)"
+    )
+    remaster.add_argument(
+        "--answers",
+        required=True,
+        metavar="FILE",
+        help="the answer file to bake in (replaces one already there); checked first",
+    )
+    remaster.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT.iso",
+        help="the new ISO; never IN.iso; an existing file is refused unless --force",
+    )
+    remaster.add_argument(
+        "--force", action="store_true", help="replace an existing OUT.iso (as build does)"
+    )
+    add_json_option(remaster, "what was built (path, version, volume id, size, answers)")
+    add_debug_option(remaster)
+    remaster.set_defaults(handler=_cmd_remaster)
 
     inspect = sub.add_parser("inspect", help="show what an ISO is and what it fits on")
     inspect.add_argument("iso", metavar="ISO", help="the ISO image to inspect")

@@ -4,6 +4,9 @@ Each object has `event` and `t`, the seconds since power-on (the first field of 
 plus what the event carries (`screen` for a screen, `step` and `fraction` for a step of the
 engine, `error` for a failure). The port is put in raw mode, so a line ends in "\\n" alone. A
 computer without the port still installs: the events are then dropped.
+
+UEFI firmware and its boot menu draw on every serial port, this one included, so what a
+harness reads there starts with their output: `read_events` keeps the event lines only.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import termios
 import tty
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 EVENTS_PORT = Path("/dev/ttyS1")
 UPTIME = Path("/proc/uptime")
@@ -45,6 +49,7 @@ class EventPort:
             except termios.error:
                 pass  # a port that takes no settings still carries the bytes
         self._fd = fd
+        self._write(b"\n")  # the firmware's output before us does not end in a newline
         return self
 
     def __exit__(
@@ -63,11 +68,30 @@ class EventPort:
             sort_keys=False,
             ensure_ascii=True,
         )
+        self._write((line + "\n").encode("ascii"))
+
+    def _write(self, data: bytes) -> None:
         if self._fd is None:
             return
-        data = (line + "\n").encode("ascii")
         try:
             while data:
                 data = data[os.write(self._fd, data) :]
         except OSError:
             self._fd = None  # the port went away: the install goes on without events
+
+
+def read_events(data: bytes) -> list[dict[str, Any]]:
+    """The events in what was read from the port, in order: each line that is a JSON object
+    with an `event`; the firmware's output around them is left out."""
+    events = []
+    for raw in data.split(b"\n"):
+        line = raw.strip()
+        if not line.startswith(b'{"event": '):
+            continue
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict):
+            events.append(found)
+    return events

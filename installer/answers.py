@@ -410,6 +410,30 @@ def check_for_run(
         raise AnswerFileError(answers.source, problems)
 
 
+def check_for_medium(answers: AnswerFile, keyboards: tuple[str, ...]) -> None:
+    """What can be known about answers baked into a medium before any computer is seen:
+    the licence is accepted (else every computer would stop at it), the layout is one the
+    medium offers, and an erase names the one disk id it may erase (schema rule). What
+    depends on the computer (is there an Engine, which disk) is checked there, by
+    `check_for_run`, before anything is written."""
+    problems: list[str] = []
+    if answers.eula_accept is None:
+        problems.append("eula.accept: is needed: a medium with answers runs with no keyboard")
+    elif not answers.eula_accept:
+        problems.append(
+            "eula.accept: is false: every computer would stop at the licence screen and "
+            "install nothing; set accept = true"
+        )
+    if answers.keyboard is not None:
+        problem = validators.layout_problem(keyboards, answers.keyboard)
+        if problem:
+            problems.append(f"keyboard.layout: {problem} (the layouts this medium offers)")
+    if problems:
+        raise AnswerFileError(
+            answers.source, problems, hint="fix the answer file, then build again"
+        )
+
+
 # ---- recording ------------------------------------------------------------------------------
 
 

@@ -457,14 +457,16 @@ def _partial_prefix(out: Path) -> str:
     return partial_prefix(out)
 
 
-def check_output(out: Path, *, force: bool = False, payload: Path | None = None) -> NewOutput:
+def check_output(
+    out: Path, *, force: bool = False, payload: Path | None = None, medium: Path | None = None
+) -> NewOutput:
     """The output rule of every new-file writer (`enginekit.outputs`): never a link, a
-    directory, a device, the payload or a file inside it, a file in use; an existing file
-    only with `force`."""
+    directory, a device, the payload or a file inside it, the medium read from, a file in
+    use; an existing file only with `force`."""
     return check_new_output(
         out,
         force=force,
-        inputs=(("the payload", payload),),
+        inputs=(("the payload", payload), ("the input medium", medium)),
         block_device_advice="to write a stick use 'engine-media usb write'",
         block_device_hint=f"build to a file first: engine-media build ... -o engine.iso, then "
         f"engine-media usb write engine.iso {out}",

@@ -20,6 +20,9 @@ from enginekit.versions import DiskLayout, EngineVersion
 from media.errors import InvalidManifest
 
 MANIFEST_PATH = "engine/manifest.json"
+# An unattended medium's answer file (`engine-media build --answers`, `remaster`): a payload
+# file like any other, listed in the manifest; the live installer runs from it.
+ANSWERS_PATH = "engine/answers.toml"
 PRODUCT = "Engine"
 # The ISO builder adds this directory itself; payloads neither list nor carry it.
 BUILDER_DIR = "isolinux"

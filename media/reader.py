@@ -17,13 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
 
 from enginekit.errors import UserInputError
-from media.errors import InvalidISO, InvalidManifest
+from media.errors import InvalidISO, InvalidManifest, VerificationFailed
 from media.manifest import MANIFEST_PATH, Manifest, parse_manifest, path_problem
 from media.payload_tree import CHUNK, load_tree_manifest
 
@@ -82,6 +82,12 @@ def check_medium_kind(path: Path, *, directory: bool = True) -> None:
             f"{path}: not an ISO file, a block device or a payload directory",
             hint="give the path of an Engine installer ISO",
         )
+
+
+class ByteSink(Protocol):
+    """Where `copy_to` streams a file: an open binary file, or anything with write()."""
+
+    def write(self, data: bytes, /) -> object: ...
 
 
 class MediumReader:
@@ -143,7 +149,21 @@ class MediumReader:
         self._stream(self._checked(path), chunks.append)
         return b"".join(chunks)
 
-    def copy_to(self, path: str, out: BinaryIO, progress: Progress | None = None) -> int:
+    def read_listed(self, path: str) -> bytes:
+        """A small file the manifest lists, whole, checked against its entry (size and
+        SHA-256): a damaged copy is an error naming the file, never bytes to act on."""
+        entry = self.manifest.file(self._checked(path))
+        if entry is None:
+            raise self._no_such_file(path)
+        data = self.read_bytes(path)
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise VerificationFailed(
+                f"{self.path}: {path} does not match the medium's manifest",
+                hint="the medium is damaged; write or burn it again, or run engine-media verify",
+            )
+        return data
+
+    def copy_to(self, path: str, out: ByteSink, progress: Progress | None = None) -> int:
         """Stream the file at `path` into `out` in 1 MiB chunks; returns the bytes copied."""
         copied = 0
 

@@ -371,27 +371,6 @@ def enginekit_archive(
     return builder.archive.to_bytes()
 
 
-ANSWERS_MEMBER = "etc/engine/answers.toml"  # commands.engine_live.ANSWERS_PATH
-
-
-def with_answers(image: LiveImage, answers: bytes, out: Path) -> LiveImage:
-    """`image` with an answer file: its initramfs followed by one small uncompressed newc
-    segment holding `ANSWERS_MEMBER`, which the kernel unpacks over the rest. This is how an
-    unattended medium carries its answers (`engine-media build --answers`)."""
-    archive = NewcArchive()
-    archive.add_dir("etc", 0o755)
-    archive.add_dir("etc/engine", 0o755)
-    archive.add_file(ANSWERS_MEMBER, answers, 0o644)
-    base = image.initrd.read_bytes()
-    # The kernel looks for an uncompressed archive's header at a 4-byte boundary only; zeros
-    # between archives are skipped.
-    padding = b"\0" * (-len(base) % 4)
-    out.write_bytes(base + padding + archive.to_bytes())
-    return LiveImage(
-        kernel=image.kernel, initrd=out, compression=image.compression, append=image.append
-    )
-
-
 def _cached_segment(name: str, compression: Compression, make: Callable[[], bytes]) -> Path:
     out = cache_dir("live-initramfs") / f"{name}.cpio.{compression.suffix}"
 

@@ -7,10 +7,15 @@ changed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from pathlib import Path
 
 import pytest
 
+from commands.engine_media import main as engine_media
+from disk_images.loop import LoopDevice
 from enginekit.errors import HostError
 from reference_builds.live_initramfs import LiveImage, build_live_image
 
@@ -36,3 +41,22 @@ def live_installer() -> LiveImage:
         if os.environ.get("ENGINEKIT_REQUIRE_ALL") == "1":
             pytest.fail(f"cannot build the live installer image: {exc.message}")
         pytest.skip(f"cannot build the live installer image here: {exc.message}")
+
+
+MiB = 1024 * 1024
+
+
+def written_stick(medium: Path, backing: Path) -> Path:
+    """`backing`: the image of a stick that `engine-media usb write` wrote `medium` to (a
+    loop device over a file larger than the ISO, detached after writing), so what boots is
+    exactly what was written."""
+    with open(backing, "wb") as f:
+        f.truncate((medium.stat().st_size // MiB + 16) * MiB)
+    with LoopDevice(backing) as loop, pytest.MonkeyPatch.context() as patch:
+        patch.setattr("sys.stdin", io.StringIO(""))
+        with contextlib.redirect_stdout(io.StringIO()):
+            status = engine_media(
+                ["usb", "write", "--force", "--yes", str(medium), str(loop.device)]
+            )
+        assert status == 0
+    return backing

@@ -1,24 +1,28 @@
 """The live installer upgrades the computer's own disk unattended, then the disk boots alone.
 
-The live kernel and initramfs boot straight from QEMU (-kernel/-initrd) with the answer file
-packed into the initramfs, the reference 5.0.0 ISO in the DVD drive (the payload is read from
-it) and the Engine disk on the SATA or NVMe bus. The events come from the second serial port.
+The live kernel and initramfs boot straight from QEMU (-kernel/-initrd) with an unattended
+5.0.0 medium in the DVD drive (the reference ISO remastered with an answer file by
+`engine-media remaster`: the live installer reads the answers and the payload from it) and the
+Engine disk on the SATA or NVMe bus. The events come from the second serial port.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from commands.engine_disk import main as engine_disk_main
+from commands.engine_media import main as engine_media
+from commands.live_events import read_events
 from disk_images.image import create_image
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from enginekit.qemu import BootResult, BootSpec, Drive, DriveKind, Firmware, boot
-from reference_builds.live_initramfs import LiveImage, with_answers
+from reference_builds.live_initramfs import LiveImage
 from reference_builds.pytest_plugin import (
     EngineDiskFactory,
     EngineMediumFactory,
@@ -43,11 +47,23 @@ reboot = true
 """
 
 
+def unattended_medium(tmp_path: Path, medium: Path, answers: str) -> Path:
+    """`medium` with `answers` baked in, by the real `engine-media remaster`."""
+    answer_file = tmp_path / "answers.toml"
+    answer_file.write_text(answers)
+    out = tmp_path / "unattended.iso"
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = engine_media(
+            ["remaster", str(medium), "--answers", str(answer_file), "-o", str(out)]
+        )
+    assert status == 0
+    return out
+
+
 def _run_live(
-    tmp_path: Path, image: LiveImage, answers: str, drives: tuple[Drive, ...]
+    tmp_path: Path, live: LiveImage, drives: tuple[Drive, ...]
 ) -> tuple[BootResult, list[dict[str, Any]]]:
-    """Boot the live installer with `answers` until it reboots or powers the machine off."""
-    live = with_answers(image, answers.encode(), tmp_path / "initrd-answers")
+    """Boot the live installer until it reboots or powers the machine off."""
     events_log = tmp_path / "events.jsonl"
     spec = BootSpec(
         firmware=Firmware.BIOS,
@@ -61,7 +77,7 @@ def _run_live(
     # Nothing on the console ends the run: the guest reboots (QEMU runs with -no-reboot) or
     # powers off by itself.
     result = boot(spec, r"ENGINE BOOT FAILED", timeout=400)
-    events = [json.loads(line) for line in events_log.read_text().splitlines() if line]
+    events = read_events(events_log.read_bytes())
     return result, events
 
 
@@ -84,8 +100,9 @@ def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
 ) -> None:
     disk = engine_disk("4.5.0")
     vms_before = vm_disk_digests(disk)
-    drives = (Drive(disk, DriveKind.SATA), Drive(engine_medium("5.0.0"), DriveKind.CDROM))
-    result, events = _run_live(tmp_path, live_installer, UPGRADE, drives)
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE)
+    drives = (Drive(disk, DriveKind.SATA), Drive(medium, DriveKind.CDROM))
+    result, events = _run_live(tmp_path, live_installer, drives)
     assert result.powered_off, result.tail(20)
     assert result.matched is None, result.tail(20)
     names = _names(events)
@@ -95,6 +112,8 @@ def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
     screens = [e["screen"] for e in events if e["event"] == "screen"]
     assert screens[:4] == ["boot", "welcome", "eula", "keyboard"], screens
     assert "existing" in screens
+    answer = next(e for e in events if e["event"] == "answer")
+    assert answer["source"] == "/dev/sr0: engine/answers.toml"  # read from the medium
     disks = next(e for e in events if e["event"] == "disks")
     assert disks["medium"] == "/dev/sr0"
     assert [d["device"] for d in disks["disks"]] == ["/dev/sda"]
@@ -126,9 +145,9 @@ def test_with_two_disks_only_the_engine_disk_named_by_its_id_changes(
     drives = (
         Drive(other, DriveKind.NVME),
         Drive(disk, DriveKind.SATA),
-        Drive(engine_medium("5.0.0"), DriveKind.CDROM),
+        Drive(unattended_medium(tmp_path, engine_medium("5.0.0"), answers), DriveKind.CDROM),
     )
-    result, events = _run_live(tmp_path, live_installer, answers, drives)
+    result, events = _run_live(tmp_path, live_installer, drives)
     assert result.powered_off, result.tail(20)
     assert result.matched is None, result.tail(20)
     offered = next(e for e in events if e["event"] == "disks")["disks"]
@@ -147,8 +166,9 @@ def test_a_4_0_0_disk_is_refused_with_nothing_written(
 ) -> None:
     disk = engine_disk("4.0.0", with_vms=False)
     before = sparse_digest(disk)
-    drives = (Drive(disk, DriveKind.SATA), Drive(engine_medium("5.0.0"), DriveKind.CDROM))
-    result, events = _run_live(tmp_path, live_installer, UPGRADE, drives)
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE)
+    drives = (Drive(disk, DriveKind.SATA), Drive(medium, DriveKind.CDROM))
+    result, events = _run_live(tmp_path, live_installer, drives)
     assert result.matched == "ENGINE BOOT FAILED reason=engine-live", result.tail(20)
     failed = events[-1]
     assert failed["event"] == "failed", events

@@ -1,0 +1,102 @@
+"""An unattended medium, the way a technician uses one: the reference 5.0.0 ISO remastered
+with an answer file (`engine-media remaster`), written to a stick (`engine-media usb write`),
+and a UEFI computer with a 4.5.0 disk on NVMe started from the stick. Its boot menu's default
+entry starts the live installer, which reads the answers from the stick, upgrades the disk
+with no keyboard and restarts the computer; the disk then boots alone into 5.0.0. The stick
+is only read, so the same stick goes on to the next computer of the lab."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from commands.engine_disk import main as engine_disk_main
+from commands.engine_media import main as engine_media
+from commands.live_events import read_events
+from disk_images.probe import Installation, probe
+from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, boot
+from reference_builds.pytest_plugin import (
+    EngineDiskFactory,
+    EngineMediumFactory,
+    sparse_digest,
+    vm_disk_digests,
+)
+
+from .conftest import written_stick
+
+pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
+
+UPGRADE = """\
+[eula]
+accept = true
+
+[existing]
+action = "upgrade"
+
+[finish]
+reboot = true
+"""
+
+
+def test_a_stick_with_baked_answers_upgrades_an_nvme_disk_on_uefi_and_stays_unchanged(
+    tmp_path: Path,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    answers = tmp_path / "lab.toml"
+    answers.write_text(UPGRADE)
+    unattended = tmp_path / "lab.iso"
+    with contextlib.redirect_stdout(io.StringIO()):
+        built = engine_media(
+            [
+                "remaster",
+                str(engine_medium("5.0.0")),
+                "--answers",
+                str(answers),
+                "-o",
+                str(unattended),
+            ]
+        )
+    assert built == 0
+    assert engine_media(["verify", str(unattended)]) == 0
+    capsys.readouterr()
+    stick = written_stick(unattended, tmp_path / "stick.img")
+    stick_before = sparse_digest(stick)
+    disk = engine_disk("4.5.0")
+    vms_before = vm_disk_digests(disk)
+
+    events_log = tmp_path / "events.jsonl"
+    spec = BootSpec(
+        Firmware.UEFI,
+        (Drive(stick, DriveKind.USB), Drive(disk, DriveKind.NVME)),
+        memory_mb=1024,
+        events_log=events_log,
+    )
+    # Nothing on the console ends the run: the installer restarts the computer (QEMU runs
+    # with -no-reboot, so it stops there).
+    result = boot(spec, r"ENGINE BOOT FAILED", timeout=600)
+    assert result.powered_off, result.tail(20)
+    assert result.matched is None, result.tail(20)
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "ENGINE INSTALLER BOOTED version=5.0.0 firmware=uefi" in lines  # the default entry
+    assert "ENGINE DISK /dev/nvme0n1 version=4.5.0" in lines
+    assert not any(line.startswith("ENGINE MEDIUM CHECK") for line in lines)
+    events = read_events(events_log.read_bytes())
+    names = [e["event"] for e in events]
+    assert names[-2:] == ["finished", "rebooting"], events
+    (answer,) = [e for e in events if e["event"] == "answer"]
+    assert answer["source"].endswith(": engine/answers.toml")
+    assert answer["disk"] == "/dev/nvme0n1"
+    assert (events[-2]["version"], events[-2]["slot"]) == ("5.0.0", "B")
+
+    assert engine_disk_main(["boot", str(disk)]) == 0
+    assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in capsys.readouterr().out
+    after = probe(disk)
+    assert isinstance(after, Installation)
+    assert (after.version, after.state.pending_slot) == ("5.0.0", None)
+    assert vm_disk_digests(disk) == vms_before
+    assert sparse_digest(stick) == stick_before  # ready for the next computer
