@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from commands.medium_boot import BUSES
 from disk_images.boot import DiskBootResult, boot_installed_disk
 from disk_images.image import create_image, partition_json, partition_type
 from disk_images.probe import Installation, NoInstallation, ProbeResult, probe
@@ -295,7 +296,34 @@ def _no_boot_hint(result: DiskBootResult, timeout: float) -> str:
 
 
 def cmd_boot(args: argparse.Namespace) -> int:
-    result = boot_installed_disk(args.disk, timeout=args.timeout)
+    from enginekit.qemu import Firmware
+
+    if args.medium is not None:
+        import sys
+
+        from commands.medium_boot import MediumBoot, boot_from_medium, firmware_for
+
+        return boot_from_medium(
+            MediumBoot(
+                disk=args.disk,
+                medium=args.medium,
+                usb=args.usb,
+                firmware=Firmware(args.firmware) if args.firmware else firmware_for(args.disk),
+                bus=args.disk_bus or "nvme",
+                timeout=args.timeout or MediumBoot.timeout,
+                json=args.json,
+                record=args.record,
+                interactive=not args.json and sys.stdin.isatty() and sys.stdout.isatty(),
+            )
+        )
+    for option in ("usb", "record", "firmware"):
+        if getattr(args, option):
+            raise UserInputError(
+                f"--{option} goes with --from MEDIUM",
+                hint="engine-disk boot DISK --from engine-5.0.0.iso starts it from the medium",
+            )
+    timeout = args.timeout or DEFAULT_BOOT_TIMEOUT
+    result = boot_installed_disk(args.disk, timeout=timeout, bus=BUSES[args.disk_bus or "virtio"])
     if not args.json:
         print(boot_text(result))
     if result.fell_back:
@@ -312,7 +340,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
         last = result.attempts[-1] if result.attempts else None
         raise BootFailed(
             f"{args.disk}: no Engine booted: {last.failure if last else 'no attempt'}",
-            hint=_no_boot_hint(result, args.timeout),
+            hint=_no_boot_hint(result, timeout),
         ).with_result(result.as_json())
     if args.json:
         print_json(result.as_json())
@@ -339,12 +367,49 @@ def build_parser() -> ArgumentParser:
         "upgrade can start on it. Exit status 1 when no Engine booted.",
     )
     boot.add_argument("disk", type=Path, help="the disk image to boot")
-    add_json_option(boot, "every boot attempt and the resulting state")
+    boot.add_argument(
+        "--from",
+        dest="medium",
+        type=Path,
+        metavar="MEDIUM",
+        help="start the computer from this installer medium (an ISO, or a stick image "
+        "written by usb write) in its DVD drive: the installer runs on the console (your "
+        "terminal; Ctrl-] stops the computer), then the disk boots into the new Engine",
+    )
+    boot.add_argument(
+        "--usb", action="store_true", help="with --from: the medium is a USB stick, not a DVD"
+    )
+    boot.add_argument(
+        "--firmware",
+        choices=("bios", "uefi"),
+        help="with --from: the computer's firmware (default: the one its disk boots with, "
+        "uefi for gpt-ab and a blank disk, bios for mbr)",
+    )
+    boot.add_argument(
+        "--disk-bus",
+        choices=tuple(BUSES),
+        help="how the disk is attached: sata (AHCI), nvme or virtio (default: nvme with "
+        "--from, as in a laptop; virtio otherwise). The reference Engines' own kernel has "
+        "no SATA driver: installed on sata, they do not find their disk at first boot",
+    )
+    boot.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE.cast",
+        help="with --from: record the console as an asciicast v2 file (asciinema play "
+        "replays it); a new file",
+    )
+    add_json_option(
+        boot,
+        "every boot attempt and the resulting state (with --from: the "
+        "installer's events, one JSON object per line, then the result)",
+    )
     boot.add_argument(
         "--timeout",
         type=positive_seconds,
-        default=DEFAULT_BOOT_TIMEOUT,
-        help=f"seconds to wait for each boot (default {DEFAULT_BOOT_TIMEOUT:.0f})",
+        default=None,
+        help=f"seconds to wait for each boot (default {DEFAULT_BOOT_TIMEOUT:.0f}); with "
+        "--from and no terminal, for the installer's whole run (default 1800)",
     )
     add_debug_option(boot)
     boot.set_defaults(handler=cmd_boot)

@@ -206,11 +206,11 @@ def _booted_entry(
 
 
 def _one_boot(
-    path: Path, firmware: Firmware, timeout: float, esp_offset: int | None
+    path: Path, firmware: Firmware, timeout: float, esp_offset: int | None, bus: DriveKind
 ) -> tuple[BootAttempt, list[BootEntryName]]:
     """Power the disk on once; returns the attempt and the ESP's entries after it."""
     before = _read_entries(path, esp_offset)
-    spec = BootSpec(firmware=firmware, drives=(Drive(path, DriveKind.DISK, snapshot=False),))
+    spec = BootSpec(firmware=firmware, drives=(Drive(path, bus, snapshot=False),))
     fired: list[bool] = []
     stop = _stop_seam(path, esp_offset, before, fired)
     result = boot(spec, RUNNING, timeout=timeout, fail=FAIL_LINES, stop=stop)
@@ -364,8 +364,11 @@ def _esp_repair_hint(esp: EspCheck) -> str:
     )
 
 
-def boot_installed_disk(path: Path, timeout: float = 120.0) -> DiskBootResult:
-    """Boot the Engine on `path` (OVMF for gpt-ab, SeaBIOS for mbr) and complete its first boot.
+def boot_installed_disk(
+    path: Path, timeout: float = 120.0, bus: DriveKind = DriveKind.DISK
+) -> DiskBootResult:
+    """Boot the Engine on `path` (OVMF for gpt-ab, SeaBIOS for mbr) and complete its first boot,
+    the disk on `bus` (virtio by default; SATA or NVMe as in a laptop).
 
     A failed attempt is followed right away by another one while systemd-boot still has an
     entry left to fall back to (its try counter changed), at most MAX_ATTEMPTS in all.
@@ -378,10 +381,10 @@ def boot_installed_disk(path: Path, timeout: float = 120.0) -> DiskBootResult:
     # The lock is held across every power-on and the final writes: an install or upgrade
     # started meanwhile on the same image is refused instead of running under the VM.
     with disk_lock(path, exclusive=True):
-        return _boot_locked(path, timeout)
+        return _boot_locked(path, timeout, bus)
 
 
-def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
+def _boot_locked(path: Path, timeout: float, bus: DriveKind) -> DiskBootResult:
     found = probe(path)
     if not isinstance(found, Installation):
         raise NotAnEngineInstallation(
@@ -410,7 +413,7 @@ def _boot_locked(path: Path, timeout: float) -> DiskBootResult:
     try:
         while len(attempts) < MAX_ATTEMPTS:
             before = _read_entries(path, esp_offset)
-            attempt, after = _one_boot(path, firmware, timeout, esp_offset)
+            attempt, after = _one_boot(path, firmware, timeout, esp_offset, bus)
             attempts.append(attempt)
             if attempt.running:
                 break

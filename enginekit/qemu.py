@@ -72,6 +72,10 @@ class BootSpec:
     # The second serial port (the guest's ttyS1) written to this file: the live installer's
     # JSON events. None: the machine has one serial port.
     events_log: Path | None = None
+    # The console (ttyS0) also on this Unix socket, for a person at a terminal
+    # (`enginekit.console_relay`): QEMU starts the guest once a client has connected, and
+    # still logs the console for `wait_for`.
+    console_socket: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -186,7 +190,7 @@ class QemuMachine:
             "-nodefaults",
             "-display", "none",
             "-vga", "none",
-            "-serial", f"file:{_absolute(self.serial_log)}",
+            *self._console_options(),
             *(("-serial", f"file:{_absolute(spec.events_log)}") if spec.events_log else ()),
             "-monitor", "none",
             "-no-reboot",
@@ -239,6 +243,16 @@ class QemuMachine:
                 argv += ["-initrd", _absolute(spec.initrd)]
             argv += ["-append", spec.append or "console=ttyS0 panic=-1"]
         return argv
+
+    def _console_options(self) -> tuple[str, ...]:
+        assert self.serial_log is not None
+        if self.spec.console_socket is None:
+            return ("-serial", f"file:{_absolute(self.serial_log)}")
+        # Inside a key=value list a comma is written twice (QEMU's option syntax).
+        sock = _absolute(self.spec.console_socket).replace(",", ",,")
+        log = _absolute(self.serial_log).replace(",", ",,")
+        chardev = f"socket,id=console,path={sock},server=on,wait=on,logfile={log}"
+        return ("-chardev", chardev, "-serial", "chardev:console")
 
     def __enter__(self) -> QemuMachine:
         # Until QEMU runs, a failure (no QEMU, no OVMF, Ctrl-C) unwinds here: __exit__ is

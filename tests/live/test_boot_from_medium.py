@@ -1,0 +1,195 @@
+"""`engine-disk boot DISK --from MEDIUM`: the computer started from the installer medium, as a
+technician starts a laptop from a DVD or a stick.
+
+Without a terminal, an unattended medium runs by itself: the installer's events come out as
+JSON lines, the computer restarts, its disk boots alone on the same bus (NVMe here) and the
+result says the new Engine runs. On a terminal (a real pseudo-terminal, through pexpect) the
+console is the user's: the screens are driven with the keys a trainer uses (Back once), "Reboot
+now" restarts the computer and its disk boots into 5.0.0, and the session recorded with --record
+plays back in the real `asciinema`; or Ctrl-] stops the computer, and the last line says what
+the disk holds (untouched). An interactive medium without a terminal is refused before
+QEMU starts."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from commands.engine_media import main as engine_media
+from disk_images.probe import Installation, probe
+from disk_images.state import UpgradeStatus
+from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, sparse_digest
+
+pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
+
+UPGRADE = """\
+[eula]
+accept = true
+
+[existing]
+action = "upgrade"
+
+[finish]
+reboot = true
+"""
+ENGINE_DISK = [sys.executable, "-m", "commands.engine_disk"]
+
+
+def test_an_unattended_medium_without_a_terminal_upgrades_and_the_disk_boots_on_nvme(
+    tmp_path: Path, engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
+    answers = tmp_path / "up.toml"
+    answers.write_text(UPGRADE)
+    medium = tmp_path / "unattended.iso"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert (
+            engine_media(
+                [
+                    "remaster",
+                    str(engine_medium("5.0.0")),
+                    "--answers",
+                    str(answers),
+                    "-o",
+                    str(medium),
+                ]
+            )
+            == 0
+        )
+    disk = engine_disk("4.5.0")
+    done = subprocess.run(
+        [*ENGINE_DISK, "boot", str(disk), "--from", str(medium), "--disk-bus", "nvme", "--json"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    events, result = lines[:-1], lines[-1]
+    names = [e["event"] for e in events]
+    assert names[0] == "booted", names
+    assert names[-2:] == ["finished", "rebooting"], names
+    assert result["result"] == "booted"
+    (running,) = [a for a in result["boot"]["attempts"] if a["version"]]
+    assert (running["version"], running["slot"]) == ("5.0.0", "B")
+    after = probe(disk)
+    assert isinstance(after, Installation)
+    assert (after.version, after.upgrade_status) == ("5.0.0", UpgradeStatus.BLANK)
+
+
+def test_an_interactive_medium_without_a_terminal_is_refused_before_starting(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
+    disk = engine_disk("4.5.0", with_vms=False)
+    before = sparse_digest(disk)
+    done = subprocess.run(
+        [*ENGINE_DISK, "boot", str(disk), "--from", str(engine_medium("5.0.0"))],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert "has no answer file" in error
+    assert "Traceback" not in done.stderr
+    assert sparse_digest(disk) == before
+
+
+# The title bar of a screen ("Engine 5.0.0 installer — 4/9 Keyboard layout"), and what a
+# screen's footer ends with once it is drawn and reads keys.
+TITLE = re.compile(rb"installer \xe2\x80\x94 (\d)/9 ")
+FOOTER = re.compile(rb"Ctrl-C: quit|Ctrl-C: stop|lines \d+-\d+/\d+")
+ESC, ENTER = "\x1b", "\r"
+
+
+def test_on_a_terminal_a_trainer_drives_the_screens_back_once_and_the_disk_boots_5_0(
+    tmp_path: Path, engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
+    """The interactive medium on a real pseudo-terminal: Enter through the screens, Esc
+    (Back) once on the keyboard screen, "Reboot now" at the end; then the disk boots."""
+    disk = engine_disk("4.5.0", with_vms=False)
+    cast = tmp_path / "session.cast"
+    argv = ["boot", str(disk), "--from", str(engine_medium("5.0.0")), "--disk-bus", "nvme"]
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "commands.engine_disk", *argv, "--record", str(cast)],
+        timeout=600,
+        dimensions=(24, 80),
+    )
+    seen: list[int] = []
+    try:
+        while True:
+            if child.expect([TITLE, "the installer restarted the computer"]) == 1:
+                break
+            screen = int(child.match.group(1))
+            seen.append(screen)
+            child.expect(FOOTER)
+            if screen == 8:
+                continue  # Installing: nothing to answer
+            child.send(ESC if screen == 4 and seen.count(4) == 1 else ENTER)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    transcript = (child.before or b"").decode("utf-8", "replace")
+    assert child.exitstatus == 0, transcript[-3000:]
+    # Back from the keyboard layout led to the licence again, then on to the end.
+    assert seen[0] == 1
+    assert seen.index(4) < seen.index(3, seen.index(4))
+    assert seen[-1] == 9
+    assert "ENGINE RUNNING version=5.0.0 slot=B" in transcript
+    after = probe(disk)
+    assert isinstance(after, Installation)
+    assert (after.version, after.upgrade_status) == ("5.0.0", UpgradeStatus.BLANK)
+    _check_cast(cast, ("2/9 Welcome", "4/9 Keyboard layout", "9/9 Finished"))
+
+
+def test_on_a_terminal_ctrl_bracket_stops_the_computer_and_the_disk_is_untouched(
+    engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
+    disk = engine_disk("4.5.0", with_vms=False)
+    before = sparse_digest(disk)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "commands.engine_disk", "boot", str(disk), "--from", str(engine_medium("5.0.0"))],
+        timeout=600,
+        dimensions=(24, 80),
+    )
+    try:
+        child.expect(TITLE)
+        child.expect(FOOTER)
+        child.sendcontrol("]")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    transcript = (child.before or b"").decode("utf-8", "replace")
+    assert child.exitstatus == 130, transcript[-2000:]
+    assert "[detached: the computer was stopped]" in transcript
+    assert f"stopped by the user; {disk}: Engine 4.5.0" in transcript
+    assert sparse_digest(disk) == before  # stopped at the first screen: nothing written
+
+
+def _check_cast(cast: Path, shown: tuple[str, ...]) -> None:
+    """The recording is asciicast v2 and the real asciinema plays it back (`asciinema cat`
+    needs a terminal of its own: pexpect gives it one)."""
+    header = json.loads(cast.read_text().splitlines()[0])
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24)
+    asciinema = shutil.which("asciinema")
+    assert asciinema is not None, "tools/setup installs asciinema"
+    played, status = pexpect.run(f"{asciinema} cat {cast}", withexitstatus=True, timeout=60)
+    assert status == 0, played[-500:]
+    text = played.decode("utf-8", "replace")
+    assert "ENGINE INSTALLER BOOTED version=5.0.0" in text
+    for title in shown:
+        assert title in text
