@@ -397,7 +397,8 @@ def build_parser() -> ArgumentParser:
         type=Path,
         metavar="FILE.cast",
         help="with --from: record the console as an asciicast v2 file (asciinema play "
-        "replays it); a new file",
+        "replays it), and beside it a walkthrough of the screens (FILE.walkthrough.json and "
+        ".md: each screen's title, text, the answer taken, the time since power-on); new files",
     )
     add_json_option(
         boot,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from commands.engine_install import print_report, text_progress
@@ -27,7 +27,18 @@ from enginekit.sizes import human_size
 from installer import answers as answer_files
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.frontends.unattended import drive
-from installer.model import FinishAnswer, Screen, TargetInfo
+from installer.model import (
+    Answer,
+    EulaAnswer,
+    ExistingAnswer,
+    FinishAnswer,
+    KeyboardAnswer,
+    ProgressAnswer,
+    RegistrationAnswer,
+    Screen,
+    SummaryAnswer,
+    TargetInfo,
+)
 from installer.plan import ProgressCallback
 from media.manifest import ANSWERS_PATH
 from media.reader import MediumReader
@@ -142,6 +153,57 @@ def baked_answers(medium: Path) -> answer_files.AnswerFile | None:
     return answer_files.parse_answers(data, f"{medium}: {ANSWERS_PATH}")
 
 
+ORDER = list(Screen)
+
+
+def describe_answer(answer: Answer | None) -> str:
+    """A screen's answer in a few words, for the events (a token is never among them)."""
+    if isinstance(answer, EulaAnswer):
+        return "accept" if answer.accept else "decline"
+    if isinstance(answer, KeyboardAnswer):
+        return answer.layout
+    if isinstance(answer, ExistingAnswer):
+        return answer.action.value
+    if isinstance(answer, RegistrationAnswer):
+        if answer.keep:
+            return "keep"
+        return f"{answer.mode} {answer.server}" if answer.server else str(answer.mode)
+    if isinstance(answer, SummaryAnswer):
+        return "confirm" if answer.confirm else "cancel"
+    if isinstance(answer, FinishAnswer):
+        return "reboot" if answer.reboot else "no-reboot"
+    if isinstance(answer, ProgressAnswer):
+        return "installed"
+    return "next" if answer is not None else "-"
+
+
+def _emit_screen(installer: Installer, events: EventPort) -> None:
+    shown = installer.view
+    events.emit(
+        "screen",
+        screen=installer.screen.value,
+        title=shown.heading or shown.title,
+        text=shown.text,
+    )
+
+
+def _screen_events(installer: Installer, events: EventPort) -> Callable[[Screen], None]:
+    """On each move: the answer the screen left got (or "back"), then the new screen."""
+    left = [installer.screen]
+
+    def moved(screen: Screen) -> None:
+        before = left[0]
+        if screen is not before:
+            going_back = ORDER.index(screen) < ORDER.index(before)
+            answer = "back" if going_back else describe_answer(installer.model.answer(before))
+            events.emit("answer", screen=before.value, answer=answer)
+        left[0] = screen
+        if not screen.terminal:
+            _emit_screen(installer, events)
+
+    return moved
+
+
 def _progress(events: EventPort, echo: ProgressCallback) -> ProgressCallback:
     def progress(step: str, fraction: float) -> None:
         events.emit("step", step=step, fraction=round(fraction, 3))
@@ -177,10 +239,10 @@ def _install(args: argparse.Namespace, events: EventPort) -> Installer:
         )
     target = _choose_disk(targets, answers)
     installer = Installer(medium, target)
-    installer.on_screen = lambda screen: events.emit("screen", screen=screen.value)
-    events.emit("screen", screen=installer.screen.value)
+    installer.on_screen = _screen_events(installer, events)
+    _emit_screen(installer, events)
     if answers is not None:
-        events.emit("answer", source=answers.source, disk=str(target.path))
+        events.emit("answers", source=answers.source, disk=str(target.path))
         report = drive(installer, answers, _progress(events, text_progress(sys.stdout)))
         if report is None:
             raise UserInputError(

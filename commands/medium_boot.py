@@ -100,7 +100,52 @@ def _check(options: MediumBoot) -> None:
             f"{options.medium}: is the disk itself", hint="give the installer medium"
         )
     if options.record is not None:
-        check_new_output(options.record)
+        for path in (options.record, *walkthrough_paths(options.record)):
+            check_new_output(path)
+
+
+def walkthrough_paths(cast: Path) -> tuple[Path, Path]:
+    """The walkthrough beside a recording: session.cast -> session.walkthrough.{json,md}."""
+    stem = cast.with_suffix("")
+    return stem.with_name(stem.name + ".walkthrough.json"), stem.with_name(
+        stem.name + ".walkthrough.md"
+    )
+
+
+def walkthrough(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per screen shown, in order: its id, title, the text shown, the answer taken (or
+    "back"; none for the last one shown) and the seconds since power-on."""
+    steps: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("event") == "screen":
+            steps.append(
+                {
+                    "screen": event.get("screen"),
+                    "title": event.get("title", ""),
+                    "text": event.get("text", ""),
+                    "answer": None,
+                    "t": event.get("t"),
+                }
+            )
+        elif event.get("event") == "answer" and steps and steps[-1]["answer"] is None:
+            if steps[-1]["screen"] == event.get("screen"):
+                steps[-1]["answer"] = event.get("answer")
+    return steps
+
+
+def _write_walkthrough(cast: Path, events: list[dict[str, Any]]) -> None:
+    steps = walkthrough(events)
+    as_json, as_markdown = walkthrough_paths(cast)
+    as_json.write_text(json.dumps(steps, indent=2) + "\n")
+    lines = [f"# Walkthrough: {cast.name}", ""]
+    for number, step in enumerate(steps, 1):
+        lines += [f"## {number}. {step['title']}", ""]
+        lines += [f"Screen `{step['screen']}`, {float(step['t'] or 0):.1f} s after power-on.", ""]
+        if step["text"]:
+            lines += ["```", str(step["text"]), "```", ""]
+        if step["answer"] is not None:
+            lines += [f"Answer: **{step['answer']}**", ""]
+    as_markdown.write_text("\n".join(lines))
 
 
 def _say(options: MediumBoot, line: str) -> None:
@@ -167,6 +212,8 @@ def _run_installer(options: MediumBoot, tmp: Path) -> Outcome:
         else:
             why = _follow(options, machine, events_log)
     events = read_events(events_log.read_bytes())
+    if options.record is not None:
+        _write_walkthrough(options.record, events)
     names = [e.get("event") for e in events]
     if why != "exited":
         return Outcome(events, why)

@@ -153,6 +153,17 @@ def test_on_a_terminal_a_trainer_drives_the_screens_back_once_and_the_disk_boots
     assert isinstance(after, Installation)
     assert (after.version, after.upgrade_status) == ("5.0.0", UpgradeStatus.BLANK)
     _check_cast(cast, ("2/9 Welcome", "4/9 Keyboard layout", "9/9 Finished"))
+    steps = json.loads((tmp_path / "session.walkthrough.json").read_text())
+    shown = [(step["screen"], step["answer"]) for step in steps]
+    assert shown[:3] == [("boot", "next"), ("welcome", "next"), ("eula", "accept")]
+    assert ("keyboard", "back") in shown  # Esc on the layout screen
+    assert ("existing", "upgrade") in shown
+    assert shown[-1] == ("finish", "reboot")
+    assert all(step["title"] and isinstance(step["t"], float) for step in steps)
+    welcome = next(step for step in steps if step["screen"] == "welcome")
+    assert "Welcome to the Engine 5.0.0 installer" in welcome["text"]
+    markdown = (tmp_path / "session.walkthrough.md").read_text()
+    assert "Answer: **upgrade**" in markdown
 
 
 def test_on_a_terminal_ctrl_bracket_stops_the_computer_and_the_disk_is_untouched(

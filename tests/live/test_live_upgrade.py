@@ -112,7 +112,7 @@ def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
     screens = [e["screen"] for e in events if e["event"] == "screen"]
     assert screens[:4] == ["boot", "welcome", "eula", "keyboard"], screens
     assert "existing" in screens
-    answer = next(e for e in events if e["event"] == "answer")
+    answer = next(e for e in events if e["event"] == "answers")
     assert answer["source"] == "/dev/sr0: engine/answers.toml"  # read from the medium
     disks = next(e for e in events if e["event"] == "disks")
     assert disks["medium"] == "/dev/sr0"

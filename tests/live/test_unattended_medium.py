@@ -88,7 +88,7 @@ def test_a_stick_with_baked_answers_upgrades_an_nvme_disk_on_uefi_and_stays_unch
     events = read_events(events_log.read_bytes())
     names = [e["event"] for e in events]
     assert names[-2:] == ["finished", "rebooting"], events
-    (answer,) = [e for e in events if e["event"] == "answer"]
+    (answer,) = [e for e in events if e["event"] == "answers"]
     assert answer["source"].endswith(": engine/answers.toml")
     assert answer["disk"] == "/dev/nvme0n1"
     assert (events[-2]["version"], events[-2]["slot"]) == ("5.0.0", "B")
