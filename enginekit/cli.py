@@ -187,7 +187,7 @@ def print_wrapped(text: str) -> None:
         print(line)
 
 
-def _sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
+def sigterm_as_interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
@@ -261,7 +261,7 @@ def _parse_and_run(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    signal.signal(signal.SIGTERM, sigterm_as_interrupt)
     # Values read from media and disks may hold lone surrogates or odd bytes: print them
     # escaped rather than dying with UnicodeEncodeError halfway through a report.
     for stream in (sys.stdout, sys.stderr):

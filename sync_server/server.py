@@ -128,7 +128,7 @@ def _run(options: ServeOptions, data: Path, db: Database, sock: socket.socket) -
     server = uvicorn.Server(config)
     watcher.start()
     try:
-        _serve_until_stopped(server, sock, f"http://{host}:{port} (admin token in {token_file})")
+        serve_until_stopped(server, sock, f"http://{host}:{port} (admin token in {token_file})")
     finally:
         watcher.stop()
         runner.shutdown()
@@ -140,11 +140,13 @@ def _say(line: str) -> None:
     sys.stdout.flush()
 
 
-def _serve_until_stopped(server: uvicorn.Server, sock: socket.socket, where: str) -> None:
+def serve_until_stopped(server: uvicorn.Server, sock: socket.socket, where: str) -> None:
     """Print the listening line (scripts and the tests read it to learn the address), then
     serve until SIGINT/SIGTERM."""
-    _say(f"listening on {where}")
     try:
+        # The line is inside: a SIGTERM sent as soon as it is read (before uvicorn has its
+        # own signal handlers) is the same clean stop as one sent later.
+        _say(f"listening on {where}")
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it
@@ -169,7 +171,7 @@ def _run_remote(options: ServeOptions, data: Path, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     worker.start()
     try:
-        _serve_until_stopped(
+        serve_until_stopped(
             server, sock, f"http://{host}:{port} (remote server of {upstream.server})"
         )
     finally:

@@ -4,6 +4,8 @@ documented at /openapi.json."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +113,49 @@ def test_a_lock_left_by_a_killed_server_blocks_nothing(tmp_path: Path) -> None:
             proc.kill()
         assert proc.wait() == -9
     assert (data / "serve.lock").exists()
+
+
+class _SignalledStdout:
+    """stdout that gets SIGTERM the moment the listening line is written: the moment a
+    script that read that line may stop the server, before uvicorn handles signals itself."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.lines.append(text)
+        if text.startswith("listening on "):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_sigterm_right_after_the_listening_line_is_a_clean_stop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race one count run met: `engine-sync serve` read, then stopped at once."""
+    import socket
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from enginekit.cli import sigterm_as_interrupt
+    from sync_server.server import bind, serve_until_stopped
+
+    out = _SignalledStdout()
+    monkeypatch.setattr("sys.stdout", out)
+    previous = signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    sock: socket.socket = bind("127.0.0.1", 0)
+    try:
+        server = uvicorn.Server(uvicorn.Config(FastAPI(), log_config=None))
+        try:
+            serve_until_stopped(server, sock, "http://127.0.0.1:0")
+        except KeyboardInterrupt:
+            pytest.fail("the SIGTERM escaped: a traceback (--debug) or exit 130, not a stop")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sock.close()
+    assert out.lines == ["listening on http://127.0.0.1:0\n"]
+    assert not server.started  # stopped before it served
