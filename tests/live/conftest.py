@@ -60,3 +60,28 @@ def written_stick(medium: Path, backing: Path) -> Path:
             )
         assert status == 0
     return backing
+
+
+UPGRADE_ANSWERS = """\
+[eula]
+accept = true
+
+[existing]
+action = "upgrade"
+
+[finish]
+reboot = true
+"""
+
+
+def unattended_medium(tmp_path: Path, medium: Path, answers: str) -> Path:
+    """`medium` with `answers` baked in, by the real `engine-media remaster`."""
+    answer_file = tmp_path / "answers.toml"
+    answer_file.write_text(answers)
+    out = tmp_path / "unattended.iso"
+    with contextlib.redirect_stdout(io.StringIO()):
+        status = engine_media(
+            ["remaster", str(medium), "--answers", str(answer_file), "-o", str(out)]
+        )
+    assert status == 0
+    return out

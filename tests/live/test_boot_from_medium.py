@@ -12,8 +12,6 @@ QEMU starts."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import re
 import shutil
@@ -24,46 +22,21 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from commands.engine_media import main as engine_media
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, sparse_digest
 
+from .conftest import UPGRADE_ANSWERS, unattended_medium
+
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 
-UPGRADE = """\
-[eula]
-accept = true
-
-[existing]
-action = "upgrade"
-
-[finish]
-reboot = true
-"""
 ENGINE_DISK = [sys.executable, "-m", "commands.engine_disk"]
 
 
 def test_an_unattended_medium_without_a_terminal_upgrades_and_the_disk_boots_on_nvme(
     tmp_path: Path, engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
 ) -> None:
-    answers = tmp_path / "up.toml"
-    answers.write_text(UPGRADE)
-    medium = tmp_path / "unattended.iso"
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert (
-            engine_media(
-                [
-                    "remaster",
-                    str(engine_medium("5.0.0")),
-                    "--answers",
-                    str(answers),
-                    "-o",
-                    str(medium),
-                ]
-            )
-            == 0
-        )
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
     disk = engine_disk("4.5.0")
     done = subprocess.run(
         [*ENGINE_DISK, "boot", str(disk), "--from", str(medium), "--disk-bus", "nvme", "--json"],

@@ -8,15 +8,12 @@ Engine disk on the SATA or NVMe bus. The events come from the second serial port
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from commands.engine_disk import main as engine_disk_main
-from commands.engine_media import main as engine_media
 from commands.live_events import read_events
 from disk_images.image import create_image
 from disk_images.probe import Installation, probe
@@ -30,34 +27,9 @@ from reference_builds.pytest_plugin import (
     vm_disk_digests,
 )
 
+from .conftest import UPGRADE_ANSWERS, unattended_medium
+
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
-
-UPGRADE = """\
-[eula]
-accept = true
-
-[keyboard]
-layout = "us"
-
-[existing]
-action = "upgrade"
-
-[finish]
-reboot = true
-"""
-
-
-def unattended_medium(tmp_path: Path, medium: Path, answers: str) -> Path:
-    """`medium` with `answers` baked in, by the real `engine-media remaster`."""
-    answer_file = tmp_path / "answers.toml"
-    answer_file.write_text(answers)
-    out = tmp_path / "unattended.iso"
-    with contextlib.redirect_stdout(io.StringIO()):
-        status = engine_media(
-            ["remaster", str(medium), "--answers", str(answer_file), "-o", str(out)]
-        )
-    assert status == 0
-    return out
 
 
 def _run_live(
@@ -100,7 +72,7 @@ def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
 ) -> None:
     disk = engine_disk("4.5.0")
     vms_before = vm_disk_digests(disk)
-    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE)
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
     drives = (Drive(disk, DriveKind.SATA), Drive(medium, DriveKind.CDROM))
     result, events = _run_live(tmp_path, live_installer, drives)
     assert result.powered_off, result.tail(20)
@@ -140,7 +112,7 @@ def test_with_two_disks_only_the_engine_disk_named_by_its_id_changes(
     other = create_image(tmp_path / "other.img", 1 << 30)
     other_before = sparse_digest(other)
     disk_id = _installed(disk).disk_id
-    answers = UPGRADE.replace("reboot = true", "reboot = false")
+    answers = UPGRADE_ANSWERS.replace("reboot = true", "reboot = false")
     answers += f'\n[disk]\ntarget = "{disk_id}"\n'
     drives = (
         Drive(other, DriveKind.NVME),
@@ -166,7 +138,7 @@ def test_a_4_0_0_disk_is_refused_with_nothing_written(
 ) -> None:
     disk = engine_disk("4.0.0", with_vms=False)
     before = sparse_digest(disk)
-    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE)
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
     drives = (Drive(disk, DriveKind.SATA), Drive(medium, DriveKind.CDROM))
     result, events = _run_live(tmp_path, live_installer, drives)
     assert result.matched == "ENGINE BOOT FAILED reason=engine-live", result.tail(20)

@@ -7,8 +7,6 @@ is only read, so the same stick goes on to the next computer of the lab."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
@@ -25,20 +23,9 @@ from reference_builds.pytest_plugin import (
     vm_disk_digests,
 )
 
-from .conftest import written_stick
+from .conftest import UPGRADE_ANSWERS, unattended_medium, written_stick
 
 pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
-
-UPGRADE = """\
-[eula]
-accept = true
-
-[existing]
-action = "upgrade"
-
-[finish]
-reboot = true
-"""
 
 
 def test_a_stick_with_baked_answers_upgrades_an_nvme_disk_on_uefi_and_stays_unchanged(
@@ -47,21 +34,7 @@ def test_a_stick_with_baked_answers_upgrades_an_nvme_disk_on_uefi_and_stays_unch
     engine_medium: EngineMediumFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    answers = tmp_path / "lab.toml"
-    answers.write_text(UPGRADE)
-    unattended = tmp_path / "lab.iso"
-    with contextlib.redirect_stdout(io.StringIO()):
-        built = engine_media(
-            [
-                "remaster",
-                str(engine_medium("5.0.0")),
-                "--answers",
-                str(answers),
-                "-o",
-                str(unattended),
-            ]
-        )
-    assert built == 0
+    unattended = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
     assert engine_media(["verify", str(unattended)]) == 0
     capsys.readouterr()
     stick = written_stick(unattended, tmp_path / "stick.img")
