@@ -195,6 +195,24 @@ def relay_task(fleet: Fleet, version: str) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
+def relay_under_way(fleet: Fleet, version: str) -> dict[str, Any]:
+    """Wait for the relay task of `version` to have moved some bytes but not all."""
+    task: dict[str, Any] = until(
+        lambda: (t := relay_task(fleet, version)) and 0 < t["progress"] < 1 and t,
+        f"the relay of Engine {version} under way",
+    )
+    return task
+
+
+def relay_finished(fleet: Fleet, version: str) -> dict[str, Any]:
+    """Wait for the relay task of `version` to have succeeded."""
+    task: dict[str, Any] = until(
+        lambda: (t := relay_task(fleet, version)) and t["state"] == "succeeded" and t,
+        f"the relay of Engine {version} finished",
+    )
+    return task
+
+
 def upgrade_status(fleet: Fleet, computer_id: int) -> str:
     with fleet.main.admin() as admin:
         (assignment,) = admin.get(f"/api/v1/computers/{computer_id}")["assignments"]
@@ -214,10 +232,7 @@ def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
         assert upgrade_status(fleet, computer_id) == READY
 
         # Throttled: part of the kit has arrived and the computer still waits for it.
-        running = until(
-            lambda: (t := relay_task(fleet, "5.0.0")) and 0 < t["progress"] < 1 and t,
-            "the relay of Engine 5.0.0 under way",
-        )
+        running = relay_under_way(fleet, "5.0.0")
         assert running["state"] == "running"
         assert computer.post("/api/v1/checkin", {"version": "4.5.0"})["update"] is None
         out = cli(fleet, "computers", "--json")[1]
@@ -232,10 +247,7 @@ def test_throttled_relay_shows_ready_and_a_cut_link_resumes_from_the_partial(
         have = partial.stat().st_size
         assert 0 < have < kit["size"]
         fleet.remote.start(FAST)
-        done = until(
-            lambda: (t := relay_task(fleet, "5.0.0")) and t["state"] == "succeeded" and t,
-            "the relay of Engine 5.0.0 finished",
-        )
+        done = relay_finished(fleet, "5.0.0")
         assert done["id"] == running["id"]  # the same task, resumed
         asked = re.findall(
             rf"kit {kit['id']} to site branch: bytes=(\d+)- of {kit['size']} bytes",
@@ -292,10 +304,7 @@ def test_a_link_down_at_start_and_cut_mid_relay_is_retried_and_the_relay_resumes
                 assert cli(fleet, "assign", "5.0.0", "--computer", str(computer_id))[0] == 0
                 assert computer.post("/api/v1/checkin", {"version": "4.5.0"})["update"] is None
                 assert upgrade_status(fleet, computer_id) == READY
-                running = until(
-                    lambda: (t := relay_task(fleet, "5.0.0")) and 0 < t["progress"] < 1 and t,
-                    "the relay of Engine 5.0.0 under way",
-                )
+                running = relay_under_way(fleet, "5.0.0")
 
                 link.cut()
                 cut_at = retries()
@@ -305,10 +314,7 @@ def test_a_link_down_at_start_and_cut_mid_relay_is_retried_and_the_relay_resumes
                 assert 0 < have < kit["size"]
 
                 link.bring_up()  # the same remote process finishes the transfer
-                done = until(
-                    lambda: (t := relay_task(fleet, "5.0.0")) and t["state"] == "succeeded" and t,
-                    "the relay of Engine 5.0.0 finished",
-                )
+                done = relay_finished(fleet, "5.0.0")
                 assert done["id"] == running["id"]  # the same task, resumed
                 asked = re.findall(
                     rf"kit {kit['id']} to site branch: bytes=(\d+)- of {kit['size']} bytes",
@@ -329,10 +335,7 @@ def test_a_cancelled_relay_stops_and_its_partial_file_is_removed(fleet: Fleet) -
     with computer:
         assert cli(fleet, "assign", "5.0.0", "--computer", str(computer_id))[0] == 0
         computer.post("/api/v1/checkin", {"version": "4.5.0"})
-        running = until(
-            lambda: (t := relay_task(fleet, "5.0.0")) and 0 < t["progress"] < 1 and t,
-            "the relay of Engine 5.0.0 under way",
-        )
+        running = relay_under_way(fleet, "5.0.0")
         status, out, err = cli(fleet, "task", "cancel", str(running["id"]))
         assert status == 0, err
         assert "cancelled" in out
