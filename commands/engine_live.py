@@ -4,9 +4,11 @@ It finds the installer medium among the machine's block devices (the DVD drive, 
 first one whose manifest reads), offers the fixed disks that do not hold it, and runs the same
 model, screens and install engine as `engine-install` with the disk as the target: from the
 answer file baked into the medium (`engine/answers.toml`, `engine-media build --answers`) when
-it has one, else interactively on the console. Every step is also one JSON object per line
-on the second serial port (`live_events`), for harnesses that never read screens. "Reboot
-now" restarts the computer.
+it has one, else interactively on the console. Screen 1 is the medium's own boot menu
+(isolinux or systemd-boot, `media.boot_menu`): the entry taken there, read from the kernel
+command line, is that screen's answer, so the installer's own screens start at screen 2, the
+welcome. Every step is also one JSON object per line on the second serial port
+(`live_events`), for harnesses that never read screens. "Reboot now" restarts the computer.
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ from installer.model import (
     TargetInfo,
 )
 from installer.plan import ProgressCallback
+from media.boot_menu import BootEntry, chosen_entry
 from media.manifest import ANSWERS_PATH
 from media.reader import MediumReader
 
 SYS_BLOCK = Path("/sys/block")
+CMDLINE = Path("/proc/cmdline")
 SYSRQ_TRIGGER = Path("/proc/sysrq-trigger")
 DISK_LINE = "ENGINE DISK {device} {what}"
 
@@ -204,6 +208,25 @@ def _screen_events(installer: Installer, events: EventPort) -> Callable[[Screen]
     return moved
 
 
+def _answer_boot_menu(installer: Installer, events: EventPort, cmdline: Path) -> None:
+    """Screen 1 was the medium's boot menu, drawn by its boot loader before Linux started:
+    report it and the entry taken there, and move the installer past it."""
+    try:
+        taken = chosen_entry(cmdline.read_text())
+    except OSError:
+        taken = chosen_entry("")  # no command line to read: the default entry
+    menu = "\n".join(entry.menu_title for entry in BootEntry)
+    events.emit(
+        "screen",
+        screen=Screen.BOOT_MENU.value,
+        title="Boot menu",
+        text=menu,
+        shown_by="boot loader",
+    )
+    events.emit("answer", screen=Screen.BOOT_MENU.value, answer=taken.value)
+    installer.choose("install")  # the check entry installs too, once the medium passed
+
+
 def _progress(events: EventPort, echo: ProgressCallback) -> ProgressCallback:
     def progress(step: str, fraction: float) -> None:
         events.emit("step", step=step, fraction=round(fraction, 3))
@@ -239,6 +262,7 @@ def _install(args: argparse.Namespace, events: EventPort) -> Installer:
         )
     target = _choose_disk(targets, answers)
     installer = Installer(medium, target)
+    _answer_boot_menu(installer, events, Path(args.cmdline))
     installer.on_screen = _screen_events(installer, events)
     _emit_screen(installer, events)
     if answers is not None:
@@ -307,6 +331,12 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--dev", default="/dev", metavar="DIR", help="where the device nodes are (default /dev)"
+    )
+    parser.add_argument(
+        "--cmdline",
+        default=str(CMDLINE),
+        metavar="FILE",
+        help=f"the kernel command line, which names the boot menu entry taken (default {CMDLINE})",
     )
     parser.add_argument(
         "--answers",

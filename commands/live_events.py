@@ -95,3 +95,14 @@ def read_events(data: bytes) -> list[dict[str, Any]]:
         if isinstance(found, dict):
             events.append(found)
     return events
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """One event as a line for people: the seconds since power-on, its name, its fields
+    (lists, such as the disks offered, and a screen's whole text left out)."""
+    detail = " ".join(
+        f"{k}={v}"
+        for k, v in event.items()
+        if k not in ("event", "t", "text") and not isinstance(v, list)
+    )
+    return f"{float(event.get('t', 0.0)):7.1f} s  {event.get('event')} {detail}".rstrip()

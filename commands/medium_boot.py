@@ -2,7 +2,8 @@
 installer medium in its DVD drive or, with `--usb`, as a USB stick, as a technician does.
 
 On a terminal the computer's console is the user's terminal (`enginekit.console_relay`): a
-trainer drives the installer's screens live; Ctrl-] or Ctrl-C stops the computer. Without one
+trainer drives the installer's screens live; Ctrl-] or Ctrl-C stops the computer, and so does
+closing the terminal (the last lines then go to stderr when that is a log). Without one
 (or with `--json`) the installer's events are printed as they come. When the installer has
 finished and restarts the computer, the disk boots alone (`disk_images.boot`) and the new
 Engine's ENGINE RUNNING line is shown. Whatever ends the run, the last line says what the
@@ -20,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from commands.live_events import read_events
+from commands.live_events import describe_event, read_events
 from disk_images.boot import boot_installed_disk
 from disk_images.lock import disk_lock
 from disk_images.probe import Installation, probe
 from enginekit.console_relay import CastRecorder, RelayEnd, relay
 from enginekit.errors import EngineKitError, UserInputError
+from enginekit.hangup import leave_closed_terminal
 from enginekit.outputs import check_new_output
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, QemuMachine
 from enginekit.scratch import scratch_tree
@@ -34,6 +36,12 @@ from media.manifest import ANSWERS_PATH
 from media.reader import MediumReader
 
 BUSES = {"sata": DriveKind.SATA, "nvme": DriveKind.NVME, "virtio": DriveKind.DISK}
+RELAY_ENDS = {
+    RelayEnd.EXITED: "exited",
+    RelayEnd.DETACHED: "stopped",
+    RelayEnd.INTERRUPTED: "stopped",
+    RelayEnd.HANGUP: "hangup",
+}
 
 
 @dataclass(frozen=True)
@@ -52,7 +60,7 @@ class MediumBoot:
 @dataclass
 class Outcome:
     events: list[dict[str, Any]]
-    ended: str  # finished | failed | stopped | timed-out | powered-off
+    ended: str  # finished | failed | stopped | hangup | timed-out | powered-off
 
 
 def firmware_for(disk: Path) -> Firmware:
@@ -154,14 +162,7 @@ def _say(options: MediumBoot, line: str) -> None:
 
 
 def _show(options: MediumBoot, event: dict[str, Any]) -> None:
-    if options.json:
-        print(json.dumps(event), flush=True)
-        return
-    what = event.get("event")
-    detail = " ".join(
-        f"{k}={v}" for k, v in event.items() if k not in ("event", "t") and not isinstance(v, list)
-    )
-    print(f"{float(event.get('t', 0.0)):7.1f} s  {what} {detail}".rstrip(), flush=True)
+    print(json.dumps(event) if options.json else describe_event(event), flush=True)
 
 
 def _follow(options: MediumBoot, machine: QemuMachine, events_log: Path) -> str:
@@ -206,8 +207,11 @@ def _run_installer(options: MediumBoot, tmp: Path) -> Outcome:
         machine = stack.enter_context(QemuMachine(spec))
         if console is not None:
             end = relay(console, machine.running, recorder=recorder)
-            why = "exited" if end is RelayEnd.EXITED else "stopped"
-            if end is not RelayEnd.EXITED:
+            why = RELAY_ENDS[end]
+            if end is RelayEnd.HANGUP:
+                leave_closed_terminal()  # what follows goes to the log, if there is one
+                print(f"[{end.value}: the terminal closed, the computer was stopped]", flush=True)
+            elif end is not RelayEnd.EXITED:
                 print(f"\r\n[{end.value}: the computer was stopped]\r", flush=True)
         else:
             why = _follow(options, machine, events_log)
@@ -243,7 +247,11 @@ def boot_from_medium(options: MediumBoot) -> int:
     rebooted = outcome.events and outcome.events[-1].get("event") == "rebooting"
     if outcome.ended == "finished" and rebooted:
         _say(options, "the installer restarted the computer: booting its disk")
-        result = boot_installed_disk(options.disk, bus=BUSES[options.bus])
+        try:
+            result = boot_installed_disk(options.disk, bus=BUSES[options.bus])
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM or a closed terminal: the computer is off
+            _say(options, f"stopped while the disk booted; {disk_holds(options.disk)}")
+            raise
         from commands.engine_disk import boot_text
 
         if options.json:
@@ -256,6 +264,7 @@ def boot_from_medium(options: MediumBoot) -> int:
         "finished": "the installer finished and powered the computer off",
         "failed": "the installer failed",
         "stopped": "stopped by the user",
+        "hangup": "the terminal closed: the computer was stopped",
         "timed-out": f"no end within {options.timeout:g} s: the computer was stopped",
         "powered-off": "the computer powered off before the installer finished",
     }[outcome.ended]
@@ -268,4 +277,4 @@ def boot_from_medium(options: MediumBoot) -> int:
         print(f"{summary}; {holds}", flush=True)
     if outcome.ended == "finished":
         return 0
-    return 130 if outcome.ended == "stopped" else 1
+    return 130 if outcome.ended in ("stopped", "hangup") else 1

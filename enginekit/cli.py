@@ -2,8 +2,9 @@
 
 It parses `--debug`, sets up logging, and turns exceptions into what a user should see: an
 EngineKitError becomes `error: <what>` and `hint: <what to do>` on stderr with the error's exit
-status; Ctrl-C becomes one line and status 130; anything else is a bug, reported in one line
-with a request to rerun with --debug. Tracebacks are shown only with --debug. When the command
+status; Ctrl-C (or SIGTERM, or a closed terminal: `enginekit.hangup`) becomes one line and
+status 130; anything else is a bug, reported in one line with a request to rerun with
+--debug. Tracebacks are shown only with --debug. When the command
 line has `--json`, the same failure is also one JSON object on stdout (`error_json`), and
 nothing else is printed there.
 """
@@ -25,6 +26,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from enginekit.errors import EngineKitError, InternalError, Interrupted, UserInputError
+from enginekit.hangup import watch_for_hangup
 from enginekit.interrupts import take_over_interrupts
 from enginekit.text import wrap_block, wrap_hanging
 
@@ -262,6 +264,7 @@ def _parse_and_run(
         format="%(levelname)s %(name)s: %(message)s",
     )
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    watch_for_hangup()  # a closed terminal stops the command as Ctrl-C does
     # Values read from media and disks may hold lone surrogates or odd bytes: print them
     # escaped rather than dying with UnicodeEncodeError halfway through a report.
     for stream in (sys.stdout, sys.stderr):

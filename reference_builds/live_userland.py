@@ -25,11 +25,12 @@ from reference_builds.cache_lock import built_once
 log = logging.getLogger(__name__)
 
 SUITE = "bookworm"
-# The programs the installer runs, a shell and its basics (busybox), modprobe (kmod), and the
-# Python that runs EngineKit. Their dependencies are apt's business.
+# The programs the installer runs, a shell and its basics (busybox), modprobe (kmod), the
+# Python that runs EngineKit, and the UEFI boot loader a fresh install puts on the ESP
+# (systemd-boot-efi). Their dependencies are apt's business.
 DEBIAN_PACKAGES = (
     "python3", "e2fsprogs", "util-linux", "fdisk", "mtools", "dosfstools", "kmod",
-    "busybox-static",
+    "busybox-static", "systemd-boot-efi",
 )  # fmt: skip
 SOURCES_CANDIDATES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 MERGED_USR_HOOK = Path("/usr/share/mmdebstrap/hooks/merged-usr")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import signal
 import socket
 import sys
 import tempfile
@@ -142,7 +143,14 @@ def _say(line: str) -> None:
 
 def serve_until_stopped(server: uvicorn.Server, sock: socket.socket, where: str) -> None:
     """Print the listening line (scripts and the tests read it to learn the address), then
-    serve until SIGINT/SIGTERM."""
+    serve until SIGINT or SIGTERM."""
+    previous = signal.getsignal(signal.SIGHUP)
+    if previous is not signal.SIG_IGN:
+        # A closed terminal ends the server at once (the default action): its state is in
+        # the database and the data directory's lock goes with the process. Turning SIGHUP
+        # into uvicorn's graceful shutdown hung once under load in shutdown; SIGTERM is the
+        # clean stop. Under nohup SIGHUP stays ignored.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
     try:
         # The line is inside: a SIGTERM sent as soon as it is read (before uvicorn has its
         # own signal handlers) is the same clean stop as one sent later.
@@ -152,6 +160,8 @@ def serve_until_stopped(server: uvicorn.Server, sock: socket.socket, where: str)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal it
         # caught: that is a clean stop, not an interruption.
         pass
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _run_remote(options: ServeOptions, data: Path, sock: socket.socket) -> None:

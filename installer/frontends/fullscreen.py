@@ -18,7 +18,7 @@ import signal
 import termios
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -121,11 +121,16 @@ class ScreenPrompter:
         self._write("\x1b[?25l")
 
     def close(self) -> None:
-        self._write("\x1b[0m\x1b[?25h\r\n")
+        """Give the terminal back as it was; one that went away (its window was closed) has
+        nothing left to restore."""
+        if os.isatty(self._terminal.output_fd):  # not once the streams left a closed one
+            with suppress(OSError):
+                self._write("\x1b[0m\x1b[?25h\r\n")
         if self._previous_winch is not None:
             signal.signal(signal.SIGWINCH, self._previous_winch)  # type: ignore[arg-type]
             self._previous_winch = None
-        self._raw(False)
+        with suppress(termios.error):
+            self._raw(False)
 
     def _raw(self, on: bool) -> None:
         fd = self._terminal.input_fd
@@ -181,7 +186,10 @@ class ScreenPrompter:
                 self._parser.flush()
                 may_hold = False
                 continue
-            data = os.read(fd, 1024)
+            try:
+                data = os.read(fd, 1024)
+            except OSError:  # EIO: the terminal was hung up
+                data = b""
             if not data:  # the terminal went away: as if Ctrl-C had been pressed
                 raise KeyboardInterrupt
             self._parser.feed(self._decoder.decode(data))

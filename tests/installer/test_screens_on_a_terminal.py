@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.model import Screen
 from installer.screens import View
-from reference_builds.pytest_plugin import EngineDiskFactory
+from reference_builds.pytest_plugin import EngineDiskFactory, sparse_digest
 
 DOWN = "\x1b[B"
 ENTER = "\r"
@@ -64,15 +65,24 @@ class Pty:
     """engine-install on a pty of `columns` x `rows`, its output rendered by pyte."""
 
     def __init__(
-        self, size: tuple[int, int], *args: object, timeout: float = 60, term: str = "xterm"
+        self,
+        size: tuple[int, int],
+        *args: object,
+        timeout: float = 60,
+        term: str = "xterm",
+        stderr_log: Path | None = None,
     ) -> None:
         self.columns, self.rows = size
         self.screen = _FrameScreen(self.columns, self.rows)
         self.stream = pyte.Stream(self.screen)
         self.sent_at = 0  # frames drawn before the last keys were sent
+        argv = [sys.executable, "-m", "commands.engine_install", *map(str, args)]
+        if stderr_log is not None:
+            # exec: engine-install itself leads the session, its stderr goes to the log.
+            argv = ["/bin/sh", "-c", 'exec "$@" 2>"$0"', str(stderr_log), *argv]
         self.child = pexpect.spawn(
-            sys.executable,
-            ["-m", "commands.engine_install", *map(str, args)],
+            argv[0],
+            argv[1:],
             dimensions=(self.rows, self.columns),
             encoding="utf-8",
             timeout=timeout,
@@ -134,6 +144,16 @@ class Pty:
             self.wait_for("the next page", lambda: self.body() != pages[-1])
             pages.append(self.body())
         return pages
+
+    def hang_up(self) -> int:
+        """Close the terminal as a window closes (its master side goes away); the status
+        the program ends with."""
+        self.child.ptyproc.fileobj.close()
+        deadline = time.monotonic() + self.child.timeout
+        while self.child.isalive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.child.close(force=True)
+        return int(self.child.exitstatus if self.child.exitstatus is not None else -1)
 
     def finish(self) -> tuple[int, str]:
         rest = self.child.read()
@@ -245,6 +265,28 @@ def test_esc_goes_back_a_screen(iso: Path, blank: Path) -> None:
     term.expect_heading(keyboard)  # a blank disk has no screen 5: Back skips it too
     term.send("\x03")
     assert term.finish()[0] == 130
+
+
+def test_closing_the_terminal_at_a_screen_ends_as_ctrl_c_does_with_its_lines_in_the_log(
+    iso: Path, blank: Path, tmp_path: Path
+) -> None:
+    """The window is closed while the keyboard screen waits: SIGHUP, then EOF and EIO on the
+    dead terminal. The run ends as a Ctrl-C does (status 130, nothing written), and what it
+    still says goes to stderr (a log here), without a traceback."""
+    before = sparse_digest(blank)
+    log = tmp_path / "stderr.log"
+    model = Installer(load_medium(iso), load_target(blank))
+    for _ in range(3):
+        enter(model)
+    term = Pty((80, 24), "--media", iso, "--target", blank, stderr_log=log)
+    term.send(ENTER + ENTER + SPACE * 20 + ENTER)  # to the keyboard screen
+    term.expect_heading(model.view.heading)
+    assert term.hang_up() == 130, log.read_text()
+    assert log.read_text().splitlines() == [
+        "error: installation cancelled; nothing was written to the target",
+        "hint: run engine-install again when you are ready",
+    ]
+    assert sparse_digest(blank) == before
 
 
 def test_the_screen_is_drawn_again_at_the_new_size_when_the_terminal_is_resized(

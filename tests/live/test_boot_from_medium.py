@@ -7,8 +7,8 @@ result says the new Engine runs. On a terminal (a real pseudo-terminal, through 
 console is the user's: the screens are driven with the keys a trainer uses (Back once), "Reboot
 now" restarts the computer and its disk boots into 5.0.0, and the session recorded with --record
 plays back in the real `asciinema`; or Ctrl-] stops the computer, and the last line says what
-the disk holds (untouched). An interactive medium without a terminal is refused before
-QEMU starts."""
+the disk holds (untouched), as it does when the terminal is closed. An interactive medium
+without a terminal is refused before QEMU starts."""
 
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pexpect
 import pytest
 
+from disk_images.image import create_image
+from disk_images.lock import disk_lock
 from disk_images.probe import Installation, probe
 from disk_images.state import UpgradeStatus
 from reference_builds.pytest_plugin import EngineDiskFactory, EngineMediumFactory, sparse_digest
@@ -55,6 +58,51 @@ def test_an_unattended_medium_without_a_terminal_upgrades_and_the_disk_boots_on_
     assert result["result"] == "booted"
     (running,) = [a for a in result["boot"]["attempts"] if a["version"]]
     assert (running["version"], running["slot"]) == ("5.0.0", "B")
+    after = probe(disk)
+    assert isinstance(after, Installation)
+    assert (after.version, after.upgrade_status) == ("5.0.0", UpgradeStatus.BLANK)
+
+
+FRESH_ANSWERS = """\
+[eula]
+accept = true
+
+[keyboard]
+layout = "us"
+
+[registration]
+mode = "standalone"
+
+[finish]
+reboot = true
+"""
+
+
+def test_a_blank_disk_gets_a_fresh_install_and_boots_5_0(
+    tmp_path: Path, engine_medium: EngineMediumFactory
+) -> None:
+    """A new computer (a blank disk: UEFI, NVMe) started from an unattended medium: the
+    installer finds no Engine, installs 5.0.0 and restarts, and the disk boots it."""
+    disk = create_image(tmp_path / "new-computer.img", 2 << 30)
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), FRESH_ANSWERS)
+    done = subprocess.run(
+        [*ENGINE_DISK, "boot", str(disk), "--from", str(medium), "--json"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    events, result = lines[:-1], lines[-1]
+    screens = [e["screen"] for e in events if e["event"] == "screen"]
+    assert "existing" not in screens  # nothing on the disk to upgrade or erase
+    offered = next(e for e in events if e["event"] == "disks")["disks"]
+    assert [(d["device"], d["engine"]) for d in offered] == [("/dev/nvme0n1", None)]
+    assert [e["event"] for e in events][-2:] == ["finished", "rebooting"]
+    (running,) = [a for a in result["boot"]["attempts"] if a["version"]]
+    assert running["version"] == "5.0.0"
     after = probe(disk)
     assert isinstance(after, Installation)
     assert (after.version, after.upgrade_status) == ("5.0.0", UpgradeStatus.BLANK)
@@ -117,18 +165,25 @@ def test_on_a_terminal_a_trainer_drives_the_screens_back_once_and_the_disk_boots
         child.close(force=True)
     transcript = (child.before or b"").decode("utf-8", "replace")
     assert child.exitstatus == 0, transcript[-3000:]
+    # Screen 1 was the medium's boot menu (systemd-boot's default entry): the installer's
+    # own screens begin at 2, and none of them is a second boot menu.
+    assert seen[0] == 2
+    assert 1 not in seen
     # Back from the keyboard layout led to the licence again, then on to the end.
-    assert seen[0] == 1
     assert seen.index(4) < seen.index(3, seen.index(4))
     assert seen[-1] == 9
     assert "ENGINE RUNNING version=5.0.0 slot=B" in transcript
     after = probe(disk)
     assert isinstance(after, Installation)
     assert (after.version, after.upgrade_status) == ("5.0.0", UpgradeStatus.BLANK)
-    _check_cast(cast, ("2/9 Welcome", "4/9 Keyboard layout", "9/9 Finished"))
+    _check_cast(cast, ("Install Engine", "2/9 Welcome", "4/9 Keyboard layout", "9/9 Finished"))
     steps = json.loads((tmp_path / "session.walkthrough.json").read_text())
     shown = [(step["screen"], step["answer"]) for step in steps]
-    assert shown[:3] == [("boot", "next"), ("welcome", "next"), ("eula", "accept")]
+    assert shown[:3] == [("boot", "install"), ("welcome", "next"), ("eula", "accept")]
+    assert steps[0]["text"].splitlines() == [
+        "Install Engine",
+        "Check this medium, then install Engine",
+    ]
     assert ("keyboard", "back") in shown  # Esc on the layout screen
     assert ("existing", "upgrade") in shown
     assert shown[-1] == ("finish", "reboot")
@@ -162,6 +217,39 @@ def test_on_a_terminal_ctrl_bracket_stops_the_computer_and_the_disk_is_untouched
     assert "[detached: the computer was stopped]" in transcript
     assert f"stopped by the user; {disk}: Engine 4.5.0" in transcript
     assert sparse_digest(disk) == before  # stopped at the first screen: nothing written
+
+
+def test_closing_the_terminal_stops_the_computer_and_the_log_says_what_the_disk_holds(
+    tmp_path: Path, engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
+) -> None:
+    """The trainer's terminal window is closed while a screen waits for a key: the command
+    gets SIGHUP, and EIO from the dead terminal. It stops the computer (QEMU is gone: the
+    disk's lock is free), ends as a Ctrl-C does, and its last lines go to stderr, a log here."""
+    disk = engine_disk("4.5.0", with_vms=False)
+    before = sparse_digest(disk)
+    log = tmp_path / "stderr.log"
+    argv = [*ENGINE_DISK, "boot", str(disk), "--from", str(engine_medium("5.0.0"))]
+    # exec: the command itself leads the session whose terminal closes.
+    child = pexpect.spawn(
+        "/bin/sh", ["-c", 'exec "$@" 2>"$0"', str(log), *argv], timeout=600, dimensions=(24, 80)
+    )
+    try:
+        child.expect(TITLE)
+        child.expect(FOOTER)
+        child.ptyproc.fileobj.close()  # the window closes: the terminal's master side is gone
+        deadline = time.monotonic() + 120
+        while child.isalive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        child.close(force=True)
+    said = log.read_text()
+    assert child.exitstatus == 130, said
+    assert "Traceback" not in said
+    assert "[hangup: the terminal closed, the computer was stopped]" in said
+    assert f"the terminal closed: the computer was stopped; {disk}: Engine 4.5.0" in said
+    with disk_lock(disk, exclusive=True):  # refused while a QEMU has the disk open
+        pass
+    assert sparse_digest(disk) == before
 
 
 def _check_cast(cast: Path, shown: tuple[str, ...]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from commands.live_events import EventPort, read_events
+from commands.live_events import EventPort, describe_event, read_events
 
 
 def test_each_event_is_one_json_line_with_the_time_since_power_on(tmp_path: Path) -> None:
@@ -47,3 +47,10 @@ def test_a_computer_without_the_port_drops_the_events(tmp_path: Path) -> None:
     with EventPort(tmp_path / "no-such-port", tmp_path / "no-uptime") as events:
         events.emit("booted")  # no error: the install goes on without events
     assert not (tmp_path / "no-such-port").exists()
+
+
+def test_an_event_for_people_is_one_line_without_the_screen_text_or_lists() -> None:
+    screen = {"event": "screen", "t": 12.345, "screen": "eula", "title": "Licence", "text": "a\nb"}
+    disks = {"event": "disks", "t": 3.0, "medium": "/dev/sr0", "disks": [{"device": "/dev/sda"}]}
+    assert describe_event(screen) == "   12.3 s  screen screen=eula title=Licence"
+    assert describe_event(disks) == "    3.0 s  disks medium=/dev/sr0"

@@ -8,6 +8,7 @@ Engine disk on the SATA or NVMe bus. The events come from the second serial port
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,16 @@ pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 
 
 def _run_live(
-    tmp_path: Path, live: LiveImage, drives: tuple[Drive, ...]
+    tmp_path: Path,
+    live: LiveImage,
+    drives: tuple[Drive, ...],
+    *,
+    run: str = "run",
+    power_off_when: Callable[[list[dict[str, Any]]], bool] | None = None,
 ) -> tuple[BootResult, list[dict[str, Any]]]:
-    """Boot the live installer until it reboots or powers the machine off."""
-    events_log = tmp_path / "events.jsonl"
+    """Boot the live installer until it reboots or powers the machine off, or until the
+    events so far satisfy `power_off_when`: then QEMU is killed, as a pulled plug."""
+    events_log = tmp_path / f"{run}-events.jsonl"
     spec = BootSpec(
         firmware=Firmware.BIOS,
         drives=drives,
@@ -48,7 +55,14 @@ def _run_live(
     )
     # Nothing on the console ends the run: the guest reboots (QEMU runs with -no-reboot) or
     # powers off by itself.
-    result = boot(spec, r"ENGINE BOOT FAILED", timeout=400)
+    stop = None
+    if power_off_when is not None:
+        when = power_off_when
+
+        def stop() -> bool:
+            return events_log.exists() and when(read_events(events_log.read_bytes()))
+
+    result = boot(spec, r"ENGINE BOOT FAILED", timeout=400, stop=stop)
     events = read_events(events_log.read_bytes())
     return result, events
 
@@ -148,3 +162,48 @@ def test_a_4_0_0_disk_is_refused_with_nothing_written(
     assert "install_started" not in _names(events)
     assert "step" not in _names(events)
     assert sparse_digest(disk) == before
+
+
+# The upgrade's steps up to the one that points the boot entry at the new slot: powered off
+# during any of them, the computer boots its old Engine.
+BEFORE_THE_SWITCH = ("write-slot", "verify-slot", "write-esp-kernel", "write-config", "update-vms")
+
+
+def _slot_being_written(events: list[dict[str, Any]]) -> bool:
+    """The new slot's first payload file is written (the second write-slot step event)."""
+    return sum(1 for e in events if e["event"] == "step" and e["step"] == "write-slot") >= 2
+
+
+def test_powered_off_while_the_new_slot_is_written_the_disk_boots_and_a_rerun_completes(
+    tmp_path: Path,
+    live_installer: LiveImage,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The upgrade engine's promise inside the computer: the power goes (QEMU killed) while
+    the live installer writes the new slot; the disk boots its 4.5.0 alone, its VM disks as
+    they were; the same medium started again completes the upgrade, and 5.0.0 boots."""
+    disk = engine_disk("4.5.0")
+    vms_before = vm_disk_digests(disk)
+    medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
+    drives = (Drive(disk, DriveKind.NVME), Drive(medium, DriveKind.CDROM))
+    result, events = _run_live(
+        tmp_path, live_installer, drives, run="cut", power_off_when=_slot_being_written
+    )
+    assert result.timed_out, result.tail(20)  # stopped by us, not by the guest
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps[-1] in BEFORE_THE_SWITCH, steps  # where the power went
+    assert "finished" not in _names(events)
+
+    assert engine_disk_main(["boot", str(disk)]) == 0
+    assert "ENGINE RUNNING version=4.5.0 slot=A vms=4" in capsys.readouterr().out
+    assert vm_disk_digests(disk) == vms_before
+
+    result, events = _run_live(tmp_path, live_installer, drives, run="again")
+    assert result.powered_off, result.tail(20)
+    assert _names(events)[-2:] == ["finished", "rebooting"], events
+    assert engine_disk_main(["boot", str(disk)]) == 0
+    assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in capsys.readouterr().out
+    assert _installed(disk).upgrade_status is UpgradeStatus.BLANK
+    assert vm_disk_digests(disk) == vms_before

@@ -3,7 +3,8 @@ with an answer file (`engine-media remaster`), written to a stick (`engine-media
 and a UEFI computer with a 4.5.0 disk on NVMe started from the stick. Its boot menu's default
 entry starts the live installer, which reads the answers from the stick, upgrades the disk
 with no keyboard and restarts the computer; the disk then boots alone into 5.0.0. The stick
-is only read, so the same stick goes on to the next computer of the lab."""
+is only read, so the same stick goes on to the next computer of the lab. On a BIOS computer
+the stick's isolinux menu does the same for a disk on SATA."""
 
 from __future__ import annotations
 
@@ -73,3 +74,43 @@ def test_a_stick_with_baked_answers_upgrades_an_nvme_disk_on_uefi_and_stays_unch
     assert (after.version, after.state.pending_slot) == ("5.0.0", None)
     assert vm_disk_digests(disk) == vms_before
     assert sparse_digest(stick) == stick_before  # ready for the next computer
+
+
+def test_on_bios_the_stick_s_isolinux_menu_starts_the_upgrade_of_a_sata_disk(
+    tmp_path: Path,
+    engine_disk: EngineDiskFactory,
+    engine_medium: EngineMediumFactory,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The same stick on a BIOS computer (SeaBIOS boots its hybrid MBR, isolinux shows the
+    menu) with the disk on SATA: the default entry, taken by the menu's timeout, upgrades
+    the disk; the answers say not to restart, so the computer powers off."""
+    answers = UPGRADE_ANSWERS.replace("reboot = true", "reboot = false")
+    stick = written_stick(
+        unattended_medium(tmp_path, engine_medium("5.0.0"), answers), tmp_path / "stick.img"
+    )
+    stick_before = sparse_digest(stick)
+    disk = engine_disk("4.5.0", with_vms=False)
+    events_log = tmp_path / "events.jsonl"
+    spec = BootSpec(
+        Firmware.BIOS,
+        (Drive(stick, DriveKind.USB), Drive(disk, DriveKind.SATA)),
+        memory_mb=1024,
+        events_log=events_log,
+    )
+    result = boot(spec, r"ENGINE BOOT FAILED", timeout=600)
+    assert result.powered_off, result.tail(20)
+    assert result.matched is None, result.tail(20)
+    assert "Automatic boot in" in result.output  # isolinux's menu, on the serial console
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "ENGINE INSTALLER BOOTED version=5.0.0 firmware=bios" in lines
+    assert "ENGINE DISK /dev/sda version=4.5.0" in lines
+    events = read_events(events_log.read_bytes())
+    answers_given = [(e["screen"], e["answer"]) for e in events if e["event"] == "answer"]
+    assert answers_given[0] == ("boot", "install")  # screen 1: the menu's default entry
+    assert [e["event"] for e in events][-1] == "finished", events
+    assert events[-1]["device"] == "/dev/sda"
+
+    assert engine_disk_main(["boot", str(disk)]) == 0
+    assert "ENGINE RUNNING version=5.0.0 slot=B" in capsys.readouterr().out
+    assert sparse_digest(stick) == stick_before

@@ -68,18 +68,21 @@ class RunningServer:
         return SyncClient(self.url, token)
 
 
-def start_server(data: Path, log: Path, *extra: str | Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`engine-sync serve --debug --data DATA EXTRA...` as its own process, its log appended
-    to `log`: the process and the URL from its "listening on" line. Give `--listen`
-    in `extra` to choose the address; the default is a free port of 127.0.0.1."""
+def start_server(
+    data: Path, log: Path, *extra: str | Path, launcher: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`engine-sync serve --debug --data DATA EXTRA...` as its own process (started through
+    `launcher`, e.g. nohup, when given), its log appended to `log`: the process and the URL
+    from its "listening on" line. Give `--listen` in `extra` to choose the address; the
+    default is a free port of 127.0.0.1."""
     if "--listen" not in extra:
         extra = ("--listen", "127.0.0.1:0", *extra)
     with log.open("ab") as log_file:
         # --debug: the most the server ever logs (its access log included) goes to the log
         # file, so the token tests see all of it.
         proc = spawn(
-            [sys.executable, "-m", "commands.engine_sync", "serve", "--debug", "--data", data,
-             *extra],
+            [*launcher, sys.executable, "-m", "commands.engine_sync", "serve", "--debug",
+             "--data", data, *extra],
             stderr=log_file.fileno(),
         )  # fmt: skip
     assert proc.stdout is not None

@@ -16,7 +16,7 @@ import pytest
 from commands import engine_sync
 from enginekit.process import run, spawn
 
-from .conftest import ON_BOTH_DATABASES, RunningServer
+from .conftest import ON_BOTH_DATABASES, RunningServer, start_server, stop_server
 
 
 def test_port_in_use_is_one_error_line(
@@ -159,3 +159,17 @@ def test_a_sigterm_right_after_the_listening_line_is_a_clean_stop(
         sock.close()
     assert out.lines == ["listening on http://127.0.0.1:0\n"]
     assert not server.started  # stopped before it served
+
+
+def test_a_server_started_under_nohup_keeps_serving_after_a_hangup(tmp_path: Path) -> None:
+    """A closed terminal stops a command as Ctrl-C does, but `nohup engine-sync serve &`
+    asked for the opposite: the SIGHUP it ignores stays ignored."""
+    data, log = tmp_path / "data", tmp_path / "serve.log"
+    proc, url = start_server(data, log, launcher=("nohup",))
+    try:
+        proc.send_signal(signal.SIGHUP)
+        # The signal is handled in the main thread before the loop serves another request.
+        assert httpx.get(f"{url}/openapi.json", timeout=30).status_code == 200
+        assert proc.poll() is None
+    finally:
+        stop_server(proc, log)
