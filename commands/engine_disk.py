@@ -389,8 +389,7 @@ def build_parser() -> ArgumentParser:
         "--disk-bus",
         choices=tuple(BUSES),
         help="how the disk is attached: sata (AHCI), nvme or virtio (default: nvme with "
-        "--from, as in a laptop; virtio otherwise). The reference Engines' own kernel has "
-        "no SATA driver: installed on sata, they do not find their disk at first boot",
+        "--from, as in a laptop; virtio otherwise)",
     )
     boot.add_argument(
         "--record",

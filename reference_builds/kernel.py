@@ -1,14 +1,13 @@
-"""Fetch Linux kernels from Debian's kernel packages into the cache.
+"""Fetch a Linux kernel from Debian's generic kernel package into the cache.
 
-The reference Engine builds boot a real kernel. We take it from Debian's
-`linux-image-*-cloud-amd64` package with `apt-get download` and unpack it with `dpkg-deb`,
-never installing it on the host. Only the kernel image and the few modules the Engine init
-needs (virtio block devices) are kept. A second call finds the cache and does nothing.
-
-The live installer boots Debian's generic flavour (`linux-image-amd64`) instead: the cloud
-flavour has neither AHCI nor USB storage. `fetch_live_kernel` keeps the modules for the disks
-a laptop has and the media a technician uses, in a `lib/modules/<release>` tree that
-`depmod -b` has indexed, so `modprobe` works in the guest.
+The reference builds boot a real kernel: Debian's generic flavour (`linux-image-amd64`),
+downloaded with `apt-get download` and unpacked with `dpkg-deb`, never installed on the host.
+(Debian's cloud flavour has neither AHCI nor USB storage.) `fetch_live_kernel` keeps the
+modules for the disks a laptop has and the media a technician uses, in a
+`lib/modules/<release>` tree that `depmod -b` has indexed, so `modprobe` works in the live
+installer. The installed reference Engine boots the same image (`fetch_kernel`) and its busybox
+init loads the few of those modules that let it find its own disk, on SATA, NVMe or virtio.
+A second call finds the cache and does nothing.
 """
 
 from __future__ import annotations
@@ -29,42 +28,17 @@ from reference_builds.cache_lock import built_once
 
 log = logging.getLogger(__name__)
 
-META_PACKAGE = "linux-image-cloud-amd64"
-# Modules the installed Engine's init loads to see its own virtio disk, with their deps.
-WANTED_MODULES = ("virtio_blk", "virtio_pci", "virtio_scsi", "sd_mod")
-
 
 @dataclass(frozen=True)
 class Kernel:
-    """A kernel image in the cache and the modules (in load order) that go with it."""
+    """The installed Engine's kernel image and the modules (in load order) its init loads."""
 
-    release: str  # e.g. 6.1.0-56-cloud-amd64
+    release: str  # e.g. 6.1.0-57-amd64
     vmlinuz: Path
     modules: tuple[Path, ...]  # .ko files, dependencies first
 
 
-def _kernel_root() -> Path:
-    return cache_dir("kernel")
-
-
-def cached_kernel() -> Kernel | None:
-    """The kernel already in the cache, or None."""
-    index = _kernel_root() / "kernel.json"
-    if not index.is_file():
-        return None
-    data = json.loads(index.read_text())
-    root = _kernel_root()
-    kernel = Kernel(
-        release=data["release"],
-        vmlinuz=root / data["vmlinuz"],
-        modules=tuple(root / m for m in data["modules"]),
-    )
-    if kernel.vmlinuz.is_file() and all(m.is_file() for m in kernel.modules):
-        return kernel
-    return None
-
-
-def _resolve_package(meta_package: str = META_PACKAGE) -> str:
+def _resolve_package(meta_package: str) -> str:
     out = run_text(["apt-cache", "depends", meta_package])
     for line in out.splitlines():
         line = line.strip()
@@ -138,31 +112,6 @@ def _unpacked_kernel(package: str, root: Path) -> Iterator[_UnpackedKernel]:
         yield _UnpackedKernel(debs[0], unpacked, release, dest)
 
 
-def fetch_kernel() -> Kernel:
-    """Return the cached kernel, downloading and unpacking Debian's package if needed (one
-    process at a time)."""
-    return built_once("kernel", cached_kernel, _build_kernel)
-
-
-def _build_kernel() -> Kernel:
-    package = _resolve_package()
-    root = _kernel_root()
-    with _unpacked_kernel(package, root) as kernel:
-        release, dest, modules_dir = kernel.release, kernel.dest, kernel.modules
-        (dest / "modules").mkdir()
-        kept = []
-        for rel in _module_order(modules_dir, WANTED_MODULES):
-            target = dest / "modules" / Path(rel).name
-            shutil.copy2(modules_dir / rel, target)
-            kept.append(str(target.relative_to(root)))
-    index = {"release": release, "vmlinuz": f"{release}/vmlinuz", "modules": kept}
-    (root / "kernel.json").write_text(json.dumps(index, indent=2) + "\n")
-    found = cached_kernel()
-    if found is None:
-        raise HostError("the kernel cache is incomplete after unpacking", hint="rerun tools/setup")
-    return found
-
-
 LIVE_META_PACKAGE = "linux-image-amd64"
 # What the live installer's kernel must see: SATA (AHCI), NVMe, virtio, the DVD drive and its
 # file system, USB sticks behind xHCI, and the FAT of an ESP or a stick. Names as modprobe
@@ -177,6 +126,12 @@ LIVE_MODULES = (
     # The install engine mounts the Engine disk's ext4 slots through a loop device over the
     # disk (the same code path as for an image file); ext4 wants crc32c at mount time.
     "ext4", "crc32c_generic", "loop",
+)  # fmt: skip
+# The installed reference Engine boots the same kernel and finds its own disk on the same
+# buses: these, loaded by its busybox init with insmod, dependencies first (all in LIVE_MODULES,
+# so the live kernel's pruned tree has them).
+SYSTEM_MODULES = (
+    "ahci", "sd_mod", "nvme", "virtio_pci", "virtio_blk", "virtio_scsi", "ext4", "crc32c_generic",
 )  # fmt: skip
 # Besides modules.dep, modprobe reads these to tell built-in modules from missing ones.
 _MODULE_INDEX_FILES = ("modules.order", "modules.builtin", "modules.builtin.modinfo")
@@ -305,6 +260,32 @@ def _build_live_kernel(package: str) -> LiveKernel:
     return found
 
 
+def system_kernel(live: LiveKernel) -> Kernel:
+    """The installed Engine's kernel: the live kernel's image and SYSTEM_MODULES (those it
+    does not have built in) with their dependencies, from its pruned modules tree."""
+    builtin = set(live.builtin)
+    stems = {
+        _normal(Path(line.partition(":")[0]).name.split(".ko")[0]): (
+            Path(line.partition(":")[0]).name.split(".ko")[0]
+        )
+        for line in (live.modules_dir / "modules.dep").read_text().splitlines()
+    }
+    wanted = tuple(stems[_normal(m)] for m in SYSTEM_MODULES if _normal(m) not in builtin)
+    order = _module_order(live.modules_dir, wanted)
+    return Kernel(live.release, live.vmlinuz, tuple(live.modules_dir / rel for rel in order))
+
+
+def cached_kernel() -> Kernel | None:
+    """The installed Engine's kernel if the live kernel is in the cache, else None."""
+    live = cached_live_kernel()
+    return None if live is None else system_kernel(live)
+
+
+def fetch_kernel() -> Kernel:
+    """The installed Engine's kernel, fetching the live kernel first if needed."""
+    return system_kernel(fetch_live_kernel())
+
+
 if __name__ == "__main__":
     k = fetch_kernel()
-    print(f"kernel {k.release}: {k.vmlinuz} (+{len(k.modules)} modules)")
+    print(f"kernel {k.release}: {k.vmlinuz} (+{len(k.modules)} modules for the installed Engine)")

@@ -2,7 +2,7 @@
 
 `write_reference_payload` lays out a payload tree exactly as DESIGN.md "Reference payload and
 medium layout" describes: under `boot/` the live installer's kernel and initramfs
-(`live_initramfs`), under `system/` Debian's cloud kernel with the Engine's busybox init, and
+(`live_initramfs`), under `system/` the same kernel with the Engine's busybox init, and
 generated, deterministic content, so the same inputs always yield the same tree and manifest.
 """
 
@@ -30,7 +30,7 @@ class InstallerImage(enum.StrEnum):
     """What a reference medium boots from its `boot/`."""
 
     LIVE = "live"  # the live installer (the real medium)
-    # The cloud kernel and a busybox init that prints the marker line and powers off: for
+    # The kernel alone and a busybox init that prints the marker line and powers off: for
     # tests of the firmware and QEMU plumbing only, which need no installer and boot in a
     # tenth of the time under TCG (the firmware reads 2 MiB instead of 30).
     MARKER = "marker"

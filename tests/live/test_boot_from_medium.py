@@ -36,13 +36,13 @@ pytestmark = [pytest.mark.root, pytest.mark.qemu, pytest.mark.slow]
 ENGINE_DISK = [sys.executable, "-m", "commands.engine_disk"]
 
 
-def test_an_unattended_medium_without_a_terminal_upgrades_and_the_disk_boots_on_nvme(
+def test_an_unattended_medium_without_a_terminal_upgrades_and_the_disk_boots_on_sata(
     tmp_path: Path, engine_disk: EngineDiskFactory, engine_medium: EngineMediumFactory
 ) -> None:
     medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
     disk = engine_disk("4.5.0")
     done = subprocess.run(
-        [*ENGINE_DISK, "boot", str(disk), "--from", str(medium), "--disk-bus", "nvme", "--json"],
+        [*ENGINE_DISK, "boot", str(disk), "--from", str(medium), "--disk-bus", "sata", "--json"],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -108,7 +108,8 @@ def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
     assert finished["upgrade_status"] == "Installed (Reboot Required)"
     assert "step" in names
 
-    assert engine_disk_main(["boot", str(disk)]) == 0
+    # Its own kernel finds it on the same bus: SATA.
+    assert engine_disk_main(["boot", str(disk), "--disk-bus", "sata"]) == 0
     assert "ENGINE RUNNING version=5.0.0 slot=B vms=4" in capsys.readouterr().out
     after = _installed(disk)
     assert after.version == "5.0.0"

@@ -111,6 +111,6 @@ def test_on_bios_the_stick_s_isolinux_menu_starts_the_upgrade_of_a_sata_disk(
     assert [e["event"] for e in events][-1] == "finished", events
     assert events[-1]["device"] == "/dev/sda"
 
-    assert engine_disk_main(["boot", str(disk)]) == 0
+    assert engine_disk_main(["boot", str(disk), "--disk-bus", "sata"]) == 0
     assert "ENGINE RUNNING version=5.0.0 slot=B" in capsys.readouterr().out
     assert sparse_digest(stick) == stick_before

@@ -59,7 +59,8 @@ def test_reference_payload_is_valid_and_deterministic(
     assert manifest.eula == "engine/EULA.txt"
     assert manifest.system.root == "system/root"
 
-    # The medium boots the live installer; the installed Engine boots the cloud kernel.
+    # The medium boots the live installer; the installed Engine boots the same kernel image
+    # with its own busybox init.
     live = live_image_for(version)
     assert (first / "boot/vmlinuz").read_bytes() == live.kernel.vmlinuz.read_bytes()
     assert (first / "boot/initrd.img").read_bytes() == live.initrd.read_bytes()
