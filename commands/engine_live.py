@@ -9,6 +9,12 @@ it has one, else interactively on the console. Screen 1 is the medium's own boot
 command line, is that screen's answer, so the installer's own screens start at screen 2, the
 welcome. Every step is also one JSON object per line on the second serial port
 (`live_events`), for harnesses that never read screens. "Reboot now" restarts the computer.
+
+A computer with a screen (a VGA text console or a frame buffer, besides the serial console
+that is /dev/console) shows the installer on both: engine-live runs itself again on a
+pseudo-terminal joined to the serial console and to the screen's first virtual terminal
+(`enginekit.console_mirror`), so the screens appear on both and keys typed on either answer
+them.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from commands.engine_install import print_report, text_progress
 from commands.live_events import EVENTS_PORT, EventPort
 from disk_images.probe import Installation, probe
 from enginekit.cli import ArgumentParser, add_common_options, run_main
+from enginekit.console_mirror import common_size, mirrored
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.identity import medium_relation
 from enginekit.sizes import human_size
+from enginekit.terminal_size import size_from_terminal
 from installer import answers as answer_files
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.frontends.unattended import drive
@@ -47,6 +55,8 @@ from media.manifest import ANSWERS_PATH
 from media.reader import MediumReader
 
 SYS_BLOCK = Path("/sys/block")
+SYS_CLASS = Path("/sys/class")
+SCREEN_TERMINAL = Path("/dev/tty1")
 CMDLINE = Path("/proc/cmdline")
 SYSRQ_TRIGGER = Path("/proc/sysrq-trigger")
 DISK_LINE = "ENGINE DISK {device} {what}"
@@ -289,7 +299,43 @@ def _reboot_now(events: EventPort) -> None:
     SYSRQ_TRIGGER.write_text("b")
 
 
-def _live(args: argparse.Namespace) -> int:
+def has_screen(sys_class: Path = SYS_CLASS) -> bool:
+    """Whether the computer has a screen the kernel draws a console on: a virtual-terminal
+    console other than the dummy one a computer without a display gets, or a frame buffer
+    (which the frame buffer console takes over at the first output)."""
+    if any((sys_class / "graphics").glob("fb[0-9]*")):
+        return True
+    for console in sorted((sys_class / "vtconsole").glob("vtcon[0-9]*")):
+        try:
+            name = (console / "name").read_text()
+            bound = (console / "bind").read_text().strip() == "1"
+        except OSError:
+            continue
+        if bound and "dummy" not in name:
+            return True
+    return False
+
+
+def _on_every_console(screen: Path, argv: Sequence[str]) -> int | None:
+    """engine-live `argv` again, shown on this terminal and on `screen`; None when the screen's
+    terminal cannot be opened (the installer then runs on this terminal alone)."""
+    try:
+        screen_fd = os.open(screen, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        size = common_size([screen_fd], fallback=size_from_terminal(sys.stdout.fileno()))
+        rerun = [sys.executable, "-m", "commands.engine_live", "--no-mirror", *argv]
+        return mirrored(rerun, [sys.stdin.fileno(), screen_fd], size)
+    finally:
+        os.close(screen_fd)
+
+
+def _live(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.mirror and os.isatty(sys.stdin.fileno()) and has_screen(Path(args.sys_class)):
+        status = _on_every_console(Path(args.screen), argv)
+        if status is not None:
+            return status
     with EventPort(Path(args.events)) as events:
         events.emit("booted")
         try:
@@ -350,6 +396,24 @@ def build_parser() -> ArgumentParser:
         help=f"where the JSON event lines go (default {EVENTS_PORT}, the second serial port)",
     )
     parser.add_argument(
+        "--sys-class",
+        default=str(SYS_CLASS),
+        metavar="DIR",
+        help=f"where the kernel lists its consoles and frame buffers (default {SYS_CLASS})",
+    )
+    parser.add_argument(
+        "--screen",
+        default=str(SCREEN_TERMINAL),
+        metavar="TTY",
+        help=f"the screen's terminal, when the computer has a screen (default {SCREEN_TERMINAL})",
+    )
+    parser.add_argument(
+        "--no-mirror",
+        dest="mirror",
+        action="store_false",
+        help="run on this terminal only, even when the computer has a screen",
+    )
+    parser.add_argument(
         "--no-reboot",
         dest="reboot",
         action="store_false",
@@ -359,7 +423,8 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_main(build_parser(), _live, argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    return run_main(build_parser(), lambda args: _live(args, given), argv)
 
 
 if __name__ == "__main__":

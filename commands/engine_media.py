@@ -136,7 +136,8 @@ def _bake(payload: Path, answers: tuple[Path, bytes]) -> None:
 
     path, data = answers
     manifest = load_tree_manifest(payload)
-    check_for_medium(parse_answers(data, str(path)), manifest.keyboards)
+    for warning in check_for_medium(parse_answers(data, str(path)), manifest.keyboards):
+        print(f"warning: {warning}", file=sys.stderr)
     put_answers(payload, data)
 
 

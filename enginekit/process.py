@@ -125,18 +125,20 @@ def _die_with_parent(args: list[str]) -> list[str]:
 def spawn(
     argv: Sequence[StrPath],
     *,
+    stdin: int = subprocess.DEVNULL,
     stdout: int | None = subprocess.PIPE,
     stderr: int | None = subprocess.STDOUT,
     cwd: StrPath | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-lived child (caller owns it and must reap it, see enginekit.qemu)."""
+    """Start a long-lived child (caller owns it and must reap it, see enginekit.qemu); its
+    stdin is closed unless given (a terminal, see enginekit.console_mirror)."""
     args = [str(a) for a in argv]
     log.debug("spawn: %s", format_argv(args))
     if shutil.which(args[0]) is None:
         raise MissingCapability(f"{args[0]} is not installed", hint="run tools/setup")
     return subprocess.Popen(
         _die_with_parent(args),
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=stdout,
         stderr=stderr,
         cwd=cwd,

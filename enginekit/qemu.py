@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from enginekit.errors import MissingCapability, UserInputError
+from enginekit.errors import HostError, InternalError, MissingCapability, UserInputError
 from enginekit.process import require_tool, run, spawn
 from enginekit.scratch import scratch_tree
 
@@ -76,6 +77,10 @@ class BootSpec:
     # (`enginekit.console_relay`): QEMU starts the guest once a client has connected, and
     # still logs the console for `wait_for`.
     console_socket: Path | None = None
+    # A screen and a keyboard: standard VGA (no window is opened) and the PS/2 keyboard,
+    # reached through QMP: `QemuMachine.screen_text()` reads what a text-mode screen shows,
+    # `QemuMachine.press_keys()` types. False: the machine has no display at all.
+    screen: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,63 @@ def _snapshot_node(node: str, path: Path, overlay: Path) -> str:
     return json.dumps(doc, ensure_ascii=False)
 
 
+VGA_TEXT_MEMORY = 0xB8000  # a colour VGA's text-mode memory, as the CPU sees it
+VGA_TEXT_SIZE = 0x8000
+VGA_COLUMNS = 80
+
+
+def _qmp_option(path: Path) -> str:
+    # Inside a key=value list a comma is written twice (QEMU's option syntax).
+    return f"unix:{_absolute(path).replace(',', ',,')},server=on,wait=off"
+
+
+class _QmpClient:
+    """QEMU's machine protocol over its Unix socket: one JSON object per line; after the
+    greeting and `qmp_capabilities`, each command gets a `return` or an `error` (events
+    in between are skipped)."""
+
+    def __init__(self, path: Path, running: Callable[[], bool]) -> None:
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._sock.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not running() or time.monotonic() > deadline:
+                    self._sock.close()
+                    raise HostError(
+                        "the machine stopped before its QMP socket could be reached",
+                        hint="see the console output for why it stopped",
+                    ) from None
+                time.sleep(0.05)
+        self._sock.settimeout(30)
+        self._lines = self._sock.makefile("rb")
+        self._reply()  # the greeting
+        self.command("qmp_capabilities")
+
+    def _reply(self) -> dict[str, object]:
+        while True:
+            line = self._lines.readline()
+            if not line:
+                raise HostError("QEMU closed its QMP socket", hint="the machine stopped")
+            message = json.loads(line)
+            if "event" not in message:
+                return dict(message)
+
+    def command(self, name: str, **arguments: object) -> object:
+        request = {"execute": name, **({"arguments": arguments} if arguments else {})}
+        self._sock.sendall(json.dumps(request).encode() + b"\n")
+        reply = self._reply()
+        if "error" in reply:
+            raise InternalError(f"QMP {name}: {reply['error']}")
+        return reply.get("return")
+
+    def close(self) -> None:
+        self._lines.close()
+        self._sock.close()
+
+
 class QemuMachine:
     """A running QEMU guest. Use as a context manager; read the console with `wait_for`."""
 
@@ -177,6 +239,7 @@ class QemuMachine:
         self.serial_log: Path | None = None
         self.qemu_log: Path | None = None  # QEMU's own stdout and stderr
         self.started = 0.0
+        self._qmp_client: _QmpClient | None = None
 
     def _argv(self, tmp: Path) -> list[str]:
         qemu = require_tool("qemu-system-x86_64", "qemu-system-x86")
@@ -189,9 +252,10 @@ class QemuMachine:
             "-m", str(spec.memory_mb),
             "-nodefaults",
             "-display", "none",
-            "-vga", "none",
+            "-vga", "std" if spec.screen else "none",
             *self._console_options(),
             *(("-serial", f"file:{_absolute(spec.events_log)}") if spec.events_log else ()),
+            *(("-qmp", _qmp_option(self._qmp_path(tmp))) if spec.screen else ()),
             "-monitor", "none",
             "-no-reboot",
             "-boot", "menu=off,strict=on",
@@ -243,6 +307,37 @@ class QemuMachine:
                 argv += ["-initrd", _absolute(spec.initrd)]
             argv += ["-append", spec.append or "console=ttyS0 panic=-1"]
         return argv
+
+    @staticmethod
+    def _qmp_path(tmp: Path) -> Path:
+        return tmp / "qmp.sock"
+
+    def _qmp(self) -> _QmpClient:
+        if not self.spec.screen or self._tmp is None:
+            raise InternalError(
+                "this machine has no screen or keyboard", hint="boot it with BootSpec(screen=True)"
+            )
+        if self._qmp_client is None:
+            self._qmp_client = _QmpClient(self._qmp_path(self._tmp), self.running)
+        return self._qmp_client
+
+    def screen_text(self) -> str:
+        """What the screen shows in VGA text mode (a BIOS computer's console): the rows of
+        the text memory at 0xB8000, trailing blanks cut. The console scrolls by moving its
+        start within that memory, so the rows on view are among these, not always first. A
+        frame buffer (UEFI) holds pixels, not text: its screen reads as blank rows."""
+        assert self._tmp is not None
+        dump = self._tmp / "vga-text.bin"
+        self._qmp().command("pmemsave", val=VGA_TEXT_MEMORY, size=VGA_TEXT_SIZE, filename=str(dump))
+        cells = dump.read_bytes()[0::2]  # each cell: the character, then its colours
+        rows = [cells[i : i + VGA_COLUMNS] for i in range(0, len(cells), VGA_COLUMNS)]
+        return "\n".join(row.decode("cp437").rstrip(" \0") for row in rows)
+
+    def press_keys(self, *keys: str) -> None:
+        """Press and release each key on the keyboard, in order (QEMU's key names: "ret",
+        "esc", "down", "a"...)."""
+        for key in keys:
+            self._qmp().command("send-key", keys=[{"type": "qcode", "data": key}])
 
     def _console_options(self) -> tuple[str, ...]:
         assert self.serial_log is not None
@@ -334,6 +429,8 @@ class QemuMachine:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._qmp_client is not None:
+            self._qmp_client.close()
         proc = self._proc
         if proc is not None and proc.poll() is None:
             try:

@@ -410,13 +410,29 @@ def check_for_run(
         raise AnswerFileError(answers.source, problems)
 
 
-def check_for_medium(answers: AnswerFile, keyboards: tuple[str, ...]) -> None:
+def check_for_medium(answers: AnswerFile, keyboards: tuple[str, ...]) -> list[str]:
     """What can be known about answers baked into a medium before any computer is seen:
     the licence is accepted (else every computer would stop at it), the layout is one the
-    medium offers, and an erase names the one disk id it may erase (schema rule). What
-    depends on the computer (is there an Engine, which disk) is checked there, by
-    `check_for_run`, before anything is written."""
+    medium offers, an erase names the one disk id it may erase (schema rule) and gives what
+    a new installation needs. What depends on the computer (is there an Engine, which disk)
+    is checked there, by `check_for_run`, before anything is written.
+
+    Returns warnings: answers that upgrade well but would stop, with nothing written, on a
+    computer whose disk is blank (a fresh install needs a layout and a registration mode)."""
     problems: list[str] = []
+    new_install_needs = [
+        name
+        for name, given in (
+            ("keyboard.layout", answers.keyboard),
+            ("registration.mode", answers.registration_mode),
+        )
+        if given is None
+    ]
+    if answers.action is InstallMode.ERASE and new_install_needs:
+        problems.append(
+            "existing.action: erase installs Engine anew, which needs "
+            + ", ".join(new_install_needs)
+        )
     if answers.eula_accept is None:
         problems.append("eula.accept: is needed: a medium with answers runs with no keyboard")
     elif not answers.eula_accept:
@@ -432,6 +448,13 @@ def check_for_medium(answers: AnswerFile, keyboards: tuple[str, ...]) -> None:
         raise AnswerFileError(
             answers.source, problems, hint="fix the answer file, then build again"
         )
+    if new_install_needs:
+        return [
+            f"{answers.source}: a computer with a blank disk would stop at the start, with "
+            f"nothing written: a fresh install needs {', '.join(new_install_needs)}; add "
+            f"{'them' if len(new_install_needs) > 1 else 'it'} if this medium may meet one"
+        ]
+    return []
 
 
 # ---- recording ------------------------------------------------------------------------------

@@ -17,8 +17,9 @@ MENU_TIMEOUT_SECONDS = 3
 ENTRY_OPTION = "engine.entry"
 # The kernel command line of every entry; panic=-1 makes a broken initramfs reboot at once
 # (QEMU runs with -no-reboot, so a test sees it stop), quiet keeps the kernel's messages off
-# the serial console, which is slow under emulation.
-KERNEL_OPTIONS = "console=ttyS0 panic=-1 quiet"
+# the serial console, which is slow under emulation. The kernel writes to both consoles: the
+# screen's (tty0) and the serial one; the last named, ttyS0, is /dev/console.
+KERNEL_OPTIONS = "console=tty0 console=ttyS0 panic=-1 quiet"
 
 
 class BootEntry(enum.StrEnum):

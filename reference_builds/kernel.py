@@ -122,6 +122,8 @@ LIVE_MODULES = (
     "virtio_blk", "virtio_pci", "virtio_scsi",
     "sr_mod", "cdrom", "isofs",
     "xhci_pci", "xhci_hcd", "usb_storage", "uas",
+    # A desktop's USB keyboard, for the installer's screens on the computer's own screen.
+    "usbhid", "hid_generic",
     "vfat", "fat", "nls_cp437", "nls_ascii", "nls_utf8",
     # The install engine mounts the Engine disk's ext4 slots through a loop device over the
     # disk (the same code path as for an image file); ext4 wants crc32c at mount time.

@@ -161,6 +161,9 @@ fail() {{
 mount -t proc proc /proc || fail mount-proc
 mount -t sysfs sysfs /sys || fail mount-sysfs
 mount -t devtmpfs devtmpfs /dev || fail mount-devtmpfs
+# Pseudo-terminals, for the installer shown on the screen as well (enginekit.console_mirror).
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts || fail mount-devpts
 # Keep kernel messages from splitting our lines on the serial console.
 echo 1 > /proc/sys/kernel/printk
 if [ -d /sys/firmware/efi ]; then firmware=uefi; else firmware=bios; fi

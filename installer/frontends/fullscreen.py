@@ -28,7 +28,8 @@ from prompt_toolkit.key_binding.key_processor import KeyPress
 from prompt_toolkit.keys import Keys
 
 from enginekit.interrupts import PendingInterrupt
-from installer.frontends.layout import Body, Layout, RowStyle, TerminalSize, body, compose
+from enginekit.terminal_size import TerminalSize, size_from_terminal
+from installer.frontends.layout import Body, Layout, RowStyle, body, compose
 from installer.screens import Choice, View
 
 if TYPE_CHECKING:
@@ -44,22 +45,6 @@ _STYLE = {
     RowStyle.NOTICE: "\x1b[1;31m",
     RowStyle.TEXT: "",
 }
-
-
-def size_from_terminal(fd: int) -> TerminalSize:
-    """The terminal's size: $COLUMNS/$LINES when set (a serial console cannot say its size,
-    so the live system may be told it), else what the terminal reports, else 80x24."""
-    try:
-        reported = os.get_terminal_size(fd)
-        columns, rows = reported.columns, reported.lines
-    except OSError:
-        columns = rows = 0
-
-    def from_env(name: str, fallback: int) -> int:
-        value = os.environ.get(name, "")
-        return int(value) if value.isdigit() and int(value) > 0 else fallback
-
-    return TerminalSize.known_or_default(from_env("COLUMNS", columns), from_env("LINES", rows))
 
 
 @dataclass(frozen=True)

@@ -13,21 +13,8 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from enginekit.terminal_size import TerminalSize
 from enginekit.text import wrap_block, wrap_hanging
-
-# What a terminal that does not know its size (a serial console says 0x0) is taken to be.
-DEFAULT_COLUMNS = 80
-DEFAULT_ROWS = 24
-
-
-@dataclass(frozen=True)
-class TerminalSize:
-    columns: int
-    rows: int
-
-    @staticmethod
-    def known_or_default(columns: int, rows: int) -> TerminalSize:
-        return TerminalSize(columns or DEFAULT_COLUMNS, rows or DEFAULT_ROWS)
 
 
 class RowStyle(enum.StrEnum):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from installer.frontends.layout import TerminalSize, body, compose
+from enginekit.terminal_size import TerminalSize
+from installer.frontends.layout import body, compose
 
 WORDS = st.text(alphabet="abcdefghij/-.", min_size=1, max_size=60)
 TEXT = st.lists(st.lists(WORDS, min_size=0, max_size=12).map(" ".join), max_size=30).map("\n".join)

@@ -342,9 +342,9 @@ def test_reboot_now_is_returned_to_the_caller_on_a_terminal_of_a_given_size(
     import pty
     import threading
 
+    from enginekit.terminal_size import TerminalSize
     from installer.frontends.fullscreen import ScreenTerminal
     from installer.frontends.interactive import InteractiveResult, run_interactive
-    from installer.frontends.layout import TerminalSize
 
     master, slave = pty.openpty()
     screen = _FrameScreen(60, 12)

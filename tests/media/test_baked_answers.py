@@ -24,7 +24,10 @@ from media.reader import MediumReader
 from .conftest import SmallPayload
 
 UPGRADE = b'[eula]\naccept = true\n\n[existing]\naction = "upgrade"\n\n[finish]\nreboot = true\n'
-ERASE = b'[eula]\naccept = true\n\n[existing]\naction = "erase"\nconfirm_erase = "f00d"\n'
+ERASE = (
+    b'[eula]\naccept = true\n\n[keyboard]\nlayout = "us"\n\n[existing]\naction = "erase"\n'
+    b'confirm_erase = "f00d"\n\n[registration]\nmode = "standalone"\n'
+)
 
 
 def _sha(path: Path) -> str:
@@ -57,8 +60,16 @@ def test_a_remastered_medium_verifies_and_carries_the_answers(
         )
         == 0
     )
-    built = json.loads(capsys.readouterr().out)
+    shown = capsys.readouterr()
+    built = json.loads(shown.out)
     assert (built["version"], built["answers"]) == ("5.0.0", str(answers))
+    # Good for upgrades; a blank disk would need more, and the technician is told so.
+    (warning,) = [line for line in shown.err.splitlines() if line.startswith("warning:")]
+    assert warning == (
+        f"warning: {answers}: a computer with a blank disk would stop at the start, with "
+        "nothing written: a fresh install needs keyboard.layout, registration.mode; add them "
+        "if this medium may meet one"
+    )
     assert engine_media(["verify", str(out)]) == 0  # MD5, hybrid GPT, manifest, every file
     assert _sha(reference_iso_5) == before  # the input is only read
     with MediumReader.open(out) as baked, MediumReader.open(reference_iso_5) as source:
@@ -129,9 +140,20 @@ def test_build_with_answers_leaves_the_users_payload_tree_as_it_was(
             b'[eula]\naccept = true\n[existing]\naction = "erase"\n',
             "existing.confirm_erase: is needed",
         ),
+        (
+            b'[eula]\naccept = true\n[existing]\naction = "erase"\nconfirm_erase = "f00d"\n',
+            "erase installs Engine anew, which needs keyboard.layout, registration.mode",
+        ),
         (b"[eula\n", "is not valid TOML"),
     ],
-    ids=["declined", "no-eula", "unknown-layout", "erase-without-id", "not-toml"],
+    ids=[
+        "declined",
+        "no-eula",
+        "unknown-layout",
+        "erase-without-id",
+        "erase-without-layout",
+        "not-toml",
+    ],
 )
 def test_answers_that_cannot_work_are_one_error_line_and_no_medium(
     reference_iso_5: Path,

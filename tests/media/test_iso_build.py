@@ -85,7 +85,7 @@ def test_reference_round_trip(reference_iso_5: Path) -> None:
         cfg = _read_rr(iso, "/isolinux/isolinux.cfg").decode()
         assert "MENU LABEL Install Engine" in cfg
         assert "SERIAL 0 115200" in cfg
-        assert "APPEND console=ttyS0 panic=-1" in cfg
+        assert "APPEND console=tty0 console=ttyS0 panic=-1" in cfg
         assert iso.pvd.volume_identifier.decode().strip() == "ENGINE_5_0_0"
     finally:
         iso.close()
