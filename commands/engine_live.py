@@ -33,7 +33,7 @@ from enginekit.console_mirror import common_size, mirrored
 from enginekit.errors import EngineKitError, UserInputError
 from enginekit.identity import medium_relation
 from enginekit.sizes import human_size
-from enginekit.terminal_size import size_from_terminal
+from enginekit.terminal import size_from_terminal
 from installer import answers as answer_files
 from installer.frontends.api import Installer, load_medium, load_target
 from installer.frontends.unattended import drive

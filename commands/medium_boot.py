@@ -13,7 +13,6 @@ disk holds. The medium is never written (a stick is attached through a throw-awa
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from contextlib import ExitStack
@@ -31,6 +30,7 @@ from enginekit.hangup import leave_closed_terminal
 from enginekit.outputs import check_new_output
 from enginekit.qemu import BootSpec, Drive, DriveKind, Firmware, QemuMachine
 from enginekit.scratch import scratch_tree
+from enginekit.terminal import TerminalSize, reported_size
 from enginekit.versions import DiskLayout
 from media.manifest import ANSWERS_PATH
 from media.reader import MediumReader
@@ -201,9 +201,11 @@ def _run_installer(options: MediumBoot, tmp: Path) -> Outcome:
         stack.enter_context(disk_lock(options.disk, exclusive=True))
         recorder = None
         if options.record is not None:
-            width, height = _terminal_size()
+            size = reported_size(sys.stdout.fileno()) or TerminalSize.known_or_default(0, 0)
             title = f"Engine installer: {options.medium.name} -> {options.disk.name}"
-            recorder = stack.enter_context(CastRecorder(options.record, width, height, title))
+            recorder = stack.enter_context(
+                CastRecorder(options.record, size.columns, size.rows, title)
+            )
         machine = stack.enter_context(QemuMachine(spec))
         if console is not None:
             end = relay(console, machine.running, recorder=recorder)
@@ -226,14 +228,6 @@ def _run_installer(options: MediumBoot, tmp: Path) -> Outcome:
     if "finished" in names:
         return Outcome(events, "finished")
     return Outcome(events, "powered-off")
-
-
-def _terminal_size() -> tuple[int, int]:
-    try:
-        size = os.get_terminal_size(sys.stdout.fileno())
-        return size.columns, size.lines
-    except OSError:
-        return 80, 24
 
 
 def boot_from_medium(options: MediumBoot) -> int:

@@ -11,19 +11,16 @@ exit status is returned once it has exited and everything it wrote was passed on
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import selectors
 import struct
 import termios
-import tty
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from enginekit.process import StrPath, require_tool, spawn
-from enginekit.terminal_size import TerminalSize, reported_size
+from enginekit.terminal import TerminalSize, raw_mode, reported_size, write_all
 
 
 def common_size(fds: Sequence[int], fallback: TerminalSize) -> TerminalSize:
@@ -40,26 +37,6 @@ def _set_size(fd: int, size: TerminalSize) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size.rows, size.columns, 0, 0))
 
 
-@contextlib.contextmanager
-def _raw(fds: Sequence[int]) -> Iterator[None]:
-    saved: list[tuple[int, list[Any]]] = []
-    try:
-        for fd in fds:
-            with contextlib.suppress(termios.error):
-                saved.append((fd, termios.tcgetattr(fd)))
-                tty.setraw(fd, termios.TCSANOW)
-        yield
-    finally:
-        for fd, attributes in saved:
-            with contextlib.suppress(termios.error):
-                termios.tcsetattr(fd, termios.TCSADRAIN, attributes)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
-
-
 def mirrored(argv: Sequence[StrPath], terminals: Sequence[int], size: TerminalSize) -> int:
     """Run `argv` on a pseudo-terminal of `size` joined to `terminals` (see the module
     docstring); its exit status."""
@@ -73,7 +50,7 @@ def mirrored(argv: Sequence[StrPath], terminals: Sequence[int], size: TerminalSi
         os.close(slave)
     live = list(terminals)
     try:
-        with _raw(live), selectors.DefaultSelector() as selector:
+        with raw_mode(live), selectors.DefaultSelector() as selector:
             selector.register(master, selectors.EVENT_READ)
             for fd in live:
                 selector.register(fd, selectors.EVENT_READ)
@@ -91,7 +68,7 @@ def mirrored(argv: Sequence[StrPath], terminals: Sequence[int], size: TerminalSi
                             return child.wait()
                         for terminal in list(live):
                             try:
-                                _write_all(terminal, data)
+                                write_all(terminal, data)
                             except OSError:
                                 live.remove(terminal)
                                 selector.unregister(terminal)
@@ -104,7 +81,7 @@ def mirrored(argv: Sequence[StrPath], terminals: Sequence[int], size: TerminalSi
                         live.remove(fd)
                         selector.unregister(fd)
                         continue
-                    _write_all(master, keys)
+                    write_all(master, keys)
     finally:
         os.close(master)
         if child.poll() is None:

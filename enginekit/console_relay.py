@@ -16,12 +16,12 @@ import os
 import selectors
 import signal
 import socket
-import termios
 import time
-import tty
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
+
+from enginekit.terminal import raw_mode, write_all
 
 DETACH = 0x1D  # Ctrl-]: as telnet's escape, it leaves the console
 INTERRUPT = 0x03  # Ctrl-C, which raw mode delivers as a byte
@@ -93,11 +93,6 @@ def _connect(path: Path, running: Callable[[], bool]) -> socket.socket | None:
             time.sleep(0.02)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
-
-
 def relay(
     console: Path,
     running: Callable[[], bool],
@@ -110,12 +105,9 @@ def relay(
     sock = _connect(console, running)
     if sock is None:
         return RelayEnd.EXITED
-    saved = termios.tcgetattr(stdin_fd) if os.isatty(stdin_fd) else None
     previous = signal.signal(signal.SIGHUP, _hang_up)
     try:
-        if saved is not None:
-            tty.setraw(stdin_fd, termios.TCSANOW)
-        with selectors.DefaultSelector() as selector:
+        with raw_mode([stdin_fd]), selectors.DefaultSelector() as selector:
             selector.register(sock, selectors.EVENT_READ, "console")
             selector.register(stdin_fd, selectors.EVENT_READ, "terminal")
             while True:
@@ -126,7 +118,7 @@ def relay(
                             return RelayEnd.EXITED
                         if recorder is not None:
                             recorder.output(data)
-                        _write_all(stdout_fd, data)
+                        write_all(stdout_fd, data)
                         continue
                     keys = os.read(stdin_fd, 1024)
                     if not keys:
@@ -145,9 +137,4 @@ def relay(
         return RelayEnd.HANGUP if running() else RelayEnd.EXITED
     finally:
         signal.signal(signal.SIGHUP, previous)
-        if saved is not None:
-            try:
-                termios.tcsetattr(stdin_fd, termios.TCSADRAIN, saved)
-            except termios.error:
-                pass  # the terminal is gone
         sock.close()

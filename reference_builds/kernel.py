@@ -50,13 +50,19 @@ def _resolve_package(meta_package: str) -> str:
     )
 
 
+def _module_name(path: str | Path) -> str:
+    """A module's name as modprobe compares them, from its file: nvme-core.ko -> nvme_core."""
+    return _normal(Path(path).name.split(".ko")[0])
+
+
 def _module_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
-    """Paths (relative to modules_dir) of wanted modules and their deps, deps first."""
+    """Paths (relative to modules_dir) of the wanted modules (by name, '-' and '_' alike) and
+    their deps, deps first."""
     deps: dict[str, list[str]] = {}
     for line in (modules_dir / "modules.dep").read_text().splitlines():
         name, _, rest = line.partition(":")
         deps[name] = rest.split()
-    by_stem = {Path(p).name.split(".ko")[0]: p for p in deps}
+    by_name = {_module_name(p): p for p in deps}
     order: list[str] = []
 
     def visit(path: str) -> None:
@@ -65,9 +71,9 @@ def _module_order(modules_dir: Path, wanted: tuple[str, ...]) -> list[str]:
         if path not in order:
             order.append(path)
 
-    for stem in wanted:
-        if stem in by_stem:
-            visit(by_stem[stem])
+    for name in wanted:
+        if _normal(name) in by_name:
+            visit(by_name[_normal(name)])
     return order
 
 
@@ -190,7 +196,7 @@ def cached_live_kernel(package: str | None = None) -> LiveKernel | None:
 
 def _builtin_names(modules_dir: Path) -> set[str]:
     return {
-        _normal(Path(line).name.split(".ko")[0])
+        _module_name(line)
         for line in (modules_dir / "modules.builtin").read_text().splitlines()
         if line.strip()
     }
@@ -202,19 +208,16 @@ def _prune_modules(source: Path, dest: Path, release: str) -> tuple[list[str], l
     Returns (modules to load, wanted modules that are built in)."""
     builtin = _builtin_names(source)
     wanted = tuple(_normal(m) for m in LIVE_MODULES)
-    present = {_normal(Path(p).name.split(".ko")[0]) for p in source.rglob("*.ko")}
+    present = {_module_name(p) for p in source.rglob("*.ko")}
     missing = [m for m in wanted if m not in builtin and m not in present]
     if missing:
         raise HostError(
             f"the kernel package has no module {', '.join(missing)}",
             hint=f"check that apt's {LIVE_META_PACKAGE} is Debian's generic amd64 kernel",
         )
-    by_normal = {_normal(Path(p).name.split(".ko")[0]): Path(p).name.split(".ko")[0]
-                 for p in source.rglob("*.ko")}  # fmt: skip
-    stems = tuple(by_normal[m] for m in wanted if m not in builtin)
     target = dest / "lib" / "modules" / release
     target.mkdir(parents=True)
-    for rel in _module_order(source, stems):
+    for rel in _module_order(source, tuple(m for m in wanted if m not in builtin)):
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / rel, target / rel)
     for name in _MODULE_INDEX_FILES:
@@ -265,14 +268,7 @@ def _build_live_kernel(package: str) -> LiveKernel:
 def system_kernel(live: LiveKernel) -> Kernel:
     """The installed Engine's kernel: the live kernel's image and SYSTEM_MODULES (those it
     does not have built in) with their dependencies, from its pruned modules tree."""
-    builtin = set(live.builtin)
-    stems = {
-        _normal(Path(line.partition(":")[0]).name.split(".ko")[0]): (
-            Path(line.partition(":")[0]).name.split(".ko")[0]
-        )
-        for line in (live.modules_dir / "modules.dep").read_text().splitlines()
-    }
-    wanted = tuple(stems[_normal(m)] for m in SYSTEM_MODULES if _normal(m) not in builtin)
+    wanted = tuple(m for m in SYSTEM_MODULES if _normal(m) not in live.builtin)
     order = _module_order(live.modules_dir, wanted)
     return Kernel(live.release, live.vmlinuz, tuple(live.modules_dir / rel for rel in order))
 

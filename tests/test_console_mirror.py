@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from enginekit.console_mirror import common_size, mirrored
-from enginekit.terminal_size import TerminalSize
+from enginekit.terminal import TerminalSize
 
 # Prints its terminal's size and whether it has one, asks for a line, echoes it, exits 3.
 PROGRAM = """

@@ -28,7 +28,7 @@ from prompt_toolkit.key_binding.key_processor import KeyPress
 from prompt_toolkit.keys import Keys
 
 from enginekit.interrupts import PendingInterrupt
-from enginekit.terminal_size import TerminalSize, size_from_terminal
+from enginekit.terminal import TerminalSize, size_from_terminal
 from installer.frontends.layout import Body, Layout, RowStyle, body, compose
 from installer.screens import Choice, View
 

@@ -13,7 +13,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from enginekit.terminal_size import TerminalSize
+from enginekit.terminal import TerminalSize
 from enginekit.text import wrap_block, wrap_hanging
 
 

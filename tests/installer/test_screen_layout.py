@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from enginekit.terminal_size import TerminalSize
+from enginekit.terminal import TerminalSize
 from installer.frontends.layout import body, compose
 
 WORDS = st.text(alphabet="abcdefghij/-.", min_size=1, max_size=60)

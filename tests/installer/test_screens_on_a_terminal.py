@@ -342,7 +342,7 @@ def test_reboot_now_is_returned_to_the_caller_on_a_terminal_of_a_given_size(
     import pty
     import threading
 
-    from enginekit.terminal_size import TerminalSize
+    from enginekit.terminal import TerminalSize
     from installer.frontends.fullscreen import ScreenTerminal
     from installer.frontends.interactive import InteractiveResult, run_interactive
 
