@@ -335,7 +335,7 @@ def cmd_boot(args: argparse.Namespace) -> int:
             "booted instead and the upgrade status is now Failed",
             hint="the console lines above show where the new slot stopped; run the upgrade "
             "again from the Engine medium",
-        )
+        ).with_result(result.as_json())
     if not result.ok:
         last = result.attempts[-1] if result.attempts else None
         raise BootFailed(

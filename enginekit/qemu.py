@@ -447,16 +447,20 @@ def boot(
     timeout: float = 120.0,
     fail: str | re.Pattern[str] | None = r"Kernel panic|No bootable device|Boot failed",
     stop: Callable[[], bool] | None = None,
+    power_off_wait: float = 10.0,
 ) -> BootResult:
     """Boot `spec` and wait for a console line matching `pattern`. Never raises on a failed
-    boot: the result says what happened; raising is the caller's choice."""
+    boot: the result says what happened; raising is the caller's choice.
+
+    After a match the guest has `power_off_wait` seconds to power off by itself (a guest
+    that ends its run there: its last writes reach the disk files) before it is killed;
+    0 kills at once a guest that would go on, e.g. an installer waiting for keys."""
     want = re.compile(pattern) if isinstance(pattern, str) else pattern
     bad = re.compile(fail) if isinstance(fail, str) else fail
     with QemuMachine(spec) as machine:
         matched, powered_off, timed_out = machine.wait_for(want, timeout, bad, stop)
-        if matched is not None and not powered_off:
-            # Give the guest a moment to power off by itself; we kill it otherwise.
-            powered_off = machine.wait_exit(10.0)
+        if matched is not None and not powered_off and power_off_wait > 0:
+            powered_off = machine.wait_exit(power_off_wait)
         output = machine.console()
         if not machine.running():
             err = machine.qemu_stderr()

@@ -12,6 +12,7 @@ A second call finds the cache and does nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -38,7 +39,10 @@ class Kernel:
     modules: tuple[Path, ...]  # .ko files, dependencies first
 
 
+@functools.cache
 def _resolve_package(meta_package: str) -> str:
+    """The kernel package `meta_package` depends on, as apt sees it now. Asked once per
+    process: `apt-cache` takes about a second, and every reference medium names the kernel."""
     out = run_text(["apt-cache", "depends", meta_package])
     for line in out.splitlines():
         line = line.strip()

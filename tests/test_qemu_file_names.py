@@ -21,6 +21,9 @@ from reference_builds.payload import InstallerImage
 from reference_builds.pytest_plugin import EngineDiskFactory
 
 INSTALLER_BOOTED = r"ENGINE INSTALLER BOOTED version=5\.0\.0"
+# SeaBIOS started the medium's boot loader: the file QEMU opened is the ISO (its namesake
+# holds no boot record), and the rest of the boot (menu, kernel) is the same for every name.
+ISOLINUX_STARTED = r"ISOLINUX \d"
 ODD_NAMES = ["victim,snapshot=off", "victim,format=qcow2,file.filename=x", "vi ctim=ü,.iso"]
 
 
@@ -53,7 +56,7 @@ def test_an_odd_iso_name_boots_that_iso(
     victim = _namesake(tmp_path, 4 * 1024**2)
     before = {p: _digest(p) for p in (iso, victim)}
     spec = BootSpec(Firmware.BIOS, (Drive(iso, kind, snapshot=kind is DriveKind.USB),))
-    result = boot(spec, INSTALLER_BOOTED, timeout=120)
+    result = boot(spec, ISOLINUX_STARTED, timeout=120, power_off_wait=0)
     assert result.matched is not None, result.tail()
     assert {p: _digest(p) for p in (iso, victim)} == before  # a snapshot boot writes neither
 

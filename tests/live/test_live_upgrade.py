@@ -1,7 +1,8 @@
 """The live installer upgrades the computer's own disk unattended, then the disk boots alone.
 
-The live kernel and initramfs boot straight from QEMU (-kernel/-initrd) with an unattended
-5.0.0 medium in the DVD drive (the reference ISO remastered with an answer file by
+A BIOS computer boots the unattended 5.0.0 medium from its DVD drive through isolinux's menu;
+in the other tests the live kernel and initramfs boot straight from QEMU (-kernel/-initrd),
+the medium in the DVD drive (the reference ISO remastered with an answer file by
 `engine-media remaster`: the live installer reads the answers and the payload from it) and the
 Engine disk on the SATA or NVMe bus. The events come from the second serial port.
 """
@@ -9,6 +10,7 @@ Engine disk on the SATA or NVMe bus. The events come from the second serial port
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +42,16 @@ def _run_live(
     *,
     run: str = "run",
     power_off_when: Callable[[list[dict[str, Any]]], bool] | None = None,
+    through_boot_menu: bool = False,
 ) -> tuple[BootResult, list[dict[str, Any]]]:
     """Boot the live installer until it reboots or powers the machine off, or until the
-    events so far satisfy `power_off_when`: then QEMU is killed, as a pulled plug."""
+    events so far satisfy `power_off_when`: then QEMU is killed, as a pulled plug.
+    `through_boot_menu`: SeaBIOS boots the first drive (the DVD), and its isolinux menu the
+    default entry; else QEMU loads the live kernel itself."""
     events_log = tmp_path / f"{run}-events.jsonl"
-    spec = BootSpec(
-        firmware=Firmware.BIOS,
-        drives=drives,
-        memory_mb=1024,
-        kernel=live.kernel.vmlinuz,
-        initrd=live.initrd,
-        append=live.append,
-        events_log=events_log,
-    )
+    spec = BootSpec(Firmware.BIOS, drives, memory_mb=1024, events_log=events_log)
+    if not through_boot_menu:
+        spec = replace(spec, kernel=live.kernel.vmlinuz, initrd=live.initrd, append=live.append)
     # Nothing on the console ends the run: the guest reboots (QEMU runs with -no-reboot) or
     # powers off by itself.
     stop = None
@@ -77,20 +76,27 @@ def _installed(disk: Path) -> Installation:
     return found
 
 
-def test_unattended_upgrade_on_sata_then_the_disk_boots_alone(
+def test_a_bios_computer_started_from_the_dvd_upgrades_its_sata_disk_which_then_boots_alone(
     tmp_path: Path,
     live_installer: LiveImage,
     engine_disk: EngineDiskFactory,
     engine_medium: EngineMediumFactory,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """SeaBIOS boots the DVD; isolinux's menu (screen 1, on the serial console too) starts
+    its default entry, "Install Engine", after its timeout; the live installer upgrades."""
     disk = engine_disk("4.5.0")
     vms_before = vm_disk_digests(disk)
     medium = unattended_medium(tmp_path, engine_medium("5.0.0"), UPGRADE_ANSWERS)
-    drives = (Drive(disk, DriveKind.SATA), Drive(medium, DriveKind.CDROM))
-    result, events = _run_live(tmp_path, live_installer, drives)
+    drives = (Drive(medium, DriveKind.CDROM), Drive(disk, DriveKind.SATA))
+    result, events = _run_live(tmp_path, live_installer, drives, through_boot_menu=True)
     assert result.powered_off, result.tail(20)
     assert result.matched is None, result.tail(20)
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert "ENGINE INSTALLER BOOTED version=5.0.0 firmware=bios" in lines, result.tail(20)
+    for shown in ("Install Engine", "Check this medium, then install Engine", "Automatic boot in"):
+        assert shown in result.output
+    assert not any(line.startswith("ENGINE MEDIUM CHECK") for line in lines)
     names = _names(events)
     assert names[:1] == ["booted"], result.tail(40)
     assert names[-2:] == ["finished", "rebooting"], events
