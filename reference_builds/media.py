@@ -12,16 +12,14 @@ read-only: copy it before changing a byte.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 from enginekit.cache import cache_dir
 from reference_builds.builds import reference_build
-from reference_builds.cache_lock import built_once
+from reference_builds.cache_lock import built_once, remove_stale
 from reference_builds.kernel import fetch_kernel
 from reference_builds.live_initramfs import LiveImage, live_image_for
 from reference_builds.payload import InstallerImage
@@ -31,7 +29,6 @@ log = logging.getLogger(__name__)
 _REFERENCE_DIR = Path(__file__).resolve().parent
 # The sources that shape a reference ISO: the media package and this one.
 _SOURCE_DIRS = (_REFERENCE_DIR.parent / "media", _REFERENCE_DIR)
-STALE_AFTER_SECONDS = 24 * 3600
 
 
 def source_hash() -> str:
@@ -78,13 +75,7 @@ def reference_iso(version: str, installer: InstallerImage = InstallerImage.LIVE)
             payload = Path(tmp) / "payload"
             write_reference_payload(version, payload, kernel, live, installer)
             build_iso(payload, target)
-        # Other keys may still be in use by a process that loaded other sources (a dev
-        # checkout changing under a running test session), so only old ones go.
-        cutoff = time.time() - STALE_AFTER_SECONDS
-        for stale in root.glob(f"engine-{version}-*.iso"):
-            with contextlib.suppress(OSError):
-                if stale != target and stale.stat().st_mtime < cutoff:
-                    stale.unlink()
+        remove_stale(root, f"engine-{version}-*.iso", keep=target)
         return target
 
     return built_once(f"engine-{version}.iso", lambda: target if target.is_file() else None, build)

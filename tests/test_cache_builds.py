@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from reference_builds.cache_lock import built_once
+from reference_builds.cache_lock import STALE_AFTER_SECONDS, built_once, remove_stale
 
 
 def _waiters_on(lock: Path) -> int:
@@ -56,3 +57,18 @@ def test_a_second_caller_waits_for_the_first_build_and_takes_its_entry(
     assert builds == ["first"]
     assert found == [entry]
     assert entry.read_text() == "first"
+
+
+def test_a_new_build_removes_the_entries_it_replaces_once_they_are_a_day_old(
+    tmp_path: Path,
+) -> None:
+    """What a changed key leaves behind goes, except what a running session may still use."""
+    now = time.time()
+    ages = {"old.img": STALE_AFTER_SECONDS + 60, "recent.img": 60, "kept.img": 10 * 86400}
+    for name, age in ages.items():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (now - age, now - age))
+    (tmp_path / "other.txt").write_bytes(b"not matched")
+    os.utime(tmp_path / "other.txt", (now - 10 * 86400, now - 10 * 86400))
+    remove_stale(tmp_path, "*.img", keep=tmp_path / "kept.img")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.img", "other.txt", "recent.img"]

@@ -2,10 +2,11 @@
 
 Both boot loaders show "Install Engine" (the default, booted after the timeout) and "Check
 this medium, then install Engine", and no "Upgrade" entry (the default entry booted by the
-firmware is the upgrade tests' way in: see below); the check entry runs the embedded MD5 check over the
-raw medium the machine booted from (the DVD drive or the stick) and installs nothing from a
-damaged one. The console has no keyboard here, so the check entry is booted with the command
-line its menu entry gives, read from the medium, with the medium's own kernel and initramfs.
+firmware is the upgrade tests' way in: see below). The check entry runs the embedded MD5
+check over the raw medium the machine booted from (the DVD drive or the stick) and installs
+nothing from a damaged one. The console has no keyboard here, so the check entry is booted
+with the command line its menu entry gives, read from the medium, with the medium's own
+kernel and initramfs.
 """
 
 from __future__ import annotations

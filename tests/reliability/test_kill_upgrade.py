@@ -6,7 +6,7 @@ reaches the step) and at random moments in between (hypothesis picks the delay).
 kill: nothing stays attached (loop devices, mounts), the probe still recognises the
 installation, the VM disk files hash as before, a copy of the disk boots either the old or the
 new Engine, and re-running the same upgrade completes it. Every kill that leaves the disk in a
-boot state (ESP entries, slot versions) not yet boot-checked by this worker is booted, and so
+boot state (ESP entries, slot versions) not yet boot-checked in this session is booted, and so
 are the first two random kills; random delays are counted from the moment the installer
 prints its `probe` step (so Python start-up is not part of the window).
 The same for the 4.0.0 -> 4.5.0 migration, before and after its point of no return. (Fresh
@@ -19,6 +19,7 @@ like a power cut).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -54,9 +55,9 @@ UPGRADE_ANSWERS = (
 # The kernel releases a killed process's namespace, mounts and loop devices asynchronously:
 # a bound for a release that never comes, generous so a loaded machine cannot trip it.
 RELEASE_TIMEOUT = 60.0
-# Boot states (ESP entries + slot versions) this worker already booted: a kill that leaves the
-# disk in one of them would boot the same way, so only new states cost a boot (~10 s in TCG).
-BOOTED_STATES: set[tuple[object, ...]] = set()
+# Boot states (ESP entries + slot versions) already booted in this session, by any worker (a
+# file they share, `boot_claims`): a kill that leaves the disk in one of them would boot the
+# same way, so only new states cost a boot (~10 s in TCG).
 RANDOM_BOOTS = 2  # random kills booted whatever their state
 RANDOM_BOOTED: list[str] = []
 # Seconds from the `probe` step line to the end of an uninterrupted upgrade (per worker).
@@ -161,6 +162,27 @@ def _upgrade_plan(medium: Path, disk: Path) -> InstallPlan:
     return InstallPlan(medium, disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True)
 
 
+@pytest.fixture(scope="session")
+def boot_claims(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's list of boot states booted so far: in the directory every xdist worker's
+    base temp shares (one per session), or the base temp itself when there are no workers."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return root / "kill-upgrade-booted-states.jsonl"
+
+
+def _first_to_boot(claims: Path, state: tuple[object, ...]) -> bool:
+    """Claim `state` for this test's boot; False if a test (in any worker) claimed it first."""
+    line = json.dumps(state)
+    with claims.open("a+") as shared:
+        fcntl.flock(shared, fcntl.LOCK_EX)  # released when the file closes
+        shared.seek(0)
+        if line in shared.read().splitlines():
+            return False
+        shared.write(line + "\n")
+        return True
+
+
 def _boot_state(found: Installation) -> tuple[object, ...]:
     """What decides how the disk boots: the ESP entries and the version in each slot."""
     entries = tuple(e.file_name for e in found.boot_entries)
@@ -186,6 +208,7 @@ def _check_after_kill(
     vm_before: dict[str, str],
     label: str,
     record: Record,
+    claims: Path,
     *,
     force_boot: bool = False,
 ) -> None:
@@ -199,9 +222,8 @@ def _check_after_kill(
         assert found.version in ("4.5.0",), found.version
         assert vm_disk_digests(disk) == vm_before, f"{label}: a VM disk changed"
         state = _boot_state(found)
-        if shutil.which("qemu-system-x86_64") and (force_boot or state not in BOOTED_STATES):
+        if shutil.which("qemu-system-x86_64") and (_first_to_boot(claims, state) or force_boot):
             _boots_old_or_new(disk, label)
-            BOOTED_STATES.add(state)
             booted = True
         # re-running the same upgrade completes it
         report = run_plan(_upgrade_plan(medium, disk))
@@ -226,6 +248,7 @@ def test_upgrade_killed_at_checkpoint(
     engine_disk: Callable[..., Path],
     engine_medium: Callable[[str], Path],
     record_property: Record,
+    boot_claims: Path,
 ) -> None:
     disk = engine_disk("4.5.0", size="2G")
     medium = engine_medium("5.0.0")
@@ -234,7 +257,9 @@ def test_upgrade_killed_at_checkpoint(
     answers.write_text(UPGRADE_ANSWERS)
     status, _ = _run_installer(medium, disk, answers, crash_at=checkpoint)
     assert status == -signal.SIGKILL, "the crash seam did not fire"
-    _check_after_kill(disk, medium, vm_before, f"checkpoint {checkpoint}", record_property)
+    _check_after_kill(
+        disk, medium, vm_before, f"checkpoint {checkpoint}", record_property, boot_claims
+    )
 
 
 @settings(
@@ -250,6 +275,7 @@ def test_upgrade_killed_at_random_moments(
     engine_disk: Callable[..., Path],
     engine_medium: Callable[[str], Path],
     record_property: Record,
+    boot_claims: Path,
 ) -> None:
     disk = engine_disk("4.5.0", size="2G")
     medium = engine_medium("5.0.0")
@@ -276,7 +302,9 @@ def test_upgrade_killed_at_random_moments(
     force_boot = len(RANDOM_BOOTED) < RANDOM_BOOTS
     if force_boot:
         RANDOM_BOOTED.append(label)
-    _check_after_kill(disk, medium, vm_before, label, record_property, force_boot=force_boot)
+    _check_after_kill(
+        disk, medium, vm_before, label, record_property, boot_claims, force_boot=force_boot
+    )
     disk.unlink()
 
 
