@@ -14,7 +14,8 @@ from sync_agent.simulated import FleetOptions, Outcomes, SimulatedFleet
 
 from .conftest import RunningServer, agent, import_kit, registered_disk
 
-# Failures frequent enough that two seeds surely differ among 20 computers.
+# Failures frequent enough that two seeds differ among 10 computers (seeds 7 and 8 do: the
+# outcomes depend on the seed alone, so this holds on every run).
 SHAKY = Outcomes(download_failure=0.1, install_failure=0.1, boot_fallback=0.2)
 # Simulated seconds between check-ins: longer than a download, an install and a reboot take
 # together (Outcomes' defaults), so each computer upgrades within two intervals.
@@ -48,7 +49,7 @@ def test_a_seed_gives_the_same_outcome_per_computer(
     runs = []
     for prefix, seed in (("first", 7), ("again", 7), ("other", 8)):
         options = FleetOptions(
-            count=20, seed=seed, outcomes=SHAKY, interval=INTERVAL, name_prefix=prefix
+            count=10, seed=seed, outcomes=SHAKY, interval=INTERVAL, name_prefix=prefix
         )
         with SimulatedFleet(sync_server.url, sync_server.admin_token, options) as fleet:
             runs.append(_upgrade(sync_server, fleet))
