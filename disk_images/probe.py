@@ -25,6 +25,7 @@ from disk_images.ext4_reader import Ext4Reader, NoExt4Filesystem
 from disk_images.image import SECTOR, partition
 from disk_images.layout import (
     CONFIG_PATH,
+    ESP_REGION,
     RELEASE_PATH,
     STATE_PATH,
     VM_NAME,
@@ -185,6 +186,21 @@ def _read_at(fd: int, offset: int, length: int) -> bytes:
     return os.pread(fd, length, offset)
 
 
+GPT_ENTRY_SIZE = 128
+GPT_NAME_OFFSET = 56  # the PARTLABEL, UTF-16LE, in a GPT partition entry
+
+
+def _gpt_cut_short(fd: int) -> bool:
+    """An Engine GPT whose writing was cut short: sfdisk writes the entry array before the
+    primary header and the protective MBR, so a power cut (or SIGKILL) in between leaves
+    LBA 0 and 1 blank and the ESP's entry at LBA 2."""
+    if any(_read_at(fd, 0, 2 * SECTOR)):
+        return False
+    entry = _read_at(fd, 2 * SECTOR, GPT_ENTRY_SIZE)
+    name = entry[GPT_NAME_OFFSET:].decode("utf-16-le", errors="replace").rstrip("\0")
+    return name == ESP_REGION.partlabel
+
+
 def _gpt_reason(problems: tuple[str, ...]) -> str:
     for problem in problems:
         if problem.startswith("primary GPT header: CRC mismatch"):
@@ -218,6 +234,12 @@ def _read_table(fd: int, size: int) -> tuple[gpt.PartitionTable, tuple[str, ...]
             raise _NotEngine(
                 NoInstallationKind.NO_TABLE,
                 "no partition table (the disk holds an ext4 filesystem)",
+            )
+        if _gpt_cut_short(fd):
+            raise _NotEngine(
+                NoInstallationKind.INCOMPLETE,
+                "an Engine partition table cut short while it was written: its GPT entries "
+                "without their header (incomplete install)",
             )
         raise _NotEngine(NoInstallationKind.NO_TABLE, "no partition table (unrecognised content)")
     is_gpt = found.kind is gpt.PartitionTableKind.GPT

@@ -10,14 +10,16 @@ build publishes its entry last (a rename or a final index file), so a half-made 
 never found.
 
 `remove_stale` is the other half of a cache entry's life: a build whose key changed (new
-sources, new packages) removes the entries it replaces once they are old enough that no
-running session can still want them.
+sources, new packages) removes the entries nothing has used for a day. Every lookup that
+finds an entry marks it used (`used`, the file's mtime), so an entry a running session (or
+another version's build) still takes is never one of them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +28,7 @@ from typing import TypeVar
 from enginekit.cache import cache_dir
 
 T = TypeVar("T")
-# An entry of another key may still be in use by a process that loaded other sources (a dev
-# checkout changing under a running test session), so only entries this old go.
+# Entries not used for this long go when a new one is built beside them.
 STALE_AFTER_SECONDS = 24 * 3600
 
 
@@ -44,9 +45,21 @@ def built_once(name: str, find: Callable[[], T | None], build: Callable[[], T]) 
         return build()
 
 
+def used(entry: Path) -> Path | None:
+    """`entry` if it exists, marked as used now (for `remove_stale`); else None. The `find`
+    of a `built_once` call."""
+    try:
+        os.utime(entry)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        pass  # a cache shared read-only: the entry is still there to use
+    return entry
+
+
 def remove_stale(directory: Path, pattern: str, keep: Path) -> None:
-    """Remove the files in `directory` matching `pattern`, other than `keep`, that were last
-    written over STALE_AFTER_SECONDS ago."""
+    """Remove the files in `directory` matching `pattern`, other than `keep`, that nothing has
+    used (`used`) or written for STALE_AFTER_SECONDS."""
     cutoff = time.time() - STALE_AFTER_SECONDS
     for stale in directory.glob(pattern):
         with contextlib.suppress(OSError):

@@ -46,7 +46,7 @@ from enginekit.errors import HostError
 from enginekit.process import require_tool, run
 from enginekit.versions import EngineVersion
 from media.boot_menu import ENTRY_OPTION, KERNEL_OPTIONS, BootEntry
-from reference_builds.cache_lock import built_once, remove_stale
+from reference_builds.cache_lock import built_once, remove_stale, used
 from reference_builds.initramfs import FAILED_MARKER, INSTALLER_MARKER, NewcArchive
 from reference_builds.kernel import LiveKernel, fetch_live_kernel
 from reference_builds.live_userland import Userland, fetch_userland
@@ -383,7 +383,7 @@ def _cached_segment(name: str, compression: Compression, make: Callable[[], byte
         partial.rename(out)
         return out
 
-    return built_once(f"live-initramfs-{out.name}", lambda: out if out.is_file() else None, build)
+    return built_once(f"live-initramfs-{out.name}", lambda: used(out), build)
 
 
 def build_live_image(
@@ -418,12 +418,13 @@ def build_live_image(
         partial = out.with_name(out.name + ".partial")
         partial.write_bytes(base.read_bytes() + top_path.read_bytes())
         partial.rename(out)
-        # Each change of EngineKit's code makes a new image (~22 MB) and top segment.
+        # Each change of EngineKit's code makes a new image (~22 MB) and top segment; those of
+        # every version and form share these names, and go only once unused for a day.
         for pattern, current in (("initrd-*", out), ("enginekit-*", top_path), ("base-*", base)):
             remove_stale(out.parent, pattern, keep=current)
         return out
 
-    initrd = built_once(f"live-initramfs-{out.name}", lambda: out if out.is_file() else None, join)
+    initrd = built_once(f"live-initramfs-{out.name}", lambda: used(out), join)
     return LiveImage(kernel=kernel, initrd=initrd, compression=compression)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from enginekit.cache import cache_dir
 from reference_builds.builds import reference_build
-from reference_builds.cache_lock import built_once, remove_stale
+from reference_builds.cache_lock import built_once, remove_stale, used
 from reference_builds.kernel import fetch_kernel
 from reference_builds.live_initramfs import LiveImage, live_image_for
 from reference_builds.payload import InstallerImage
@@ -78,4 +78,4 @@ def reference_iso(version: str, installer: InstallerImage = InstallerImage.LIVE)
         remove_stale(root, f"engine-{version}-*.iso", keep=target)
         return target
 
-    return built_once(f"engine-{version}.iso", lambda: target if target.is_file() else None, build)
+    return built_once(f"engine-{version}.iso", lambda: used(target), build)

@@ -25,7 +25,7 @@ from reference_builds.pytest_plugin import EngineDiskFactory
 ISOLINUX_STARTED = r"ISOLINUX \d"
 # OVMF ran with its variable store from the scratch directory, wrote to the serial log there
 # and found the CD's boot image: the rest of the boot opens no other scratch file.
-OVMF_STARTS_THE_CD = r"BdsDxe: starting Boot\d+"
+OVMF_STARTS_THE_CD = r'BdsDxe: starting Boot\d+ "UEFI QEMU DVD-ROM'
 ODD_NAMES = ["victim,snapshot=off", "victim,format=qcow2,file.filename=x", "vi ctim=ü,.iso"]
 
 

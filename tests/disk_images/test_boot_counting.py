@@ -31,7 +31,7 @@ from disk_images.state import UpgradeStatus
 from enginekit.qemu import Firmware
 from installer.engine import run_plan
 from installer.plan import InstallMode, InstallPlan
-from reference_builds.pytest_plugin import copy_sparse
+from reference_builds.pytest_plugin import copy_sparse, vm_disk_digests
 
 REPO = Path(__file__).resolve().parents[2]
 UPGRADE_ANSWERS = (
@@ -50,16 +50,20 @@ def probed(disk: Path, status: UpgradeStatus, active: Slot | None = None) -> Ins
     return found
 
 
+def upgraded_not_booted(disk: Path, medium: Path) -> Path:
+    """`disk` (4.5.0) upgraded to 5.0.0 with `medium` and not yet booted: slot B pending with
+    one try."""
+    run_plan(InstallPlan(medium, disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True))
+    assert probed(disk, UpgradeStatus.INSTALLED_REBOOT_REQUIRED).state.pending_slot is Slot.B
+    return disk
+
+
 @pytest.fixture
 def pending_disk(engine_disk: Callable[..., Path], engine_medium: Callable[[str], Path]) -> Path:
-    """A 4.5.0 disk upgraded to 5.0.0 and not yet booted: slot B pending with one try."""
-    disk = engine_disk("4.5.0", size="1G", with_vms=False)
-    plan = InstallPlan(
-        engine_medium("5.0.0"), disk, InstallMode.UPGRADE, "5.0.0", eula_accepted=True
+    """A 4.5.0 disk without VMs, upgraded to 5.0.0 and not yet booted."""
+    return upgraded_not_booted(
+        engine_disk("4.5.0", size="1G", with_vms=False), engine_medium("5.0.0")
     )
-    run_plan(plan)
-    assert probed(disk, UpgradeStatus.INSTALLED_REBOOT_REQUIRED).state.pending_slot is Slot.B
-    return Path(disk)
 
 
 @pytest.mark.parametrize("timeout", ["0", "-5", "nan"])
@@ -124,10 +128,15 @@ def test_interrupted_boot_gives_the_try_back(
 @pytest.mark.qemu
 @pytest.mark.slow
 def test_fallback_to_the_old_slot_is_exit_status_1_and_the_json_says_which_slot_failed(
-    pending_disk: Path, capsys: pytest.CaptureFixture[str]
+    engine_disk: Callable[..., Path],
+    engine_medium: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """One boot, in --json mode: the error line is the one the text mode prints (the same
-    raise), and the document on stdout carries the result as well as the error."""
+    raise), and the document on stdout carries the result as well as the error. The VMs'
+    disks are as they were, through the failed boot and the fallback."""
+    pending_disk = upgraded_not_booted(engine_disk("4.5.0", size="2G"), engine_medium("5.0.0"))
+    vms_before = vm_disk_digests(pending_disk)
     with open_installation(pending_disk) as session:
         session.esp.write_atomic("/engine/b/initrd.img", b"not an initramfs\n" * 512)
     status = engine_disk_main(["boot", str(pending_disk), "--json"])
@@ -149,6 +158,7 @@ def test_fallback_to_the_old_slot_is_exit_status_1_and_the_json_says_which_slot_
     after = probed(pending_disk, UpgradeStatus.FAILED, Slot.A)
     assert after.version == "4.5.0"
     assert "engine-2-b+0-1.conf" in [e.file_name for e in after.boot_entries]
+    assert vm_disk_digests(pending_disk) == vms_before
 
 
 @pytest.mark.root

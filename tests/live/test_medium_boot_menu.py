@@ -1,4 +1,4 @@
-"""The reference medium boots the live installer through a real boot menu (screen 1).
+"""The reference medium's boot menu (screen 1) and its check entry.
 
 Both boot loaders show "Install Engine" (the default, booted after the timeout) and "Check
 this medium, then install Engine", and no "Upgrade" entry (the default entry booted by the

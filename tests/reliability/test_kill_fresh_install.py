@@ -25,10 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from disk_images.image import create_image
+from disk_images.image import SECTOR, create_image, partition_image
+from disk_images.layout import engine_partitions, table_type
 from disk_images.loop import backing_file
 from disk_images.probe import Installation, NoInstallation, NoInstallationKind, probe
 from enginekit.process import spawn
+from enginekit.versions import DiskLayout
 from installer.engine.checkpoints import CRASH_ENV, FRESH_STEPS
 from reference_builds.answer_files import FRESH_STANDALONE, erase_standalone
 
@@ -227,6 +229,29 @@ def test_killed_at_checkpoint(
         return recover(run)
 
     record(record_property, f"checkpoint {checkpoint}", body)
+
+
+def test_killed_while_sfdisk_writes_the_table(
+    tmp_path: Path, medium: Path, record_property: Callable[[str, object], None]
+) -> None:
+    """The moment a random kill once hit: sfdisk (killed with the installer's process group)
+    had written the GPT's entry arrays but not yet the primary header and the protective MBR
+    (libfdisk writes them last). Made here exactly: the real sfdisk table, its first two
+    sectors blanked again. The probe must call it an incomplete install, not a disk of
+    unknown data, and the installer must bring it back."""
+
+    def body() -> str:
+        run = KillRun(tmp_path / "run", medium)
+        layout = DiskLayout.GPT_AB
+        partition_image(run.image, table_type(layout), engine_partitions(layout, DISK_SIZE))
+        with run.image.open("r+b") as image:
+            image.write(bytes(2 * SECTOR))  # LBA 0 (MBR) and 1 (primary header) not yet written
+        found = probe(run.image)
+        assert isinstance(found, NoInstallation), found
+        assert found.kind is NoInstallationKind.INCOMPLETE, found.reason
+        return recover(run)
+
+    record(record_property, "sfdisk cut short (entries without header)", body)
 
 
 @settings(

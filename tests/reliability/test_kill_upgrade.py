@@ -164,23 +164,25 @@ def _upgrade_plan(medium: Path, disk: Path) -> InstallPlan:
 
 @pytest.fixture(scope="session")
 def boot_claims(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The session's list of boot states booted so far: in the directory every xdist worker's
-    base temp shares (one per session), or the base temp itself when there are no workers."""
+    """The session's list of boot states that booted: in the directory every xdist worker's
+    base temp shares (one per session), or the base temp itself when there are no workers.
+    Two workers meeting a new state at once may both boot it; no state is skipped unbooted."""
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     return root / "kill-upgrade-booted-states.jsonl"
 
 
-def _first_to_boot(claims: Path, state: tuple[object, ...]) -> bool:
-    """Claim `state` for this test's boot; False if a test (in any worker) claimed it first."""
-    line = json.dumps(state)
+def _booted_states(claims: Path, add: tuple[object, ...] | None = None) -> list[str]:
+    """The states booted so far in this session (any worker), after adding `add`; under the
+    file's lock, so two workers never interleave their lines."""
     with claims.open("a+") as shared:
         fcntl.flock(shared, fcntl.LOCK_EX)  # released when the file closes
         shared.seek(0)
-        if line in shared.read().splitlines():
-            return False
-        shared.write(line + "\n")
-        return True
+        lines = shared.read().splitlines()
+        if add is not None and json.dumps(add) not in lines:
+            shared.write(json.dumps(add) + "\n")
+            lines.append(json.dumps(add))
+        return lines
 
 
 def _boot_state(found: Installation) -> tuple[object, ...]:
@@ -222,8 +224,10 @@ def _check_after_kill(
         assert found.version in ("4.5.0",), found.version
         assert vm_disk_digests(disk) == vm_before, f"{label}: a VM disk changed"
         state = _boot_state(found)
-        if shutil.which("qemu-system-x86_64") and (_first_to_boot(claims, state) or force_boot):
+        new_state = json.dumps(state) not in _booted_states(claims)
+        if shutil.which("qemu-system-x86_64") and (new_state or force_boot):
             _boots_old_or_new(disk, label)
+            _booted_states(claims, add=state)  # only once it booted: a failure is retried
             booted = True
         # re-running the same upgrade completes it
         report = run_plan(_upgrade_plan(medium, disk))

@@ -57,3 +57,4 @@ def test_written_stick_boots_as_usb_storage(written_stick: Path, firmware: Firmw
     assert result.matched == f"ENGINE INSTALLER BOOTED version=5.0.0 firmware={firmware}", (
         result.tail()
     )
+    assert result.powered_off, "the marker init powers the machine off after its line"
