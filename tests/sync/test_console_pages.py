@@ -69,12 +69,25 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
         assert console.text("#summary") == "Engine 5.0.0 assigned to 2 computer(s)."
         seen: dict[str, list[str]] = {"pc1": [], "pc2": [], "pc3": []}
 
+        # Signalled lasts only while an agent downloads and installs (a second or two), less
+        # than the page's poll on a busy machine: each agent waits there until the page has
+        # shown it, so what is tested is the page, not a race.
+        signalled_shown = {name: threading.Event() for name in ("pc1", "pc2")}
+
         def record(_driver: object) -> dict[str, list[str]]:
             for name, path in seen.items():
                 status = console.attr(f"#upgrade-{ids[name]}", "data-status") or "?"
                 if not path or path[-1] != status:
                     path.append(status)
+                if status == "Signalled" and name in signalled_shown:
+                    signalled_shown[name].set()
             return seen
+
+        def agent_says(line: str) -> None:
+            lines.append(line)
+            if ": Signalled, downloading" in line:
+                name = next(n for n in signalled_shown if f"/{n}.img: " in line)
+                signalled_shown[name].wait(timeout=120)
 
         def reached(name: str, status: str) -> Callable[[object], bool]:
             return lambda driver: status in record(driver)[name]
@@ -85,7 +98,7 @@ def test_upgrade_column_moves_on_screen_as_the_agents_run(
         results: list[CycleResult] = []
         agents = threading.Thread(
             target=lambda: results.extend(
-                run_agents(disks[:2], options, lines.append, once=True, interval=None)
+                run_agents(disks[:2], options, agent_says, once=True, interval=None)
             )
         )
         agents.start()
