@@ -186,19 +186,16 @@ def _read_at(fd: int, offset: int, length: int) -> bytes:
     return os.pread(fd, length, offset)
 
 
-GPT_ENTRY_SIZE = 128
-GPT_NAME_OFFSET = 56  # the PARTLABEL, UTF-16LE, in a GPT partition entry
-
-
 def _gpt_cut_short(fd: int) -> bool:
     """An Engine GPT whose writing was cut short: sfdisk writes the entry array before the
     primary header and the protective MBR, so a power cut (or SIGKILL) in between leaves
     LBA 0 and 1 blank and the ESP's entry at LBA 2."""
     if any(_read_at(fd, 0, 2 * SECTOR)):
         return False
-    entry = _read_at(fd, 2 * SECTOR, GPT_ENTRY_SIZE)
-    name = entry[GPT_NAME_OFFSET:].decode("utf-16-le", errors="replace").rstrip("\0")
-    return name == ESP_REGION.partlabel
+    first = _read_at(fd, 2 * SECTOR, gpt.GPT_ENTRY_SIZE)
+    size = gpt.GPT_ENTRY_SIZE
+    entries = gpt.parse_gpt_entries(first, size) if len(first) == size else ()
+    return [e.name for e in entries] == [ESP_REGION.partlabel]
 
 
 def _gpt_reason(problems: tuple[str, ...]) -> str:
